@@ -1,0 +1,58 @@
+"""The data that flows through the inventory pipeline.
+
+discover -> Membership + Instance, select -> the in-service subset,
+name -> Host, render -> text. All frozen: each step returns new values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Membership:
+    """What a load balancer, target group, group or tag query says about one instance."""
+
+    instance_id: str
+    in_service: bool
+    # The source's own word, kept for the JSON output and for messages:
+    # "InService", "healthy", "draining", "Pending:Wait", "running", ...
+    status: str
+
+
+@dataclass(frozen=True)
+class Instance:
+    """The EC2 facts the outputs need about one instance."""
+
+    instance_id: str
+    state: str
+    private_ip: str | None = None
+    public_ip: str | None = None
+    private_dns: str | None = None
+    public_dns: str | None = None
+    availability_zone: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Host:
+    """One instance of one site, named and addressed, ready to render."""
+
+    site: str
+    alias: str
+    address: str
+    instance: Instance
+    status: str
+    user: str | None = None
+    port: int | None = None
+    identity_file: str | None = None
+    proxy_jump: str | None = None
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SiteInventory:
+    """Every host of one site, sorted by alias so that outputs are stable."""
+
+    site: str
+    hosts: tuple[Host, ...] = field(default=())

@@ -1,0 +1,1 @@
+"""Local stand-ins for AWS and Jenkins, for tests, demos and first-time users."""

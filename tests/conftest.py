@@ -1,0 +1,29 @@
+"""Shared fixtures: one moto server per test session on loopback, reset between tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from helper.sandbox.moto_server import SANDBOX_ENV, MotoServer
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws(moto_server, monkeypatch):
+    """A clean local AWS: the endpoint URL, with the environment pointed at it."""
+    moto_server.reset()
+    for name, value in SANDBOX_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    # Make sure no developer profile or config leaks into the tests.
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    yield moto_server.url
