@@ -1,0 +1,113 @@
+"""Build boto3 clients for a site: credentials, region, endpoint and retry policy.
+
+This module is the only place that decides how we talk to AWS. Credentials come from
+boto3's chain (environment, shared files, instance role), a named profile, or a role
+assumed per site; keys in the config file are still honoured for compatibility.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+from helper.config import SiteConfig, StaticCredentials
+
+# botocore's "standard" retry mode backs off with jitter on Throttling,
+# RequestLimitExceeded and 5xx. Eight attempts ride out a scale-out burst without
+# making a genuinely broken endpoint hang a pipeline stage for minutes.
+RETRY_MAX_ATTEMPTS = 8
+# A describe call over thousands of instances can take several seconds on a busy account.
+READ_TIMEOUT_S = 60
+CONNECT_TIMEOUT_S = 10
+# Long enough for one inventory run; short enough that a leaked token is soon useless.
+ASSUMED_ROLE_DURATION_S = 900
+
+BOTO_CONFIG = BotoConfig(
+    retries={"mode": "standard", "max_attempts": RETRY_MAX_ATTEMPTS},
+    read_timeout=READ_TIMEOUT_S,
+    connect_timeout=CONNECT_TIMEOUT_S,
+    user_agent_extra="aws-deploy-helper",
+)
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    """Everything that decides which account and endpoint a client talks to."""
+
+    region: str
+    profile: str | None = None
+    role_arn: str | None = None
+    endpoint_url: str | None = None
+    credentials: StaticCredentials | None = None
+
+    @classmethod
+    def for_site(cls, site: SiteConfig, endpoint_url: str | None,
+                 credentials: StaticCredentials | None, default_profile: str | None) -> "AccessKey":
+        return cls(
+            region=site.region,
+            profile=site.profile or default_profile,
+            role_arn=site.role_arn,
+            endpoint_url=endpoint_url,
+            credentials=credentials,
+        )
+
+
+class AwsClients:
+    """The clients one (account, region) needs, created on first use.
+
+    boto3 sessions are not thread-safe, so each worker thread builds its own
+    AwsClients; the clients themselves may then be shared.
+    """
+
+    def __init__(self, key: AccessKey, session: boto3.session.Session | None = None) -> None:
+        self.key = key
+        self._session = session
+
+    @cached_property
+    def session(self) -> boto3.session.Session:
+        if self._session is not None:
+            return self._session
+        creds = self.key.credentials
+        base = boto3.session.Session(
+            profile_name=self.key.profile if creds is None else None,
+            aws_access_key_id=creds.access_key_id if creds else None,
+            aws_secret_access_key=creds.secret_access_key if creds else None,
+            aws_session_token=creds.session_token if creds else None,
+            region_name=self.key.region,
+        )
+        if self.key.role_arn is None:
+            return base
+        sts = base.client("sts", endpoint_url=self.key.endpoint_url, config=BOTO_CONFIG)
+        assumed = sts.assume_role(
+            RoleArn=self.key.role_arn,
+            RoleSessionName="aws-deploy-helper",
+            DurationSeconds=ASSUMED_ROLE_DURATION_S,
+        )["Credentials"]
+        return boto3.session.Session(
+            aws_access_key_id=assumed["AccessKeyId"],
+            aws_secret_access_key=assumed["SecretAccessKey"],
+            aws_session_token=assumed["SessionToken"],
+            region_name=self.key.region,
+        )
+
+    def client(self, service: str):
+        return self.session.client(service, endpoint_url=self.key.endpoint_url, config=BOTO_CONFIG)
+
+    @cached_property
+    def ec2(self):
+        return self.client("ec2")
+
+    @cached_property
+    def elb(self):
+        return self.client("elb")
+
+    @cached_property
+    def elbv2(self):
+        return self.client("elbv2")
+
+    @cached_property
+    def autoscaling(self):
+        return self.client("autoscaling")

@@ -1,0 +1,120 @@
+"""Command line: the only place that reads flags, and the one error boundary.
+
+Every HelperError becomes one line on stderr and a non-zero exit; nothing else in the
+package catches broad exceptions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from helper import __version__
+from helper.errors import ConfigError, HelperError
+from helper.logfmt import configure_logging
+
+PROG = "aws-deploy-helper"
+
+# Exit codes: 1 = a site or an action failed; 2 = the command line or config is wrong
+# (argparse also uses 2); 130 = interrupted.
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _inventory_parser(sub) -> None:
+    p = sub.add_parser("inventory", help="write the SSH config and deploy inventories for each site")
+    p.add_argument("-c", "--config", required=True, help="the YAML configuration file")
+    p.add_argument("--site", action="append", metavar="NAME", help="only this site (repeatable)")
+    p.add_argument("--instance-ids", action="append", metavar="IDS",
+                   help="only these instances of the one --site, in service or not (comma separated)")
+    p.add_argument("--include-out-of-service", action="store_true",
+                   help="also instances that are pending, unhealthy, draining or in Pending:Wait")
+    p.add_argument("--endpoint-url", help="AWS endpoint for every service (default: $AWS_ENDPOINT_URL)")
+    p.add_argument("--ssh-config", metavar="PATH", help="write the SSH config here (overrides path.ssh_config_file)")
+    p.add_argument("--ssh-config-block", action="store_true",
+                   help="keep our hosts in a managed block inside an existing SSH config")
+    p.add_argument("--known-hosts", metavar="PATH", help="the UserKnownHostsFile the helper manages")
+    p.add_argument("--cap-config", metavar="PATH", help="write the Capistrano YAML here")
+    p.add_argument("--ansible-inventory", metavar="PATH", help="write the Ansible YAML inventory here")
+    p.add_argument("--json", metavar="PATH", help="write JSON here ('-' for stdout)")
+    p.add_argument("--list", action="store_true", help="print the host aliases on stdout, one a line")
+    p.add_argument("--keep-going", action="store_true",
+                   help="write the sites that worked even if others failed (still exits non-zero)")
+    p.add_argument("--dry-run", action="store_true", help="show what would change as a diff; write nothing")
+    p.set_defaults(func=_run_inventory)
+
+
+def _sandbox_parser(sub) -> None:
+    p = sub.add_parser("sandbox", help="a local AWS (and Jenkins) on 127.0.0.1 for demos and tests")
+    actions = p.add_subparsers(dest="sandbox_action", required=True)
+    for name, text in (("up", "start it in the background and seed the demo fleet"),
+                       ("down", "stop it"), ("status", "print its endpoints"),
+                       ("serve", "run it in the foreground until interrupted")):
+        a = actions.add_parser(name, help=text)
+        a.add_argument("--state-dir", default=".sandbox", help="where its state and demo config live")
+        if name in ("up", "serve"):
+            a.add_argument("--port", type=int, default=0, help="moto's port (default: a free one)")
+    p.set_defaults(func=_run_sandbox)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    parser.add_argument("--log-json", action="store_true", help="log one JSON object a line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _inventory_parser(sub)
+    _sandbox_parser(sub)
+    return parser
+
+
+def _run_inventory(args) -> int:
+    from helper import inventory, outputs
+    from helper.settings import Settings
+
+    settings = Settings.from_args(args)
+    results = inventory.collect(settings)
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"{PROG}: site {r.site}: {r.error}", file=sys.stderr)
+    if failed and not settings.keep_going:
+        print(f"{PROG}: {len(failed)} site(s) failed; no file was changed", file=sys.stderr)
+        return EXIT_FAILED
+    good = [r.inventory for r in results if r.inventory is not None]
+    planned = outputs.plan(settings.outputs, good)
+    changed = outputs.apply(planned, settings.dry_run, sys.stdout)
+    sys.stdout.write(outputs.stdout_text(settings.outputs, good))
+    verb = "would change" if settings.dry_run else "changed"
+    logging.getLogger(PROG).info(
+        "event=inventory_done sites=%d hosts=%d files=%d %s=%d",
+        len(good), sum(len(s.hosts) for s in good), len(planned), verb.replace(" ", "_"), len(changed),
+    )
+    return EXIT_FAILED if failed else 0
+
+
+def _run_sandbox(args) -> int:
+    from helper.sandbox import control
+
+    return control.run(args.sandbox_action, args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(verbose=args.verbose, json_lines=args.log_json)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except HelperError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""The inventory run: discover every site, select, name. No files are touched here.
+
+Sites that share an account and region are handled by one worker with one set of
+clients, and their instances are described together (one DescribeInstances per 1,000
+instances, however many sites share them). Different accounts or regions run in
+parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from helper.aws import AccessKey, AwsClients
+from helper.config import SiteConfig
+from helper.discover import Discovered, describe_instances, discover
+from helper.errors import DiscoveryError
+from helper.model import SiteInventory
+from helper.naming import name_hosts
+from helper.select import Selection, select
+from helper.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ClientFactory = Callable[[AccessKey], AwsClients]
+
+
+@dataclass(frozen=True)
+class SiteResult:
+    site: str
+    inventory: SiteInventory | None = None
+    error: str | None = None
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".strip()
+    return str(exc)
+
+
+def _collect_group(
+    clients: AwsClients, sites: list[SiteConfig], selection: Selection
+) -> list[SiteResult]:
+    found: dict[str, Discovered] = {}
+    results: dict[str, SiteResult] = {}
+    for site in sites:
+        try:
+            found[site.name] = discover(clients, site)
+        except (DiscoveryError, ClientError, BotoCoreError) as exc:
+            results[site.name] = SiteResult(site.name, error=_explain(exc))
+    known = {i: inst for d in found.values() for i, inst in d.instances.items()}
+    to_describe = {m.instance_id for d in found.values() for m in d.memberships} - known.keys()
+    try:
+        known.update(describe_instances(clients, to_describe))
+    except (ClientError, BotoCoreError) as exc:
+        reason = f"describing instances: {_explain(exc)}"
+        return [results.get(s.name) or SiteResult(s.name, error=reason) for s in sites]
+    for site in sites:
+        if site.name in results:
+            continue
+        try:
+            chosen = select(found[site.name].memberships, known, selection)
+            results[site.name] = SiteResult(site.name, inventory=name_hosts(site, chosen))
+        except DiscoveryError as exc:
+            results[site.name] = SiteResult(site.name, error=str(exc))
+    return [results[s.name] for s in sites]
+
+
+def _guarded(factory: ClientFactory, key: AccessKey, sites: list[SiteConfig], selection: Selection):
+    try:
+        return _collect_group(factory(key), sites, selection)
+    except (ClientError, BotoCoreError) as exc:  # e.g. assuming the role failed
+        return [SiteResult(s.name, error=_explain(exc)) for s in sites]
+
+
+def collect(settings: Settings, factory: ClientFactory = AwsClients) -> list[SiteResult]:
+    """One result per selected site, in config order; failures carry a one-line reason."""
+    groups: dict[AccessKey, list[SiteConfig]] = {}
+    for site in settings.sites:
+        key = AccessKey.for_site(site, settings.endpoint_url, settings.config.credentials, settings.config.profile)
+        groups.setdefault(key, []).append(site)
+    workers = max(1, min(settings.max_workers, len(groups)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="discover") as pool:
+        futures = [
+            pool.submit(_guarded, factory, key, sites, settings.selection)
+            for key, sites in groups.items()
+        ]
+        by_site = {r.site: r for f in futures for r in f.result()}
+    results = [by_site[s.name] for s in settings.sites]
+    for r in results:
+        if r.inventory is not None:
+            log.info("event=site_discovered site=%s hosts=%d", r.site, len(r.inventory.hosts))
+    return results

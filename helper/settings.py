@@ -1,0 +1,113 @@
+"""One Settings object per run: the config file plus command-line flags plus environment.
+
+This is the only module that reads environment variables (twine's Settings, lifecycled's
+DefaultEnvars); nothing below it sees argparse or os.environ.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from helper import config as config_mod
+from helper import yamlfile
+from helper.errors import ConfigError
+from helper.select import Selection
+
+# Two per core is plenty: the workers spend their time waiting on AWS, and more
+# parallel describe calls per account only invite throttling.
+DEFAULT_MAX_WORKERS = 8
+
+INSTANCE_ID_RE = re.compile(r"^i-[0-9a-f]{8,17}$")
+
+KNOWN_HOSTS_NAME = "aws-deploy-helper_known_hosts"
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where each output goes; None means "do not write it"."""
+
+    ssh_config_file: str | None = None
+    ssh_config_mode: str = "file"
+    known_hosts_file: str = f"~/.ssh/{KNOWN_HOSTS_NAME}"
+    cap_config_file: str | None = None
+    ansible_inventory_file: str | None = None
+    json_file: str | None = None  # "-" is stdout
+    list_hosts: bool = False  # aliases on stdout, one a line
+
+
+@dataclass(frozen=True)
+class Settings:
+    config: config_mod.Config
+    outputs: Outputs
+    selection: Selection = field(default_factory=Selection)
+    endpoint_url: str | None = None
+    only_sites: tuple[str, ...] = ()
+    keep_going: bool = False
+    dry_run: bool = False
+    max_workers: int = DEFAULT_MAX_WORKERS
+
+    @property
+    def sites(self) -> tuple[config_mod.SiteConfig, ...]:
+        if not self.only_sites:
+            return self.config.sites
+        return tuple(s for s in self.config.sites if s.name in self.only_sites)
+
+    @classmethod
+    def from_args(cls, args, environ: Mapping[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        config = load_config(args.config)
+        known_sites = {s.name for s in config.sites}
+        for name in args.site or ():
+            if name not in known_sites:
+                raise ConfigError(f"--site {name}: no such site in {config.path} (known: {', '.join(sorted(known_sites))})")
+        ids = _instance_ids(args.instance_ids or ())
+        if ids and len(args.site or ()) != 1:
+            raise ConfigError("--instance-ids needs exactly one --site")
+        return cls(
+            config=config,
+            outputs=_outputs(args, config.paths),
+            selection=Selection(include_out_of_service=args.include_out_of_service, instance_ids=ids),
+            endpoint_url=args.endpoint_url or environ.get("AWS_ENDPOINT_URL") or None,
+            only_sites=tuple(args.site or ()),
+            keep_going=args.keep_going,
+            dry_run=args.dry_run,
+        )
+
+
+def load_config(path: str) -> config_mod.Config:
+    return config_mod.parse(yamlfile.load_file(path))
+
+
+def _instance_ids(values) -> frozenset[str]:
+    ids = set()
+    for value in values:
+        # Accept "i-1,i-2" and "i-1 i-2" as Jenkins string parameters arrive.
+        for part in re.split(r"[,\s]+", value.strip()):
+            if not part:
+                continue
+            if not INSTANCE_ID_RE.match(part):
+                raise ConfigError(f"--instance-ids: {part!r} is not an EC2 instance id")
+            ids.add(part)
+    return frozenset(ids)
+
+
+def _outputs(args, paths: config_mod.Paths) -> Outputs:
+    ssh_config = args.ssh_config or paths.ssh_config_file
+    if args.known_hosts or paths.known_hosts_file:
+        known_hosts = args.known_hosts or paths.known_hosts_file
+    elif ssh_config:
+        known_hosts = os.path.join(os.path.dirname(ssh_config) or ".", KNOWN_HOSTS_NAME)
+    else:
+        known_hosts = f"~/.ssh/{KNOWN_HOSTS_NAME}"
+    return Outputs(
+        ssh_config_file=ssh_config,
+        ssh_config_mode="block" if args.ssh_config_block else paths.ssh_config_mode,
+        known_hosts_file=known_hosts,
+        cap_config_file=args.cap_config or paths.cap_config_file,
+        ansible_inventory_file=args.ansible_inventory or paths.ansible_inventory_file,
+        json_file=args.json or paths.json_file,
+        list_hosts=args.list,
+    )
