@@ -1,0 +1,50 @@
+# The two commands README.md opens with. Each sets up what it needs on a fresh clone:
+# a virtual environment in .venv with this package and its test/sandbox extras, and
+# (for the tests, when run as root) the Debian packages whose programs read our files.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STATE ?= .sandbox
+# Programs the tests run as real readers of our files; see tests/test_readers.py.
+DEBIAN_PACKAGES := openssh-client capistrano ruby-net-ssh groovy
+
+.PHONY: demo test venv system-deps bench clean
+
+$(BIN)/aws-deploy-helper: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[sandbox,test]'
+	touch $@
+
+venv: $(BIN)/aws-deploy-helper
+
+system-deps:
+	@missing=""; \
+	for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (install them as root; their tests are skipped meanwhile)"; \
+	  fi; \
+	fi
+
+# The main job on the bundled local AWS: start the sandbox, write the inventory of the
+# demo fleet, print it, stop the sandbox.
+demo: venv
+	@$(BIN)/aws-deploy-helper sandbox up --state-dir $(STATE) >/dev/null
+	@set -e; trap '$(BIN)/aws-deploy-helper sandbox down --state-dir $(STATE) >/dev/null' EXIT; \
+	eval "$$($(BIN)/aws-deploy-helper sandbox status --state-dir $(STATE) | grep '^export ')"; \
+	$(BIN)/aws-deploy-helper inventory -c $(STATE)/demo.yml --list; \
+	for f in $(STATE)/out/ssh_config $(STATE)/out/cap_config.yml; do echo "==> $$f"; cat $$f; done
+
+test: venv system-deps
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python bench/inventory.py
+
+clean:
+	rm -rf $(VENV) $(STATE) .pytest_cache

@@ -1,0 +1,255 @@
+"""The inventory command against moto server on loopback: discovery, selection, files, failure."""
+
+from __future__ import annotations
+
+import collections
+import os
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from helper.aws import AccessKey, AwsClients
+from helper.cli import build_parser, main
+from helper.discover import describe_instances
+from helper.inventory import collect
+from helper.sandbox import fleet
+from helper.settings import Settings
+
+
+def write_config(tmp_path: Path, sites: dict, **paths) -> Path:
+    out = tmp_path / "out"
+    config = {
+        "path": {
+            "ssh_config_file": str(out / "ssh_config"),
+            "cap_config_file": str(out / "cap.yml"),
+            "json_file": str(out / "inventory.json"),
+            **paths,
+        },
+        "sites": sites,
+    }
+    path = tmp_path / "deploy.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def cap_sites(tmp_path: Path) -> dict:
+    return yaml.safe_load((tmp_path / "out" / "cap.yml").read_text())["sites"]
+
+
+def ids_of(aliases, site):
+    return sorted(a[len(site) + 1:] for a in aliases)
+
+
+def ec2(aws, region="us-east-1"):
+    return fleet.client("ec2", aws, region)
+
+
+def test_demo_fleet_every_site_in_two_regions(aws, tmp_path, capsys):
+    demo = fleet.seed_demo(aws)
+    config = fleet.write_demo_config(demo, tmp_path)
+    assert main(["inventory", "-c", str(config), "--list"]) == 0
+    listed = capsys.readouterr().out.split()
+    cap = yaml.safe_load((tmp_path / "out" / "cap_config.yml").read_text())["sites"]
+    assert {site: len(hosts) for site, hosts in cap.items()} == {"shop": 3, "api": 2, "workers": 2}
+    assert sorted(listed) == sorted(a for hosts in cap.values() for a in hosts)
+    # api lives in eu-west-1: its aliases name instances that exist there and only there.
+    eu_ids = {i["InstanceId"] for r in ec2(aws, "eu-west-1").describe_instances()["Reservations"] for i in r["Instances"]}
+    assert set(ids_of(cap["api"], "api")) == eu_ids
+    assert oct(os.stat(tmp_path / "out" / "ssh_config").st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("by", ["dns", "name"])
+def test_classic_elb_found_by_dns_name_or_name(aws, tmp_path, by):
+    dns = fleet.classic_elb_site(aws, "us-east-1", "web-elb", 2)
+    fleet.classic_elb_site(aws, "us-east-1", "other-elb", 1)  # must not leak in
+    wanted = dns if by == "dns" else "web-elb"
+    config = write_config(tmp_path, {"web": {"elb": wanted}})
+    assert main(["inventory", "-c", str(config)]) == 0
+    assert len(cap_sites(tmp_path)["web"]) == 2
+
+
+def test_alb_by_dns_and_arn_and_target_group_by_name(aws, tmp_path):
+    dns, tg_arn = fleet.alb_site(aws, "us-east-1", "api", 3)
+    lb_arn = fleet.client("elbv2", aws, "us-east-1").describe_load_balancers(Names=["api"])["LoadBalancers"][0]["LoadBalancerArn"]
+    config = write_config(tmp_path, {
+        "by-dns": {"load_balancer": dns}, "by-arn": {"alb": lb_arn},
+        "by-tg": {"target_group": "api-tg"}, "by-tg-arn": {"target_group": tg_arn},
+    })
+    assert main(["inventory", "-c", str(config)]) == 0
+    cap = cap_sites(tmp_path)
+    expected = ids_of(cap["by-dns"], "by-dns")
+    assert len(expected) == 3
+    for site in ("by-arn", "by-tg", "by-tg-arn"):
+        assert ids_of(cap[site], site) == expected
+
+
+def test_stopped_instance_left_out_unless_asked(aws, tmp_path):
+    fleet.alb_site(aws, "us-east-1", "api", 3)
+    config = write_config(tmp_path, {"api": {"target_group": "api-tg"}})
+    assert main(["inventory", "-c", str(config)]) == 0
+    (victim, *rest) = ids_of(cap_sites(tmp_path)["api"], "api")
+    ec2(aws).stop_instances(InstanceIds=[victim])
+    assert main(["inventory", "-c", str(config)]) == 0
+    assert ids_of(cap_sites(tmp_path)["api"], "api") == rest
+
+
+def test_unhealthy_group_member_left_out_unless_included(aws, tmp_path):
+    fleet.auto_scaling_site(aws, "us-east-1", "workers", 3)
+    config = write_config(tmp_path, {"workers": {"auto_scaling_group": "workers"}})
+    asg = fleet.client("autoscaling", aws, "us-east-1")
+    ids = sorted(i["InstanceId"] for i in asg.describe_auto_scaling_groups()["AutoScalingGroups"][0]["Instances"])
+    asg.set_instance_health(InstanceId=ids[0], HealthStatus="Unhealthy")
+    assert main(["inventory", "-c", str(config)]) == 0
+    assert ids_of(cap_sites(tmp_path)["workers"], "workers") == ids[1:]
+    assert main(["inventory", "-c", str(config), "--include-out-of-service"]) == 0
+    assert ids_of(cap_sites(tmp_path)["workers"], "workers") == ids
+
+
+def test_instance_ids_select_exactly_those_even_out_of_service(aws, tmp_path, capsys):
+    fleet.auto_scaling_site(aws, "us-east-1", "workers", 3)
+    asg = fleet.client("autoscaling", aws, "us-east-1")
+    ids = sorted(i["InstanceId"] for i in asg.describe_auto_scaling_groups()["AutoScalingGroups"][0]["Instances"])
+    asg.set_instance_health(InstanceId=ids[0], HealthStatus="Unhealthy")
+    config = write_config(tmp_path, {"workers": {"asg": "workers"}})
+    base = ["inventory", "-c", str(config), "--site", "workers", "--list"]
+    assert main(base + ["--instance-ids", f"{ids[0]},{ids[2]}"]) == 0
+    assert capsys.readouterr().out.split() == [f"workers-{ids[0]}", f"workers-{ids[2]}"]
+    assert main(base + ["--instance-ids", "i-0123456789abcdef0"]) == 1
+    assert "i-0123456789abcdef0 are not part of the site" in capsys.readouterr().err
+    assert main(base + ["--instance-ids", "i-1; rm -rf /"]) == 2
+    assert "is not an EC2 instance id" in capsys.readouterr().err
+
+
+def test_tag_filters_find_running_instances(aws, tmp_path):
+    client = ec2(aws)
+    web = fleet.run_instances(client, 2, "web")
+    fleet.run_instances(client, 1, "db")
+    client.stop_instances(InstanceIds=web[:1])
+    config = write_config(tmp_path, {"web": {"tags": {"Name": "web"}}})
+    assert main(["inventory", "-c", str(config)]) == 0
+    assert ids_of(cap_sites(tmp_path)["web"], "web") == web[1:]
+
+
+def test_scale_out_keeps_every_alias_on_the_same_instance(aws, tmp_path):
+    fleet.auto_scaling_site(aws, "us-east-1", "workers", 2)
+    config = write_config(tmp_path, {"workers": {"asg": "workers"}})
+    assert main(["inventory", "-c", str(config)]) == 0
+    before = {h["alias"]: h["instance_id"] for h in _json_hosts(tmp_path, "workers")}
+    fleet.client("autoscaling", aws, "us-east-1").set_desired_capacity(AutoScalingGroupName="workers", DesiredCapacity=4)
+    assert main(["inventory", "-c", str(config), "--include-out-of-service"]) == 0
+    after = {h["alias"]: h["instance_id"] for h in _json_hosts(tmp_path, "workers")}
+    assert len(after) == 4
+    assert {a: after[a] for a in before} == before
+
+
+def _json_hosts(tmp_path, site):
+    import json
+
+    return json.loads((tmp_path / "out" / "inventory.json").read_text())["sites"][site]
+
+
+def test_missing_elb_fails_clearly_and_leaves_old_files_untouched(aws, tmp_path, capsys):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 2)
+    good = write_config(tmp_path, {"web": {"elb": "web-elb"}})
+    assert main(["inventory", "-c", str(good)]) == 0
+    out = tmp_path / "out"
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()}
+    bad = write_config(tmp_path, {"web": {"elb": "web-elb"}, "gone": {"elb": "gone.us-east-1.elb.amazonaws.com"}})
+    assert main(["inventory", "-c", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "site gone: no classic ELB has the DNS name 'gone.us-east-1.elb.amazonaws.com'" in err
+    assert "no file was changed" in err
+    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in out.iterdir()} == before
+
+
+def test_keep_going_writes_the_sites_that_worked_and_still_fails(aws, tmp_path, capsys):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 2)
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}, "gone": {"asg": "no-such-group"}})
+    assert main(["inventory", "-c", str(config), "--keep-going"]) == 1
+    assert "site gone: Auto Scaling group 'no-such-group' not found" in capsys.readouterr().err
+    assert list(cap_sites(tmp_path)) == ["web"]
+
+
+def test_unchanged_files_keep_their_mtime_and_dry_run_writes_nothing(aws, tmp_path, capsys):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 2)
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}})
+    assert main(["inventory", "-c", str(config)]) == 0
+    cap = tmp_path / "out" / "cap.yml"
+    os.utime(cap, ns=(1_000_000_000, 1_000_000_000))
+    assert main(["inventory", "-c", str(config)]) == 0
+    assert cap.stat().st_mtime_ns == 1_000_000_000
+    fleet.run_instances(ec2(aws), 1, "extra")
+    extra = ec2(aws).describe_instances(Filters=[{"Name": "tag:Name", "Values": ["extra"]}])["Reservations"][0]["Instances"][0]["InstanceId"]
+    fleet.client("elb", aws, "us-east-1").register_instances_with_load_balancer(
+        LoadBalancerName="web-elb", Instances=[{"InstanceId": extra}])
+    capsys.readouterr()
+    assert main(["inventory", "-c", str(config), "--dry-run"]) == 0
+    diff = capsys.readouterr().out
+    assert f"+  - web-{extra}" in diff and f"+++ {cap}" in diff
+    assert cap.stat().st_mtime_ns == 1_000_000_000
+
+
+def _counting_factory(calls: collections.Counter):
+    def factory(key: AccessKey) -> AwsClients:
+        session = boto3.session.Session(region_name=key.region)
+        session.events.register("before-call", lambda model, **_: calls.update([model.name]))
+        return AwsClients(key, session=session)
+
+    return factory
+
+
+def test_api_calls_are_the_lookups_plus_one_describe_for_all_sites(aws, tmp_path):
+    dns, _ = fleet.alb_site(aws, "us-east-1", "api", 0)
+    fleet.auto_scaling_site(aws, "us-east-1", "workers", 12, target_groups=(_,))
+    config = write_config(tmp_path, {"api": {"load_balancer": dns}, "workers": {"asg": "workers"}})
+    settings = Settings.from_args(build_parser().parse_args(["inventory", "-c", str(config)]))
+    calls: collections.Counter = collections.Counter()
+    results = collect(settings, factory=_counting_factory(calls))
+    assert [len(r.inventory.hosts) for r in results] == [12, 12]
+    assert calls == {
+        "DescribeLoadBalancers": 1, "DescribeTargetGroups": 1, "DescribeTargetHealth": 1,
+        "DescribeAutoScalingGroups": 1, "DescribeInstances": 1,
+    }
+
+
+def test_empty_id_list_never_describes_everything(aws):
+    fleet.run_instances(ec2(aws), 2, "bystander")
+    calls: collections.Counter = collections.Counter()
+    clients = _counting_factory(calls)(AccessKey(region="us-east-1", endpoint_url=aws))
+    assert describe_instances(clients, []) == {}
+    assert calls == {}
+
+
+def test_instance_terminated_during_discovery_is_left_out(aws):
+    ids = fleet.run_instances(ec2(aws), 2, "x")
+    clients = AwsClients(AccessKey(region="us-east-1", endpoint_url=aws))
+    found = describe_instances(clients, ids + ["i-00000000000000001"])
+    assert sorted(found) == sorted(ids)
+
+
+def test_role_per_site_reaches_another_account(aws, tmp_path):
+    role_arn = "arn:aws:iam::222222222222:role/deploy-inventory"
+    creds = fleet.client("sts", aws, "us-east-1").assume_role(RoleArn=role_arn, RoleSessionName="seed")["Credentials"]
+    other = boto3.client(
+        "ec2", endpoint_url=aws, region_name="us-east-1", aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"], aws_session_token=creds["SessionToken"])
+    theirs = fleet.run_instances(other, 2, "partner")
+    fleet.run_instances(ec2(aws), 3, "partner")  # same tag, our account
+    config = write_config(tmp_path, {
+        "ours": {"tags": {"Name": "partner"}},
+        "theirs": {"tags": {"Name": "partner"}, "role_arn": role_arn},
+    })
+    assert main(["inventory", "-c", str(config)]) == 0
+    cap = cap_sites(tmp_path)
+    assert ids_of(cap["theirs"], "theirs") == sorted(theirs)
+    assert len(cap["ours"]) == 3
+
+
+def test_endpoint_url_flag_is_honoured_without_the_environment(aws, tmp_path, monkeypatch):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 1)
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}})
+    assert main(["inventory", "-c", str(config), "--endpoint-url", aws]) == 0
+    assert len(cap_sites(tmp_path)["web"]) == 1
