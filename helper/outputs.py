@@ -61,7 +61,7 @@ def plan(outputs: Outputs, sites: Sequence[SiteInventory]) -> list[Planned]:
         body = render_ssh_config(sites, outputs.known_hosts_file)
         path = os.path.expanduser(outputs.ssh_config_file)
         old = _read(path)
-        new = merge_managed_block(old, body) if outputs.ssh_config_mode == "block" else body
+        new = merge_managed_block(old, body, path=path) if outputs.ssh_config_mode == "block" else body
         planned.append(Planned(path, old, new, PRIVATE_MODE))
         planned.extend(_prune_known_hosts(outputs.known_hosts_file, sites))
     if outputs.cap_config_file:

@@ -1,0 +1,131 @@
+"""Shared pieces of the benchmarks: a moto server in its own process that counts API
+calls, and a runner that measures a client process's wall time and CPU time.
+
+The server runs in a separate process so that the CPU time we charge to a client is
+the client's own (resource.RUSAGE_CHILDREN after waiting for it), not moto's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_SCRIPT = r"""
+import io, json, sys, threading, urllib.parse
+from collections import Counter
+from werkzeug.serving import make_server
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+calls = Counter()
+lock = threading.Lock()
+moto_app = DomainDispatcherApplication(create_backend_app)
+
+def action_of(environ, body):
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    params = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
+    params.update(urllib.parse.parse_qs(environ.get("QUERY_STRING", "")))
+    return params.get("Action", ["?"])[0]
+
+def app(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    if path == "/_bench/calls":
+        with lock:
+            payload = json.dumps(calls).encode()
+            if environ["REQUEST_METHOD"] == "DELETE":
+                calls.clear()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [payload]
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    if not path.startswith("/moto-api"):
+        with lock:
+            calls[action_of(environ, body)] += 1
+    return moto_app(environ, start_response)
+
+import logging; logging.getLogger("werkzeug").setLevel(logging.ERROR)
+server = make_server("127.0.0.1", int(sys.argv[1]), app, threaded=True)
+print("ready", flush=True)
+server.serve_forever()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class CountingMoto:
+    """moto server in a child process, counting every AWS API call it answers."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "CountingMoto":
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVER_SCRIPT, str(self.port)], stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout.readline().strip() == "ready"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+    def take_calls(self) -> dict[str, int]:
+        """The calls answered since the last take, and forget them."""
+        return requests.delete(f"{self.url}/_bench/calls", timeout=30).json()
+
+
+@dataclass
+class Run:
+    wall_s: float
+    cpu_s: float
+    calls: dict[str, int]
+
+
+def measure(argv: list[str], env: dict[str, str], server: CountingMoto) -> Run:
+    server.take_calls()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(wall, cpu, server.take_calls())
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def environment(endpoint_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=endpoint_url, AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        **extra,
+    )
+    return env
+
+
+def print_json(label: str, payload: dict) -> None:
+    print(f"{label}: {json.dumps(payload, sort_keys=True)}")
