@@ -1,8 +1,11 @@
-"""Build boto3 clients for a site: credentials, region, endpoint and retry policy.
+"""Build AWS clients for a site: credentials, region, endpoint and retry policy.
 
 This module is the only place that decides how we talk to AWS. Credentials come from
-boto3's chain (environment, shared files, instance role), a named profile, or a role
-assumed per site; keys in the config file are still honoured for compatibility.
+the boto3/botocore chain (environment, shared files, instance role), a named profile,
+or a role assumed per site; keys in the config file are still honoured for
+compatibility. We build clients on botocore sessions (what boto3 wraps): the inventory
+needs only clients, and skipping boto3's resource layer and s3transfer imports saves a
+tenth of a second of CPU per run.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-import boto3
+import botocore.session
 from botocore.config import Config as BotoConfig
 
 from helper.config import SiteConfig, StaticCredentials
@@ -58,43 +61,47 @@ class AccessKey:
 class AwsClients:
     """The clients one (account, region) needs, created on first use.
 
-    boto3 sessions are not thread-safe, so each worker thread builds its own
+    botocore sessions are not thread-safe, so each worker thread builds its own
     AwsClients; the clients themselves may then be shared.
     """
 
-    def __init__(self, key: AccessKey, session: boto3.session.Session | None = None) -> None:
+    def __init__(self, key: AccessKey, session: botocore.session.Session | None = None) -> None:
         self.key = key
         self._session = session
 
+    def _base_session(self) -> botocore.session.Session:
+        creds = self.key.credentials
+        session = botocore.session.Session(profile=self.key.profile if creds is None else None)
+        if creds is not None:
+            session.set_credentials(creds.access_key_id, creds.secret_access_key, creds.session_token)
+        # We never read a timestamp from a response, and parsing them with dateutil
+        # costs about a sixth of the CPU of describing 1,000 instances: keep the text.
+        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+        return session
+
     @cached_property
-    def session(self) -> boto3.session.Session:
+    def session(self) -> botocore.session.Session:
         if self._session is not None:
             return self._session
-        creds = self.key.credentials
-        base = boto3.session.Session(
-            profile_name=self.key.profile if creds is None else None,
-            aws_access_key_id=creds.access_key_id if creds else None,
-            aws_secret_access_key=creds.secret_access_key if creds else None,
-            aws_session_token=creds.session_token if creds else None,
-            region_name=self.key.region,
-        )
+        base = self._base_session()
         if self.key.role_arn is None:
             return base
-        sts = base.client("sts", endpoint_url=self.key.endpoint_url, config=BOTO_CONFIG)
+        sts = base.create_client("sts", region_name=self.key.region,
+                                 endpoint_url=self.key.endpoint_url, config=BOTO_CONFIG)
         assumed = sts.assume_role(
             RoleArn=self.key.role_arn,
             RoleSessionName="aws-deploy-helper",
             DurationSeconds=ASSUMED_ROLE_DURATION_S,
         )["Credentials"]
-        return boto3.session.Session(
-            aws_access_key_id=assumed["AccessKeyId"],
-            aws_secret_access_key=assumed["SecretAccessKey"],
-            aws_session_token=assumed["SessionToken"],
-            region_name=self.key.region,
-        )
+        session = botocore.session.Session()
+        session.set_credentials(assumed["AccessKeyId"], assumed["SecretAccessKey"], assumed["SessionToken"])
+        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+        return session
 
     def client(self, service: str):
-        return self.session.client(service, endpoint_url=self.key.endpoint_url, config=BOTO_CONFIG)
+        return self.session.create_client(
+            service, region_name=self.key.region, endpoint_url=self.key.endpoint_url, config=BOTO_CONFIG
+        )
 
     @cached_property
     def ec2(self):

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import boto3
+import botocore.session
 import pytest
 import yaml
 
@@ -193,8 +194,8 @@ def test_unchanged_files_keep_their_mtime_and_dry_run_writes_nothing(aws, tmp_pa
 
 def _counting_factory(calls: collections.Counter):
     def factory(key: AccessKey) -> AwsClients:
-        session = boto3.session.Session(region_name=key.region)
-        session.events.register("before-call", lambda model, **_: calls.update([model.name]))
+        session = botocore.session.Session()
+        session.register("before-call", lambda model, **_: calls.update([model.name]))
         return AwsClients(key, session=session)
 
     return factory
