@@ -59,6 +59,15 @@ def _sandbox_parser(sub) -> None:
     p.set_defaults(func=_run_sandbox)
 
 
+def _revision_parser(sub) -> None:
+    p = sub.add_parser("revision", help="read or record the revision a site runs (for scale-up builds)")
+    p.add_argument("action", choices=("get", "set"))
+    p.add_argument("-c", "--config", required=True, help="the YAML configuration file")
+    p.add_argument("--site", required=True, help="the site")
+    p.add_argument("--revision", help="with set: the revision that was deployed")
+    p.set_defaults(func=_run_revision)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -66,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-json", action="store_true", help="log one JSON object a line")
     sub = parser.add_subparsers(dest="command", required=True)
     _inventory_parser(sub)
+    _revision_parser(sub)
     _sandbox_parser(sub)
     return parser
 
@@ -92,6 +102,26 @@ def _run_inventory(args) -> int:
         len(good), sum(len(s.hosts) for s in good), len(planned), verb.replace(" ", "_"), len(changed),
     )
     return EXIT_FAILED if failed else 0
+
+
+def _run_revision(args) -> int:
+    from helper import revision
+    from helper.settings import load_config, site_named
+
+    config = load_config(args.config)
+    site = site_named(config, args.site)
+    if not config.paths.revision_dir:
+        raise ConfigError(f"{config.path}: path.revision_dir is not set")
+    if args.action == "get":
+        found = revision.read(config.paths.revision_dir, site.name)
+        if found is None:
+            raise HelperError(f"site {site.name}: no revision recorded yet in {config.paths.revision_dir}")
+        print(found)
+        return 0
+    if not args.revision:
+        raise ConfigError("revision set needs --revision")
+    revision.record(config.paths.revision_dir, site.name, args.revision)
+    return 0
 
 
 def _run_sandbox(args) -> int:

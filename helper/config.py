@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from helper.errors import ConfigError
+from helper.lifecycle_config import LifecycleConfig, parse_lifecycle
 from helper.yamlfile import Located
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,10 @@ SITE_OPTION_KEYS = {
 }
 PATH_KEYS = {
     "ssh_config_file", "ssh_config_mode", "known_hosts_file", "cap_config_file",
-    "ansible_inventory_file", "json_file",
+    "ansible_inventory_file", "json_file", "revision_dir",
 }
 AWS_KEYS = {"access_key_id", "secret_access_key", "session_token", "region", "profile"}
-TOP_KEYS = {"aws", "path", "defaults", "sites"}
+TOP_KEYS = {"aws", "path", "defaults", "sites", "lifecycle"}
 
 DEFAULT_REGION = "us-east-1"
 
@@ -93,6 +94,8 @@ class Paths:
     cap_config_file: str | None = None
     ansible_inventory_file: str | None = None
     json_file: str | None = None
+    # Where full deploys record each site's revision, so scale-up builds can pin it.
+    revision_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Config:
     paths: Paths = field(default_factory=Paths)
     credentials: StaticCredentials | None = None
     profile: str | None = None
+    lifecycle: "LifecycleConfig | None" = None
 
 
 def _fail(doc: Located, keys: tuple, message: str) -> ConfigError:
@@ -250,12 +254,17 @@ def parse(doc: Located) -> Config:
             doc, paths_raw.get("ssh_config_mode"), ("path", "ssh_config_mode"), SSH_CONFIG_MODES, "file"
         ),
     )
+    lifecycle = None
+    if top.get("lifecycle") is not None:
+        default_region = defaults.get("region") or DEFAULT_REGION
+        lifecycle = parse_lifecycle(doc, top["lifecycle"], {s.name for s in sites}, default_region)
     return Config(
         path=doc.path,
         sites=sites,
         paths=paths,
         credentials=_credentials(doc, aws),
         profile=_string(doc, aws.get("profile"), ("aws", "profile")),
+        lifecycle=lifecycle,
     )
 
 

@@ -59,10 +59,8 @@ class Settings:
     def from_args(cls, args, environ: Mapping[str, str] | None = None) -> "Settings":
         environ = os.environ if environ is None else environ
         config = load_config(args.config)
-        known_sites = {s.name for s in config.sites}
         for name in args.site or ():
-            if name not in known_sites:
-                raise ConfigError(f"--site {name}: no such site in {config.path} (known: {', '.join(sorted(known_sites))})")
+            site_named(config, name)
         ids = _instance_ids(args.instance_ids or ())
         if ids and len(args.site or ()) != 1:
             raise ConfigError("--instance-ids needs exactly one --site")
@@ -79,6 +77,14 @@ class Settings:
 
 def load_config(path: str) -> config_mod.Config:
     return config_mod.parse(yamlfile.load_file(path))
+
+
+def site_named(config: config_mod.Config, name: str) -> config_mod.SiteConfig:
+    for site in config.sites:
+        if site.name == name:
+            return site
+    known = ", ".join(sorted(s.name for s in config.sites))
+    raise ConfigError(f"--site {name}: no such site in {config.path} (known: {known})")
 
 
 def _instance_ids(values) -> frozenset[str]:
