@@ -35,6 +35,15 @@ BOTO_CONFIG = BotoConfig(
     user_agent_extra="aws-deploy-helper",
 )
 
+# The consumer retries throttled heartbeats and completions itself, between other
+# housekeeping; botocore's own retries stay short so one call never blocks the loop long.
+CONSUMER_BOTO_CONFIG = BotoConfig(
+    retries={"mode": "standard", "max_attempts": 3},
+    read_timeout=30,
+    connect_timeout=CONNECT_TIMEOUT_S,
+    user_agent_extra="aws-deploy-helper-consumer",
+)
+
 
 @dataclass(frozen=True)
 class AccessKey:
@@ -65,9 +74,11 @@ class AwsClients:
     AwsClients; the clients themselves may then be shared.
     """
 
-    def __init__(self, key: AccessKey, session: botocore.session.Session | None = None) -> None:
+    def __init__(self, key: AccessKey, session: botocore.session.Session | None = None,
+                 boto_config: BotoConfig = BOTO_CONFIG) -> None:
         self.key = key
         self._session = session
+        self._boto_config = boto_config
 
     def _base_session(self) -> botocore.session.Session:
         creds = self.key.credentials
@@ -100,7 +111,7 @@ class AwsClients:
 
     def client(self, service: str):
         return self.session.create_client(
-            service, region_name=self.key.region, endpoint_url=self.key.endpoint_url, config=BOTO_CONFIG
+            service, region_name=self.key.region, endpoint_url=self.key.endpoint_url, config=self._boto_config
         )
 
     @cached_property

@@ -68,6 +68,15 @@ def _revision_parser(sub) -> None:
     p.set_defaults(func=_run_revision)
 
 
+def _consume_parser(sub) -> None:
+    p = sub.add_parser("consume", help="deploy instances held by a launching lifecycle hook, then complete them")
+    p.add_argument("-c", "--config", required=True, help="the YAML configuration file (with lifecycle:)")
+    p.add_argument("--once", action="store_true",
+                   help="handle what is in the queue, wait for the deploys it started, and exit")
+    p.add_argument("--endpoint-url", help="AWS endpoint for SQS and Auto Scaling (default: $AWS_ENDPOINT_URL)")
+    p.set_defaults(func=_run_consume)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -76,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _inventory_parser(sub)
     _revision_parser(sub)
+    _consume_parser(sub)
     _sandbox_parser(sub)
     return parser
 
@@ -121,6 +131,34 @@ def _run_revision(args) -> int:
     if not args.revision:
         raise ConfigError("revision set needs --revision")
     revision.record(config.paths.revision_dir, site.name, args.revision)
+    return 0
+
+
+def _run_consume(args) -> int:
+    import signal
+    import threading
+
+    from helper.consumer import Consumer
+    from helper.metrics import MetricsServer
+    from helper.settings import ConsumerSettings
+
+    settings = ConsumerSettings.from_args(args)
+    consumer = Consumer.from_settings(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    lc = settings.lifecycle
+    server = None
+    if lc.metrics_port is not None:
+        server = MetricsServer(consumer.metrics, lc.metrics_host, lc.metrics_port, lc.stall_after_s).start()
+        logging.getLogger(PROG).info("event=metrics_listening host=%s port=%d", lc.metrics_host, server.port)
+    logging.getLogger(PROG).info("event=consumer_started queue=%s once=%s", lc.queue_url, settings.once)
+    try:
+        consumer.run(stop, once=settings.once)
+    finally:
+        if server is not None:
+            server.stop()
+    logging.getLogger(PROG).info("event=consumer_stopped")
     return 0
 
 

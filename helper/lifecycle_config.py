@@ -32,7 +32,7 @@ SECTION_KEYS = {
     "queue_url", "region", "jenkins", "groups", "batch_window_s", "batch_max_instances",
     "visibility_timeout_s", "heartbeat_fraction", "poll_interval_s", "jenkins_deadline_s",
     "result_on", "warm_pool", "reconcile_interval_s", "grace_period_s",
-    "metrics_host", "metrics_port", "stall_after_s",
+    "metrics_host", "metrics_port", "stall_after_s", "heartbeat_interval_s", "receive_wait_s",
 }
 
 
@@ -67,6 +67,11 @@ class LifecycleConfig:
     # Heartbeat when this fraction of the hook's HeartbeatTimeout has passed: at 0.4
     # two heartbeats can fail (throttling) before the action times out.
     heartbeat_fraction: float = 0.4
+    # A fixed interval instead, for hooks whose clock runs fast (the sandbox) or for
+    # operators who want it explicit. None: heartbeat_fraction of the hook's timeout.
+    heartbeat_interval_s: float | None = None
+    # SQS long poll; shortened automatically when a batch or reconciliation is due.
+    receive_wait_s: int = 20
     poll_interval_s: float = 2.0
     # How long Jenkins may stay unreachable before we give up on a deploy and apply
     # result_on.UNREACHABLE. Must fit inside the hook's global timeout.
@@ -128,8 +133,11 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         groups=groups,
         batch_window_s=number("batch_window_s", 3.0, 0, 300),
         batch_max_instances=int(number("batch_max_instances", 20, 1, 1000)),
-        visibility_timeout_s=int(number("visibility_timeout_s", 120, 10, 43200)),
+        visibility_timeout_s=int(number("visibility_timeout_s", 120, 1, 43200)),
         heartbeat_fraction=number("heartbeat_fraction", 0.4, 0.05, 0.9),
+        heartbeat_interval_s=None if section.get("heartbeat_interval_s") is None
+        else number("heartbeat_interval_s", None, 0.01, 7200),
+        receive_wait_s=int(number("receive_wait_s", 20, 0, 20)),
         poll_interval_s=number("poll_interval_s", 2.0, 0.01, 300),
         jenkins_deadline_s=number("jenkins_deadline_s", 1800.0, 1, 172800),
         result_on=policy,

@@ -117,3 +117,35 @@ def _outputs(args, paths: config_mod.Paths) -> Outputs:
         json_file=args.json or paths.json_file,
         list_hosts=args.list,
     )
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    """Everything `consume` needs; the Jenkins token is kept out of repr and logs."""
+
+    config: config_mod.Config
+    jenkins_user: str
+    jenkins_token: str = field(repr=False)
+    endpoint_url: str | None = None
+    once: bool = False
+
+    @property
+    def lifecycle(self):
+        return self.config.lifecycle
+
+    @classmethod
+    def from_args(cls, args, environ: Mapping[str, str] | None = None) -> "ConsumerSettings":
+        from helper.jenkins_jobs import read_credentials
+
+        environ = os.environ if environ is None else environ
+        config = load_config(args.config)
+        if config.lifecycle is None:
+            raise ConfigError(f"{config.path}: no lifecycle: section; the consumer needs one")
+        user, token = read_credentials(environ, config.lifecycle.jenkins.credentials_file)
+        return cls(
+            config=config,
+            jenkins_user=user,
+            jenkins_token=token,
+            endpoint_url=args.endpoint_url or environ.get("AWS_ENDPOINT_URL") or None,
+            once=args.once,
+        )

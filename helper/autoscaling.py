@@ -1,0 +1,158 @@
+"""The Auto Scaling seam: complete, heartbeat, read hook timeouts, list waiting instances.
+
+Like lifecycled's AutoscalingClient, cut down to the calls we make, so the rest of the
+consumer can be read (and tested) against four methods.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from helper.action import LAUNCHING, LifecycleAction
+from helper.errors import HelperError
+
+# AWS's default HeartbeatTimeout when a hook does not say, and its minimum.
+DEFAULT_HEARTBEAT_TIMEOUT_S = 3600
+MIN_HEARTBEAT_TIMEOUT_S = 30
+# DescribeAutoScalingGroups takes at most 50 names a call.
+GROUPS_PER_DESCRIBE = 50
+
+
+class ActionGone(HelperError):
+    """AWS has no such action any more: completed, timed out, or the instance is gone.
+
+    Retrying is pointless (the incumbents that retry it loop forever): acknowledge it.
+    """
+
+
+class Throttled(HelperError):
+    """Rate exceeded even after botocore's retries: try again later, with back-off."""
+
+
+class AutoScalingError(HelperError):
+    """Any other failure of an Auto Scaling call."""
+
+
+THROTTLING_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+
+
+def _raise(exc: Exception, what: str) -> None:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code, message = err.get("Code", ""), err.get("Message", "")
+        if code == "ValidationError" and "No active Lifecycle Action" in message:
+            raise ActionGone(f"{what}: {message}") from exc
+        if code in THROTTLING_CODES:
+            raise Throttled(f"{what}: {code}: {message}") from exc
+        raise AutoScalingError(f"{what}: {code}: {message}") from exc
+    raise AutoScalingError(f"{what}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Waiting:
+    group: str
+    instance_id: str
+    state: str  # "Pending:Wait", "Warmed:Pending:Wait", ...
+
+
+class AutoScaling:
+    def __init__(self, client) -> None:
+        self._client = client
+        self._timeouts: dict[tuple[str, str | None], int] = {}
+        self._lock = threading.Lock()
+
+    def _target(self, action: LifecycleAction) -> dict:
+        target = {"AutoScalingGroupName": action.group}
+        if action.hook:
+            target["LifecycleHookName"] = action.hook
+        if action.token:
+            target["LifecycleActionToken"] = action.token
+        else:
+            target["InstanceId"] = action.instance_id
+        return target
+
+    def _hook_name(self, action: LifecycleAction) -> str:
+        """Hook name for a call; reconciled actions know only the group."""
+        if action.hook:
+            return action.hook
+        for hook in self._hooks(action.group):
+            if hook["LifecycleTransition"] == action.transition:
+                return hook["LifecycleHookName"]
+        raise AutoScalingError(f"group {action.group} has no {action.transition} hook")
+
+    def complete(self, action: LifecycleAction, result: str) -> None:
+        target = self._target(action)
+        target["LifecycleHookName"] = self._hook_name(action)
+        try:
+            self._client.complete_lifecycle_action(LifecycleActionResult=result, **target)
+        except (ClientError, BotoCoreError) as exc:
+            _raise(exc, f"complete {action.reference()} with {result}")
+
+    def heartbeat(self, action: LifecycleAction) -> None:
+        target = self._target(action)
+        target["LifecycleHookName"] = self._hook_name(action)
+        try:
+            self._client.record_lifecycle_action_heartbeat(**target)
+        except (ClientError, BotoCoreError) as exc:
+            _raise(exc, f"heartbeat {action.reference()}")
+
+    def _hooks(self, group: str) -> list[dict]:
+        try:
+            return self._client.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
+        except (ClientError, BotoCoreError) as exc:
+            _raise(exc, f"describe hooks of {group}")
+        return []
+
+    def heartbeat_timeout_s(self, action: LifecycleAction) -> int:
+        """The hook's HeartbeatTimeout, read once per (group, hook) and remembered."""
+        key = (action.group, action.hook)
+        with self._lock:
+            if key in self._timeouts:
+                return self._timeouts[key]
+        try:
+            hooks = self._hooks(action.group)
+        except (Throttled, AutoScalingError):
+            # Heartbeating more often than needed is harmless; too seldom loses the action.
+            return MIN_HEARTBEAT_TIMEOUT_S
+        timeout = DEFAULT_HEARTBEAT_TIMEOUT_S
+        for hook in hooks:
+            if (action.hook and hook["LifecycleHookName"] == action.hook) or (
+                not action.hook and hook["LifecycleTransition"] == action.transition
+            ):
+                timeout = int(hook.get("HeartbeatTimeout", DEFAULT_HEARTBEAT_TIMEOUT_S))
+                break
+        with self._lock:
+            self._timeouts[key] = timeout
+        return timeout
+
+    def waiting_instances(self, groups: list[str]) -> list[Waiting]:
+        """Instances of these groups held by a launching hook right now."""
+        found = []
+        for start in range(0, len(groups), GROUPS_PER_DESCRIBE):
+            names = groups[start:start + GROUPS_PER_DESCRIBE]
+            try:
+                pages = self._client.get_paginator("describe_auto_scaling_groups").paginate(
+                    AutoScalingGroupNames=names
+                )
+                for page in pages:
+                    for group in page["AutoScalingGroups"]:
+                        for inst in group.get("Instances", []):
+                            if inst["LifecycleState"].endswith("Pending:Wait"):
+                                found.append(Waiting(group["AutoScalingGroupName"], inst["InstanceId"],
+                                                     inst["LifecycleState"]))
+            except (ClientError, BotoCoreError) as exc:
+                _raise(exc, "describe groups")
+        return found
+
+
+def reconciled_action(waiting: Waiting) -> LifecycleAction:
+    """An action for an instance found waiting without a message: completed by instance id."""
+    return LifecycleAction(
+        group=waiting.group,
+        instance_id=waiting.instance_id,
+        transition=LAUNCHING,
+        destination="WarmPool" if waiting.state.startswith("Warmed:") else "AutoScalingGroup",
+    )

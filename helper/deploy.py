@@ -1,0 +1,298 @@
+"""One deployment: a Jenkins build that serves a batch of lifecycle actions.
+
+deploy -> complete -> delete, in one thread per build. The wait loop does the
+housekeeping each time its poll interval runs out (rq's monitor_work_horse): heartbeat
+every action before its hook times out, keep every message invisible, and ask Jenkins
+how the build is doing. Completion always runs with an explicit result, and messages
+are deleted only after it, or after AWS says the action no longer exists.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+
+from helper.action import TERMINATING
+from helper.autoscaling import ActionGone, AutoScalingError, Throttled
+from helper.inflight import Tracked
+from helper.jenkins_jobs import Found, JenkinsUnavailable
+from helper.queue import QueueError
+
+log = logging.getLogger(__name__)
+
+# Renew a message's invisibility when this fraction of it is left: one slow poll
+# cannot let it reappear (and be handed to another consumer) mid-build.
+VISIBILITY_RENEW_FRACTION = 0.5
+# Completion retries on throttling for at most this long; beyond it the message stays
+# and its next delivery completes the action from the finished build's result.
+COMPLETE_DEADLINE_S = 120.0
+BACKOFF_BASE_S = 0.2
+BACKOFF_MAX_S = 10.0
+RELEASED = "RELEASED"  # shutting down: hand the actions to the next consumer
+GONE = "GONE"  # every action ended without us: nothing to complete
+
+
+def backoff_s(attempt: int) -> float:
+    """Full-jitter exponential back-off (AWS architecture blog), capped."""
+    return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt))
+
+
+@dataclass
+class Plan:
+    """What to run for a batch: `job` None means complete at once with `outcome`."""
+
+    site: str
+    job: str | None
+    tracked: list[Tracked]
+    outcome: str = "SUCCESS"
+    adopt: Found | None = None
+    terminating: bool = False
+
+
+@dataclass
+class _Timers:
+    heartbeat_at: dict[int, float] = field(default_factory=dict)
+    heartbeat_failures: dict[int, int] = field(default_factory=dict)
+    visible_at: dict[str, float] = field(default_factory=dict)
+
+
+class Deployment:
+    def __init__(self, ctx, plan: Plan) -> None:
+        self.ctx = ctx  # helper.consumer.Context: seams, settings, metrics, events
+        self.plan = plan
+        self.queue_id: int | None = None
+        self.build_number: int | None = None
+        self._timers = _Timers()
+
+    # --- the parameters a scale-up build gets -----------------------------------
+
+    def parameters(self) -> dict[str, str]:
+        actions = [t.action for t in self.plan.tracked]
+        return {
+            "SITE": self.plan.site,
+            "INSTANCE_IDS": ",".join(sorted({a.instance_id for a in actions})),
+            # Empty: the build settles the site's revision when it starts, so a build
+            # queued behind a full deploy installs what that deploy installed.
+            "REVISION": "",
+            "LIFECYCLE_ACTIONS": " ".join(a.reference() for a in actions),
+            "DRY_RUN": "false",
+            "SKIP_TESTS": "true",
+        }
+
+    # --- housekeeping -----------------------------------------------------------
+
+    def _live(self) -> list[Tracked]:
+        return [t for t in self.plan.tracked if not t.gone]
+
+    def _heartbeat_interval_s(self, tracked: Tracked) -> float:
+        cfg = self.ctx.config
+        if cfg.heartbeat_interval_s:
+            return cfg.heartbeat_interval_s
+        return self.ctx.autoscaling.heartbeat_timeout_s(tracked.action) * cfg.heartbeat_fraction
+
+    def _action_gone(self, tracked: Tracked, why: str) -> None:
+        tracked.gone = True
+        log.info("event=action_gone action=%s reason=%r", tracked.action.reference(), why)
+        self.ctx.metrics.actions_gone.inc()
+        self._delete_messages(tracked)
+
+    def housekeeping(self, now: float) -> None:
+        for tracked in self._live():
+            key = id(tracked)
+            due = self._timers.heartbeat_at.setdefault(key, tracked.received_at + self._heartbeat_interval_s(tracked))
+            if now >= due:
+                try:
+                    self.ctx.autoscaling.heartbeat(tracked.action)
+                    self._timers.heartbeat_failures[key] = 0
+                    self._timers.heartbeat_at[key] = now + self._heartbeat_interval_s(tracked)
+                    self.ctx.metrics.heartbeats.inc()
+                except ActionGone as exc:
+                    self._action_gone(tracked, str(exc))
+                except (Throttled, AutoScalingError) as exc:
+                    failures = self._timers.heartbeat_failures.get(key, 0) + 1
+                    self._timers.heartbeat_failures[key] = failures
+                    self._timers.heartbeat_at[key] = now + backoff_s(failures)
+                    self.ctx.metrics.heartbeat_errors.labels(type(exc).__name__).inc()
+                    log.warning("event=heartbeat_failed action=%s attempt=%d error=%r",
+                                tracked.action.reference(), failures, str(exc))
+        self._renew_visibility(now)
+
+    def _renew_visibility(self, now: float) -> None:
+        timeout = self.ctx.config.visibility_timeout_s
+        for tracked in self._live():
+            for message in tracked.take_messages():
+                due = self._timers.visible_at.setdefault(
+                    message.receipt_handle, tracked.received_at + timeout * VISIBILITY_RENEW_FRACTION)
+                if now < due:
+                    continue
+                try:
+                    self.ctx.queue.set_visibility(message, timeout)
+                    self._timers.visible_at[message.receipt_handle] = now + timeout * VISIBILITY_RENEW_FRACTION
+                except QueueError as exc:
+                    self.ctx.metrics.aws_errors.labels("ChangeMessageVisibility").inc()
+                    log.warning("event=visibility_failed message=%s error=%r", message.message_id, str(exc))
+
+    # --- Jenkins ------------------------------------------------------------------
+
+    def _ensure_build(self) -> None:
+        """Adopt the build that already serves these actions, or queue exactly one."""
+        if self.plan.adopt is not None:
+            self.queue_id, self.build_number = self.plan.adopt.queue_id, self.plan.adopt.build_number
+            return
+        actions = [t.action for t in self._live()]
+        existing = self.ctx.jobs.find(self.plan.job, actions)
+        if existing:
+            self.ctx.split(self, existing)  # adopts what they cover; we keep the rest
+            return
+        self.queue_id = self.ctx.jobs.queue_build(self.plan.job, self.parameters())
+        self.ctx.metrics.builds_queued.inc()
+        log.info("event=build_queued site=%s job=%s queue_id=%d actions=%d",
+                 self.plan.site, self.plan.job, self.queue_id, len(actions))
+        self._yield_to_rivals(actions)
+
+    def _yield_to_rivals(self, actions) -> None:
+        """Another replica may have queued for the same actions a moment ago.
+
+        Queue ids only grow, so of two items the later one always sees the earlier:
+        the lowest id wins and the other cancels itself during the job's quiet period.
+        If the check or the cancel fails we keep our build: a second deploy of the
+        same revision is harmless, a lost action is not.
+        """
+        mine = self.queue_id
+        try:
+            rivals = [f for f in self.ctx.jobs.find(self.plan.job, actions)
+                      if f.queue_id != mine and (f.queue_id is None or f.queue_id < mine)]
+            if not rivals:
+                return
+            self.ctx.jobs.cancel(mine)
+        except JenkinsUnavailable as exc:
+            log.warning("event=duplicate_check_failed queue_id=%d error=%r", mine, str(exc))
+            return
+        log.info("event=build_cancelled_duplicate queue_id=%d kept=%s", mine, rivals[0].queue_id)
+        self.queue_id = None
+        self.ctx.split(self, rivals)
+
+    def _poll(self) -> str | None:
+        """The build's final result, GONE if other deployments took every action, or None."""
+        if self.queue_id is None and self.build_number is None:
+            self._ensure_build()
+            if not self.plan.tracked:
+                return GONE
+            if self.queue_id is None and self.build_number is None:
+                return None  # some actions were handed over; queue for the rest next time
+            adopted = self.plan.adopt
+            if adopted is not None and adopted.result and not adopted.building:
+                return adopted.result
+        progress = self.ctx.jobs.progress(self.plan.job, self.queue_id, self.build_number)
+        if progress.gone:  # the queue item expired before we saw it start: search again
+            self.queue_id = None
+            return None
+        if progress.build_number is not None and self.build_number is None:
+            self.build_number = progress.build_number
+            log.info("event=build_started site=%s job=%s build=%d", self.plan.site, self.plan.job, self.build_number)
+        return progress.result
+
+    def follow(self) -> str:
+        clock, cfg = self.ctx.clock, self.ctx.config
+        last_answer = clock()
+        while True:
+            now = clock()
+            self.housekeeping(now)
+            if not self._live():
+                if self.queue_id is not None and self.build_number is None:
+                    self._cancel_quietly()
+                return GONE
+            if self.ctx.release.is_set():
+                return RELEASED
+            try:
+                result = self._poll()
+                last_answer = clock()
+                if result is not None:
+                    return result
+            except JenkinsUnavailable as exc:
+                self.ctx.metrics.jenkins_errors.inc()
+                log.warning("event=jenkins_unavailable site=%s error=%r", self.plan.site, str(exc))
+                if clock() - last_answer > cfg.jenkins_deadline_s:
+                    return "UNREACHABLE"
+            self.ctx.release.wait(cfg.poll_interval_s)
+
+    def _cancel_quietly(self) -> None:
+        try:
+            self.ctx.jobs.cancel(self.queue_id)
+        except JenkinsUnavailable as exc:
+            log.warning("event=cancel_failed queue_id=%s error=%r", self.queue_id, str(exc))
+
+    # --- completion -----------------------------------------------------------------
+
+    def result_for(self, outcome: str) -> str:
+        if self.plan.terminating:
+            return "CONTINUE"  # a terminating instance goes either way; don't hold it
+        return self.ctx.config.result_on.get(outcome, "ABANDON")
+
+    def _complete(self, tracked: Tracked, result: str) -> bool:
+        """True when the action is finished (by us or already), so its messages may go."""
+        deadline = self.ctx.clock() + COMPLETE_DEADLINE_S
+        attempt = 0
+        while True:
+            try:
+                self.ctx.autoscaling.complete(tracked.action, result)
+                self.ctx.metrics.completed.labels(result).inc()
+                self.ctx.metrics.observe_latency(tracked)
+                log.info("event=action_completed action=%s result=%s build=%s",
+                         tracked.action.reference(), result, self.build_number)
+                return True
+            except ActionGone as exc:
+                self._action_gone(tracked, str(exc))
+                return True
+            except (Throttled, AutoScalingError) as exc:
+                attempt += 1
+                self.ctx.metrics.aws_errors.labels("CompleteLifecycleAction").inc()
+                if self.ctx.clock() >= deadline or isinstance(exc, AutoScalingError):
+                    log.error("event=complete_failed action=%s result=%s error=%r",
+                              tracked.action.reference(), result, str(exc))
+                    return False
+                # Its own event: completion keeps going while the consumer shuts down.
+                threading.Event().wait(backoff_s(attempt))
+
+    def _delete_messages(self, tracked: Tracked) -> None:
+        for message in tracked.take_messages():
+            try:
+                self.ctx.queue.delete(message)
+                tracked.drop(message)
+                self.ctx.metrics.deleted.inc()
+            except QueueError as exc:
+                self.ctx.metrics.aws_errors.labels("DeleteMessage").inc()
+                log.warning("event=delete_failed message=%s error=%r", message.message_id, str(exc))
+
+    def _release(self) -> None:
+        for tracked in self._live():
+            for message in tracked.take_messages():
+                try:
+                    self.ctx.queue.set_visibility(message, 0)
+                except QueueError as exc:
+                    log.warning("event=release_failed message=%s error=%r", message.message_id, str(exc))
+        log.info("event=actions_released site=%s actions=%d build=%s",
+                 self.plan.site, len(self._live()), self.build_number)
+
+    def run(self) -> None:
+        outcome = RELEASED
+        completed: set[int] = set()
+        try:
+            outcome = self.plan.outcome if self.plan.job is None else self.follow()
+        finally:
+            if outcome == RELEASED:
+                self._release()
+            elif outcome != GONE:
+                result = None
+                for tracked in self._live():
+                    result = self.result_for(outcome)
+                    if self._complete(tracked, result):
+                        completed.add(id(tracked))
+                        self._delete_messages(tracked)
+                log.info("event=deployment_done site=%s build=%s outcome=%s result=%s",
+                         self.plan.site, self.build_number, outcome, result)
+            for tracked in self.plan.tracked:
+                self.ctx.finished(tracked, completed=id(tracked) in completed or tracked.gone)
+

@@ -1,0 +1,95 @@
+"""Prometheus metrics and /healthz for the consumer, on a loopback port.
+
+prometheus-client does the exposition format and the metric types; we only add a
+/healthz that fails when the receive loop has stalled. Each Consumer gets its own
+registry, so tests (and two consumers in one process) never share counters.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+# From a quick deploy (tens of seconds) to a hook's 2-hour heartbeat ceiling.
+LATENCY_BUCKETS_S = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+
+
+class Metrics:
+    def __init__(self, clock=time.monotonic) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.received = Counter("adh_messages_received", "SQS messages received", registry=r)
+        self.deleted = Counter("adh_messages_deleted", "SQS messages deleted", registry=r)
+        self.skipped = Counter("adh_messages_skipped", "Messages acknowledged with nothing to do", ["reason"], registry=r)
+        self.malformed = Counter("adh_messages_malformed", "Messages left for the dead-letter queue", registry=r)
+        self.dead_lettered = Counter(
+            "adh_messages_dead_lettered", "Malformed messages on their last receive before redrive", registry=r)
+        self.unknown_group = Counter("adh_unknown_group", "Actions for groups not in the config", ["group"], registry=r)
+        self.builds_queued = Counter("adh_builds_queued", "Jenkins builds queued", registry=r)
+        self.builds_adopted = Counter("adh_builds_adopted", "Existing builds adopted instead of queueing", registry=r)
+        self.completed = Counter("adh_actions_completed", "Lifecycle actions completed", ["result"], registry=r)
+        self.actions_gone = Counter("adh_actions_gone", "Actions AWS no longer knew (timed out, instance gone)", registry=r)
+        self.heartbeats = Counter("adh_heartbeats", "Lifecycle heartbeats recorded", registry=r)
+        self.heartbeat_errors = Counter("adh_heartbeat_errors", "Failed heartbeats", ["kind"], registry=r)
+        self.aws_errors = Counter("adh_aws_errors", "Failed AWS calls", ["operation"], registry=r)
+        self.jenkins_errors = Counter("adh_jenkins_errors", "Jenkins calls that got no useful answer", registry=r)
+        self.in_flight = Gauge("adh_actions_in_flight", "Lifecycle actions being worked on", registry=r)
+        self.latency = Histogram(
+            "adh_notification_to_completion_seconds", "From notification (or discovery) to completion",
+            buckets=LATENCY_BUCKETS_S, registry=r)
+        self._clock = clock
+        self._last_poll = clock()
+
+    def observe_latency(self, tracked) -> None:
+        self.latency.observe(max(0.0, self._clock() - tracked.received_at))
+
+    def polled(self) -> None:
+        self._last_poll = self._clock()
+
+    def stalled_for_s(self) -> float:
+        return self._clock() - self._last_poll
+
+
+class MetricsServer:
+    """GET /metrics (Prometheus text) and GET /healthz (200, or 503 when stalled)."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int, stall_after_s: float) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path == "/metrics":
+                    body, status, kind = generate_latest(metrics.registry), 200, CONTENT_TYPE_LATEST
+                elif self.path == "/healthz":
+                    stalled = metrics.stalled_for_s()
+                    ok = stalled <= owner.stall_after_s
+                    body = (b"ok\n" if ok else f"receive loop stalled for {stalled:.0f} s\n".encode())
+                    status, kind = (200 if ok else 503), "text/plain"
+                else:
+                    body, status, kind = b"not found\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # scrapes are not events
+                pass
+
+        self.stall_after_s = stall_after_s
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+
+    def start(self) -> "MetricsServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -1,0 +1,88 @@
+"""The SQS seam: the four calls the consumer makes on its queue, nothing more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from helper.errors import HelperError
+
+# SQS accepts at most 10 messages per receive and 20 s of long polling.
+MAX_MESSAGES_PER_RECEIVE = 10
+MAX_WAIT_S = 20
+
+
+class QueueError(HelperError):
+    """A queue call failed after botocore's own retries."""
+
+
+@dataclass(frozen=True)
+class Message:
+    message_id: str
+    receipt_handle: str
+    body: str
+    # How often SQS has handed this message out: with the queue's maxReceiveCount this
+    # tells us whether the next failure sends it to the dead-letter queue.
+    receive_count: int
+    sent_at_ms: int
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code')}: {err.get('Message')}"
+    return str(exc)
+
+
+class Queue:
+    def __init__(self, sqs, url: str) -> None:
+        self._sqs = sqs
+        self.url = url
+
+    def receive(self, wait_s: int, visibility_s: int) -> list[Message]:
+        try:
+            reply = self._sqs.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=MAX_MESSAGES_PER_RECEIVE,
+                WaitTimeSeconds=max(0, min(MAX_WAIT_S, int(wait_s))),
+                VisibilityTimeout=visibility_s,
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueError(f"receive from {self.url}: {_explain(exc)}") from exc
+        return [
+            Message(
+                message_id=m["MessageId"],
+                receipt_handle=m["ReceiptHandle"],
+                body=m.get("Body", ""),
+                receive_count=int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
+                sent_at_ms=int(m.get("Attributes", {}).get("SentTimestamp", "0")),
+            )
+            for m in reply.get("Messages", [])
+        ]
+
+    def delete(self, message: Message) -> None:
+        try:
+            self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message.receipt_handle)
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueError(f"delete {message.message_id}: {_explain(exc)}") from exc
+
+    def set_visibility(self, message: Message, seconds: int) -> None:
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self.url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=seconds
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueError(f"change visibility of {message.message_id}: {_explain(exc)}") from exc
+
+    def max_receive_count(self) -> int | None:
+        """The redrive policy's maxReceiveCount, or None without a dead-letter queue."""
+        import json
+
+        try:
+            attrs = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"])
+        except (ClientError, BotoCoreError) as exc:
+            raise QueueError(f"read attributes of {self.url}: {_explain(exc)}") from exc
+        policy = attrs.get("Attributes", {}).get("RedrivePolicy")
+        return int(json.loads(policy)["maxReceiveCount"]) if policy else None

@@ -1,0 +1,200 @@
+"""A scale-up world for consumer tests: moto with lifecycle hooks, the Jenkins emulator,
+a group behind a classic ELB and a target group, a hook queue with a dead-letter queue,
+and a deploy job whose command records the revision each instance got.
+
+Tests drive it through the same clients the product uses (boto3, python-jenkins) and
+poll with deadlines; nothing sleeps a fixed time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from helper.consumer import Consumer
+from helper.sandbox import fleet, lifecycle
+from helper.sandbox.jenkins import JenkinsEmulator
+from helper.settings import ConsumerSettings, load_config
+
+REGION = "us-east-1"
+GROUP = "web-asg"
+SITE = "web"
+JOB = "deploy"
+PARAMETERS = ["SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS"]
+JENKINS_USER, JENKINS_TOKEN = "deployer", "s3cret-token"
+
+# The deploy job: resolve the revision when the build starts (REVISION empty = what the
+# site runs now), "install" it on each instance, record it for full deploys. A file
+# fail/<instance id> makes the deploy of that instance fail, fail/once the next build;
+# delay_s slows every build.
+DEPLOY_SCRIPT = r'''
+import os, pathlib, sys, time
+state = pathlib.Path(sys.argv[1])
+delay = state / "delay_s"
+if delay.exists():
+    time.sleep(float(delay.read_text()))
+site, revision = os.environ["SITE"], os.environ.get("REVISION", "")
+record = state / "revisions" / site
+if not revision:
+    revision = record.read_text().strip()
+once = state / "fail" / "once"
+if once.exists():
+    once.unlink(); print("deploy failed (fail/once)"); sys.exit(1)
+ids = [i for i in os.environ.get("INSTANCE_IDS", "").split(",") if i]
+if not ids:
+    ids = [p.stem for p in (state / "hosts").glob("i-*.revision")] + os.environ.get("FULL_EXTRA", "").split()
+for instance in filter(None, ids):
+    if (state / "fail" / instance).exists():
+        print(f"deploy to {instance} failed"); sys.exit(1)
+    (state / "hosts" / f"{instance}.revision").write_text(revision)
+if not os.environ.get("LIFECYCLE_ACTIONS"):
+    record.write_text(revision)
+print(f"deployed {revision} to {len(ids)} instance(s)")
+'''
+
+
+def wait_for(predicate, timeout_s: float = 20.0, interval_s: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+class Scenario:
+    def __init__(self, aws_url: str, tmp: Path, heartbeat_timeout_s: int = 30,
+                 max_receive_count: int = 5, quiet_period_s: float = 0.0, **lifecycle_overrides) -> None:
+        self.url = aws_url
+        self.tmp = tmp
+        for sub in ("hosts", "revisions", "fail"):
+            (tmp / sub).mkdir(parents=True, exist_ok=True)
+        (tmp / "revisions" / SITE).write_text("v1")
+        self.asg = fleet.client("autoscaling", aws_url, REGION)
+        self.sqs = fleet.client("sqs", aws_url, REGION)
+        self.elb = fleet.client("elb", aws_url, REGION)
+        self.elbv2 = fleet.client("elbv2", aws_url, REGION)
+        self.elb.create_load_balancer(
+            LoadBalancerName="web-elb", AvailabilityZones=[f"{REGION}a"],
+            Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 8080}])
+        _, self.tg_arn = fleet.alb_site(aws_url, REGION, "web-alb", 0)
+        fleet.auto_scaling_site(aws_url, REGION, GROUP, 2, load_balancers=("web-elb",),
+                                target_groups=(self.tg_arn,))
+        self.queue_url, queue_arn, self.dlq_url = fleet.lifecycle_queue(aws_url, REGION, "hooks")
+        if max_receive_count != fleet.MAX_RECEIVE_COUNT:
+            dlq_arn = self.sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])
+            self.sqs.set_queue_attributes(QueueUrl=self.queue_url, Attributes={"RedrivePolicy": json.dumps({
+                "deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"], "maxReceiveCount": str(max_receive_count)})})
+        fleet.launch_hook(aws_url, REGION, GROUP, queue_arn, heartbeat_timeout_s=heartbeat_timeout_s)
+        for i in self.instances():  # the first two run v1 already
+            (tmp / "hosts" / f"{i}.revision").write_text("v1")
+        self.jenkins = JenkinsEmulator(users={}, api_tokens={JENKINS_USER: JENKINS_TOKEN},
+                                       quiet_period_s=quiet_period_s, executors=4)
+        self.jenkins.start()
+        script = tmp / "deploy.py"
+        script.write_text(DEPLOY_SCRIPT)
+        self.jenkins.add_job(JOB, [{"name": p, "default": ""} for p in PARAMETERS],
+                             command=f"{sys.executable} {script} {tmp}", concurrent=False)
+        self.config_path = self._write_config(lifecycle_overrides)
+        self._threads: list[tuple[threading.Thread, threading.Event, Consumer]] = []
+
+    def _write_config(self, overrides: dict) -> Path:
+        section = {
+            "queue_url": self.queue_url, "region": REGION,
+            "jenkins": {"url": self.jenkins.url, "job": JOB, "timeout_s": 5},
+            "groups": {GROUP: SITE},
+            "batch_window_s": 0.3, "poll_interval_s": 0.05, "heartbeat_interval_s": 0.2,
+            "receive_wait_s": 1, "visibility_timeout_s": 30, "reconcile_interval_s": 3600,
+            "grace_period_s": 0.5, "jenkins_deadline_s": 30,
+            **overrides,
+        }
+        config = {"sites": {SITE: {"asg": GROUP}}, "lifecycle": section}
+        path = self.tmp / "deploy.yml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    # --- the consumer -------------------------------------------------------------------
+
+    def consumer(self) -> Consumer:
+        class Args:
+            config, endpoint_url, once = str(self.config_path), self.url, False
+
+        environ = {"JENKINS_USER": JENKINS_USER, "JENKINS_API_TOKEN": JENKINS_TOKEN}
+        return Consumer.from_settings(ConsumerSettings.from_args(Args, environ))
+
+    def start_consumer(self) -> tuple[Consumer, threading.Event]:
+        consumer, stop = self.consumer(), threading.Event()
+        thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
+        thread.start()
+        self._threads.append((thread, stop, consumer))
+        return consumer, stop
+
+    def stop_consumers(self) -> None:
+        for thread, stop, _ in self._threads:
+            stop.set()
+        for thread, _, _ in self._threads:
+            thread.join(timeout=30)
+            assert not thread.is_alive(), "consumer did not stop"
+        self._threads.clear()
+
+    def close(self) -> None:
+        try:
+            self.stop_consumers()
+        finally:
+            self.jenkins.stop()
+            lifecycle.set_time_scale(1.0)
+
+    def env(self) -> dict:
+        import os
+
+        return {**os.environ, "JENKINS_USER": JENKINS_USER, "JENKINS_API_TOKEN": JENKINS_TOKEN,
+                "AWS_ENDPOINT_URL": self.url}
+
+    # --- the world --------------------------------------------------------------------------
+
+    def group(self) -> dict:
+        return self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]
+
+    def instances(self, state: str | None = None) -> list[str]:
+        return sorted(i["InstanceId"] for i in self.group()["Instances"]
+                      if state is None or i["LifecycleState"] == state)
+
+    def scale_to(self, count: int) -> list[str]:
+        before = set(self.instances())
+        self.asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=count)
+        return sorted(set(self.instances()) - before)
+
+    def in_elb(self) -> set[str]:
+        lb = self.elb.describe_load_balancers(LoadBalancerNames=["web-elb"])["LoadBalancerDescriptions"][0]
+        return {i["InstanceId"] for i in lb["Instances"]}
+
+    def in_target_group(self) -> set[str]:
+        health = self.elbv2.describe_target_health(TargetGroupArn=self.tg_arn)["TargetHealthDescriptions"]
+        return {d["Target"]["Id"] for d in health if d["TargetHealth"]["State"] == "healthy"}
+
+    def revision_of(self, instance_id: str) -> str | None:
+        path = self.tmp / "hosts" / f"{instance_id}.revision"
+        return path.read_text() if path.exists() else None
+
+    def builds(self):
+        return self.jenkins.builds(JOB)
+
+    def scale_up_builds_for(self, instance_id: str):
+        return [b for b in self.builds() if instance_id in b.params.get("INSTANCE_IDS", "").split(",")]
+
+    def queue_depth(self, url: str | None = None) -> int:
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=url or self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def all_in_service(self, ids) -> bool:
+        states = {i["InstanceId"]: i["LifecycleState"] for i in self.group()["Instances"]}
+        return all(states.get(i) == "InService" for i in ids)

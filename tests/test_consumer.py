@@ -1,0 +1,233 @@
+"""The gated scale-up, end to end against the sandbox: moto with lifecycle hooks and the
+Jenkins emulator. Each test reads as the sentence in its name."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from helper.sandbox import faults, lifecycle
+from tests.scenario import GROUP, Scenario, wait_for
+
+
+@pytest.fixture
+def world(aws, tmp_path, request):
+    marker = request.node.get_closest_marker("scenario")
+    scenario = Scenario(aws, tmp_path, **(marker.kwargs if marker else {}))
+    yield scenario
+    scenario.close()
+
+
+def test_scale_out_is_deployed_then_continued_into_service_and_the_load_balancers(world):
+    world.start_consumer()
+    new = world.scale_to(4)
+    assert len(new) == 2 and world.instances("Pending:Wait") == new
+    assert not set(new) & world.in_elb()
+    wait_for(lambda: world.all_in_service(new), what="CONTINUE")
+    assert set(new) <= world.in_elb() and set(new) <= world.in_target_group()
+    assert [world.revision_of(i) for i in new] == ["v1", "v1"]
+    builds = world.builds()
+    assert len(builds) == 1, "two launches inside the batch window share one build"
+    assert sorted(builds[0].params["INSTANCE_IDS"].split(",")) == new
+    assert builds[0].params["REVISION"] == "" and builds[0].params["SKIP_TESTS"] == "true"
+    wait_for(lambda: world.queue_depth() == 0, what="messages deleted")
+
+
+def test_failed_deploy_abandons_and_replacement_is_deployed(world):
+    world.start_consumer()
+    before = set(world.instances())
+    (world.tmp / "fail" / "once").touch()
+    (bad,) = world.scale_to(3)
+    wait_for(lambda: bad not in world.instances(), what="ABANDON terminates the instance")
+    wait_for(lambda: len(world.instances("InService")) == 3, what="the replacement CONTINUEd")
+    (replacement,) = set(world.instances()) - before
+    assert replacement != bad
+    assert world.revision_of(replacement) == "v1" and replacement in world.in_elb()
+    assert bad not in world.in_elb() and bad not in world.in_target_group()
+    assert [b.result for b in world.scale_up_builds_for(bad)] == ["FAILURE"]
+    assert [b.result for b in world.scale_up_builds_for(replacement)] == ["SUCCESS"]
+
+
+def test_duplicate_message_starts_one_build(world):
+    faults.set_duplicate_delivery(True)
+    world.start_consumer()
+    new = world.scale_to(4)
+    wait_for(lambda: world.all_in_service(new), what="CONTINUE")
+    wait_for(lambda: world.queue_depth() == 0, what="both copies deleted")
+    assert len(world.builds()) == 1
+
+
+@pytest.mark.scenario(quiet_period_s=0.5)
+def test_two_consumers_on_one_queue_start_no_duplicate_build(world):
+    faults.set_duplicate_delivery(True)  # copies of each message reach both consumers
+    world.start_consumer()
+    world.start_consumer()
+    new = world.scale_to(5)
+    wait_for(lambda: world.all_in_service(new), timeout_s=30, what="CONTINUE")
+    for instance in new:
+        assert len(world.scale_up_builds_for(instance)) == 1, instance
+
+
+def test_jenkins_down_for_a_while_is_waited_out_and_the_action_completed(world):
+    world.start_consumer()
+    world.jenkins.down(for_s=2.0)
+    new = world.scale_to(3)
+    wait_for(lambda: world.all_in_service(new), timeout_s=30, what="CONTINUE after Jenkins came back")
+    assert len(world.builds()) == 1
+
+
+def test_throttled_auto_scaling_calls_still_complete(world):
+    faults.throttle("CompleteLifecycleAction", every_nth=2)
+    faults.throttle("RecordLifecycleActionHeartbeat", every_nth=2)
+    (world.tmp / "delay_s").write_text("0.8")
+    world.start_consumer()
+    new = world.scale_to(4)
+    wait_for(lambda: world.all_in_service(new), timeout_s=30, what="CONTINUE despite throttling")
+    assert faults.snapshot()["throttle"]["CompleteLifecycleAction"]["throttled"] >= 1
+
+
+@pytest.mark.scenario(max_receive_count=2, visibility_timeout_s=1)
+def test_malformed_body_goes_to_the_dead_letter_queue_and_the_loop_lives_on(world):
+    consumer, _ = world.start_consumer()
+    wait_for(lambda: world.queue_depth() == 0, what="test notification deleted")
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody="{not json")
+    # The consumer leaves it; SQS hands it out again when its visibility runs out, and
+    # after maxReceiveCount receives moves it to the dead-letter queue.
+    wait_for(lambda: world.queue_depth(world.dlq_url) == 1, timeout_s=30, what="dead-lettered")
+    dead = world.sqs.receive_message(QueueUrl=world.dlq_url)["Messages"]
+    assert dead[0]["Body"] == "{not json"
+    new = world.scale_to(3)
+    wait_for(lambda: world.all_in_service(new), what="the loop still deploys")
+    assert consumer.metrics.malformed._value.get() == 1, "logged and counted once"
+    assert consumer.metrics.dead_lettered._value.get() == 1
+
+
+def test_test_notification_is_deleted(world):
+    assert world.queue_depth() == 1  # the hook's TEST_NOTIFICATION
+    consumer, _ = world.start_consumer()
+    wait_for(lambda: world.queue_depth() == 0, what="test notification deleted")
+    assert consumer.metrics.skipped.labels("test")._value.get() == 1
+    assert world.builds() == []
+
+
+@pytest.mark.scenario(heartbeat_interval_s=100)
+def test_expired_action_has_its_message_deleted_without_a_crash(world):
+    hook = world.asg.describe_lifecycle_hooks(AutoScalingGroupName=GROUP)["LifecycleHooks"][0]
+    world.asg.put_lifecycle_hook(  # time out into service, so no replacement follows
+        AutoScalingGroupName=GROUP, LifecycleHookName=hook["LifecycleHookName"],
+        LifecycleTransition=hook["LifecycleTransition"], NotificationTargetARN=hook["NotificationTargetARN"],
+        RoleARN=hook["RoleARN"], HeartbeatTimeout=30, DefaultResult="CONTINUE")
+    lifecycle.set_time_scale(60.0)  # the 30 s hook times out after half a real second
+    (world.tmp / "delay_s").write_text("1.5")
+    consumer, _ = world.start_consumer()
+    (new,) = world.scale_to(3)
+    wait_for(lambda: world.all_in_service([new]), what="the hook times out with its default result")
+    wait_for(lambda: consumer.metrics.actions_gone._value.get() == 1, what="ValidationError taken as gone")
+    wait_for(lambda: world.queue_depth() == 0, what="its message deleted")
+    assert consumer.metrics.completed.labels("CONTINUE")._value.get() == 0
+    assert len(consumer.inflight) == 0 and world.builds()[0].result == "SUCCESS"
+
+
+def test_build_longer_than_the_heartbeat_timeout_survives_on_heartbeats(world):
+    lifecycle.set_time_scale(60.0)  # 30 s timeout = 0.5 s real; the build takes 2 s
+    (world.tmp / "delay_s").write_text("2")
+    consumer, _ = world.start_consumer()
+    new = world.scale_to(3)
+    wait_for(lambda: world.all_in_service(new), timeout_s=30, what="CONTINUE after a long build")
+    assert consumer.metrics.heartbeats._value.get() >= 5
+    assert consumer.metrics.actions_gone._value.get() == 0
+
+
+@pytest.mark.scenario(grace_period_s=0)
+def test_sigterm_mid_build_loses_nothing_and_the_next_consumer_resumes(world):
+    (world.tmp / "delay_s").write_text("1.5")
+    world.start_consumer()
+    new = world.scale_to(3)
+    wait_for(lambda: any(b.building for b in world.builds()), what="build running")
+    world.stop_consumers()  # SIGTERM's stop flag: released, not completed
+    assert world.instances("Pending:Wait") == new
+    world.start_consumer()
+    wait_for(lambda: world.all_in_service(new), timeout_s=30, what="resumed and completed")
+    assert len(world.builds()) == 1
+
+
+@pytest.mark.scenario(visibility_timeout_s=2)
+def test_sigkill_while_the_build_runs_then_restart_gives_one_build_and_completes(world):
+    (world.tmp / "delay_s").write_text("2")
+    argv = [sys.executable, "-m", "helper", "-v", "consume", "-c", str(world.config_path)]
+    log = (world.tmp / "first.log").open("w")
+    first = subprocess.Popen(argv, env=world.env(), stderr=log, text=True)
+    try:
+        new = world.scale_to(3)
+        wait_for(lambda: any(b.building for b in world.builds()), what="build running")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        first.kill()
+    second = subprocess.Popen(argv, env=world.env(), stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: world.all_in_service(new), timeout_s=40, what="completed after restart")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        _, err = second.communicate(timeout=30)
+    assert len(world.builds()) == 1
+    assert "event=build_adopted" in err
+    assert "s3cret-token" not in err
+
+
+def test_scale_out_during_a_full_deploy_gets_the_new_revision(world):
+    (world.tmp / "delay_s").write_text("1")
+    world.start_consumer()
+    import jenkins
+
+    client = jenkins.Jenkins(world.jenkins.url, "deployer", "s3cret-token", timeout=10)
+    client.build_job("deploy", {"SITE": "web", "REVISION": "v2", "INSTANCE_IDS": ",".join(world.instances())})
+    wait_for(lambda: any(b.building for b in world.builds()), what="full deploy running")
+    new = world.scale_to(3)
+    wait_for(lambda: world.all_in_service(new), timeout_s=30, what="CONTINUE")
+    assert [world.revision_of(i) for i in world.instances()] == ["v2"] * 3
+
+
+@pytest.mark.scenario(reconcile_interval_s=0.2)
+def test_instance_left_in_pending_wait_without_a_message_is_reconciled(world):
+    new = world.scale_to(3)
+    world.sqs.purge_queue(QueueUrl=world.queue_url)
+    assert world.queue_depth() == 0
+    consumer, _ = world.start_consumer()
+    wait_for(lambda: world.all_in_service(new), what="reconciled and completed by instance id")
+    assert world.revision_of(new[0]) == "v1"
+    assert len(world.builds()) == 1 and world.builds()[0].params["LIFECYCLE_ACTIONS"].endswith(":-")
+
+
+def test_eventbridge_and_sns_shapes_are_deployed_too(world):
+    lifecycle.set_delivery_shape("eventbridge")
+    world.start_consumer()
+    (first,) = world.scale_to(3)
+    wait_for(lambda: world.all_in_service([first]), what="EventBridge-shaped action")
+    lifecycle.set_delivery_shape("sns")
+    (second,) = world.scale_to(4)
+    wait_for(lambda: world.all_in_service([second]), what="SNS-wrapped action")
+
+
+def test_unknown_group_is_left_on_the_queue_and_counted(world):
+    consumer, _ = world.start_consumer()
+    body = json.dumps({"LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING", "AutoScalingGroupName": "other",
+                       "EC2InstanceId": "i-0123456789abcdef0", "LifecycleActionToken": "abc-123",
+                       "LifecycleHookName": "h"})
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=body)
+    wait_for(lambda: consumer.metrics.unknown_group.labels("other")._value.get() == 1, what="counted")
+    assert world.queue_depth() >= 1 and world.builds() == []
+    assert GROUP != "other"
+
+
+def test_once_handles_the_queue_and_exits(world):
+    new = world.scale_to(3)
+    done = subprocess.run([sys.executable, "-m", "helper", "consume", "-c", str(world.config_path), "--once"],
+                          env=world.env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert world.all_in_service(new) and world.queue_depth() == 0
+    assert len(world.builds()) == 1
