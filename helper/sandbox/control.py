@@ -1,13 +1,19 @@
 """`aws-deploy-helper sandbox up|down|status|serve`.
 
-`serve` runs the emulators in the foreground; `up` starts `serve` as a detached process
-and waits until it has written its state file, so the endpoints it prints are ready.
+`serve` runs both emulators (moto and Jenkins) on 127.0.0.1 in the foreground; `up` starts
+`serve` as a detached process and waits until it has written its state file, so the endpoints
+it prints are ready. The state file (mode 0600) holds the Jenkins API token, which is made up
+at start and never logged: only `up` and `status` print it, as export lines for the user's shell.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import secrets
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,10 +22,20 @@ import time
 from pathlib import Path
 
 from helper.errors import HelperError
-from helper.sandbox import fleet
+from helper.sandbox import demo_jobs, fleet
+from helper.sandbox.jenkins import JenkinsEmulator
 from helper.sandbox.moto_server import SANDBOX_ENV, MotoServer
+from helper.write import write_atomic
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+CREDENTIALS_FILE = "jenkins-credentials"
+LOG_FILE = "sandbox.log"
+SECRET_MODE = 0o600  # state.json and the credentials file hold the API token
+JENKINS_USER = "sandbox"
+# 128 bits: as much as Jenkins puts in its own API tokens.
+TOKEN_BYTES = 16
 # Seeding the demo fleet takes about a second on a quiet machine; allow for a slow CI.
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -48,64 +64,111 @@ def _alive(pid: int) -> bool:
 
 
 def environment(state: dict) -> dict[str, str]:
-    return {**SANDBOX_ENV, "AWS_ENDPOINT_URL": state["aws_endpoint"]}
+    """What a shell needs to point boto3, the helper and python-jenkins at the sandbox."""
+    return {**SANDBOX_ENV, "AWS_ENDPOINT_URL": state["aws_endpoint"], "JENKINS_URL": state["jenkins_url"],
+            "JENKINS_USER": state["jenkins_user"], "JENKINS_API_TOKEN": state["jenkins_api_token"]}
 
 
 def _print_state(state: dict) -> None:
-    print(f"local AWS (moto): {state['aws_endpoint']}")
-    print(f"demo config:      {state['config']}")
-    print("export these to point boto3 and the helper at it:")
+    print(f"local AWS (moto):  {state['aws_endpoint']}")
+    print(f"local Jenkins:     {state['jenkins_url']} (job {state['jenkins_job']})")
+    print(f"lifecycle queue:   {state['queue_url']}")
+    print(f"dead-letter queue: {state['dlq_url']}")
+    print(f"demo config:       {state['config']}")
+    print(f"sandbox clock:     x{state['time_scale']:g}")
+    print("export these to point boto3, the helper and python-jenkins at it:")
     for name, value in environment(state).items():
-        print(f"export {name}={value}")
+        print(f"export {name}={shlex.quote(value)}")
+
+
+def _start_jenkins(port: int, token: str) -> JenkinsEmulator:
+    emulator = JenkinsEmulator(port=port, users={}, api_tokens={JENKINS_USER: token},
+                               quiet_period_s=demo_jobs.QUIET_PERIOD_S)
+    emulator.start()
+    return emulator
+
+
+def _seed(directory: Path, aws_url: str, jenkins: JenkinsEmulator, token: str) -> dict:
+    """The demo fleet, its config and the deploy job; returns the state to write."""
+    from helper.sandbox import lifecycle
+
+    demo = fleet.seed_demo(aws_url)
+    credentials = directory / CREDENTIALS_FILE
+    write_atomic(credentials, f"{JENKINS_USER}:{token}\n", mode=SECRET_MODE)
+    where = fleet.DemoJenkins(jenkins.url, demo_jobs.DEPLOY_JOB, str(credentials))
+    config = fleet.write_demo_config(demo, directory, where)
+    demo_jobs.record_initial_revisions(config)
+    source = demo_jobs.add_deploy_job(jenkins, demo_jobs.deploy_command(config, directory, aws_url))
+    log.info("event=sandbox_ready aws=%s jenkins=%s job_from=%s", aws_url, jenkins.url, source)
+    return {
+        "pid": os.getpid(), "aws_endpoint": aws_url, "region": demo.region,
+        "jenkins_url": jenkins.url, "jenkins_user": JENKINS_USER, "jenkins_api_token": token,
+        "jenkins_job": demo_jobs.DEPLOY_JOB, "queue_url": demo.queue_url, "queue_arn": demo.queue_arn,
+        "dlq_url": demo.dlq_url, "config": str(config), "time_scale": lifecycle.time_scale(),
+    }
 
 
 def serve(state_dir: str, port: int = 0, ready: threading.Event | None = None,
-          stop: threading.Event | None = None) -> None:
+          stop: threading.Event | None = None, jenkins_port: int = 0) -> None:
     directory = Path(state_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        if threading.current_thread() is threading.main_thread():
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-    moto = MotoServer(port=port)
-    url = moto.start()
-    try:
-        demo = fleet.seed_demo(url)
-        config = fleet.write_demo_config(demo, directory)
-        state = {"pid": os.getpid(), "aws_endpoint": url, "config": str(config)}
-        tmp = directory / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(directory / STATE_FILE)
+    with contextlib.ExitStack() as running:
+        moto = MotoServer(port=port)
+        aws_url = moto.start()
+        running.callback(moto.stop)
+        token = secrets.token_hex(TOKEN_BYTES)
+        jenkins = _start_jenkins(jenkins_port, token)
+        running.callback(jenkins.stop)
+        running.callback((directory / CREDENTIALS_FILE).unlink, missing_ok=True)  # its token dies with us
+        state = _seed(directory, aws_url, jenkins, token)
+        running.callback((directory / STATE_FILE).unlink, missing_ok=True)  # first out: `status` stops at once
+        write_atomic(directory / STATE_FILE, json.dumps(state, indent=2) + "\n", mode=SECRET_MODE)
         if ready is not None:
             ready.set()
         stop.wait()
-    finally:
-        (directory / STATE_FILE).unlink(missing_ok=True)
-        moto.stop()
 
 
-def up(state_dir: str, port: int = 0) -> dict:
+def _serve_argv(directory: Path, port: int, jenkins_port: int) -> list[str]:
+    argv = [sys.executable, "-m", "helper", "sandbox", "serve", "--state-dir", str(directory), "--port", str(port)]
+    # Only passed when asked for, so `up` works with a parser that lacks the flag.
+    return argv + (["--jenkins-port", str(jenkins_port)] if jenkins_port else [])
+
+
+def _time_scale_env(environ, time_scale: float) -> dict[str, str]:
+    # Imported here: it loads moto, which `status` and `down` do without.
+    from helper.sandbox.lifecycle import TIME_SCALE_ENV
+
+    # The server reads it when it installs the lifecycle extension.
+    return {**environ, TIME_SCALE_ENV: str(time_scale)}
+
+
+def up(state_dir: str, port: int = 0, jenkins_port: int = 0, time_scale: float | None = None) -> dict:
     existing = read_state(state_dir)
     if existing and _alive(existing["pid"]):
         return existing
     directory = Path(state_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     _state_path(state_dir).unlink(missing_ok=True)
-    log = open(directory / "sandbox.log", "ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "helper", "sandbox", "serve", "--state-dir", str(directory), "--port", str(port)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-    )
+    env = None if time_scale is None else _time_scale_env(os.environ, time_scale)
+    with open(directory / LOG_FILE, "ab") as sandbox_log:
+        process = subprocess.Popen(
+            _serve_argv(directory, port, jenkins_port), env=env,
+            stdin=subprocess.DEVNULL, stdout=sandbox_log, stderr=sandbox_log, start_new_session=True,
+        )
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         state = read_state(state_dir)
         if state is not None:
             return state
         if process.poll() is not None:
-            raise HelperError(f"sandbox exited with status {process.returncode}; see {directory / 'sandbox.log'}")
+            raise HelperError(f"sandbox exited with status {process.returncode}; see {directory / LOG_FILE}")
         time.sleep(POLL_INTERVAL_S)
     process.kill()
-    raise HelperError(f"sandbox did not start within {START_TIMEOUT_S:.0f} s; see {directory / 'sandbox.log'}")
+    raise HelperError(f"sandbox did not start within {START_TIMEOUT_S:.0f} s; see {directory / LOG_FILE}")
 
 
 def down(state_dir: str) -> bool:
@@ -124,11 +187,16 @@ def down(state_dir: str) -> bool:
 
 
 def run(action: str, args) -> int:
+    # --jenkins-port and --time-scale are optional: older parsers do not define them.
+    jenkins_port = getattr(args, "jenkins_port", 0) or 0
+    time_scale = getattr(args, "time_scale", None)
     if action == "serve":
-        serve(args.state_dir, args.port)
+        if time_scale is not None:
+            os.environ.update(_time_scale_env({}, time_scale))
+        serve(args.state_dir, args.port, jenkins_port=jenkins_port)
         return 0
     if action == "up":
-        _print_state(up(args.state_dir, args.port))
+        _print_state(up(args.state_dir, args.port, jenkins_port, time_scale))
         return 0
     if action == "down":
         print("sandbox stopped" if down(args.state_dir) else "sandbox was not running")

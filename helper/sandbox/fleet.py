@@ -5,10 +5,14 @@ Two regions, three ways of finding a site's instances:
 - api:     an ALB (listener -> target group) in eu-west-1, reached through a bastion,
 - workers: an Auto Scaling group in us-east-1.
 Tests and the benchmark build their own fleets with the same functions.
+
+For the lifecycle consumer, workers-asg also gets an SQS queue (with a dead-letter queue) and
+a launching lifecycle hook that notifies it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +24,17 @@ from helper.sandbox.moto_server import SANDBOX_ENV
 # Any image id works in moto; this one is in its bundled catalogue.
 DEMO_AMI = "ami-12c6146b"
 INSTANCE_TYPE = "t3.micro"
+# moto's default account; AWS never sees this role (every client points at the sandbox).
+HOOK_ROLE_ARN = "arn:aws:iam::123456789012:role/asg-hook"
+# A message the consumer failed on this often is poison: park it in the DLQ for a human.
+MAX_RECEIVE_COUNT = 5
+# The consumer's own default (LifecycleConfig.visibility_timeout_s); it extends the
+# visibility while a build runs, so this only has to cover one receive-and-dispatch.
+QUEUE_VISIBILITY_TIMEOUT_S = 120
+# AWS's minimum is 30 s; 60 s lets a demo see a timeout ABANDON without waiting long.
+HOOK_HEARTBEAT_TIMEOUT_S = 60
+# The DLQ keeps messages for AWS's maximum, 14 days, so nothing expires before someone looks.
+DLQ_RETENTION_S = 14 * 24 * 3600
 
 
 def client(service: str, endpoint_url: str, region: str):
@@ -101,30 +116,78 @@ def auto_scaling_site(
     return name
 
 
+def lifecycle_queue(endpoint_url: str, region: str, name: str) -> tuple[str, str, str]:
+    """A standard queue `name` with a dead-letter queue `<name>-dlq`; returns (URL, ARN, DLQ URL)."""
+    sqs = client("sqs", endpoint_url, region)
+    dlq_url = sqs.create_queue(
+        QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)},
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+    url = sqs.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": str(QUEUE_VISIBILITY_TIMEOUT_S), "RedrivePolicy": json.dumps(redrive),
+    })["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return url, arn, dlq_url
+
+
+def launch_hook(
+    endpoint_url: str, region: str, group: str, queue_arn: str,
+    heartbeat_timeout_s: int = HOOK_HEARTBEAT_TIMEOUT_S, name: str = "deploy-on-launch",
+) -> str:
+    """A launching hook on `group` that notifies `queue_arn` (and sends it the test message)."""
+    client("autoscaling", endpoint_url, region).put_lifecycle_hook(
+        LifecycleHookName=name, AutoScalingGroupName=group,
+        LifecycleTransition="autoscaling:EC2_INSTANCE_LAUNCHING",
+        NotificationTargetARN=queue_arn, RoleARN=HOOK_ROLE_ARN,
+        HeartbeatTimeout=heartbeat_timeout_s, DefaultResult="ABANDON",
+    )
+    return name
+
+
 @dataclass(frozen=True)
 class DemoFleet:
     shop_elb_dns: str
     api_alb_dns: str
     workers_group: str
+    region: str = "us-east-1"
+    queue_url: str = ""
+    queue_arn: str = ""
+    dlq_url: str = ""
 
 
 def seed_demo(endpoint_url: str) -> DemoFleet:
+    region = "us-east-1"
+    shop = classic_elb_site(endpoint_url, region, "shop-elb", 3)
+    api = alb_site(endpoint_url, "eu-west-1", "api-alb", 2)[0]
+    workers = auto_scaling_site(endpoint_url, region, "workers-asg", 2)
+    queue_url, queue_arn, dlq_url = lifecycle_queue(endpoint_url, region, "deploy-lifecycle")
+    launch_hook(endpoint_url, region, workers, queue_arn)
     return DemoFleet(
-        shop_elb_dns=classic_elb_site(endpoint_url, "us-east-1", "shop-elb", 3),
-        api_alb_dns=alb_site(endpoint_url, "eu-west-1", "api-alb", 2)[0],
-        workers_group=auto_scaling_site(endpoint_url, "us-east-1", "workers-asg", 2),
+        shop_elb_dns=shop, api_alb_dns=api, workers_group=workers, region=region,
+        queue_url=queue_url, queue_arn=queue_arn, dlq_url=dlq_url,
     )
 
 
-def demo_config(fleet: DemoFleet, out_dir: Path) -> dict:
+@dataclass(frozen=True)
+class DemoJenkins:
+    """Where the demo's deploy job lives; the token stays out of the config."""
+
+    url: str
+    job: str
+    credentials_file: str
+
+
+def demo_config(fleet: DemoFleet, out_dir: Path, jenkins: DemoJenkins | None = None) -> dict:
     """The configuration a newcomer would write for the demo fleet."""
-    return {
+    config = {
         "path": {
             "ssh_config_file": str(out_dir / "ssh_config"),
             "known_hosts_file": str(out_dir / "known_hosts"),
             "cap_config_file": str(out_dir / "cap_config.yml"),
             "ansible_inventory_file": str(out_dir / "inventory.yml"),
             "json_file": str(out_dir / "inventory.json"),
+            "revision_dir": str(out_dir.parent / "revisions"),
         },
         "defaults": {"user": "deploy", "identity_file": "~/.ssh/deploy.pem"},
         "sites": {
@@ -135,12 +198,21 @@ def demo_config(fleet: DemoFleet, out_dir: Path) -> dict:
                         "roles": ["worker"], "port": 2222},
         },
     }
+    if jenkins is not None and fleet.queue_url:
+        config["lifecycle"] = {
+            "queue_url": fleet.queue_url,
+            "region": fleet.region,
+            "jenkins": {"url": jenkins.url, "job": jenkins.job, "credentials_file": jenkins.credentials_file},
+            "groups": {fleet.workers_group: "workers"},
+            "visibility_timeout_s": QUEUE_VISIBILITY_TIMEOUT_S,
+        }
+    return config
 
 
-def write_demo_config(fleet: DemoFleet, state_dir: Path) -> Path:
+def write_demo_config(fleet: DemoFleet, state_dir: Path, jenkins: DemoJenkins | None = None) -> Path:
     path = state_dir / "demo.yml"
     out_dir = (state_dir / "out").resolve()
     text = "# Written by `aws-deploy-helper sandbox up` for the demo fleet.\n"
-    text += yaml.safe_dump(demo_config(fleet, out_dir), sort_keys=False)
+    text += yaml.safe_dump(demo_config(fleet, out_dir, jenkins), sort_keys=False)
     path.write_text(text, encoding="utf-8")
     return path

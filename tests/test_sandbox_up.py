@@ -1,0 +1,297 @@
+"""`aws-deploy-helper sandbox up`: one command, both emulators, the demo fleet wired for lifecycle deploys.
+
+The CLI runs in a subprocess, as a user runs it; everything is then checked through the clients
+the project uses (boto3, python-jenkins) with the environment `up` tells the user to export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import jenkins
+import pytest
+import requests
+
+from helper.sandbox import demo_jobs
+from helper.sandbox.jenkins import JenkinsEmulator
+from helper.settings import load_config
+
+DEPLOY_PARAMETERS = {"SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS"}
+# Generous for a loaded CI machine; a passing run needs a few seconds at most for each step.
+DEADLINE_S = 30.0
+# Short enough that polling adds little, long enough not to spin.
+POLL_S = 0.05
+REGION = "us-east-1"
+EXPORT_RE = re.compile(r"^export [A-Z_]+=")
+
+
+def wait_for(predicate, what: str, timeout_s: float = DEADLINE_S):
+    """Poll `predicate` until it returns something truthy; fail at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    tick = threading.Event()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        tick.wait(POLL_S)
+
+
+def cli(*args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "JENKINS_", "SANDBOX_"))}
+    env.update(extra_env)
+    return subprocess.run([sys.executable, "-m", "helper", "sandbox", *args], env=env, capture_output=True,
+                          text=True, timeout=120, check=check)
+
+
+def exports(stdout: str) -> dict[str, str]:
+    """The `export NAME=value` lines, read the way a shell would."""
+    pairs = [shlex.split(line)[1] for line in stdout.splitlines() if EXPORT_RE.match(line)]
+    return dict(pair.split("=", 1) for pair in pairs)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    state_dir: Path
+    stdout: str
+    env: dict[str, str]
+
+    @property
+    def state(self) -> dict:
+        return json.loads((self.state_dir / "state.json").read_text())
+
+    def aws(self, service: str):
+        return boto3.client(service, endpoint_url=self.env["AWS_ENDPOINT_URL"], region_name=REGION,
+                            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+                            aws_session_token=self.env["AWS_SESSION_TOKEN"])
+
+    def jenkins(self) -> jenkins.Jenkins:
+        return jenkins.Jenkins(self.env["JENKINS_URL"], self.env["JENKINS_USER"], self.env["JENKINS_API_TOKEN"],
+                               timeout=10)
+
+
+def start(state_dir: Path, **extra_env: str) -> Sandbox:
+    up = cli("up", "--state-dir", str(state_dir), **extra_env)
+    return Sandbox(state_dir, up.stdout, exports(up.stdout))
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("sandbox")
+    try:
+        yield start(state_dir)
+    finally:
+        cli("down", "--state-dir", str(state_dir), check=False)
+
+
+def receive_until(sqs, queue_url: str, wanted, what: str) -> dict:
+    """Consume the queue (deleting what we read, so nothing is redriven) until `wanted(body)`."""
+    def poll():
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        found = None
+        for message in messages.get("Messages", []):
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            body = json.loads(message["Body"])
+            found = found or (body if wanted(body) else None)
+        return found
+
+    return wait_for(poll, what)
+
+
+def run_build(server: jenkins.Jenkins, params: dict) -> dict:
+    queue_id = server.build_job("deploy", params)
+    item = wait_for(lambda: server.get_queue_item(queue_id).get("executable"), f"queue item {queue_id}")
+    info = wait_for(lambda: (lambda i: None if i["building"] else i)(server.get_build_info("deploy", item["number"])),
+                    f"deploy #{item['number']} to finish")
+    info["console"] = server.get_build_console_output("deploy", item["number"])
+    return info
+
+
+def scale_out_by_one(sandbox: Sandbox) -> str:
+    """Raise workers-asg's desired capacity by one; returns the new instance's id."""
+    asg = sandbox.aws("autoscaling")
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["workers-asg"])["AutoScalingGroups"][0]
+    before = {i["InstanceId"] for i in group["Instances"]}
+    asg.set_desired_capacity(AutoScalingGroupName="workers-asg", DesiredCapacity=group["DesiredCapacity"] + 1)
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["workers-asg"])["AutoScalingGroups"][0]
+    (new,) = [i for i in group["Instances"] if i["InstanceId"] not in before]
+    assert new["LifecycleState"] == "Pending:Wait"
+    return new["InstanceId"]
+
+
+JJB_DEPLOY = """\
+- job:
+    name: deploy
+    concurrent: false
+    parameters:
+      - string: {name: SITE, default: ""}
+      - string: {name: INSTANCE_IDS, default: ""}
+      - string: {name: REVISION, default: ""}
+      - text: {name: LIFECYCLE_ACTIONS, default: ""}
+      - bool: {name: DRY_RUN, default: false}
+      - bool: {name: SKIP_TESTS, default: false}
+      - choice: {name: ENVIRONMENT, choices: [staging, production]}
+    builders:
+      - shell: !include-raw: deploy.sh
+"""
+
+
+@pytest.mark.parametrize("jjb, source, extra", [
+    (JJB_DEPLOY, "jjb", {"ENVIRONMENT"}),
+    (JJB_DEPLOY.replace("- choice:", "- file:"), "built-in", set()),  # a type the emulator cannot load
+    (None, "built-in", set()),  # no jenkins/jobs/ in the repository
+])
+def test_deploy_job_comes_from_jenkins_jobs_when_the_emulator_can_load_it(tmp_path, jjb, source, extra):
+    jjb_dir = tmp_path / "jobs"
+    if jjb is not None:
+        jjb_dir.mkdir()
+        (jjb_dir / "deploy.yaml").write_text(jjb)
+    with JenkinsEmulator() as emulator:
+        found = demo_jobs.add_deploy_job(emulator, "true", jjb_dir)
+        info = jenkins.Jenkins(emulator.url, "admin", "token", timeout=10).get_job_info("deploy")
+
+    assert found == (str(jjb_dir) if source == "jjb" else source)
+    (definitions,) = [p["parameterDefinitions"] for p in info["property"] if "parameterDefinitions" in p]
+    assert {d["name"] for d in definitions} == DEPLOY_PARAMETERS | extra
+
+
+# -- one command -----------------------------------------------------------------------------------------
+
+
+def test_up_and_status_print_both_endpoints_and_the_environment_to_export(sandbox):
+    status = cli("status", "--state-dir", str(sandbox.state_dir))
+    state = sandbox.state
+
+    assert status.stdout == sandbox.stdout
+    for endpoint in (state["aws_endpoint"], state["jenkins_url"], state["queue_url"], state["dlq_url"]):
+        assert endpoint.startswith(("http://127.0.0.1:", "http://localhost:")) and endpoint in status.stdout
+    assert sandbox.env["AWS_ENDPOINT_URL"] == state["aws_endpoint"]
+    assert sandbox.env["JENKINS_URL"] == state["jenkins_url"]
+    assert sandbox.env["JENKINS_API_TOKEN"] == state["jenkins_api_token"]
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "JENKINS_USER"} <= set(sandbox.env)
+
+
+def test_the_api_token_is_made_up_at_start_and_kept_out_of_logs_and_config(sandbox):
+    token = sandbox.env["JENKINS_API_TOKEN"]
+
+    assert len(token) >= 32 and token not in ("token", "password")
+    assert (sandbox.state_dir / "state.json").stat().st_mode & 0o777 == 0o600
+    assert (sandbox.state_dir / "jenkins-credentials").stat().st_mode & 0o777 == 0o600
+    assert token not in (sandbox.state_dir / "sandbox.log").read_text()
+    assert token not in (sandbox.state_dir / "demo.yml").read_text()
+    with pytest.raises(jenkins.JenkinsException):
+        jenkins.Jenkins(sandbox.env["JENKINS_URL"], sandbox.env["JENKINS_USER"], "wrong", timeout=10).get_jobs()
+
+
+def test_demo_config_loads_and_routes_workers_asg_through_the_queue_to_jenkins(sandbox):
+    config = load_config(sandbox.state["config"])
+
+    assert config.paths.revision_dir == str(sandbox.state_dir.resolve() / "revisions")
+    assert config.lifecycle.queue_url == sandbox.state["queue_url"]
+    assert config.lifecycle.jenkins.url == sandbox.env["JENKINS_URL"]
+    assert config.lifecycle.jenkins.job == "deploy"
+    assert config.lifecycle.groups["workers-asg"].site == "workers"
+
+
+def test_jenkins_has_the_deploy_job_with_its_six_parameters(sandbox):
+    info = sandbox.jenkins().get_job_info("deploy")
+
+    (definitions,) = [p["parameterDefinitions"] for p in info["property"] if "parameterDefinitions" in p]
+    assert {d["name"] for d in definitions} == DEPLOY_PARAMETERS
+    assert info["concurrentBuild"] is False
+
+
+def test_launch_hook_targets_the_queue_which_redrives_to_the_dlq(sandbox):
+    state, sqs = sandbox.state, sandbox.aws("sqs")
+
+    (hook,) = sandbox.aws("autoscaling").describe_lifecycle_hooks(AutoScalingGroupName="workers-asg")["LifecycleHooks"]
+    assert hook["LifecycleHookName"] == "deploy-on-launch"
+    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert hook["NotificationTargetARN"] == state["queue_arn"]
+    assert (hook["HeartbeatTimeout"], hook["DefaultResult"]) == (60, "ABANDON")
+    assert hook["RoleARN"].startswith("arn:aws:iam::")
+    attributes = sqs.get_queue_attributes(QueueUrl=state["queue_url"], AttributeNames=["All"])["Attributes"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=state["dlq_url"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.loads(attributes["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dlq_arn
+    assert int(redrive["maxReceiveCount"]) == 5
+    assert attributes["QueueArn"] == state["queue_arn"]
+    test = receive_until(sqs, state["queue_url"], lambda b: b.get("Event") == "autoscaling:TEST_NOTIFICATION",
+                         "the hook's test notification")
+    assert test["AutoScalingGroupName"] == "workers-asg"
+
+
+def test_scale_out_notifies_the_queue_and_the_new_instance_waits(sandbox):
+    new_id = scale_out_by_one(sandbox)
+
+    notice = receive_until(sandbox.aws("sqs"), sandbox.state["queue_url"],
+                           lambda b: b.get("EC2InstanceId") == new_id, f"the launch notification for {new_id}")
+    assert notice["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert notice["LifecycleHookName"] == "deploy-on-launch"
+    assert notice["LifecycleActionToken"]
+
+
+def test_full_deploy_of_shop_writes_every_host_and_records_the_revision(sandbox):
+    shop_ids = {i["InstanceId"] for r in sandbox.aws("ec2").describe_instances(
+        Filters=[{"Name": "tag:Name", "Values": ["shop-elb"]}])["Reservations"] for i in r["Instances"]}
+
+    build = run_build(sandbox.jenkins(), {"SITE": "shop", "REVISION": "v42"})
+
+    assert build["result"] == "SUCCESS", build["console"]
+    written = sorted((sandbox.state_dir / "hosts").glob("shop-i-*.revision"))
+    assert {p.name[len("shop-"):-len(".revision")] for p in written} == shop_ids
+    assert {p.read_text() for p in written} == {"v42\n"}
+    assert (sandbox.state_dir / "revisions" / "shop.revision").read_text() == "v42\n"
+
+
+def test_scale_up_build_pins_the_recorded_revision_on_the_new_instance_only(sandbox):
+    new_id = scale_out_by_one(sandbox)
+
+    build = run_build(sandbox.jenkins(), {"SITE": "workers", "INSTANCE_IDS": new_id, "LIFECYCLE_ACTIONS": "demo"})
+
+    assert build["result"] == "SUCCESS", build["console"]
+    assert [p.name for p in (sandbox.state_dir / "hosts").glob("workers-*.revision")] == [
+        f"workers-{new_id}.revision"]
+    assert (sandbox.state_dir / "hosts" / f"workers-{new_id}.revision").read_text() == "demo-1\n"
+
+
+def test_parameters_are_data_not_shell(sandbox, tmp_path):
+    marker = tmp_path / "injected"
+
+    build = run_build(sandbox.jenkins(), {"SITE": "api", "REVISION": f"x;touch {marker}", "DRY_RUN": "true"})
+
+    assert build["result"] == "FAILURE"
+    assert "must match" in build["console"]
+    assert not marker.exists()
+
+
+def test_down_stops_both_emulators_and_the_process(tmp_path):
+    try:
+        sandbox = start(tmp_path, SANDBOX_TIME_SCALE="30")
+        state = sandbox.state
+        down = cli("down", "--state-dir", str(tmp_path))
+    finally:
+        cli("down", "--state-dir", str(tmp_path), check=False)
+
+    assert state["time_scale"] == 30.0 and "sandbox clock:     x30" in sandbox.stdout
+    assert down.stdout.strip() == "sandbox stopped"
+    assert not (tmp_path / "state.json").exists()
+    assert not (tmp_path / "jenkins-credentials").exists()
+    for url in (state["aws_endpoint"], state["jenkins_url"]):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=5)
+    with pytest.raises(ProcessLookupError):
+        os.kill(state["pid"], 0)
+    assert cli("status", "--state-dir", str(tmp_path), check=False).returncode == 1
