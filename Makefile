@@ -36,7 +36,7 @@ system-deps:
 demo: venv
 	@$(BIN)/aws-deploy-helper sandbox up --state-dir $(STATE) >/dev/null
 	@set -e; trap '$(BIN)/aws-deploy-helper sandbox down --state-dir $(STATE) >/dev/null' EXIT; \
-	eval "$$($(BIN)/aws-deploy-helper sandbox status --state-dir $(STATE) | grep '^export ')"; \
+	eval "$$($(BIN)/aws-deploy-helper sandbox status --state-dir $(STATE) | grep '^export [A-Z_]*=')"; \
 	$(BIN)/aws-deploy-helper inventory -c $(STATE)/demo.yml --list; \
 	for f in $(STATE)/out/ssh_config $(STATE)/out/cap_config.yml; do echo "==> $$f"; cat $$f; done
 

@@ -76,7 +76,7 @@ def _print_state(state: dict) -> None:
     print(f"dead-letter queue: {state['dlq_url']}")
     print(f"demo config:       {state['config']}")
     print(f"sandbox clock:     x{state['time_scale']:g}")
-    print("export these to point boto3, the helper and python-jenkins at it:")
+    print("# to point boto3, the helper and python-jenkins at it, run these in your shell:")
     for name, value in environment(state).items():
         print(f"export {name}={shlex.quote(value)}")
 
