@@ -1,0 +1,690 @@
+// A stand-in for Jenkins' declarative pipeline, enough to run this project's Jenkinsfile on Groovy 2.4
+// (the Groovy Jenkins core runs) without a Jenkins: the sections and steps below, nothing else.
+//
+//   groovy PipelineStub.groovy [-P NAME=VALUE]... [--workspace DIR] JENKINSFILE   run it
+//   groovy PipelineStub.groovy --list [-P NAME=VALUE]... JENKINSFILE                which stages would run
+//   groovy PipelineStub.groovy --check FILE...                                     parse only (CONVERSION)
+//
+// A parameter's value comes from -P, else from the environment variable of its name (the Jenkins
+// emulator runs a build's command with its parameters in the environment), else its default.
+// `sh` really runs, as Jenkins does: `/bin/sh -xe -c SCRIPT` in the workspace, with the process
+// environment + parameters + environment {} + withEnv. Sections and steps it does not know fail
+// the build with their names, before any step runs where that can be told from the source.
+// Prints `STAGE name: ran|skipped (...)|failed` per stage and `RESULT: X`; exit 0 only for SUCCESS.
+
+import java.nio.file.FileSystems
+import java.nio.file.Files
+import java.util.concurrent.TimeUnit
+import org.codehaus.groovy.ast.CodeVisitorSupport
+import org.codehaus.groovy.ast.expr.GStringExpression
+import org.codehaus.groovy.ast.expr.MapExpression
+import org.codehaus.groovy.ast.expr.MethodCallExpression
+import org.codehaus.groovy.ast.expr.TupleExpression
+import org.codehaus.groovy.control.CompilationUnit
+import org.codehaus.groovy.control.CompilerConfiguration
+import org.codehaus.groovy.control.Phases
+
+/** The Jenkinsfile is wrong for the stub (unknown section or step, bad parameter): FAILURE, nothing runs. */
+class StubError extends RuntimeException { StubError(String m) { super(m) } }
+/** A step failed (sh exit status, error step): the stage and the build fail. */
+class StepFailure extends RuntimeException { StepFailure(String m) { super(m) } }
+/** The timeout option or step ran out: the build is ABORTED, as Jenkins marks it. */
+class BuildTimeout extends RuntimeException { BuildTimeout(String m) { super(m) } }
+
+class Stub {
+    // Steps the stub implements; anything else called in steps {} or post {} is rejected.
+    static final Set<String> STEPS = ['sh', 'echo', 'error', 'script', 'withEnv', 'dir', 'archiveArtifacts',
+                                      'timeout', 'lock', 'writeFile', 'readFile'] as Set
+    // Blocks whose calls are steps, and blocks of plain Groovy (checked only when they run).
+    static final Set<String> STEP_BLOCKS = ['steps', 'always', 'success', 'failure', 'unstable', 'aborted',
+                                            'unsuccessful', 'cleanup'] as Set
+    static final Set<String> CODE_BLOCKS = ['script', 'expression'] as Set
+    // Jenkins' post order, restricted to the conditions that need no build history.
+    static final List<String> POST_ORDER = ['always', 'aborted', 'success', 'unstable', 'failure',
+                                            'unsuccessful', 'cleanup']
+    static final Map<String, Integer> EXIT_CODES = [SUCCESS: 0, FAILURE: 1, UNSTABLE: 3, ABORTED: 4]
+    // Worst first, as Jenkins' Result ordering: a build result only ever gets worse.
+    static final List<String> SEVERITY = ['SUCCESS', 'UNSTABLE', 'FAILURE', 'ABORTED']
+
+    static Closure bind(Closure body, Object delegate) {
+        Closure copy = (Closure) body.clone()
+        copy.delegate = delegate
+        copy.resolveStrategy = Closure.DELEGATE_FIRST
+        return copy
+    }
+
+    static Map named(Object[] args, String what) {
+        if (args.length < 1 || !(args[0] instanceof Map)) throw new StubError("${what} needs named arguments")
+        return (Map) args[0]
+    }
+
+    static void once(Set<String> seen, String section, String where) {
+        if (!seen.add(section)) throw new StubError("${where}: more than one ${section} section")
+    }
+}
+
+// ---- parse-only checks on the source ---------------------------------------------------------------
+
+class SourceCheck extends CodeVisitorSupport {
+    List<String> problems = []
+    private List<String> stack = []
+    private String file
+
+    SourceCheck(String file) { this.file = file }
+
+    static org.codehaus.groovy.ast.ModuleNode parse(File source) {
+        CompilationUnit unit = new CompilationUnit()
+        unit.addSource(source)
+        unit.compile(Phases.CONVERSION)
+        return unit.AST.modules[0]
+    }
+
+    void visitMethodCallExpression(MethodCallExpression call) {
+        String name = call.methodAsString
+        if (call.implicitThis && name != null && inStepBlock()) {
+            if (!Stub.STEPS.contains(name)) problems << "${file}:${call.lineNumber}: unknown step '${name}'".toString()
+            if (name == 'sh' && interpolated(call)) {
+                problems << ("${file}:${call.lineNumber}: sh with Groovy string interpolation; use a single-quoted " +
+                             "script and pass values through the environment").toString()
+            }
+        }
+        stack.add(name ?: '')
+        super.visitMethodCallExpression(call)
+        stack.remove(stack.size() - 1)
+    }
+
+    private boolean inStepBlock() {
+        for (int i = stack.size() - 1; i >= 0; i--) {
+            String outer = stack[i]
+            if (Stub.CODE_BLOCKS.contains(outer)) return false
+            if (Stub.STEP_BLOCKS.contains(outer)) return true
+            if (!Stub.STEPS.contains(outer)) return false  // when {}, stage {}: not a step context
+        }
+        return false
+    }
+
+    private static boolean interpolated(MethodCallExpression call) {
+        def args = call.arguments instanceof TupleExpression ? call.arguments.expressions : []
+        return args.any { arg ->
+            arg instanceof GStringExpression ||
+                (arg instanceof MapExpression && arg.mapEntryExpressions.any {
+                    it.keyExpression.text == 'script' && it.valueExpression instanceof GStringExpression
+                })
+        }
+    }
+}
+
+// ---- the model: what the pipeline block declares -----------------------------------------------------
+
+class StageModel {
+    String name
+    Closure when, steps, environment
+    Map<String, Closure> post = [:]
+}
+
+class PipelineModel {
+    String agent
+    Map<String, Object> options = [:]
+    List<Map> parameters = []
+    Closure environment
+    List<StageModel> stages = []
+    Map<String, Closure> post = [:]
+}
+
+class PipelineSection {
+    PipelineModel model = new PipelineModel()
+    private Set<String> seen = [] as Set
+    static final Set<String> UNSUPPORTED = ['triggers', 'tools', 'libraries', 'input', 'matrix', 'parallel'] as Set
+
+    def getAny() { 'any' }
+    def getNone() { 'none' }
+
+    void agent(Object kind) {
+        Stub.once(seen, 'agent', 'pipeline')
+        if (kind instanceof Closure) {
+            def agent = new AgentSection()
+            Stub.bind((Closure) kind, agent).call()
+            model.agent = "label ${agent.label}"
+        } else {
+            model.agent = kind.toString()
+        }
+    }
+    void options(Closure body) { Stub.once(seen, 'options', 'pipeline'); Stub.bind(body, new OptionsSection(model.options)).call() }
+    void parameters(Closure body) { Stub.once(seen, 'parameters', 'pipeline'); Stub.bind(body, new ParametersSection(model.parameters)).call() }
+    void environment(Closure body) { Stub.once(seen, 'environment', 'pipeline'); model.environment = body }
+    void stages(Closure body) { Stub.once(seen, 'stages', 'pipeline'); Stub.bind(body, new StagesSection(model.stages)).call() }
+    void post(Closure body) { Stub.once(seen, 'post', 'pipeline'); Stub.bind(body, new PostSection(model.post)).call() }
+
+    def methodMissing(String name, args) {
+        if (UNSUPPORTED.contains(name)) throw new StubError("pipeline: section '${name}' is not supported by the stub")
+        throw new StubError("pipeline: unknown section '${name}'")
+    }
+    def propertyMissing(String name) { throw new MissingPropertyException(name, PipelineSection) }
+}
+
+class AgentSection {
+    String label = ''
+    void label(String value) { label = value }
+    void node(Closure body) { Stub.bind(body, this).call() }
+    void customWorkspace(String ignored) {}
+    def methodMissing(String name, args) { throw new StubError("agent: '${name}' is not supported by the stub") }
+}
+
+class OptionsSection {
+    Map<String, Object> options
+    OptionsSection(Map<String, Object> options) { this.options = options }
+    static final Set<String> FLAGS = ['disableConcurrentBuilds', 'timestamps', 'skipDefaultCheckout',
+                                      'disableResume', 'skipStagesAfterUnstable'] as Set
+
+    void timeout(Map spec) { options.timeout = spec }
+    void buildDiscarder(Object strategy) { options.buildDiscarder = strategy }
+    Map logRotator(Map spec) { spec }
+    def methodMissing(String name, args) {
+        if (!FLAGS.contains(name)) throw new StubError("options: unknown option '${name}'")
+        options[name] = true
+    }
+    def propertyMissing(String name) { throw new MissingPropertyException(name, OptionsSection) }
+}
+
+class ParametersSection {
+    List<Map> parameters
+    ParametersSection(List<Map> parameters) { this.parameters = parameters }
+
+    private void add(String type, Map spec, Object fallback) {
+        if (!spec.name) throw new StubError("parameters: ${type} needs a name")
+        if (parameters.any { it.name == spec.name }) throw new StubError("parameters: ${spec.name} is declared twice")
+        parameters << [name: spec.name.toString(), type: type,
+                       default: spec.containsKey('defaultValue') ? spec.defaultValue : fallback, choices: null]
+    }
+    void string(Map spec) { add('string', spec, '') }
+    void text(Map spec) { add('string', spec, '') }
+    void booleanParam(Map spec) { add('boolean', spec, false) }
+    void choice(Map spec) {
+        def choices = spec.choices instanceof String ? spec.choices.readLines() : (spec.choices ?: []).collect { it.toString() }
+        if (!choices) throw new StubError("parameters: choice ${spec.name} has no choices")
+        add('choice', spec, choices[0])
+        parameters[-1].choices = choices
+    }
+    def methodMissing(String name, args) { throw new StubError("parameters: unknown parameter type '${name}'") }
+}
+
+class StagesSection {
+    List<StageModel> stages
+    StagesSection(List<StageModel> stages) { this.stages = stages }
+
+    void stage(String name, Closure body) {
+        if (stages.any { it.name == name }) throw new StubError("stages: stage '${name}' is declared twice")
+        def stage = new StageSection(name)
+        Stub.bind(body, stage).call()
+        if (!stage.model.steps) throw new StubError("stage '${name}': no steps")
+        stages << stage.model
+    }
+    def methodMissing(String name, args) { throw new StubError("stages: unknown section '${name}' (only stage)") }
+}
+
+class StageSection {
+    StageModel model
+    private Set<String> seen = [] as Set
+    static final Set<String> UNSUPPORTED = ['agent', 'options', 'input', 'tools', 'stages', 'parallel', 'matrix'] as Set
+    StageSection(String name) { model = new StageModel(name: name) }
+
+    void when(Closure body) {
+        Stub.once(seen, 'when', "stage '${model.name}'")
+        // Build the condition tree now, so an unknown condition fails before anything runs.
+        def section = new WhenSection()
+        Stub.bind(body, section).call()
+        model.when = section.all()
+    }
+    void steps(Closure body) { Stub.once(seen, 'steps', "stage '${model.name}'"); model.steps = body }
+    void environment(Closure body) { Stub.once(seen, 'environment', "stage '${model.name}'"); model.environment = body }
+    void post(Closure body) { Stub.once(seen, 'post', "stage '${model.name}'"); Stub.bind(body, new PostSection(model.post)).call() }
+    def methodMissing(String name, args) {
+        if (UNSUPPORTED.contains(name)) throw new StubError("stage '${model.name}': section '${name}' is not supported by the stub")
+        throw new StubError("stage '${model.name}': unknown section '${name}'")
+    }
+    def propertyMissing(String name) { throw new MissingPropertyException(name, StageSection) }
+}
+
+/** Collects `when` conditions as closures of a Runner, evaluated when the stage is reached. */
+class WhenSection {
+    List<Closure> conditions = []
+    static final Set<String> UNSUPPORTED = ['branch', 'tag', 'buildingTag', 'changelog', 'changeset',
+                                            'changeRequest', 'triggeredBy'] as Set
+
+    Closure all() { List<Closure> cs = conditions; return { Runner r -> cs.every { it(r) } } }
+
+    private static List<Closure> nested(Closure body) {
+        def section = new WhenSection()
+        Stub.bind(body, section).call()
+        return section.conditions
+    }
+    void expression(Closure body) { conditions << { Runner r -> r.run(body) as boolean } }
+    void not(Closure body) {
+        List<Closure> inner = nested(body)
+        if (inner.size() != 1) throw new StubError("when: not needs exactly one condition")
+        conditions << { Runner r -> !inner[0](r) }
+    }
+    void allOf(Closure body) { List<Closure> inner = nested(body); conditions << { Runner r -> inner.every { it(r) } } }
+    void anyOf(Closure body) { List<Closure> inner = nested(body); conditions << { Runner r -> inner.any { it(r) } } }
+    void environment(Map spec) { conditions << { Runner r -> r.env[spec.name.toString()] == spec.value?.toString() } }
+    void equals(Map spec) { conditions << { Runner r -> spec.expected == spec.actual } }
+    void beforeAgent(boolean ignored) {}
+    void beforeInput(boolean ignored) {}
+    void beforeOptions(boolean ignored) {}
+    def methodMissing(String name, args) {
+        if (UNSUPPORTED.contains(name)) throw new StubError("when: condition '${name}' is not supported by the stub")
+        throw new StubError("when: unknown condition '${name}'")
+    }
+}
+
+class PostSection {
+    Map<String, Closure> post
+    PostSection(Map<String, Closure> post) { this.post = post }
+
+    def methodMissing(String name, args) {
+        if (!Stub.POST_ORDER.contains(name)) {
+            throw new StubError("post: condition '${name}' is unknown or not supported by the stub (known: ${Stub.POST_ORDER.join(', ')})")
+        }
+        if (post.containsKey(name)) throw new StubError("post: more than one ${name}")
+        post[name] = (Closure) args[0]
+    }
+}
+
+// ---- running it ----------------------------------------------------------------------------------------
+
+class CurrentBuild {
+    String result  // null until something sets it, as in Jenkins
+    String description, displayName
+    int number = 1
+    String getCurrentResult() { result ?: 'SUCCESS' }
+    void worsen(String to) {
+        if (Stub.SEVERITY.indexOf(to) > Stub.SEVERITY.indexOf(getCurrentResult())) result = to
+    }
+}
+
+/** The delegate of steps {}, post conditions, script {} and when expressions: the steps and env/params. */
+class Runner {
+    Map<String, String> env
+    Map<String, Object> params
+    CurrentBuild currentBuild = new CurrentBuild()
+    File cwd
+    long deadlineMs = Long.MAX_VALUE
+    Script script
+    List<String> archived = []
+
+    def run(Closure body) { Stub.bind(body, this).call() }
+
+    def methodMissing(String name, args) {
+        // Functions the Jenkinsfile defines itself are callable from script {} blocks.
+        if (definesFunction(name, args)) return script.invokeMethod(name, args)
+        throw new StubError("unknown step '${name}' (the stub knows: ${Stub.STEPS.sort().join(', ')})")
+    }
+    def propertyMissing(String name) { throw new MissingPropertyException(name, Runner) }
+
+    boolean definesFunction(String name, args) {
+        return script != null && script.metaClass.respondsTo(script, name, args as Object[])
+    }
+
+    void echo(Object message) { println message }
+    void error(String message) { throw new StepFailure(message) }
+    def script(Closure body) { run(body) }
+
+    def sh(Object spec) {
+        Map opts = spec instanceof Map ? (Map) spec : [script: spec]
+        String text = opts.script?.toString()
+        if (!text) throw new StubError("sh needs a script")
+        println "+ sh ${opts.label ?: ''}".trim()
+        System.out.flush()
+        List<String> command = ['/bin/sh', '-xe', '-c', text]
+        File scriptFile = null
+        if (text.startsWith('#!')) {  // Jenkins runs such a script with its own interpreter
+            scriptFile = File.createTempFile('stub-sh', '.sh', cwd)
+            scriptFile.text = text
+            scriptFile.setExecutable(true)
+            command = [scriptFile.absolutePath]
+        }
+        ProcessBuilder builder = new ProcessBuilder(command).directory(cwd)
+        builder.environment().clear()
+        builder.environment().putAll(env.findAll { k, v -> v != null }.collectEntries { k, v -> [k, v.toString()] })
+        if (opts.returnStdout) {
+            builder.redirectError(ProcessBuilder.Redirect.INHERIT).redirectOutput(ProcessBuilder.Redirect.PIPE)
+        } else {  // one console, in order, as Jenkins shows it
+            builder.redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.INHERIT)
+        }
+        Process process = builder.start()
+        StringBuilder out = new StringBuilder()
+        Thread reader = opts.returnStdout ? process.consumeProcessOutputStream(out) : null
+        try {
+            long left = deadlineMs - System.currentTimeMillis()
+            if (!process.waitFor(Math.max(left, 0L), TimeUnit.MILLISECONDS)) {
+                process.descendants().each { it.destroyForcibly() }
+                process.destroyForcibly()
+                throw new BuildTimeout("timeout reached while running sh")
+            }
+            reader?.join()
+        } finally {
+            scriptFile?.delete()
+        }
+        int status = process.exitValue()
+        if (opts.returnStatus) return status
+        if (status != 0) throw new StepFailure("script returned exit code ${status}")
+        return opts.returnStdout ? out.toString() : null
+    }
+
+    def withEnv(List<String> overrides, Closure body) {
+        Map<String, String> values = [:]
+        overrides.each { String pair ->
+            int eq = pair.indexOf('=')
+            if (eq < 1) throw new StubError("withEnv: '${pair}' is not NAME=VALUE")
+            values[pair.substring(0, eq)] = pair.substring(eq + 1)
+        }
+        Map<String, String> saved = scope(values.keySet())
+        env.putAll(values)
+        try { return run(body) } finally { restore(saved) }
+    }
+
+    /** The current values of `names` (null: unset), to put back when a scope ends. */
+    Map<String, String> scope(Collection<String> names) {
+        return names.collectEntries { [it, env.containsKey(it) ? env[it] : null] }
+    }
+
+    /** Ends a scope: only the names it set go back, so `env.X = ...` inside it persists, as in Jenkins. */
+    void restore(Map<String, String> saved) {
+        saved.each { String name, String value -> if (value == null) env.remove(name) else env[name] = value }
+    }
+
+    def dir(String path, Closure body) {
+        File saved = cwd
+        cwd = resolve(path)
+        cwd.mkdirs()
+        try { return run(body) } finally { cwd = saved }
+    }
+
+    def timeout(Map spec, Closure body) {
+        long saved = deadlineMs
+        deadlineMs = Math.min(deadlineMs, System.currentTimeMillis() + millis(spec))
+        try { return run(body) } finally { deadlineMs = saved }
+    }
+
+    static long millis(Map spec) {
+        TimeUnit unit = TimeUnit.valueOf((spec.unit ?: 'MINUTES').toString())
+        return unit.toMillis(spec.time as long)
+    }
+
+    def lock(Object resource, Closure body) { run(body) }
+    def lock(Closure body) { run(body) }
+
+    void writeFile(Map spec) {
+        File file = resolve(spec.file.toString())
+        file.parentFile?.mkdirs()
+        file.setText(spec.text.toString(), (spec.encoding ?: 'UTF-8').toString())
+    }
+
+    String readFile(Object spec) {
+        Map opts = spec instanceof Map ? (Map) spec : [file: spec]
+        return resolve(opts.file.toString()).getText((opts.encoding ?: 'UTF-8').toString())
+    }
+
+    void archiveArtifacts(Object spec) {
+        Map opts = spec instanceof Map ? (Map) spec : [artifacts: spec]
+        String patterns = opts.artifacts.toString()
+        def matchers = patterns.split(',').collect { FileSystems.default.getPathMatcher("glob:${it.trim()}") }
+        def root = cwd.toPath()
+        List<String> found = []
+        if (Files.isDirectory(root)) {
+            def stream = Files.walk(root)
+            try {
+                stream.iterator().each { p ->
+                    def rel = root.relativize(p)
+                    if (Files.isRegularFile(p) && matchers.any { it.matches(rel) }) found << rel.toString()
+                }
+            } finally {
+                stream.close()
+            }
+        }
+        archived << patterns
+        println "ARCHIVE ${patterns}: ${found.sort().join(' ') ?: '(nothing)'}"
+        if (!found && !opts.allowEmptyArchive) throw new StepFailure("archiveArtifacts: no file matches ${patterns}")
+    }
+
+    private File resolve(String path) {
+        File file = new File(path)
+        return file.absolute ? file : new File(cwd, path)
+    }
+}
+
+/** The delegate of environment {}: NAME = value assignments into the runner's env. */
+class EnvironmentSection {
+    Runner runner
+    Map<String, String> saved = [:]  // what the assigned names held before, for Runner.restore
+    EnvironmentSection(Runner runner) { this.runner = runner }
+    Map getEnv() { runner.env }
+    Map getParams() { runner.params }
+    CurrentBuild getCurrentBuild() { runner.currentBuild }
+    def propertyMissing(String name, value) {
+        if (!saved.containsKey(name)) saved.putAll(runner.scope([name]))
+        runner.env[name] = value?.toString()
+    }
+    def propertyMissing(String name) {
+        if (runner.env.containsKey(name)) return runner.env[name]
+        throw new MissingPropertyException(name, EnvironmentSection)
+    }
+    def methodMissing(String name, args) {
+        if (runner.definesFunction(name, args)) return runner.script.invokeMethod(name, args)
+        throw new StubError("'${name}()' is not supported by the stub")
+    }
+}
+
+/** Jenkins resolves bare names in a Jenkinsfile to parameters and environment variables. */
+class PipelineBinding extends Binding {
+    Runner runner
+    Object getVariable(String name) {
+        if (getVariables().containsKey(name)) return super.getVariable(name)
+        if (runner != null && runner.params.containsKey(name)) return runner.params[name]
+        if (runner != null && runner.env.containsKey(name)) return runner.env[name]
+        throw new MissingPropertyException(name, Script)
+    }
+}
+
+abstract class JenkinsfileScript extends Script {
+    def pipeline(Closure body) {
+        if (getBinding().variables.containsKey('_model')) throw new StubError('more than one pipeline block')
+        def section = new PipelineSection()
+        Stub.bind(body, section).call()
+        getBinding().setVariable('_model', section.model)
+    }
+    def methodMissing(String name, args) {
+        throw new StubError("unknown top-level step '${name}' (the stub runs declarative pipelines: pipeline { ... })")
+    }
+}
+
+class Build {
+    PipelineModel model
+    Runner runner
+    boolean failed = false
+
+    Build(PipelineModel model, Runner runner) { this.model = model; this.runner = runner }
+
+    static Map<String, Object> paramValues(List<Map> declared, Map<String, String> given, Map<String, String> environ) {
+        def unknown = given.keySet() - declared*.name
+        if (unknown) throw new StubError("no such parameter: ${unknown.sort().join(', ')}")
+        Map<String, Object> values = [:]
+        declared.each { Map p ->
+            String raw = given.containsKey(p.name) ? given[p.name] : environ[p.name]
+            if (raw == null) { values[p.name] = p.default; return }
+            if (p.type == 'boolean') {
+                if (!(raw.toLowerCase() in ['true', 'false'])) throw new StubError("parameter ${p.name}: '${raw}' is not true or false")
+                values[p.name] = raw.toLowerCase() == 'true'
+            } else if (p.type == 'choice' && !(raw in p.choices)) {
+                throw new StubError("parameter ${p.name}: '${raw}' is not one of ${p.choices.join(', ')}")
+            } else {
+                values[p.name] = raw
+            }
+        }
+        return values
+    }
+
+    void start() {
+        if (model.options.timeout) runner.deadlineMs = System.currentTimeMillis() + Runner.millis((Map) model.options.timeout)
+        if (model.environment) Stub.bind(model.environment, new EnvironmentSection(runner)).call()
+    }
+
+    boolean wouldRun(StageModel stage) { stage.when == null || stage.when.call(runner) }
+
+    String run() {
+        attempt('environment') { start() }
+        model.stages.each { StageModel stage -> runStage(stage) }
+        runPost(model.post, 'post')
+        return runner.currentBuild.currentResult
+    }
+
+    private void runStage(StageModel stage) {
+        if (failed) { println "STAGE ${stage.name}: skipped (earlier failure)"; return }
+        println "[Pipeline] stage ${stage.name}"
+        def stageEnv = new EnvironmentSection(runner)
+        try {
+            boolean ok = attempt("stage ${stage.name}") {
+                if (stage.environment) Stub.bind(stage.environment, stageEnv).call()
+                if (!wouldRun(stage)) { println "STAGE ${stage.name}: skipped (when)"; return }
+                runner.run(stage.steps)
+                println "STAGE ${stage.name}: ran"
+            }
+            if (!ok) println "STAGE ${stage.name}: failed"
+            runPost(stage.post, "stage ${stage.name} post")
+        } finally {
+            runner.restore(stageEnv.saved)
+        }
+    }
+
+    private void runPost(Map<String, Closure> post, String where) {
+        Stub.POST_ORDER.each { String condition ->
+            if (post[condition] && applies(condition, runner.currentBuild.currentResult)) {
+                boolean ok = attempt("${where} ${condition}") { runner.run(post[condition]) }
+                println "POST ${condition}: ${ok ? 'ran' : 'failed'}"
+            }
+        }
+    }
+
+    private static boolean applies(String condition, String result) {
+        switch (condition) {
+            case 'always': case 'cleanup': return true
+            case 'unsuccessful': return result != 'SUCCESS'
+            default: return result == condition.toUpperCase()
+        }
+    }
+
+    /** Runs one piece of the build; any failure in it fails the build, as Jenkins reports it. */
+    private boolean attempt(String where, Closure body) {
+        try {
+            body()
+            return true
+        } catch (BuildTimeout e) {
+            println "ERROR: ${where}: ${e.message}"
+            runner.currentBuild.worsen('ABORTED')
+        } catch (Exception e) {  // the interpreter's boundary: StepFailure, StubError, or Groovy errors in script {}
+            println "ERROR: ${where}: ${e instanceof StepFailure || e instanceof StubError ? e.message : e.toString()}"
+            runner.currentBuild.worsen('FAILURE')
+        }
+        failed = true
+        return false
+    }
+}
+
+// ---- command line ---------------------------------------------------------------------------------------
+
+def usage = 'usage: PipelineStub.groovy [--list] [-P NAME=VALUE]... [--workspace DIR] JENKINSFILE | --check FILE...'
+String mode = 'run'
+Map<String, String> given = [:]
+File workspace = new File('.').canonicalFile
+List<String> files = []
+def argv = (args as List<String>)
+for (int i = 0; i < argv.size(); i++) {
+    String arg = argv[i]
+    if (arg == '--list') { mode = 'list' }
+    else if (arg == '--check') { mode = 'check' }
+    else if (arg == '-P' && i + 1 < argv.size()) {
+        String pair = argv[++i]
+        int eq = pair.indexOf('=')
+        if (eq < 1) { System.err.println "-P ${pair}: expected NAME=VALUE"; System.exit(2) }
+        given[pair.substring(0, eq)] = pair.substring(eq + 1)
+    }
+    else if (arg == '--workspace' && i + 1 < argv.size()) { workspace = new File(argv[++i]).canonicalFile }
+    else if (arg.startsWith('-')) { System.err.println usage; System.exit(2) }
+    else { files << arg }
+}
+if (!files || (mode != 'check' && files.size() != 1)) { System.err.println usage; System.exit(2) }
+
+if (mode == 'check') {
+    boolean allOk = true
+    files.each { String name ->
+        try {
+            SourceCheck.parse(new File(name))
+            println "OK ${name}"
+        } catch (Exception e) {
+            allOk = false
+            println "ERROR ${name}: ${e.message.readLines().findAll { it.trim() }.take(2).join(' ')}"
+        }
+    }
+    System.exit(allOk ? 0 : 1)
+}
+
+File jenkinsfile = new File(files[0])
+def fail = { String message ->
+    println "ERROR: ${message}"
+    println 'RESULT: FAILURE'
+    System.out.flush()
+    System.exit(Stub.EXIT_CODES.FAILURE)
+}
+
+def check = new SourceCheck(jenkinsfile.name)
+try {
+    SourceCheck.parse(jenkinsfile).statementBlock.visit(check)
+} catch (Exception e) {
+    fail("${jenkinsfile}: does not parse: ${e.message}")
+}
+if (check.problems) fail(check.problems.join('\nERROR: '))
+
+def config = new CompilerConfiguration()
+config.scriptBaseClass = JenkinsfileScript.name
+def binding = new PipelineBinding()
+def shell = new GroovyShell(this.class.classLoader, binding, config)
+Script script
+PipelineModel model
+Build build
+try {
+    script = shell.parse(jenkinsfile)
+    script.run()
+    model = (PipelineModel) binding.variables._model
+    if (model == null) throw new StubError('no pipeline block')
+    if (!model.agent) throw new StubError('pipeline: no agent section')
+    if (!model.stages) throw new StubError('pipeline: no stages')
+    Map<String, String> environ = System.getenv()
+    def runner = new Runner(env: new LinkedHashMap<String, String>(environ), cwd: workspace, script: script)
+    runner.params = Collections.unmodifiableMap(Build.paramValues(model.parameters, given, environ))
+    runner.params.each { k, v -> runner.env[k] = v?.toString() }
+    runner.env.WORKSPACE = workspace.path
+    if (!runner.env.BUILD_NUMBER) runner.env.BUILD_NUMBER = '1'
+    binding.runner = runner
+    binding.setVariable('env', runner.env)
+    binding.setVariable('params', runner.params)
+    binding.setVariable('currentBuild', runner.currentBuild)
+    build = new Build(model, runner)
+} catch (Exception e) {  // the Jenkinsfile's own top-level code failed: report it as Jenkins would
+    fail(e instanceof StubError ? e.message : e.toString())
+}
+
+if (mode == 'list') {
+    build.runner.params.each { k, v -> println "PARAM ${k}=${v}" }
+    try {
+        build.start()
+        model.stages.each { println "STAGE ${it.name}: ${build.wouldRun(it) ? 'would run' : 'would skip'}" }
+    } catch (StubError e) {
+        fail(e.message)
+    }
+    System.exit(0)
+}
+
+String result = build.run()
+println "RESULT: ${result}"
+System.out.flush()
+System.exit(Stub.EXIT_CODES[result])
