@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from helper.aws import AccessKey, AwsClients
 from helper.config import SiteConfig
-from helper.discover import Discovered, describe_instances, discover
+from helper.discover import Discovered, auto_scaling_group, describe_instances, discover
 from helper.errors import DiscoveryError
 from helper.model import SiteInventory
 from helper.naming import name_hosts
@@ -43,14 +43,34 @@ def _explain(exc: Exception) -> str:
     return str(exc)
 
 
+def _with_launching(clients: AwsClients, found: Discovered, selection: Selection,
+                    groups: tuple[str, ...]) -> Discovered:
+    """Add named instances that are still launching in the site's lifecycle groups.
+
+    A scale-up build names instances held in Pending:Wait: a load balancer does not list
+    them until their action completes, but the group the consumer routed them from does.
+    """
+    missing = selection.instance_ids - {m.instance_id for m in found.memberships}
+    extra: list = []
+    for group in groups if missing else ():
+        extra.extend(m for m in auto_scaling_group(clients, group).memberships if m.instance_id in missing)
+    if not extra:
+        return found
+    return Discovered(found.memberships + tuple(extra), found.instances)
+
+
 def _collect_group(
-    clients: AwsClients, sites: list[SiteConfig], selection: Selection
+    clients: AwsClients, sites: list[SiteConfig], selection: Selection,
+    launching_groups: dict[str, tuple[str, ...]] | None = None,
 ) -> list[SiteResult]:
     found: dict[str, Discovered] = {}
     results: dict[str, SiteResult] = {}
     for site in sites:
         try:
             found[site.name] = discover(clients, site)
+            if selection.instance_ids and (launching_groups or {}).get(site.name):
+                found[site.name] = _with_launching(clients, found[site.name], selection,
+                                                   launching_groups[site.name])
         except (DiscoveryError, ClientError, BotoCoreError) as exc:
             results[site.name] = SiteResult(site.name, error=_explain(exc))
     known = {i: inst for d in found.values() for i, inst in d.instances.items()}
@@ -71,9 +91,10 @@ def _collect_group(
     return [results[s.name] for s in sites]
 
 
-def _guarded(factory: ClientFactory, key: AccessKey, sites: list[SiteConfig], selection: Selection):
+def _guarded(factory: ClientFactory, key: AccessKey, sites: list[SiteConfig], selection: Selection,
+             launching_groups: dict[str, tuple[str, ...]]):
     try:
-        return _collect_group(factory(key), sites, selection)
+        return _collect_group(factory(key), sites, selection, launching_groups)
     except (ClientError, BotoCoreError) as exc:  # e.g. assuming the role failed
         return [SiteResult(s.name, error=_explain(exc)) for s in sites]
 
@@ -87,7 +108,7 @@ def collect(settings: Settings, factory: ClientFactory = AwsClients) -> list[Sit
     workers = max(1, min(settings.max_workers, len(groups)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="discover") as pool:
         futures = [
-            pool.submit(_guarded, factory, key, sites, settings.selection)
+            pool.submit(_guarded, factory, key, sites, settings.selection, settings.launching_groups)
             for key, sites in groups.items()
         ]
         by_site = {r.site: r for f in futures for r in f.result()}

@@ -50,6 +50,14 @@ class Settings:
     max_workers: int = DEFAULT_MAX_WORKERS
 
     @property
+    def launching_groups(self) -> dict[str, tuple[str, ...]]:
+        """Site -> the Auto Scaling groups whose launches the consumer deploys to it."""
+        groups: dict[str, tuple[str, ...]] = {}
+        for route in (self.config.lifecycle.groups.values() if self.config.lifecycle else ()):
+            groups[route.site] = groups.get(route.site, ()) + (route.group,)
+        return groups
+
+    @property
     def sites(self) -> tuple[config_mod.SiteConfig, ...]:
         if not self.only_sites:
             return self.config.sites

@@ -254,3 +254,27 @@ def test_endpoint_url_flag_is_honoured_without_the_environment(aws, tmp_path, mo
     config = write_config(tmp_path, {"web": {"elb": "web-elb"}})
     assert main(["inventory", "-c", str(config), "--endpoint-url", aws]) == 0
     assert len(cap_sites(tmp_path)["web"]) == 1
+
+
+def test_scale_up_build_finds_its_pending_instances_through_the_lifecycle_group(aws, tmp_path, capsys):
+    elb = fleet.client("elb", aws, "us-east-1")
+    elb.create_load_balancer(LoadBalancerName="web-elb", AvailabilityZones=["us-east-1a"],
+                             Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 80}])
+    fleet.auto_scaling_site(aws, "us-east-1", "web-asg", 1, load_balancers=("web-elb",))
+    queue_url, queue_arn, _ = fleet.lifecycle_queue(aws, "us-east-1", "hooks")
+    fleet.launch_hook(aws, "us-east-1", "web-asg", queue_arn)
+    asg = fleet.client("autoscaling", aws, "us-east-1")
+    asg.set_desired_capacity(AutoScalingGroupName="web-asg", DesiredCapacity=2)
+    (pending,) = [i["InstanceId"] for i in asg.describe_auto_scaling_groups()["AutoScalingGroups"][0]["Instances"]
+                  if i["LifecycleState"] == "Pending:Wait"]
+    config = tmp_path / "deploy.yml"
+    config.write_text(yaml.safe_dump({
+        "sites": {"web": {"elb": "web-elb"}},
+        "lifecycle": {"queue_url": queue_url, "jenkins": {"url": "http://127.0.0.1:9/", "job": "deploy"},
+                      "groups": {"web-asg": "web"}},
+    }))
+    argv = ["inventory", "-c", str(config), "--site", "web", "--list"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.split() != [f"web-{pending}"]  # not in the ELB yet
+    assert main(argv + ["--instance-ids", pending]) == 0
+    assert capsys.readouterr().out.split() == [f"web-{pending}"]
