@@ -77,6 +77,35 @@ def _consume_parser(sub) -> None:
     p.set_defaults(func=_run_consume)
 
 
+def _hooks_parser(sub) -> None:
+    p = sub.add_parser("hooks", help="create, update or remove the queue, DLQ, hook role and lifecycle hooks")
+    actions = p.add_subparsers(dest="hooks_action", required=True)
+    for name, text in (("install", "make AWS match the lifecycle: section (idempotent)"),
+                       ("remove", "delete the hooks, then the queue and DLQ, then the hook role")):
+        a = actions.add_parser(name, help=text)
+        a.add_argument("-c", "--config", required=True, help="the YAML configuration file (with lifecycle:)")
+        a.add_argument("--dry-run", action="store_true", help="print what would change, one line each; change nothing")
+        a.add_argument("--endpoint-url", help="AWS endpoint for every service (default: $AWS_ENDPOINT_URL)")
+    p.set_defaults(func=_run_hooks)
+
+
+def _iam_policy_parser(sub) -> None:
+    from helper.iam_policy import PRINCIPALS
+
+    p = sub.add_parser("iam-policy", help="print least-privilege IAM policies for the helper, consumer and hook role")
+    p.add_argument("-c", "--config", help="scope resources to this config's queue, groups and roles (default: *)")
+    p.add_argument("--principal", choices=PRINCIPALS,
+                   help="print only this one document (setup: whoever runs hooks install and doctor)")
+    p.set_defaults(func=_run_iam_policy)
+
+
+def _doctor_parser(sub) -> None:
+    p = sub.add_parser("doctor", help="check config, AWS, sites, hooks, queue and Jenkins; one line per finding")
+    p.add_argument("-c", "--config", required=True, help="the YAML configuration file")
+    p.add_argument("--endpoint-url", help="AWS endpoint for every service (default: $AWS_ENDPOINT_URL)")
+    p.set_defaults(func=_run_doctor)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -87,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     _revision_parser(sub)
     _consume_parser(sub)
     _sandbox_parser(sub)
+    _hooks_parser(sub)
+    _iam_policy_parser(sub)
+    _doctor_parser(sub)
     return parser
 
 
@@ -166,6 +198,40 @@ def _run_sandbox(args) -> int:
     from helper.sandbox import control
 
     return control.run(args.sandbox_action, args)
+
+
+def _run_hooks(args) -> int:
+    from helper import hooks_aws
+
+    settings = hooks_aws.SetupSettings.from_args(args)
+    api = hooks_aws.SetupApi.from_settings(settings)
+    for line in hooks_aws.run(args.hooks_action, settings, api):
+        print(line)
+    return 0
+
+
+def _run_iam_policy(args) -> int:
+    from helper import iam_policy
+    from helper.settings import load_config
+
+    config = load_config(args.config) if args.config else None
+    sys.stdout.write(iam_policy.render(config, args.principal))
+    return 0
+
+
+def _run_doctor(args) -> int:
+    from helper import doctor
+    from helper.hooks_aws import SetupApi, SetupSettings
+
+    try:
+        settings = SetupSettings.from_args(args)
+    except ConfigError as exc:  # a finding like any other, not a usage error
+        print(doctor.Finding(doctor.FAIL, "config", str(exc), "fix the file and run doctor again").line())
+        return EXIT_FAILED
+    api = SetupApi.from_settings(settings)
+    lines, broken = doctor.report(doctor.diagnose(settings, api))
+    print("\n".join(lines))
+    return EXIT_FAILED if broken else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,8 @@ SECTION_KEYS = {
     "visibility_timeout_s", "heartbeat_fraction", "poll_interval_s", "jenkins_deadline_s",
     "result_on", "warm_pool", "reconcile_interval_s", "grace_period_s",
     "metrics_host", "metrics_port", "stall_after_s", "heartbeat_interval_s", "receive_wait_s",
+    # Read by `hooks install` and `doctor` only (helper/hooks.py).
+    "hook_name", "terminate_hook_name", "hook_heartbeat_timeout_s", "hook_default_result", "hook_role_name",
 }
 
 
@@ -84,6 +86,18 @@ class LifecycleConfig:
     metrics_port: int | None = None
     # /healthz fails when no receive has completed for this long.
     stall_after_s: float = 120.0
+    # --- what `hooks install` creates (the consumer itself reads hook names from messages) ---
+    # The name the sandbox and the README use; any name works, the consumer routes by group.
+    hook_name: str = "deploy-on-launch"
+    terminate_hook_name: str = "deploy-on-terminate"
+    # Longer than a typical deploy (5-10 min), so one missed heartbeat during a throttled
+    # scale-out does not time the action out; global timeout 100x = 25 h covers any deadline.
+    hook_heartbeat_timeout_s: int = 900
+    # ABANDON: an instance whose deploy timed out or crashed must not take traffic with the
+    # old revision (CodeDeploy's known pain); Auto Scaling launches a replacement instead.
+    hook_default_result: str = "ABANDON"
+    # None: `<queue name>-hook`, so staging and production queues in one account get a role each.
+    hook_role_name: str | None = None
 
 
 def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str) -> LifecycleConfig:
@@ -147,6 +161,14 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         metrics_host=_string(doc, section.get("metrics_host"), keys + ("metrics_host",)) or "127.0.0.1",
         metrics_port=None if port is None else int(_number(doc, port, keys + ("metrics_port",), 0, 65535)),
         stall_after_s=number("stall_after_s", 120.0, 1, 86400),
+        hook_name=_string(doc, section.get("hook_name"), keys + ("hook_name",)) or "deploy-on-launch",
+        terminate_hook_name=_string(doc, section.get("terminate_hook_name"), keys + ("terminate_hook_name",))
+        or "deploy-on-terminate",
+        # AWS's accepted HeartbeatTimeout range.
+        hook_heartbeat_timeout_s=int(number("hook_heartbeat_timeout_s", 900, 30, 7200)),
+        hook_default_result=_choice(doc, section.get("hook_default_result"), keys + ("hook_default_result",),
+                                    RESULTS, "ABANDON"),
+        hook_role_name=_string(doc, section.get("hook_role_name"), keys + ("hook_role_name",)),
     )
 
 

@@ -265,8 +265,10 @@ def test_scale_up_build_finds_its_pending_instances_through_the_lifecycle_group(
     fleet.launch_hook(aws, "us-east-1", "web-asg", queue_arn)
     asg = fleet.client("autoscaling", aws, "us-east-1")
     asg.set_desired_capacity(AutoScalingGroupName="web-asg", DesiredCapacity=2)
-    (pending,) = [i["InstanceId"] for i in asg.describe_auto_scaling_groups()["AutoScalingGroups"][0]["Instances"]
-                  if i["LifecycleState"] == "Pending:Wait"]
+    states = {i["InstanceId"]: i["LifecycleState"]
+              for i in asg.describe_auto_scaling_groups()["AutoScalingGroups"][0]["Instances"]}
+    (pending,) = [i for i, state in states.items() if state == "Pending:Wait"]
+    (serving,) = [i for i, state in states.items() if state == "InService"]
     config = tmp_path / "deploy.yml"
     config.write_text(yaml.safe_dump({
         "sites": {"web": {"elb": "web-elb"}},
@@ -275,6 +277,6 @@ def test_scale_up_build_finds_its_pending_instances_through_the_lifecycle_group(
     }))
     argv = ["inventory", "-c", str(config), "--site", "web", "--list"]
     assert main(argv) == 0
-    assert capsys.readouterr().out.split() != [f"web-{pending}"]  # not in the ELB yet
+    assert capsys.readouterr().out.split() == [f"web-{serving}"]  # the new one is not in the ELB yet
     assert main(argv + ["--instance-ids", pending]) == 0
     assert capsys.readouterr().out.split() == [f"web-{pending}"]
