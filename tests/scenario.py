@@ -71,7 +71,8 @@ def wait_for(predicate, timeout_s: float = 20.0, interval_s: float = 0.05, what:
 
 class Scenario:
     def __init__(self, aws_url: str, tmp: Path, heartbeat_timeout_s: int = 30,
-                 max_receive_count: int = 5, quiet_period_s: float = 0.0, **lifecycle_overrides) -> None:
+                 max_receive_count: int = 5, quiet_period_s: float = 0.0, site: dict | None = None,
+                 **lifecycle_overrides) -> None:
         self.url = aws_url
         self.tmp = tmp
         for sub in ("hosts", "revisions", "fail"):
@@ -102,10 +103,10 @@ class Scenario:
         script.write_text(DEPLOY_SCRIPT)
         self.jenkins.add_job(JOB, [{"name": p, "default": ""} for p in PARAMETERS],
                              command=f"{sys.executable} {script} {tmp}", concurrent=False)
-        self.config_path = self._write_config(lifecycle_overrides)
+        self.config_path = self._write_config(site or {"asg": GROUP}, lifecycle_overrides)
         self._threads: list[tuple[threading.Thread, threading.Event, Consumer]] = []
 
-    def _write_config(self, overrides: dict) -> Path:
+    def _write_config(self, site: dict, overrides: dict) -> Path:
         section = {
             "queue_url": self.queue_url, "region": REGION,
             "jenkins": {"url": self.jenkins.url, "job": JOB, "timeout_s": 5},
@@ -115,7 +116,8 @@ class Scenario:
             "grace_period_s": 0.5, "jenkins_deadline_s": 30,
             **overrides,
         }
-        config = {"sites": {SITE: {"asg": GROUP}}, "lifecycle": section}
+        config = {"sites": {SITE: site}, "lifecycle": section,
+                  "path": {"revision_dir": str(self.tmp / "revisions")}}
         path = self.tmp / "deploy.yml"
         path.write_text(yaml.safe_dump(config))
         return path
