@@ -14,7 +14,6 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-from helper.action import TERMINATING
 from helper.autoscaling import ActionGone, AutoScalingError, Throttled
 from helper.inflight import Tracked
 from helper.jenkins_jobs import Found, JenkinsUnavailable

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 import threading
-import time
 from pathlib import Path
 
 import yaml
@@ -19,7 +18,8 @@ import yaml
 from helper.consumer import Consumer
 from helper.sandbox import fleet, lifecycle
 from helper.sandbox.jenkins import JenkinsEmulator
-from helper.settings import ConsumerSettings, load_config
+from helper.settings import ConsumerSettings
+from tests.polling import wait_for  # noqa: F401 (re-exported for the scenario tests)
 
 REGION = "us-east-1"
 GROUP = "web-asg"
@@ -56,17 +56,6 @@ if not os.environ.get("LIFECYCLE_ACTIONS"):
     record.write_text(revision)
 print(f"deployed {revision} to {len(ids)} instance(s)")
 '''
-
-
-def wait_for(predicate, timeout_s: float = 20.0, interval_s: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 class Scenario:

@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 import jenkins
 import pytest
 import requests
 
+from tests.polling import wait_for
 from helper.sandbox.jenkins import JenkinsEmulator
 
 TOKEN = ("admin", "token")
 # Generous for a loaded CI machine; passing runs finish in well under a second each.
 DEADLINE_S = 10.0
-# Short enough that polling adds little to a test, long enough not to spin.
-POLL_S = 0.02
-
-
-def wait_for(predicate, timeout_s: float = DEADLINE_S, what: str = "condition"):
-    """Poll `predicate` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    tick = threading.Event()
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        tick.wait(POLL_S)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import boto3
 import pytest
@@ -14,6 +14,7 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from tests.polling import wait_for
 from helper.sandbox import faults, lifecycle
 from helper.sandbox.lifecycle_actions import ActionBook
 
@@ -98,17 +99,6 @@ def build_fleet(
         **hook_args,
     )
     return Fleet(asg, ec2, elb, elbv2, sqs, "web", "web", tg_arn, queue_url, queue_arn, "web-hook")
-
-
-def wait_for(condition: Callable[[], Any], what: str, deadline_s: float = POLL_DEADLINE_S) -> Any:
-    """Poll until condition() is truthy; return its value."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {deadline_s}s waiting for {what}")
 
 
 def receive(fleet: Fleet, count: int) -> list[str]:

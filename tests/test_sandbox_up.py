@@ -12,8 +12,6 @@ import re
 import shlex
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import jenkins
 import pytest
 import requests
 
+from tests.polling import wait_for
 from helper.sandbox import demo_jobs
 from helper.sandbox.jenkins import JenkinsEmulator
 from helper.settings import load_config
@@ -29,23 +28,8 @@ from helper.settings import load_config
 DEPLOY_PARAMETERS = {"SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS"}
 # Generous for a loaded CI machine; a passing run needs a few seconds at most for each step.
 DEADLINE_S = 30.0
-# Short enough that polling adds little, long enough not to spin.
-POLL_S = 0.05
 REGION = "us-east-1"
 EXPORT_RE = re.compile(r"^export [A-Z_]+=")
-
-
-def wait_for(predicate, what: str, timeout_s: float = DEADLINE_S):
-    """Poll `predicate` until it returns something truthy; fail at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    tick = threading.Event()
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        tick.wait(POLL_S)
 
 
 def cli(*args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
