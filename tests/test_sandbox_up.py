@@ -26,8 +26,6 @@ from helper.sandbox.jenkins import JenkinsEmulator
 from helper.settings import load_config
 
 DEPLOY_PARAMETERS = {"SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS"}
-# Generous for a loaded CI machine; a passing run needs a few seconds at most for each step.
-DEADLINE_S = 30.0
 REGION = "us-east-1"
 EXPORT_RE = re.compile(r"^export [A-Z_]+=")
 
