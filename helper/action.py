@@ -32,10 +32,11 @@ EVENTBRIDGE_TYPES = {
     "EC2 Instance-terminate Lifecycle Action": TERMINATING,
 }
 
-INSTANCE_ID_RE = re.compile(r"^i-[0-9a-f]{8,17}$")
-# Group and hook names: 1-255 printable characters without control characters.
-NAME_RE = re.compile(r"^[^\x00-\x1f]{1,255}$")
-TOKEN_RE = re.compile(r"^[0-9A-Za-z-]{1,128}$")
+# Used with fullmatch: `$` would let a value end in a newline.
+INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
+# Group and hook names: 1-255 characters without control characters.
+NAME_RE = re.compile(r"[^\x00-\x1f]{1,255}")
+TOKEN_RE = re.compile(r"[0-9A-Za-z-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,12 @@ def _time(value) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(timezone.utc)
-    except ValueError:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # AWS always sends UTC; a time without an offset is read as UTC, not local time.
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=timezone.utc)
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # unreadable, or beyond datetime's range in UTC
         return None
 
 
@@ -101,7 +106,7 @@ def _field(body: dict, name: str, pattern: re.Pattern, required: bool = True) ->
     value = body.get(name)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ValueError(f"{name} missing or invalid")
     return value
 
@@ -144,6 +149,8 @@ def parse(body: str) -> Parsed:
         inner = parse(doc["Message"])
         return inner
     if doc.get("source") == "aws.autoscaling" and "detail-type" in doc:  # EventBridge
+        if not isinstance(doc["detail-type"], str):
+            return Malformed("EventBridge detail-type is not a string")
         transition = EVENTBRIDGE_TYPES.get(doc["detail-type"])
         detail = doc.get("detail")
         if transition is None:

@@ -35,7 +35,9 @@ GONE = "GONE"  # every action ended without us: nothing to complete
 
 def backoff_s(attempt: int) -> float:
     """Full-jitter exponential back-off (AWS architecture blog), capped."""
-    return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** attempt))
+    # The exponent is capped first: 2.0 ** 1024 overflows a float, and a long outage
+    # counts that many attempts.
+    return random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** min(attempt, 32)))
 
 
 @dataclass

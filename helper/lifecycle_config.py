@@ -72,8 +72,10 @@ class LifecycleConfig:
     # A fixed interval instead, for hooks whose clock runs fast (the sandbox) or for
     # operators who want it explicit. None: heartbeat_fraction of the hook's timeout.
     heartbeat_interval_s: float | None = None
-    # SQS long poll; shortened automatically when a batch or reconciliation is due.
-    receive_wait_s: int = 20
+    # SQS long poll; shortened automatically when a batch or reconciliation is due. The
+    # loop sees SIGTERM only between polls, so 5 s keeps shutdown prompt (well inside a
+    # 30 s stop timeout) for one cheap ReceiveMessage per 5 s.
+    receive_wait_s: int = 5
     poll_interval_s: float = 2.0
     # How long Jenkins may stay unreachable before we give up on a deploy and apply
     # result_on.UNREACHABLE. Must fit inside the hook's global timeout.
@@ -151,7 +153,7 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         heartbeat_fraction=number("heartbeat_fraction", 0.4, 0.05, 0.9),
         heartbeat_interval_s=None if section.get("heartbeat_interval_s") is None
         else number("heartbeat_interval_s", None, 0.01, 7200),
-        receive_wait_s=int(number("receive_wait_s", 20, 0, 20)),
+        receive_wait_s=int(number("receive_wait_s", 5, 0, 20)),
         poll_interval_s=number("poll_interval_s", 2.0, 0.01, 300),
         jenkins_deadline_s=number("jenkins_deadline_s", 1800.0, 1, 172800),
         result_on=policy,

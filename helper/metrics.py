@@ -84,7 +84,9 @@ class MetricsServer:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True)
+        # A short poll interval so stop() returns promptly (the default is half a second).
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="metrics", daemon=True)
 
     def start(self) -> "MetricsServer":
         self._thread.start()

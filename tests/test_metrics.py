@@ -1,0 +1,93 @@
+"""/metrics and /healthz on a real loopback port, with a clock the test moves by hand."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import requests
+
+from helper.metrics import Metrics, MetricsServer
+
+STALL_AFTER_S = 120.0
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def metrics(clock):
+    return Metrics(clock)
+
+
+@pytest.fixture
+def server(metrics):
+    running = MetricsServer(metrics, "127.0.0.1", 0, stall_after_s=STALL_AFTER_S).start()
+    yield running
+    running.stop()
+
+
+def get(server: MetricsServer, path: str) -> requests.Response:
+    return requests.get(f"http://127.0.0.1:{server.port}{path}", timeout=5)
+
+
+def test_metrics_serves_prometheus_text_with_the_counters(server, metrics):
+    metrics.received.inc(3)
+    metrics.skipped.labels("test").inc()
+    reply = get(server, "/metrics")
+    assert reply.status_code == 200
+    # Both text versions are ones Prometheus 3 negotiates; a blank or other type fails its scrape.
+    assert reply.headers["Content-Type"].split(";")[:2] in (["text/plain", " version=0.0.4"],
+                                                           ["text/plain", " version=1.0.0"])
+    assert "# TYPE adh_messages_received" in reply.text
+    assert "adh_messages_received_total 3.0" in reply.text
+    assert 'adh_messages_skipped_total{reason="test"} 1.0' in reply.text
+    assert "adh_notification_to_completion_seconds_bucket" in reply.text
+
+
+def test_each_consumer_counts_on_its_own_registry(server, metrics, clock):
+    Metrics(clock).received.inc(5)
+    assert "adh_messages_received_total 0.0" in get(server, "/metrics").text
+
+
+def test_healthz_fails_once_the_receive_loop_stalls_and_recovers_after_a_poll(server, metrics, clock):
+    assert (get(server, "/healthz").status_code, get(server, "/healthz").text) == (200, "ok\n")
+    clock.now += STALL_AFTER_S
+    assert get(server, "/healthz").status_code == 200, "exactly stall_after_s is still healthy"
+    clock.now += 1
+    reply = get(server, "/healthz")
+    assert reply.status_code == 503 and reply.text == "receive loop stalled for 121 s\n"
+    metrics.polled()
+    assert get(server, "/healthz").status_code == 200
+    clock.now += STALL_AFTER_S / 2
+    assert get(server, "/healthz").status_code == 200
+
+
+def test_other_paths_are_not_found(server):
+    for path in ["/", "/metric", "/metrics/", "/healthz/x", "/favicon.ico"]:
+        assert get(server, path).status_code == 404, path
+
+
+def test_server_listens_on_loopback_only(server):
+    # Linux routes all of 127/8 to lo, but a socket bound to 127.0.0.1 accepts no other address.
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5):
+        pass
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.2", server.port), timeout=5)
+
+
+def test_stopped_server_frees_its_port(metrics):
+    stopped = MetricsServer(metrics, "127.0.0.1", 0, stall_after_s=STALL_AFTER_S).start()
+    stopped.stop()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", stopped.port), timeout=5)
