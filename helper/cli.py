@@ -56,6 +56,10 @@ def _sandbox_parser(sub) -> None:
         a.add_argument("--state-dir", default=".sandbox", help="where its state and demo config live")
         if name in ("up", "serve"):
             a.add_argument("--port", type=int, default=0, help="moto's port (default: a free one)")
+            a.add_argument("--jenkins-port", type=int, default=0,
+                           help="the Jenkins emulator's port (default: a free one)")
+            a.add_argument("--time-scale", type=_positive_float, default=None, metavar="X",
+                           help="run the sandbox clock X times faster, so hook timeouts pass in seconds")
     p.set_defaults(func=_run_sandbox)
 
 
@@ -104,6 +108,13 @@ def _doctor_parser(sub) -> None:
     p.add_argument("-c", "--config", required=True, help="the YAML configuration file")
     p.add_argument("--endpoint-url", help="AWS endpoint for every service (default: $AWS_ENDPOINT_URL)")
     p.set_defaults(func=_run_doctor)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,8 +213,9 @@ def _run_sandbox(args) -> int:
 
 def _run_hooks(args) -> int:
     from helper import hooks_aws
+    from helper.settings import SetupSettings
 
-    settings = hooks_aws.SetupSettings.from_args(args)
+    settings = SetupSettings.from_args(args)
     api = hooks_aws.SetupApi.from_settings(settings)
     for line in hooks_aws.run(args.hooks_action, settings, api):
         print(line)
@@ -221,7 +233,8 @@ def _run_iam_policy(args) -> int:
 
 def _run_doctor(args) -> int:
     from helper import doctor
-    from helper.hooks_aws import SetupApi, SetupSettings
+    from helper.hooks_aws import SetupApi
+    from helper.settings import SetupSettings
 
     try:
         settings = SetupSettings.from_args(args)

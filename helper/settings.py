@@ -157,3 +157,32 @@ class ConsumerSettings:
             endpoint_url=args.endpoint_url or environ.get("AWS_ENDPOINT_URL") or None,
             once=args.once,
         )
+
+
+@dataclass(frozen=True)
+class SetupSettings:
+    """What `hooks` and `doctor` need. Mirrors ConsumerSettings, but Jenkins credentials are
+    optional here: `hooks` never talks to Jenkins and `doctor` reports them missing."""
+
+    config: config_mod.Config
+    endpoint_url: str | None = None
+    dry_run: bool = False
+    jenkins_user: str | None = None
+    jenkins_token: str | None = field(default=None, repr=False)
+    jenkins_problem: str | None = None  # why there are no credentials
+
+    @classmethod
+    def from_args(cls, args, environ: Mapping[str, str] | None = None) -> "SetupSettings":
+        from helper.jenkins_jobs import read_credentials
+
+        environ = os.environ if environ is None else environ
+        config = load_config(args.config)
+        user = token = problem = None
+        if config.lifecycle is not None:
+            try:
+                user, token = read_credentials(environ, config.lifecycle.jenkins.credentials_file)
+            except ConfigError as exc:
+                problem = str(exc)
+        return cls(config=config, endpoint_url=getattr(args, "endpoint_url", None) or
+                   environ.get("AWS_ENDPOINT_URL") or None, dry_run=getattr(args, "dry_run", False),
+                   jenkins_user=user, jenkins_token=token, jenkins_problem=problem)

@@ -1,0 +1,148 @@
+"""`doctor` against the sandbox world of tests/scenario.py (moto with lifecycle hooks and the
+Jenkins emulator holding the deploy job): a good setup passes, and each wrong setting that
+breaks a deploy gets its own FAIL line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helper.cli import main
+from helper.doctor import FAIL, OK, WARN, Finding, check_queue
+from helper.hooks import Desired, Observed
+from helper.lifecycle_config import LifecycleConfig
+from helper.sandbox import fleet
+from tests.scenario import GROUP, JENKINS_TOKEN, JENKINS_USER, JOB, PARAMETERS, REGION, Scenario
+
+
+@pytest.fixture
+def world(aws, tmp_path, request, monkeypatch):
+    marker = request.node.get_closest_marker("scenario")
+    scenario = Scenario(aws, tmp_path, **(marker.kwargs if marker else {}))
+    monkeypatch.setenv("JENKINS_USER", JENKINS_USER)
+    monkeypatch.setenv("JENKINS_API_TOKEN", JENKINS_TOKEN)
+    yield scenario
+    scenario.close()
+
+
+def doctor(world, capsys) -> tuple[int, list[str]]:
+    code = main(["doctor", "-c", str(world.config_path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert all(line.split(" ", 1)[0] in (OK, WARN, FAIL, "doctor:") for line in lines), "one line per finding"
+    return code, lines
+
+
+def fails(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith(f"{FAIL} ")]
+
+
+def test_good_setup_passes_every_check(world, capsys):
+    code, lines = doctor(world, capsys)
+    assert code == 0, "\n".join(lines)
+    assert not fails(lines)
+    subjects = {line.split(" ")[1] + " " + line.split(" ")[2] for line in lines[:-1]}
+    for expected in ("config " + str(world.config_path), "aws credentials", "site web", "queue hooks",
+                     f"hook {GROUP}/deploy-on-launch", "jenkins http://", "jenkins job"):
+        assert any(s.startswith(expected) for s in subjects), (expected, lines)
+    assert lines[-1].endswith("0 failure(s)")
+
+
+def test_hook_pointing_at_another_queue_fails(world, aws, capsys):
+    other = fleet.lifecycle_queue(aws, REGION, "other")[1]
+    fleet.launch_hook(aws, REGION, GROUP, other)
+    code, lines = doctor(world, capsys)
+    assert code == 1
+    assert fails(lines) == [
+        f"FAIL hook {GROUP}/deploy-on-launch targets {other}, not the configured queue hooks"
+        f" — run: aws-deploy-helper hooks install -c {world.config_path}"]
+
+
+@pytest.mark.scenario(heartbeat_timeout_s=30, jenkins_deadline_s=3600)
+def test_global_timeout_shorter_than_the_jenkins_deadline_fails(world, capsys):
+    code, lines = doctor(world, capsys)
+    assert code == 1
+    (line,) = fails(lines)
+    assert "global timeout of 3000 s, shorter than lifecycle.jenkins_deadline_s 3600 s" in line
+    assert "set lifecycle.hook_heartbeat_timeout_s above 36" in line
+
+
+@pytest.mark.scenario(heartbeat_timeout_s=30, heartbeat_interval_s=45)
+def test_heartbeat_timeout_shorter_than_the_heartbeat_interval_fails(world, capsys):
+    code, lines = doctor(world, capsys)
+    assert code == 1
+    (line,) = fails(lines)
+    assert "heartbeat timeout 30 s is not longer than the consumer's heartbeat interval 45 s" in line
+
+
+def test_queue_without_dead_letter_queue_fails(world, capsys):
+    world.sqs.set_queue_attributes(QueueUrl=world.queue_url, Attributes={"RedrivePolicy": ""})
+    code, lines = doctor(world, capsys)
+    assert code == 1
+    (line,) = fails(lines)
+    assert line.startswith("FAIL queue hooks has no dead-letter queue") and "hooks install" in line
+
+
+def test_jenkins_job_lacking_a_parameter_fails(world, capsys):
+    world.jenkins.add_job(JOB, [{"name": p, "default": ""} for p in PARAMETERS if p != "SKIP_TESTS"])
+    code, lines = doctor(world, capsys)
+    assert code == 1
+    assert fails(lines) == [f"FAIL jenkins job {JOB} lacks parameter(s) SKIP_TESTS that the consumer sends"
+                            " — add string parameter(s) SKIP_TESTS to the job"]
+
+
+def test_wrong_jenkins_token_fails_without_printing_it(world, capsys, monkeypatch):
+    monkeypatch.setenv("JENKINS_API_TOKEN", "not-the-token-4f2a")
+    code, lines = doctor(world, capsys)
+    assert code == 1
+    (line,) = fails(lines)
+    assert line.startswith(f"FAIL jenkins {world.jenkins.url} rejects the credentials of user {JENKINS_USER}: "
+                           "HTTP 401 — create a new API token")
+    assert "not-the-token-4f2a" not in "\n".join(lines) and JENKINS_TOKEN not in "\n".join(lines)
+
+
+def test_missing_jenkins_credentials_fail(world, capsys, monkeypatch):
+    monkeypatch.delenv("JENKINS_API_TOKEN")
+    code, lines = doctor(world, capsys)
+    assert code == 1 and "Jenkins credentials missing" in fails(lines)[0]
+
+
+def test_config_that_does_not_load_is_one_fail_line(aws, tmp_path, capsys):
+    path = tmp_path / "bad.yml"
+    path.write_text("sites: {web: {asg: web-asg}}\nlifecycle: {queue_url: q}\n")
+    code = main(["doctor", "-c", str(path)])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1 and len(out) == 1 and out[0].startswith("FAIL config ")
+
+
+def test_doctor_after_hooks_install_on_an_empty_account_passes(world, aws, capsys):
+    """install's result is what doctor checks for: the two agree."""
+    assert main(["hooks", "install", "-c", str(world.config_path)]) == 0
+    capsys.readouterr()
+    code, lines = doctor(world, capsys)
+    assert code == 0, "\n".join(lines)
+
+
+# --- pure checks, as a table -----------------------------------------------------------------
+
+WANT = Desired("123456789012", REGION, "hooks", "hooks-hook", 120, 345600, ())
+LC = LifecycleConfig(queue_url="https://sqs/123456789012/hooks", region=REGION, jenkins=None, groups={})
+REDRIVE = json.dumps({"deadLetterTargetArn": WANT.queue_arn(WANT.dlq), "maxReceiveCount": 5})
+
+
+@pytest.mark.parametrize("queue, dlq, expected", [
+    ({"VisibilityTimeout": "120", "RedrivePolicy": REDRIVE}, {}, [OK]),
+    ({"VisibilityTimeout": "30", "RedrivePolicy": REDRIVE}, {}, [WARN, OK]),
+    ({"VisibilityTimeout": "120", "RedrivePolicy": REDRIVE}, None, [FAIL]),
+    ({"VisibilityTimeout": "120"}, {}, [FAIL]),
+    ({"FifoQueue": "true"}, {}, [FAIL]),
+    (None, None, [FAIL]),
+], ids=["good", "short-visibility", "dlq-gone", "no-redrive", "fifo", "no-queue"])
+def test_queue_check_levels(queue, dlq, expected):
+    seen = Observed(groups=frozenset(), hooks={}, queue=queue, dlq=dlq)
+    assert [f.level for f in check_queue(WANT, seen, LC, "fix")] == expected
+
+
+def test_finding_line_shows_the_fix_only_when_something_is_wrong():
+    assert Finding(OK, "queue hooks", "fine", "run: x").line() == "OK queue hooks fine"
+    assert Finding(FAIL, "queue hooks", "broken", "run: x").line() == "FAIL queue hooks broken — run: x"

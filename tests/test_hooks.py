@@ -1,0 +1,193 @@
+"""`hooks install` / `hooks remove`: the plan as a table over pure inputs, then the commands
+against the moto server (with the project's lifecycle-hook extension)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from helper.cli import main
+from helper.errors import ConfigError, HelperError
+from helper.hooks import (LAUNCHING, TERMINATING, Desired, HookSpec, Observed, ObservedRole, desired, plan_install,
+                          plan_remove)
+from helper.sandbox import fleet
+from helper.settings import load_config
+
+REGION, ACCOUNT = "us-east-1", "123456789012"
+
+
+# --- plan: pure ----------------------------------------------------------------------------
+
+WANT = Desired(account=ACCOUNT, region=REGION, queue="hooks", role="hooks-hook", visibility_timeout_s=120,
+               retention_s=345600, hooks=(HookSpec("web-asg", "deploy-on-launch", LAUNCHING, 900, "ABANDON"),))
+
+
+def _in_sync(**changes) -> Observed:
+    hook = {"LifecycleHookName": "deploy-on-launch", "AutoScalingGroupName": "web-asg",
+            "LifecycleTransition": LAUNCHING, "NotificationTargetARN": WANT.queue_arn(), "RoleARN": WANT.role_arn,
+            "HeartbeatTimeout": 900, "DefaultResult": "ABANDON", **changes.pop("hook", {})}
+    base = dict(groups=frozenset({"web-asg"}), hooks={"web-asg": (hook,)},
+                queue={**WANT.queue_attributes(), "QueueArn": WANT.queue_arn()}, dlq=WANT.dlq_attributes(),
+                role=ObservedRole(WANT.trust_policy(), {"aws-deploy-helper-hook-notify": WANT.role_policy()}))
+    return Observed(**{**base, **changes})
+
+
+@pytest.mark.parametrize("seen, expected", [
+    (_in_sync(), []),
+    (_in_sync(hook={"NotificationTargetARN": "arn:aws:sqs:us-east-1:123456789012:other"}), ["update_hook"]),
+    (_in_sync(hook={"HeartbeatTimeout": 30}), ["update_hook"]),
+    (_in_sync(hooks={"web-asg": ()}), ["create_hook"]),
+    (_in_sync(queue={**WANT.queue_attributes(), "VisibilityTimeout": "300"}), []),  # longer is fine
+    (_in_sync(queue={**WANT.queue_attributes(), "VisibilityTimeout": "30"}), ["update_queue"]),
+    (_in_sync(queue={k: v for k, v in WANT.queue_attributes().items() if k != "RedrivePolicy"}), ["update_queue"]),
+    (_in_sync(queue=None), ["create_queue"]),
+    (_in_sync(dlq=None), ["create_queue"]),
+    (_in_sync(role=None), ["create_role"]),
+    (_in_sync(role=ObservedRole(WANT.trust_policy(), {})), ["update_role_policy"]),
+], ids=["in-sync", "other-queue", "short-heartbeat", "no-hook", "longer-visibility", "short-visibility",
+        "no-redrive", "no-queue", "no-dlq", "no-role", "no-inline-policy"])
+def test_plan_install_changes_only_what_differs(seen, expected):
+    assert [c.action for c in plan_install(WANT, seen)] == expected
+
+
+def test_plan_install_refuses_groups_that_do_not_exist():
+    with pytest.raises(HelperError, match="web-asg not found"):
+        plan_install(WANT, _in_sync(groups=frozenset()))
+
+
+def test_plan_install_refuses_an_existing_fifo_queue():
+    with pytest.raises(HelperError, match="FIFO"):
+        plan_install(WANT, _in_sync(queue={**WANT.queue_attributes(), "FifoQueue": "true"}))
+
+
+def test_plan_remove_goes_hooks_then_queues_then_role():
+    assert [c.action for c in plan_remove(WANT, _in_sync())] == [
+        "delete_hook", "delete_queue", "delete_queue", "delete_role"]
+    assert plan_remove(WANT, Observed(groups=frozenset({"web-asg"}), hooks={})) == []
+
+
+# --- the commands against moto ---------------------------------------------------------------
+
+
+def _config(tmp_path, aws, **lifecycle) -> str:
+    section = {"queue_url": f"{aws}/{ACCOUNT}/deploy-hooks", "region": REGION,
+               "jenkins": {"url": "http://127.0.0.1:9/", "job": "deploy"},
+               "groups": {"web-asg": "web", "jobs-asg": {"site": "jobs", "terminate_job": "drain"}}, **lifecycle}
+    path = tmp_path / "deploy.yml"
+    path.write_text(yaml.safe_dump({"sites": {"web": {"asg": "web-asg"}, "jobs": {"asg": "jobs-asg"}},
+                                    "lifecycle": section}))
+    return str(path)
+
+
+@pytest.fixture
+def world(aws, tmp_path):
+    for group in ("web-asg", "jobs-asg"):
+        fleet.auto_scaling_site(aws, REGION, group, 1)
+    return _config(tmp_path, aws)
+
+
+def _state(aws) -> dict:
+    """Everything install creates, as plain data, to compare runs."""
+    sqs, iam, asg = (fleet.client(s, aws, REGION) for s in ("sqs", "iam", "autoscaling"))
+    queues = {}
+    for url in sqs.list_queues().get("QueueUrls", []):
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        queues[url.rsplit("/", 1)[-1]] = {k: v for k, v in attrs.items() if not k.endswith("Timestamp")}
+    roles = {r["RoleName"]: sorted(iam.list_role_policies(RoleName=r["RoleName"])["PolicyNames"])
+             for r in iam.list_roles()["Roles"]}
+    hooks = {(h["AutoScalingGroupName"], h["LifecycleHookName"]): h
+             for g in ("web-asg", "jobs-asg") for h in asg.describe_lifecycle_hooks(AutoScalingGroupName=g)[
+                 "LifecycleHooks"]}
+    return {"queues": queues, "roles": roles, "hooks": hooks}
+
+
+def _run(capsys, *argv) -> tuple[int, list[str]]:
+    code = main(list(argv))
+    return code, capsys.readouterr().out.splitlines()
+
+
+def test_install_creates_queue_dlq_role_and_hooks_as_configured(world, aws, capsys):
+    code, out = _run(capsys, "hooks", "install", "-c", world)
+    assert code == 0 and out[-1] == "made 6 change(s)"
+    state = _state(aws)
+    queue, dlq = state["queues"]["deploy-hooks"], state["queues"]["deploy-hooks-dlq"]
+    assert "FifoQueue" not in queue and int(queue["VisibilityTimeout"]) >= 120
+    assert int(queue["MessageRetentionPeriod"]) >= 4 * 86400
+    assert json.loads(queue["RedrivePolicy"]) == {"deadLetterTargetArn": dlq["QueueArn"], "maxReceiveCount": 5}
+    policy = json.loads(queue["Policy"])["Statement"]
+    assert [s["Principal"] for s in policy] == [{"AWS": f"arn:aws:iam::{ACCOUNT}:role/deploy-hooks-hook"}]
+    assert state["roles"] == {"deploy-hooks-hook": ["aws-deploy-helper-hook-notify"]}
+    trust = fleet.client("iam", aws, REGION).get_role(RoleName="deploy-hooks-hook")["Role"]["AssumeRolePolicyDocument"]
+    assert trust["Statement"][0]["Principal"] == {"Service": "autoscaling.amazonaws.com"}
+    hooks = state["hooks"]
+    assert sorted(hooks) == [("jobs-asg", "deploy-on-launch"), ("jobs-asg", "deploy-on-terminate"),
+                             ("web-asg", "deploy-on-launch")]
+    launch = hooks[("web-asg", "deploy-on-launch")]
+    assert (launch["LifecycleTransition"], launch["NotificationTargetARN"], launch["HeartbeatTimeout"],
+            launch["DefaultResult"]) == (LAUNCHING, queue["QueueArn"], 900, "ABANDON")
+    assert hooks[("jobs-asg", "deploy-on-terminate")]["LifecycleTransition"] == TERMINATING
+
+
+def test_second_install_changes_nothing_and_says_so(world, aws, capsys):
+    _run(capsys, "hooks", "install", "-c", world)
+    before = _state(aws)
+    code, out = _run(capsys, "hooks", "install", "-c", world)
+    assert code == 0 and len(out) == 1 and out[0].startswith("no changes:")
+    assert _state(aws) == before
+
+
+def test_dry_run_prints_one_line_per_change_and_changes_nothing(world, aws, capsys):
+    before = _state(aws)
+    code, out = _run(capsys, "hooks", "install", "-c", world, "--dry-run")
+    assert code == 0 and all(line.startswith("would ") for line in out)
+    assert len(out) == 7 and out[-1] == "would make 6 change(s)"
+    assert _state(aws) == before
+
+
+def test_install_repairs_a_hook_pointing_at_another_queue(world, aws, capsys):
+    _run(capsys, "hooks", "install", "-c", world)
+    other = fleet.lifecycle_queue(aws, REGION, "other")[1]
+    fleet.launch_hook(aws, REGION, "web-asg", other)
+    code, out = _run(capsys, "hooks", "install", "-c", world)
+    assert out[0].startswith("update hook web-asg/deploy-on-launch: NotificationTargetARN arn:aws:sqs:us-east-1:")
+    assert _state(aws)["hooks"][("web-asg", "deploy-on-launch")]["NotificationTargetARN"].endswith(":deploy-hooks")
+
+
+def test_remove_deletes_hooks_queue_dlq_and_role_and_is_idempotent(world, aws, capsys):
+    _run(capsys, "hooks", "install", "-c", world)
+    code, out = _run(capsys, "hooks", "remove", "-c", world)
+    assert code == 0 and [line.split(" ", 1)[0] for line in out[:-1]] == ["delete"] * 6
+    assert _state(aws) == {"queues": {}, "roles": {}, "hooks": {}}
+    code, out = _run(capsys, "hooks", "remove", "-c", world)
+    assert code == 0 and out[0].startswith("no changes:")
+
+
+def test_install_reports_a_missing_group_in_one_line(aws, tmp_path, capsys):
+    fleet.auto_scaling_site(aws, REGION, "web-asg", 1)
+    code = main(["hooks", "install", "-c", _config(tmp_path, aws)])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "jobs-asg not found" in err
+
+
+def test_custom_hook_settings_come_from_the_lifecycle_section(aws, tmp_path):
+    path = _config(tmp_path, aws, hook_name="on-launch", hook_heartbeat_timeout_s=1200,
+                   hook_default_result="CONTINUE", hook_role_name="asg-notify")
+    want = desired(load_config(path).lifecycle, ACCOUNT)
+    assert want.role == "asg-notify"
+    assert HookSpec("web-asg", "on-launch", LAUNCHING, 1200, "CONTINUE") in want.hooks
+
+
+@pytest.mark.parametrize("lifecycle, message", [
+    ({"queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/hooks.fifo"}, "FIFO"),
+    ({"queue_url": "https://sqs.us-east-1.amazonaws.com/999999999999/hooks"}, "account 999999999999"),
+])
+def test_desired_refuses_queues_hooks_cannot_use(aws, tmp_path, lifecycle, message):
+    with pytest.raises(ConfigError, match=message):
+        desired(load_config(_config(tmp_path, aws, **lifecycle)).lifecycle, ACCOUNT)
+
+
+def test_hook_heartbeat_timeout_outside_aws_range_is_a_config_error(aws, tmp_path):
+    with pytest.raises(ConfigError, match="hook_heartbeat_timeout_s"):
+        load_config(_config(tmp_path, aws, hook_heartbeat_timeout_s=10))
