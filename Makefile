@@ -32,13 +32,21 @@ system-deps:
 	fi
 
 # The main job on the bundled local AWS: start the sandbox, write the inventory of the
-# demo fleet, print it, stop the sandbox.
+# demo fleet and print it; then scale workers-asg out by one and let the consumer deploy the
+# new instance through the sandbox's Jenkins before its hook lets it into service.
 demo: venv
 	@$(BIN)/aws-deploy-helper sandbox up --state-dir $(STATE) >/dev/null
 	@set -e; trap '$(BIN)/aws-deploy-helper sandbox down --state-dir $(STATE) >/dev/null' EXIT; \
-	eval "$$($(BIN)/aws-deploy-helper sandbox status --state-dir $(STATE) | grep '^export [A-Z_]*=')"; \
-	$(BIN)/aws-deploy-helper inventory -c $(STATE)/demo.yml --list; \
-	for f in $(STATE)/out/ssh_config $(STATE)/out/cap_config.yml; do echo "==> $$f"; cat $$f; done
+	helper=$(BIN)/aws-deploy-helper; \
+	eval "$$($$helper sandbox status --state-dir $(STATE) | grep '^export [A-Z_]*=')"; \
+	echo "==> aws-deploy-helper inventory -c $(STATE)/demo.yml --list"; \
+	$$helper inventory -c $(STATE)/demo.yml --list; \
+	for f in $(STATE)/out/ssh_config $(STATE)/out/cap_config.yml; do echo "==> $$f"; cat $$f; done; \
+	echo "==> scale workers-asg from 2 to 3: the new instance waits in Pending:Wait"; \
+	$$helper sandbox scale --state-dir $(STATE) workers-asg 3; \
+	echo "==> aws-deploy-helper consume -c $(STATE)/demo.yml --once"; \
+	$$helper -v consume -c $(STATE)/demo.yml --once 2>&1 | grep -E 'event=(build_queued|action_completed)'; \
+	$$helper sandbox scale --state-dir $(STATE) workers-asg
 
 test: venv system-deps
 	$(BIN)/python -m pytest -q

@@ -51,9 +51,13 @@ def _sandbox_parser(sub) -> None:
     actions = p.add_subparsers(dest="sandbox_action", required=True)
     for name, text in (("up", "start it in the background and seed the demo fleet"),
                        ("down", "stop it"), ("status", "print its endpoints"),
+                       ("scale", "set a demo group's desired capacity and show its instances"),
                        ("serve", "run it in the foreground until interrupted")):
         a = actions.add_parser(name, help=text)
         a.add_argument("--state-dir", default=".sandbox", help="where its state and demo config live")
+        if name == "scale":
+            a.add_argument("group", help="an Auto Scaling group of the sandbox, e.g. workers-asg")
+            a.add_argument("desired", type=int, nargs="?", help="the new desired capacity (omit to only show)")
         if name in ("up", "serve"):
             a.add_argument("--port", type=int, default=0, help="moto's port (default: a free one)")
             a.add_argument("--jenkins-port", type=int, default=0,

@@ -1,4 +1,4 @@
-"""`aws-deploy-helper sandbox up|down|status|serve`.
+"""`aws-deploy-helper sandbox up|down|status|serve|scale`.
 
 `serve` runs both emulators (moto and Jenkins) on 127.0.0.1 in the foreground; `up` starts
 `serve` as a detached process and waits until it has written its state file, so the endpoints
@@ -186,6 +186,23 @@ def down(state_dir: str) -> bool:
     return True
 
 
+def scale(state: dict, state_dir: str, group: str, desired: int | None) -> list[str]:
+    """Set a demo group's desired capacity (if given); describe each instance, one a line."""
+    asg = fleet.client("autoscaling", state["aws_endpoint"], state.get("region", "us-east-1"))
+    if desired is not None:
+        asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=desired)
+    found = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    if not found:
+        raise HelperError(f"no Auto Scaling group {group!r} in the sandbox")
+    hosts = Path(state_dir).resolve() / "hosts"
+    lines = []
+    for inst in sorted(found[0]["Instances"], key=lambda i: i["InstanceId"]):
+        deployed = sorted(hosts.glob(f"*-{inst['InstanceId']}.revision"))
+        revision = deployed[0].read_text().strip() if deployed else "none yet"
+        lines.append(f"{group} {inst['InstanceId']} {inst['LifecycleState']} revision={revision}")
+    return lines
+
+
 def run(action: str, args) -> int:
     # --jenkins-port and --time-scale are optional: older parsers do not define them.
     jenkins_port = getattr(args, "jenkins_port", 0) or 0
@@ -205,5 +222,8 @@ def run(action: str, args) -> int:
     if state is None or not _alive(state["pid"]):
         print("sandbox is not running")
         return 1
+    if action == "scale":
+        print("\n".join(scale(state, args.state_dir, args.group, args.desired)))
+        return 0
     _print_state(state)
     return 0
