@@ -277,3 +277,15 @@ def test_down_stops_both_emulators_and_the_process(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(state["pid"], 0)
     assert cli("status", "--state-dir", str(tmp_path), check=False).returncode == 1
+
+
+def test_scale_sets_the_desired_capacity_and_lists_each_instance(sandbox):
+    group = sandbox.aws("autoscaling").describe_auto_scaling_groups(
+        AutoScalingGroupNames=["workers-asg"])["AutoScalingGroups"][0]
+    shown = cli("scale", "--state-dir", str(sandbox.state_dir), "workers-asg", str(group["DesiredCapacity"] + 1))
+    lines = shown.stdout.splitlines()
+    assert len(lines) == group["DesiredCapacity"] + 1
+    assert sum(" Pending:Wait " in line for line in lines) >= 1
+    assert all(line.startswith("workers-asg i-") and " revision=" in line for line in lines)
+    missing = cli("scale", "--state-dir", str(sandbox.state_dir), "no-such-asg", check=False)
+    assert missing.returncode == 1 and "no Auto Scaling group 'no-such-asg'" in missing.stderr
