@@ -36,7 +36,9 @@ EVENTBRIDGE_TYPES = {
 INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
 # Group and hook names: 1-255 characters without control characters.
 NAME_RE = re.compile(r"[^\x00-\x1f]{1,255}")
-TOKEN_RE = re.compile(r"[0-9A-Za-z-]{1,128}")
+# Tokens are UUIDs; the API takes exactly 36 characters, so anything else could never be
+# completed and is better dead-lettered than retried.
+TOKEN_RE = re.compile(r"[0-9A-Za-z-]{36}")
 
 
 @dataclass(frozen=True)

@@ -318,3 +318,9 @@ def test_flags_follow_transition_and_destination():
     assert LAUNCH.launching and not LAUNCH.into_warm_pool
     assert WARM_LAUNCH.launching and WARM_LAUNCH.into_warm_pool
     assert not TERMINATE.launching
+
+
+@pytest.mark.parametrize("token", ["abc-123", "0b1e6a2c-0000-4000-8000-00000000beef0"], ids=["short", "long"])
+def test_a_token_the_api_would_refuse_is_malformed(token):
+    # CompleteLifecycleAction takes exactly 36 characters: such an action could never be completed.
+    assert isinstance(parse(direct(LifecycleActionToken=token)), Malformed)

@@ -132,6 +132,7 @@ def test_expired_action_has_its_message_deleted_without_a_crash(world):
     assert len(consumer.inflight) == 0 and world.builds()[0].result == "SUCCESS"
 
 
+@pytest.mark.scenario(visibility_timeout_s=1)
 def test_build_longer_than_the_heartbeat_timeout_survives_on_heartbeats(world):
     lifecycle.set_time_scale(60.0)  # 30 s timeout = 0.5 s real; the build takes 2 s
     (world.tmp / "delay_s").write_text("2")
@@ -140,6 +141,9 @@ def test_build_longer_than_the_heartbeat_timeout_survives_on_heartbeats(world):
     wait_for(lambda: world.all_in_service(new), timeout_s=30, what="CONTINUE after a long build")
     assert consumer.metrics.heartbeats._value.get() >= 5
     assert consumer.metrics.actions_gone._value.get() == 0
+    # The message stayed invisible for the whole build, though its visibility timeout
+    # was a second: renewed, never handed out again.
+    assert consumer.metrics.received._value.get() == 2  # the test notification and the action
 
 
 @pytest.mark.scenario(grace_period_s=0)
@@ -216,7 +220,8 @@ def test_eventbridge_and_sns_shapes_are_deployed_too(world):
 def test_unknown_group_is_left_on_the_queue_and_counted(world):
     consumer, _ = world.start_consumer()
     body = json.dumps({"LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING", "AutoScalingGroupName": "other",
-                       "EC2InstanceId": "i-0123456789abcdef0", "LifecycleActionToken": "abc-123",
+                       "EC2InstanceId": "i-0123456789abcdef0",
+                       "LifecycleActionToken": "0b1e6a2c-0000-4000-8000-000000000123",
                        "LifecycleHookName": "h"})
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=body)
     wait_for(lambda: consumer.metrics.unknown_group.labels("other")._value.get() == 1, what="counted")
@@ -231,3 +236,52 @@ def test_once_handles_the_queue_and_exits(world):
     assert done.returncode == 0, done.stderr
     assert world.all_in_service(new) and world.queue_depth() == 0
     assert len(world.builds()) == 1
+
+
+@pytest.mark.scenario(jenkins_deadline_s=1)
+def test_jenkins_unreachable_past_the_deadline_applies_the_configured_result(world):
+    world.jenkins.down()
+    consumer, _ = world.start_consumer()
+    (new,) = world.scale_to(3)
+    wait_for(lambda: new not in world.instances(), timeout_s=30, what="ABANDON after the Jenkins deadline")
+    assert consumer.metrics.completed.labels("ABANDON")._value.get() >= 1
+    assert consumer.metrics.jenkins_errors._value.get() >= 1
+    world.jenkins.up()
+
+
+@pytest.mark.scenario(groups={GROUP: {"site": "web", "terminate_job": "drain"}})
+def test_terminating_hook_runs_the_drain_job_and_continues_whatever_its_result(world):
+    hook = world.asg.describe_lifecycle_hooks(AutoScalingGroupName=GROUP)["LifecycleHooks"][0]
+    world.asg.put_lifecycle_hook(
+        AutoScalingGroupName=GROUP, LifecycleHookName="drain-on-terminate",
+        LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
+        NotificationTargetARN=hook["NotificationTargetARN"], RoleARN=hook["RoleARN"], HeartbeatTimeout=30)
+    world.jenkins.add_job("drain", [{"name": p, "default": ""} for p in ("SITE", "INSTANCE_IDS", "REVISION",
+                          "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS")], command="exit 1")
+    world.start_consumer()
+    before = world.instances()
+    world.asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=1)
+    (leaving,) = world.instances("Terminating:Wait")
+    wait_for(lambda: leaving not in world.instances(), what="terminated after the drain job")
+    drains = world.jenkins.builds("drain")
+    assert [b.result for b in drains] == ["FAILURE"] and drains[0].params["INSTANCE_IDS"] == leaving
+    assert len(world.instances()) == 1 and set(world.instances()) < set(before)
+    assert world.builds() == [], "no deploy for a terminating instance"
+
+
+def test_warm_pool_entry_continues_without_a_deploy(world):
+    # moto has no warm pools: hand the consumer the notification AWS sends when an
+    # instance enters one, for an instance that really waits in Pending:Wait.
+    (new,) = world.scale_to(3)
+    while messages := world.sqs.receive_message(QueueUrl=world.queue_url, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:  # the test and launch notifications: replaced by the one below
+            world.sqs.delete_message(QueueUrl=world.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    body = {"Origin": "EC2", "Destination": "WarmPool", "LifecycleHookName": "deploy-on-launch",
+            "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING", "AutoScalingGroupName": GROUP,
+            "EC2InstanceId": new, "LifecycleActionToken": "0b1e6a2c-0000-4000-8000-00000000beef"}
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(body))
+    consumer, _ = world.start_consumer()
+    wait_for(lambda: consumer.metrics.completed.labels("CONTINUE")._value.get()
+             + consumer.metrics.actions_gone._value.get() >= 1, what="the warm-pool action handled")
+    assert world.builds() == [], "warm_pool: continue deploys when the instance leaves the pool"
+    wait_for(lambda: world.queue_depth() == 0, what="message deleted")
