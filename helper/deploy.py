@@ -61,7 +61,7 @@ class _Timers:
 
 class Deployment:
     def __init__(self, ctx, plan: Plan) -> None:
-        self.ctx = ctx  # helper.consumer.Context: seams, settings, metrics, events
+        self.ctx = ctx  # the Consumer: its seams, config, metrics, clock and release event
         self.plan = plan
         self.queue_id: int | None = None
         self.build_number: int | None = None
@@ -99,10 +99,23 @@ class Deployment:
         self.ctx.metrics.actions_gone.inc()
         self._delete_messages(tracked)
 
+    def _first_heartbeat_at(self, tracked: Tracked) -> float:
+        """A fresh notification's hook timer just started; anything else may be nearly out.
+
+        A redelivered message (its consumer died or released it) or an action found by
+        reconciliation has had its timer running for an unknown while: heartbeat at once.
+        """
+        messages = tracked.take_messages()
+        if not messages or any(m.receive_count > 1 for m in messages):
+            return tracked.received_at
+        return tracked.received_at + self._heartbeat_interval_s(tracked)
+
     def housekeeping(self, now: float) -> None:
         for tracked in self._live():
             key = id(tracked)
-            due = self._timers.heartbeat_at.setdefault(key, tracked.received_at + self._heartbeat_interval_s(tracked))
+            due = self._timers.heartbeat_at.get(key)
+            if due is None:
+                due = self._timers.heartbeat_at[key] = self._first_heartbeat_at(tracked)
             if now >= due:
                 try:
                     self.ctx.autoscaling.heartbeat(tracked.action)

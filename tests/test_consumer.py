@@ -146,7 +146,7 @@ def test_build_longer_than_the_heartbeat_timeout_survives_on_heartbeats(world):
     assert consumer.metrics.received._value.get() == 2  # the test notification and the action
 
 
-@pytest.mark.scenario(grace_period_s=0)
+@pytest.mark.scenario(grace_period_s=0, heartbeat_interval_s=100)
 def test_sigterm_mid_build_loses_nothing_and_the_next_consumer_resumes(world):
     (world.tmp / "delay_s").write_text("1.5")
     world.start_consumer()
@@ -154,9 +154,12 @@ def test_sigterm_mid_build_loses_nothing_and_the_next_consumer_resumes(world):
     wait_for(lambda: any(b.building for b in world.builds()), what="build running")
     world.stop_consumers()  # SIGTERM's stop flag: released, not completed
     assert world.instances("Pending:Wait") == new
-    world.start_consumer()
+    successor, _ = world.start_consumer()
     wait_for(lambda: world.all_in_service(new), timeout_s=30, what="resumed and completed")
     assert len(world.builds()) == 1
+    # A redelivered action's hook timer has run for an unknown while: heartbeat at once,
+    # not a full interval (here 100 s) later.
+    assert successor.metrics.heartbeats._value.get() >= 1
 
 
 @pytest.mark.scenario(visibility_timeout_s=2)
