@@ -288,3 +288,24 @@ def test_warm_pool_entry_continues_without_a_deploy(world):
              + consumer.metrics.actions_gone._value.get() >= 1, what="the warm-pool action handled")
     assert world.builds() == [], "warm_pool: continue deploys when the instance leaves the pool"
     wait_for(lambda: world.queue_depth() == 0, what="message deleted")
+
+
+def test_a_build_that_finished_before_a_crash_is_adopted_not_repeated(world):
+    """SIGKILL after the build ended but before CompleteLifecycleAction: the successor
+    finds the finished build by its LIFECYCLE_ACTIONS and completes from its result."""
+    import jenkins
+
+    (new,) = world.scale_to(3)
+    notice = wait_for(lambda: [m for m in world.sqs.receive_message(QueueUrl=world.queue_url, MaxNumberOfMessages=10)
+                               .get("Messages", []) if new in m["Body"]], what="the launch notification")[0]
+    token = json.loads(notice["Body"])["LifecycleActionToken"]
+    client = jenkins.Jenkins(world.jenkins.url, "deployer", "s3cret-token", timeout=10)
+    client.build_job("deploy", {"SITE": "web", "INSTANCE_IDS": new, "LIFECYCLE_ACTIONS": f"{GROUP}:{new}:{token}",
+                                "SKIP_TESTS": "true"})
+    wait_for(lambda: world.builds() and world.builds()[0].result == "SUCCESS", what="the dead consumer's build")
+    world.sqs.change_message_visibility(QueueUrl=world.queue_url, ReceiptHandle=notice["ReceiptHandle"],
+                                        VisibilityTimeout=0)
+    consumer, _ = world.start_consumer()
+    wait_for(lambda: world.all_in_service([new]), what="completed from the finished build")
+    assert len(world.builds()) == 1
+    assert consumer.metrics.builds_adopted._value.get() == 1 and consumer.metrics.builds_queued._value.get() == 0
