@@ -7,6 +7,7 @@ package catches broad exceptions.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 
@@ -138,6 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_inventory(args) -> int:
+    # A one-shot run that builds ~100,000 short-lived objects (botocore's models and a
+    # 1,000-instance response): the cyclic collector's passes over them cost a sixth of
+    # the run's CPU, and whatever cycles remain are freed when the process exits.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _inventory(args)
+    finally:
+        if was_enabled:  # main() called in-process (tests) gets its collector back
+            gc.enable()
+
+
+def _inventory(args) -> int:
     from helper import inventory, outputs
     from helper.settings import Settings
 

@@ -105,13 +105,16 @@ def collect(settings: Settings, factory: ClientFactory = AwsClients) -> list[Sit
     for site in settings.sites:
         key = AccessKey.for_site(site, settings.endpoint_url, settings.config.credentials, settings.config.profile)
         groups.setdefault(key, []).append(site)
-    workers = max(1, min(settings.max_workers, len(groups)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="discover") as pool:
-        futures = [
-            pool.submit(_guarded, factory, key, sites, settings.selection, settings.launching_groups)
-            for key, sites in groups.items()
-        ]
-        by_site = {r.site: r for f in futures for r in f.result()}
+    launching = settings.launching_groups
+    if len(groups) == 1:  # one account and region: no thread to wait on
+        ((key, sites),) = groups.items()
+        by_site = {r.site: r for r in _guarded(factory, key, sites, settings.selection, launching)}
+    else:
+        workers = max(1, min(settings.max_workers, len(groups)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="discover") as pool:
+            futures = [pool.submit(_guarded, factory, key, sites, settings.selection, launching)
+                       for key, sites in groups.items()]
+            by_site = {r.site: r for f in futures for r in f.result()}
     results = [by_site[s.name] for s in settings.sites]
     for r in results:
         if r.inventory is not None:
