@@ -1,6 +1,6 @@
 """parse(): every SQS body becomes a LifecycleAction, a Skip or a Malformed, and never raises.
 
-The fixtures are the payloads in ../shared/aws-lifecycle-reference.md (the project's shared notes), pasted as AWS sends
+The fixtures are the payloads in ../shared/aws-lifecycle-reference.md, pasted as AWS sends
 them. Where the reference elides a value ("71514b9d-..."), a value of the real shape stands in.
 """
 

@@ -1,6 +1,6 @@
 """A Jenkins 2.440 REST API emulator on loopback, for tests and demos where no real Jenkins can run.
 
-It speaks the subset python-jenkins 1.8.3 uses (see ../shared/aws-lifecycle-reference.md (the project's shared notes)): crumbs, basic auth
+It speaks the subset python-jenkins 1.8.3 uses (see ../shared/aws-lifecycle-reference.md): crumbs, basic auth
 with passwords or API tokens, jobs in folders, buildWithParameters -> queue item -> build, stop, cancelItem,
 consoleText, tree= and depth=. Builds really run: each is `/bin/sh -c <command>` with its parameters in the
 environment. Fault switches make it fail the way a real server or network does.

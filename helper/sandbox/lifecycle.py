@@ -1,6 +1,6 @@
 """Auto Scaling lifecycle hooks for moto 5.2.5, patched into its in-process backend.
 
-Emulated (see ../shared/aws-lifecycle-reference.md (the project's shared notes) for AWS's behaviour):
+Emulated (see ../shared/aws-lifecycle-reference.md for AWS's behaviour):
 - PutLifecycleHook keeps NotificationTargetARN, RoleARN, NotificationMetadata, HeartbeatTimeout
   (30-7200, default 3600), DefaultResult (default ABANDON); DescribeLifecycleHooks shows them,
   with GlobalTimeout = min(100 x HeartbeatTimeout, 172800). With a target it sends the

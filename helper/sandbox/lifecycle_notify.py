@@ -1,7 +1,7 @@
 """What a lifecycle hook sends, in the three shapes consumers meet, and where it goes.
 
 The builders are pure; `deliver` is the one edge (moto's in-process SQS and SNS backends).
-Field sets follow ../shared/aws-lifecycle-reference.md (the project's shared notes), e.g. a direct launch notification:
+Field sets follow ../shared/aws-lifecycle-reference.md, e.g. a direct launch notification:
 
     {"Origin":"EC2","Destination":"AutoScalingGroup","LifecycleHookName":"my-launch-hook",
      "AccountId":"123456789012","RequestId":"5a062a09-...","LifecycleTransition":"autoscaling:EC2_INSTANCE_LAUNCHING",
