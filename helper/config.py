@@ -7,19 +7,16 @@ unchanged. Everything else is an addition with a default.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from helper import fields
 from helper.errors import ConfigError
 from helper.lifecycle_config import LifecycleConfig, parse_lifecycle
 from helper.yamlfile import Located
 
 log = logging.getLogger(__name__)
 
-# Site and role names end up in host aliases, Jenkins parameters and file names, so
-# they are restricted to characters that need no quoting anywhere.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 # How a site names the instances that serve it: config key -> discovery source kind.
 # Several spellings map to one kind so both the original file and newer ones read well.
@@ -108,51 +105,16 @@ class Config:
     lifecycle: "LifecycleConfig | None" = None
 
 
-def _fail(doc: Located, keys: tuple, message: str) -> ConfigError:
-    dotted = ".".join(str(k) for k in keys)
-    return ConfigError(f"{doc.where(*keys)}: {dotted}: {message}")
 
 
-def _mapping(doc: Located, value: Any, keys: tuple, allowed: set[str] | None = None) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _fail(doc, keys, f"must be a mapping, not {type(value).__name__}")
-    if allowed is not None:
-        for key in value:
-            if key not in allowed:
-                raise _fail(doc, keys + (key,), f"unknown key (known: {', '.join(sorted(allowed))})")
-    return value
 
 
-def _string(doc: Located, value: Any, keys: tuple) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise _fail(doc, keys, "must be a non-empty string")
-    return value
 
 
-def _name(doc: Located, value: Any, keys: tuple, what: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
-        raise _fail(doc, keys, f"{what} {value!r} must match {NAME_RE.pattern}")
-    return value
 
 
-def _port(doc: Located, value: Any, keys: tuple) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-        raise _fail(doc, keys, f"port must be an integer from 1 to 65535, not {value!r}")
-    return value
 
 
-def _choice(doc: Located, value: Any, keys: tuple, choices: tuple[str, ...], default: str) -> str:
-    if value is None:
-        return default
-    if value not in choices:
-        raise _fail(doc, keys, f"must be one of {', '.join(choices)}, not {value!r}")
-    return value
 
 
 def _roles(doc: Located, value: Any, keys: tuple) -> tuple[str, ...]:
@@ -161,8 +123,8 @@ def _roles(doc: Located, value: Any, keys: tuple) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list):
-        raise _fail(doc, keys, "roles must be a list of names")
-    return tuple(_name(doc, role, keys + (i,), "role") for i, role in enumerate(value))
+        raise fields.fail(doc, keys, "roles must be a list of names")
+    return tuple(fields.name(doc, role, keys + (i,), "role") for i, role in enumerate(value))
 
 
 def _source(doc: Located, site: dict, keys: tuple) -> Source:
@@ -170,87 +132,87 @@ def _source(doc: Located, site: dict, keys: tuple) -> Source:
     if len(found) != 1:
         wanted = ", ".join(sorted(SOURCE_KEYS))
         problem = "names no" if not found else f"names {len(found)} ({', '.join(found)}); give exactly one"
-        raise _fail(doc, keys, f"site {problem} instance source ({wanted})")
+        raise fields.fail(doc, keys, f"site {problem} instance source ({wanted})")
     key = found[0]
     value = site[key]
     if key == "tags":
-        tags = _mapping(doc, value, keys + (key,))
+        tags = fields.mapping(doc, value, keys + (key,))
         if not tags:
-            raise _fail(doc, keys + (key,), "tags must name at least one tag")
+            raise fields.fail(doc, keys + (key,), "tags must name at least one tag")
         normalised = {}
         for tag, wanted_values in tags.items():
             values = wanted_values if isinstance(wanted_values, list) else [wanted_values]
             if not values or not all(isinstance(v, (str, int)) for v in values):
-                raise _fail(doc, keys + (key, tag), "tag value must be a string or a list of strings")
+                raise fields.fail(doc, keys + (key, tag), "tag value must be a string or a list of strings")
             normalised[str(tag)] = tuple(str(v) for v in values)
         return Source("tags", normalised)
-    return Source(SOURCE_KEYS[key], _string(doc, value, keys + (key,)))
+    return Source(SOURCE_KEYS[key], fields.string(doc, value, keys + (key,)))
 
 
 def _site(doc: Located, name: Any, raw: Any, defaults: dict) -> SiteConfig:
     keys = ("sites", name)
-    _name(doc, name, keys, "site name")
-    site = _mapping(doc, raw, keys, SITE_OPTION_KEYS | set(SOURCE_KEYS))
+    fields.name(doc, name, keys, "site name")
+    site = fields.mapping(doc, raw, keys, SITE_OPTION_KEYS | set(SOURCE_KEYS))
     merged = {**defaults, **site}
 
     def where(key: str) -> tuple:
         return keys + (key,) if key in site else ("defaults", key)
 
     if "keys" in merged and "identity_file" in merged:
-        raise _fail(doc, keys, "give keys or identity_file, not both")
+        raise fields.fail(doc, keys, "give keys or identity_file, not both")
     if "bastion" in merged and "proxy_jump" in merged:
-        raise _fail(doc, keys, "give proxy_jump or bastion, not both")
+        raise fields.fail(doc, keys, "give proxy_jump or bastion, not both")
     identity_key = "keys" if "keys" in merged else "identity_file"
     jump_key = "bastion" if "bastion" in merged else "proxy_jump"
     return SiteConfig(
         name=name,
         source=_source(doc, site, keys),
-        region=_string(doc, merged.get("region"), where("region")) or DEFAULT_REGION,
-        profile=_string(doc, merged.get("profile"), where("profile")),
-        role_arn=_string(doc, merged.get("role_arn"), where("role_arn")),
-        user=_string(doc, merged.get("user"), where("user")),
-        port=_port(doc, merged.get("port"), where("port")),
-        address=_choice(doc, merged.get("address"), where("address"), ADDRESS_CHOICES, "private"),
-        proxy_jump=_string(doc, merged.get(jump_key), where(jump_key)),
-        identity_file=_string(doc, merged.get(identity_key), where(identity_key)),
+        region=fields.string(doc, merged.get("region"), where("region")) or DEFAULT_REGION,
+        profile=fields.string(doc, merged.get("profile"), where("profile")),
+        role_arn=fields.string(doc, merged.get("role_arn"), where("role_arn")),
+        user=fields.string(doc, merged.get("user"), where("user")),
+        port=fields.port(doc, merged.get("port"), where("port")),
+        address=fields.choice(doc, merged.get("address"), where("address"), ADDRESS_CHOICES, "private"),
+        proxy_jump=fields.string(doc, merged.get(jump_key), where(jump_key)),
+        identity_file=fields.string(doc, merged.get(identity_key), where(identity_key)),
         roles=_roles(doc, merged.get("roles"), where("roles")),
         where=doc.where(*keys),
     )
 
 
 def _credentials(doc: Located, aws: dict) -> StaticCredentials | None:
-    key_id = _string(doc, aws.get("access_key_id"), ("aws", "access_key_id"))
-    secret = _string(doc, aws.get("secret_access_key"), ("aws", "secret_access_key"))
+    key_id = fields.string(doc, aws.get("access_key_id"), ("aws", "access_key_id"))
+    secret = fields.string(doc, aws.get("secret_access_key"), ("aws", "secret_access_key"))
     if key_id is None and secret is None:
         return None
     if key_id is None or secret is None:
-        raise _fail(doc, ("aws",), "give both access_key_id and secret_access_key, or neither")
+        raise fields.fail(doc, ("aws",), "give both access_key_id and secret_access_key, or neither")
     log.warning(
         "event=static_credentials file=%s advice=%s", doc.where("aws"),
         "keys in the config file are deprecated; remove aws: and use the AWS credential chain, a profile or role_arn",
     )
-    token = _string(doc, aws.get("session_token"), ("aws", "session_token"))
+    token = fields.string(doc, aws.get("session_token"), ("aws", "session_token"))
     return StaticCredentials(key_id, secret, token)
 
 
 def parse(doc: Located) -> Config:
     """Turn a loaded YAML document into a validated Config."""
-    top = _mapping(doc, doc.data, (), TOP_KEYS)
+    top = fields.mapping(doc, doc.data, (), TOP_KEYS)
     if not top:
         raise ConfigError(f"{doc.path}: empty configuration; it needs a sites: mapping")
-    aws = _mapping(doc, top.get("aws"), ("aws",), AWS_KEYS)
-    paths_raw = _mapping(doc, top.get("path"), ("path",), PATH_KEYS)
-    defaults = _mapping(doc, top.get("defaults"), ("defaults",), SITE_OPTION_KEYS)
+    aws = fields.mapping(doc, top.get("aws"), ("aws",), AWS_KEYS)
+    paths_raw = fields.mapping(doc, top.get("path"), ("path",), PATH_KEYS)
+    defaults = fields.mapping(doc, top.get("defaults"), ("defaults",), SITE_OPTION_KEYS)
     if "region" in aws and "region" not in defaults:
         defaults = {**defaults, "region": aws["region"]}
-    sites_raw = _mapping(doc, top.get("sites"), ("sites",))
+    sites_raw = fields.mapping(doc, top.get("sites"), ("sites",))
     if not sites_raw:
-        raise _fail(doc, ("sites",), "no sites configured")
+        raise fields.fail(doc, ("sites",), "no sites configured")
     sites = tuple(_site(doc, name, raw, defaults) for name, raw in sites_raw.items())
     _check_role_names(doc, sites)
     paths = Paths(
-        **{key: _string(doc, paths_raw.get(key), ("path", key)) for key in PATH_KEYS - {"ssh_config_mode"}},
-        ssh_config_mode=_choice(
+        **{key: fields.string(doc, paths_raw.get(key), ("path", key)) for key in PATH_KEYS - {"ssh_config_mode"}},
+        ssh_config_mode=fields.choice(
             doc, paths_raw.get("ssh_config_mode"), ("path", "ssh_config_mode"), SSH_CONFIG_MODES, "file"
         ),
     )
@@ -263,7 +225,7 @@ def parse(doc: Located) -> Config:
         sites=sites,
         paths=paths,
         credentials=_credentials(doc, aws),
-        profile=_string(doc, aws.get("profile"), ("aws", "profile")),
+        profile=fields.string(doc, aws.get("profile"), ("aws", "profile")),
         lifecycle=lifecycle,
     )
 
@@ -274,4 +236,4 @@ def _check_role_names(doc: Located, sites: tuple[SiteConfig, ...]) -> None:
     for site in sites:
         for role in site.roles:
             if role in site_names:
-                raise _fail(doc, ("sites", site.name, "roles"), f"role {role!r} has the name of a site")
+                raise fields.fail(doc, ("sites", site.name, "roles"), f"role {role!r} has the name of a site")

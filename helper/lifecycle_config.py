@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from helper import fields
 from helper.yamlfile import Located
 
 RESULTS = ("CONTINUE", "ABANDON")
@@ -104,47 +105,45 @@ class LifecycleConfig:
 
 def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str) -> LifecycleConfig:
     # Imported here: config imports this module.
-    from helper.config import _choice, _fail, _mapping, _string
-
     keys = ("lifecycle",)
-    section = _mapping(doc, raw, keys, SECTION_KEYS)
-    queue_url = _string(doc, section.get("queue_url"), keys + ("queue_url",))
+    section = fields.mapping(doc, raw, keys, SECTION_KEYS)
+    queue_url = fields.string(doc, section.get("queue_url"), keys + ("queue_url",))
     if queue_url is None:
-        raise _fail(doc, keys, "queue_url is required")
-    jraw = _mapping(doc, section.get("jenkins"), keys + ("jenkins",), JENKINS_KEYS)
-    jurl = _string(doc, jraw.get("url"), keys + ("jenkins", "url"))
-    jjob = _string(doc, jraw.get("job"), keys + ("jenkins", "job"))
+        raise fields.fail(doc, keys, "queue_url is required")
+    jraw = fields.mapping(doc, section.get("jenkins"), keys + ("jenkins",), JENKINS_KEYS)
+    jurl = fields.string(doc, jraw.get("url"), keys + ("jenkins", "url"))
+    jjob = fields.string(doc, jraw.get("job"), keys + ("jenkins", "job"))
     if jurl is None or jjob is None:
-        raise _fail(doc, keys + ("jenkins",), "jenkins.url and jenkins.job are required")
+        raise fields.fail(doc, keys + ("jenkins",), "jenkins.url and jenkins.job are required")
     jenkins = JenkinsConfig(
         url=jurl, job=jjob,
-        credentials_file=_string(doc, jraw.get("credentials_file"), keys + ("jenkins", "credentials_file")),
-        timeout_s=_number(doc, jraw.get("timeout_s", 30.0), keys + ("jenkins", "timeout_s"), 1, 600),
+        credentials_file=fields.string(doc, jraw.get("credentials_file"), keys + ("jenkins", "credentials_file")),
+        timeout_s=fields.number(doc, jraw.get("timeout_s", 30.0), keys + ("jenkins", "timeout_s"), 1, 600),
     )
     groups: dict[str, GroupRoute] = {}
-    for group, route in _mapping(doc, section.get("groups"), keys + ("groups",)).items():
+    for group, route in fields.mapping(doc, section.get("groups"), keys + ("groups",)).items():
         where = keys + ("groups", group)
-        route = {"site": route} if isinstance(route, str) else _mapping(doc, route, where, GROUP_KEYS)
+        route = {"site": route} if isinstance(route, str) else fields.mapping(doc, route, where, GROUP_KEYS)
         site = route.get("site")
         if site not in site_names:
-            raise _fail(doc, where, f"site {site!r} is not one of the configured sites")
+            raise fields.fail(doc, where, f"site {site!r} is not one of the configured sites")
         groups[str(group)] = GroupRoute(
             group=str(group), site=site,
-            job=_string(doc, route.get("job"), where + ("job",)) or jjob,
-            terminate_job=_string(doc, route.get("terminate_job"), where + ("terminate_job",)),
+            job=fields.string(doc, route.get("job"), where + ("job",)) or jjob,
+            terminate_job=fields.string(doc, route.get("terminate_job"), where + ("terminate_job",)),
         )
     if not groups:
-        raise _fail(doc, keys + ("groups",), "map at least one Auto Scaling group to a site")
+        raise fields.fail(doc, keys + ("groups",), "map at least one Auto Scaling group to a site")
     policy = dict(DEFAULT_POLICY)
-    for name, result in _mapping(doc, section.get("result_on"), keys + ("result_on",), set(POLICY_KEYS)).items():
-        policy[name] = _choice(doc, result, keys + ("result_on", name), RESULTS, "ABANDON")
+    for name, result in fields.mapping(doc, section.get("result_on"), keys + ("result_on",), set(POLICY_KEYS)).items():
+        policy[name] = fields.choice(doc, result, keys + ("result_on", name), RESULTS, "ABANDON")
     if policy["SUCCESS"] != "CONTINUE":
-        raise _fail(doc, keys + ("result_on", "SUCCESS"), "a successful deploy must CONTINUE")
-    number = lambda name, default, low, high: _number(doc, section.get(name, default), keys + (name,), low, high)  # noqa: E731
+        raise fields.fail(doc, keys + ("result_on", "SUCCESS"), "a successful deploy must CONTINUE")
+    number = lambda name, default, low, high: fields.number(doc, section.get(name, default), keys + (name,), low, high)  # noqa: E731
     port = section.get("metrics_port")
     return LifecycleConfig(
         queue_url=queue_url,
-        region=_string(doc, section.get("region"), keys + ("region",)) or default_region,
+        region=fields.string(doc, section.get("region"), keys + ("region",)) or default_region,
         jenkins=jenkins,
         groups=groups,
         batch_window_s=number("batch_window_s", 3.0, 0, 300),
@@ -157,26 +156,19 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         poll_interval_s=number("poll_interval_s", 2.0, 0.01, 300),
         jenkins_deadline_s=number("jenkins_deadline_s", 1800.0, 1, 172800),
         result_on=policy,
-        warm_pool=_choice(doc, section.get("warm_pool"), keys + ("warm_pool",), WARM_POOL_POLICIES, "continue"),
+        warm_pool=fields.choice(doc, section.get("warm_pool"), keys + ("warm_pool",), WARM_POOL_POLICIES, "continue"),
         reconcile_interval_s=number("reconcile_interval_s", 300.0, 0.1, 86400),
         grace_period_s=number("grace_period_s", 30.0, 0, 3600),
-        metrics_host=_string(doc, section.get("metrics_host"), keys + ("metrics_host",)) or "127.0.0.1",
-        metrics_port=None if port is None else int(_number(doc, port, keys + ("metrics_port",), 0, 65535)),
+        metrics_host=fields.string(doc, section.get("metrics_host"), keys + ("metrics_host",)) or "127.0.0.1",
+        metrics_port=None if port is None else int(fields.number(doc, port, keys + ("metrics_port",), 0, 65535)),
         stall_after_s=number("stall_after_s", 120.0, 1, 86400),
-        hook_name=_string(doc, section.get("hook_name"), keys + ("hook_name",)) or "deploy-on-launch",
-        terminate_hook_name=_string(doc, section.get("terminate_hook_name"), keys + ("terminate_hook_name",))
+        hook_name=fields.string(doc, section.get("hook_name"), keys + ("hook_name",)) or "deploy-on-launch",
+        terminate_hook_name=fields.string(doc, section.get("terminate_hook_name"), keys + ("terminate_hook_name",))
         or "deploy-on-terminate",
         # AWS's accepted HeartbeatTimeout range.
         hook_heartbeat_timeout_s=int(number("hook_heartbeat_timeout_s", 900, 30, 7200)),
-        hook_default_result=_choice(doc, section.get("hook_default_result"), keys + ("hook_default_result",),
+        hook_default_result=fields.choice(doc, section.get("hook_default_result"), keys + ("hook_default_result",),
                                     RESULTS, "ABANDON"),
-        hook_role_name=_string(doc, section.get("hook_role_name"), keys + ("hook_role_name",)),
+        hook_role_name=fields.string(doc, section.get("hook_role_name"), keys + ("hook_role_name",)),
     )
 
-
-def _number(doc: Located, value, keys: tuple, low: float, high: float) -> float:
-    from helper.config import _fail
-
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise _fail(doc, keys, f"must be a number from {low} to {high}, not {value!r}")
-    return float(value)

@@ -15,7 +15,7 @@ from helper.errors import ConfigError, HelperError
 from helper.write import write_atomic
 
 # Git SHAs, tags and branch names; nothing a shell would treat specially.
-REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}$")
+REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}")  # fullmatch: `$` would allow a final newline
 
 
 def _path(revision_dir: str, site: str) -> str:
@@ -23,7 +23,7 @@ def _path(revision_dir: str, site: str) -> str:
 
 
 def validate(revision: str) -> str:
-    if not REVISION_RE.match(revision):
+    if not REVISION_RE.fullmatch(revision):
         raise ConfigError(f"revision {revision!r} must match {REVISION_RE.pattern}")
     return revision
 

@@ -20,7 +20,7 @@ from helper.select import Selection
 # parallel describe calls per account only invite throttling.
 DEFAULT_MAX_WORKERS = 8
 
-INSTANCE_ID_RE = re.compile(r"^i-[0-9a-f]{8,17}$")
+INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")  # fullmatch: `$` would allow a final newline
 
 KNOWN_HOSTS_NAME = "aws-deploy-helper_known_hosts"
 
@@ -102,7 +102,7 @@ def _instance_ids(values) -> frozenset[str]:
         for part in re.split(r"[,\s]+", value.strip()):
             if not part:
                 continue
-            if not INSTANCE_ID_RE.match(part):
+            if not INSTANCE_ID_RE.fullmatch(part):
                 raise ConfigError(f"--instance-ids: {part!r} is not an EC2 instance id")
             ids.add(part)
     return frozenset(ids)

@@ -106,3 +106,24 @@ def test_missing_config_file_is_one_clear_line(tmp_path, capsys):
 
     assert main(["inventory", "-c", str(tmp_path / "nope.yml")]) == 2
     assert "nope.yml: cannot read: No such file or directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, ok", [("v1.4.2", True), ("0123abc", True), ("release/2026-11", True),
+                                       ("v1\n", False), ("v1; rm -rf /", False), ("-x", False), ("", False)])
+def test_revisions_are_plain_refs(value, ok):
+    from helper.revision import validate
+
+    if ok:
+        assert validate(value) == value
+    else:
+        with pytest.raises(ConfigError):
+            validate(value)
+
+
+def test_instance_ids_are_split_and_each_checked_whole():
+    from helper.settings import _instance_ids
+
+    assert _instance_ids(["i-0123456789abcdef0, i-0123456789abcdef1"]) == {"i-0123456789abcdef0",
+                                                                          "i-0123456789abcdef1"}
+    with pytest.raises(ConfigError):
+        _instance_ids(["i-0123456789abcdef0x"])

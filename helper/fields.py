@@ -1,0 +1,70 @@
+"""Validate one field of a loaded YAML document; every error names file:line and the key.
+
+Shared by the config's sections (helper/config.py, helper/lifecycle_config.py), so each
+reports a wrong value the same way: `deploy.yml:12: lifecycle.batch_window_s: must be ...`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from helper.errors import ConfigError
+from helper.yamlfile import Located
+
+# Site and role names end up in host aliases, Jenkins parameters and file names, so
+# they are restricted to characters that need no quoting anywhere.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # fullmatch: `$` would allow a final newline
+
+
+def fail(doc: Located, keys: tuple, message: str) -> ConfigError:
+    dotted = ".".join(str(k) for k in keys)
+    return ConfigError(f"{doc.where(*keys)}: {dotted}: {message}")
+
+
+def mapping(doc: Located, value: Any, keys: tuple, allowed: set[str] | None = None) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail(doc, keys, f"must be a mapping, not {type(value).__name__}")
+    if allowed is not None:
+        for key in value:
+            if key not in allowed:
+                raise fail(doc, keys + (key,), f"unknown key (known: {', '.join(sorted(allowed))})")
+    return value
+
+
+def string(doc: Located, value: Any, keys: tuple) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise fail(doc, keys, "must be a non-empty string")
+    return value
+
+
+def name(doc: Located, value: Any, keys: tuple, what: str) -> str:
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
+        raise fail(doc, keys, f"{what} {value!r} must match {NAME_RE.pattern}")
+    return value
+
+
+def port(doc: Located, value: Any, keys: tuple) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise fail(doc, keys, f"port must be an integer from 1 to 65535, not {value!r}")
+    return value
+
+
+def choice(doc: Located, value: Any, keys: tuple, choices: tuple[str, ...], default: str) -> str:
+    if value is None:
+        return default
+    if value not in choices:
+        raise fail(doc, keys, f"must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+def number(doc: Located, value, keys: tuple, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise fail(doc, keys, f"must be a number from {low} to {high}, not {value!r}")
+    return float(value)
