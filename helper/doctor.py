@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from helper.errors import ConfigError, HelperError
-from helper.hooks import LAUNCHING, TERMINATING, Desired, Observed, desired, global_timeout_s
+from helper.action import LAUNCHING, TERMINATING
+from helper.hooks import Desired, Observed, desired, global_timeout_s
 from helper.lifecycle_config import LifecycleConfig
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"

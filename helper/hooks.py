@@ -12,11 +12,10 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from helper.action import LAUNCHING, TERMINATING
 from helper.errors import ConfigError, HelperError
 from helper.lifecycle_config import LifecycleConfig
 
-LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
-TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 # A message the consumer failed on this often is poison: park it for a human (the
 # consumer's own message handling assumes redrive exists; see Consumer.handle).
 MAX_RECEIVE_COUNT = 5
