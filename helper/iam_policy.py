@@ -81,10 +81,6 @@ CALLS = (
 )
 
 
-def covered(service: str, operation: str, principal: str) -> bool:
-    return any((c.service, c.operation) == (service, operation) and principal in c.principals for c in CALLS)
-
-
 def resources(config: Config | None) -> dict[str, list[str]]:
     """Resource kind -> ARNs; without a config (or a lifecycle: section) every kind is "*"."""
     lc = config.lifecycle if config else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -19,7 +20,7 @@ LATENCY_BUCKETS_S = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 
 
 class Metrics:
-    def __init__(self, clock=time.monotonic) -> None:
+    def __init__(self, clock=time.monotonic, wall=lambda: datetime.now(timezone.utc)) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.received = Counter("adh_messages_received", "SQS messages received", registry=r)
@@ -42,10 +43,17 @@ class Metrics:
             "adh_notification_to_completion_seconds", "From notification (or discovery) to completion",
             buckets=LATENCY_BUCKETS_S, registry=r)
         self._clock = clock
+        self._wall = wall
         self._last_poll = clock()
 
     def observe_latency(self, tracked) -> None:
-        self.latency.observe(max(0.0, self._clock() - tracked.received_at))
+        """From the notification's own Time when it has one; else from when we got it."""
+        notified = tracked.action.notified_at
+        if notified is not None:
+            seconds = (self._wall() - notified).total_seconds()
+        else:  # found by reconciliation, or an EventBridge event without a time
+            seconds = self._clock() - tracked.received_at
+        self.latency.observe(max(0.0, seconds))
 
     def polled(self) -> None:
         self._last_poll = self._clock()

@@ -91,3 +91,21 @@ def test_stopped_server_frees_its_port(metrics):
     stopped.stop()
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", stopped.port), timeout=5)
+
+
+def test_latency_counts_from_the_notification_time_when_it_has_one():
+    from datetime import datetime, timedelta, timezone
+
+    from helper.action import LAUNCHING, LifecycleAction
+    from helper.inflight import Tracked
+
+    wall_now = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
+    metrics = Metrics(clock=lambda: 100.0, wall=lambda: wall_now)
+    notified = LifecycleAction("g", "i-0123456789abcdef0", LAUNCHING, token="t" * 36,
+                               notified_at=wall_now - timedelta(seconds=42))
+    metrics.observe_latency(Tracked(notified, received_at=99.0))  # 42 s: from AWS's Time, not our receipt
+    reconciled = LifecycleAction("g", "i-0123456789abcdef1", LAUNCHING)
+    metrics.observe_latency(Tracked(reconciled, received_at=93.0))  # 7 s: from discovery
+    count = metrics.registry.get_sample_value("adh_notification_to_completion_seconds_count")
+    total = metrics.registry.get_sample_value("adh_notification_to_completion_seconds_sum")
+    assert (count, total) == (2.0, 49.0)

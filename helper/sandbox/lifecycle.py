@@ -85,11 +85,6 @@ def delivery_shape() -> str:
     return SWITCHES.delivery_shape
 
 
-def pending_actions() -> list[PendingAction]:
-    with LOCK:
-        return BOOK.active()
-
-
 def _expire_due() -> None:
     with LOCK:
         lifecycle_scaling.expire_due()

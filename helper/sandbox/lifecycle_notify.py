@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from helper.sandbox.lifecycle_actions import PendingAction
@@ -39,16 +38,6 @@ SNS_SUBJECT_VERB = {LAUNCHING: "LAUNCHING", TERMINATING: "TERMINATING"}
 
 class TargetNotFound(Exception):
     """The hook's NotificationTargetARN names no queue or topic in the sandbox."""
-
-
-@dataclass(frozen=True)
-class HookTarget:
-    """What the notification needs to know about the hook and its group."""
-
-    hook_name: str
-    target_arn: str | None
-    metadata: str | None
-    group_arn: str
 
 
 def format_time(moment: datetime) -> str:
