@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import ROOT, environment, free_port  # noqa: E402
 from helper.action import LifecycleAction, parse  # noqa: E402
+from helper.jenkins_jobs import BUILD_PARAMETERS  # noqa: E402
 from helper.sandbox import fleet  # noqa: E402
 from helper.sandbox.jenkins import JenkinsEmulator  # noqa: E402
 
 REGION = "us-east-1"
 GROUP, SITE, JOB = "bench-asg", "bench", "deploy"
-PARAMETERS = ["SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS"]
 JENKINS_USER, JENKINS_TOKEN = "bench", "bench-token"
 BATCH_WINDOW_S, BATCH_MAX_INSTANCES = 3.0, 20
 POLL_INTERVAL_S = 0.5
@@ -109,7 +109,7 @@ def start_jenkins(stack: contextlib.ExitStack) -> JenkinsEmulator:
     jenkins = JenkinsEmulator(users={}, api_tokens={JENKINS_USER: JENKINS_TOKEN}, executors=2)
     jenkins.start()
     stack.callback(jenkins.stop)
-    jenkins.add_job(JOB, [{"name": p, "default": ""} for p in PARAMETERS], command="true")
+    jenkins.add_job(JOB, [{"name": p, "default": ""} for p in BUILD_PARAMETERS], command="true")
     return jenkins
 
 

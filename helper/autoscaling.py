@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from helper.action import LAUNCHING, LifecycleAction
+from helper.awserrors import error_code, explain
 from helper.errors import HelperError
 
 # AWS's default HeartbeatTimeout when a hook does not say, and its minimum.
@@ -40,15 +41,13 @@ THROTTLING_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded",
 
 
 def _raise(exc: Exception, what: str) -> None:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code, message = err.get("Code", ""), err.get("Message", "")
-        if code == "ValidationError" and "No active Lifecycle Action" in message:
-            raise ActionGone(f"{what}: {message}") from exc
-        if code in THROTTLING_CODES:
-            raise Throttled(f"{what}: {code}: {message}") from exc
-        raise AutoScalingError(f"{what}: {code}: {message}") from exc
-    raise AutoScalingError(f"{what}: {exc}") from exc
+    """Sort a failed call into the three kinds the consumer treats differently."""
+    code = error_code(exc)
+    if code == "ValidationError" and "No active Lifecycle Action" in explain(exc):
+        raise ActionGone(f"{what}: {exc.response['Error'].get('Message')}") from exc
+    if code in THROTTLING_CODES:
+        raise Throttled(f"{what}: {explain(exc)}") from exc
+    raise AutoScalingError(f"{what}: {explain(exc)}") from exc
 
 
 @dataclass(frozen=True)
@@ -61,31 +60,47 @@ class Waiting:
 class AutoScaling:
     def __init__(self, client) -> None:
         self._client = client
-        self._timeouts: dict[tuple[str, str | None], int] = {}
+        # group -> its hooks, read once: the hook name (for reconciled actions) and the
+        # heartbeat timeout come from here, not from a describe call per heartbeat.
+        self._hooks: dict[str, list[dict]] = {}
         self._lock = threading.Lock()
 
+    def _hooks_of(self, group: str) -> list[dict]:
+        with self._lock:
+            if group in self._hooks:
+                return self._hooks[group]
+        try:
+            hooks = self._client.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
+        except (ClientError, BotoCoreError) as exc:
+            _raise(exc, f"describe hooks of {group}")
+        with self._lock:
+            self._hooks[group] = hooks
+        return hooks
+
+    def _hook(self, action: LifecycleAction) -> dict | None:
+        """The action's hook: by name, or for reconciled actions by transition."""
+        for hook in self._hooks_of(action.group):
+            if (hook["LifecycleHookName"] == action.hook if action.hook
+                    else hook["LifecycleTransition"] == action.transition):
+                return hook
+        return None
+
     def _target(self, action: LifecycleAction) -> dict:
-        target = {"AutoScalingGroupName": action.group}
-        if action.hook:
-            target["LifecycleHookName"] = action.hook
+        hook = action.hook
+        if hook is None:
+            found = self._hook(action)
+            if found is None:
+                raise AutoScalingError(f"group {action.group} has no {action.transition} hook")
+            hook = found["LifecycleHookName"]
+        target = {"AutoScalingGroupName": action.group, "LifecycleHookName": hook}
         if action.token:
             target["LifecycleActionToken"] = action.token
         else:
             target["InstanceId"] = action.instance_id
         return target
 
-    def _hook_name(self, action: LifecycleAction) -> str:
-        """Hook name for a call; reconciled actions know only the group."""
-        if action.hook:
-            return action.hook
-        for hook in self._hooks(action.group):
-            if hook["LifecycleTransition"] == action.transition:
-                return hook["LifecycleHookName"]
-        raise AutoScalingError(f"group {action.group} has no {action.transition} hook")
-
     def complete(self, action: LifecycleAction, result: str) -> None:
         target = self._target(action)
-        target["LifecycleHookName"] = self._hook_name(action)
         try:
             self._client.complete_lifecycle_action(LifecycleActionResult=result, **target)
         except (ClientError, BotoCoreError) as exc:
@@ -93,40 +108,19 @@ class AutoScaling:
 
     def heartbeat(self, action: LifecycleAction) -> None:
         target = self._target(action)
-        target["LifecycleHookName"] = self._hook_name(action)
         try:
             self._client.record_lifecycle_action_heartbeat(**target)
         except (ClientError, BotoCoreError) as exc:
             _raise(exc, f"heartbeat {action.reference()}")
 
-    def _hooks(self, group: str) -> list[dict]:
-        try:
-            return self._client.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
-        except (ClientError, BotoCoreError) as exc:
-            _raise(exc, f"describe hooks of {group}")
-        return []
-
     def heartbeat_timeout_s(self, action: LifecycleAction) -> int:
-        """The hook's HeartbeatTimeout, read once per (group, hook) and remembered."""
-        key = (action.group, action.hook)
-        with self._lock:
-            if key in self._timeouts:
-                return self._timeouts[key]
+        """The hook's HeartbeatTimeout (AWS's default when the hook is not found)."""
         try:
-            hooks = self._hooks(action.group)
+            hook = self._hook(action)
         except (Throttled, AutoScalingError):
             # Heartbeating more often than needed is harmless; too seldom loses the action.
             return MIN_HEARTBEAT_TIMEOUT_S
-        timeout = DEFAULT_HEARTBEAT_TIMEOUT_S
-        for hook in hooks:
-            if (action.hook and hook["LifecycleHookName"] == action.hook) or (
-                not action.hook and hook["LifecycleTransition"] == action.transition
-            ):
-                timeout = int(hook.get("HeartbeatTimeout", DEFAULT_HEARTBEAT_TIMEOUT_S))
-                break
-        with self._lock:
-            self._timeouts[key] = timeout
-        return timeout
+        return int((hook or {}).get("HeartbeatTimeout", DEFAULT_HEARTBEAT_TIMEOUT_S))
 
     def waiting_instances(self, groups: list[str]) -> list[Waiting]:
         """Instances of these groups held by a launching hook right now."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from helper.autoscaling import ActionGone, AutoScalingError, Throttled
 from helper.inflight import Tracked
-from helper.jenkins_jobs import Found, JenkinsUnavailable
+from helper.jenkins_jobs import ACTIONS_PARAM, Found, JenkinsUnavailable
 from helper.queue import QueueError
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Deployment:
             # Empty: the build settles the site's revision when it starts, so a build
             # queued behind a full deploy installs what that deploy installed.
             "REVISION": "",
-            "LIFECYCLE_ACTIONS": " ".join(a.reference() for a in actions),
+            ACTIONS_PARAM: " ".join(a.reference() for a in actions),
             "DRY_RUN": "false",
             "SKIP_TESTS": "true",
         }

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 from botocore.exceptions import ClientError
 
 from helper.aws import AwsClients
+from helper.awserrors import error_code
 from helper.config import SiteConfig
 from helper.errors import DiscoveryError
 from helper.model import Instance, Membership
@@ -42,9 +43,6 @@ class Discovered:
     instances: dict[str, Instance] = field(default_factory=dict)
 
 
-def _error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
 
 # --- classic ELB -------------------------------------------------------------
 
@@ -54,7 +52,7 @@ def _classic_elb_name(elb, wanted: str) -> str:
         try:
             elb.describe_load_balancers(LoadBalancerNames=[wanted])
         except ClientError as exc:
-            if _error_code(exc) in ("LoadBalancerNotFound", "AccessPointNotFound"):
+            if error_code(exc) in ("LoadBalancerNotFound", "AccessPointNotFound"):
                 raise DiscoveryError(f"classic ELB {wanted!r} not found") from None
             raise
         return wanted
@@ -83,7 +81,7 @@ def _elbv2_arn(elbv2, wanted: str) -> str:
         try:
             found = elbv2.describe_load_balancers(Names=[wanted])["LoadBalancers"]
         except ClientError as exc:
-            if _error_code(exc) == "LoadBalancerNotFound":
+            if error_code(exc) == "LoadBalancerNotFound":
                 raise DiscoveryError(f"load balancer {wanted!r} not found") from None
             raise
         return found[0]["LoadBalancerArn"]
@@ -131,7 +129,7 @@ def elbv2(clients: AwsClients, wanted: str) -> Discovered:
             for group in page["TargetGroups"]:
                 members.extend(_target_members(clients.elbv2, group))
     except ClientError as exc:
-        if _error_code(exc) == "LoadBalancerNotFound":
+        if error_code(exc) == "LoadBalancerNotFound":
             raise DiscoveryError(f"load balancer {wanted!r} not found") from None
         raise
     return Discovered(_merge(members))
@@ -142,7 +140,7 @@ def target_group(clients: AwsClients, wanted: str) -> Discovered:
     try:
         groups = clients.elbv2.describe_target_groups(**query)["TargetGroups"]
     except ClientError as exc:
-        if _error_code(exc) == "TargetGroupNotFound":
+        if error_code(exc) == "TargetGroupNotFound":
             raise DiscoveryError(f"target group {wanted!r} not found") from None
         raise
     return Discovered(_merge(m for g in groups for m in _target_members(clients.elbv2, g)))
@@ -233,7 +231,7 @@ def describe_instances(clients: AwsClients, instance_ids: Iterable[str]) -> dict
                     found[inst.instance_id] = inst
                 break
             except ClientError as exc:
-                if _error_code(exc) != "InvalidInstanceID.NotFound":
+                if error_code(exc) != "InvalidInstanceID.NotFound":
                     raise
                 missing = set(INSTANCE_ID_RE.findall(exc.response["Error"].get("Message", "")))
                 if not missing & set(chunk):

@@ -6,11 +6,8 @@ from __future__ import annotations
 import jenkins
 import requests
 
-from helper.deploy import Deployment, Plan
 from helper.doctor import FAIL, OK, Finding
-
-# The parameters a scale-up build gets, read from the code that sends them.
-CONSUMER_PARAMETERS = tuple(Deployment(None, Plan(site="", job=None, tracked=[])).parameters())
+from helper.jenkins_jobs import BUILD_PARAMETERS as CONSUMER_PARAMETERS
 PARAMETERS_PROPERTY = "hudson.model.ParametersDefinitionProperty"
 
 

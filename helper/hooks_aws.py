@@ -14,9 +14,11 @@ from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from helper.settings import SetupSettings
+from helper.autoscaling import GROUPS_PER_DESCRIBE
+from helper.awserrors import error_code, explain
 from helper.errors import ConfigError, HelperError
 from helper.hooks import Change, Desired, Observed, ObservedRole, desired, plan_install, plan_remove
+from helper.settings import SetupSettings
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +26,12 @@ log = logging.getLogger(__name__)
 # ("Unable to publish test message"). Seconds, usually; give it half a minute.
 ROLE_PROPAGATION_ATTEMPTS = 10
 ROLE_PROPAGATION_WAIT_S = 3.0
-# DescribeAutoScalingGroups takes at most 50 names a call.
-GROUPS_PER_DESCRIBE = 50
 MISSING_CODES = {"NoSuchEntity", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
 
-def _explain(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        return f"{err.get('Code')}: {err.get('Message')}"
-    return str(exc)
-
 
 def _missing(exc: Exception) -> bool:
-    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in MISSING_CODES
+    return error_code(exc) in MISSING_CODES
 
 
 class SetupApi:
@@ -61,7 +55,7 @@ class SetupApi:
         try:
             return fn(**kwargs)
         except (ClientError, BotoCoreError) as exc:
-            raise HelperError(f"{what}: {_explain(exc)}") from exc
+            raise HelperError(f"{what}: {explain(exc)}") from exc
 
     # --- observe ---------------------------------------------------------------------------
 
@@ -78,7 +72,7 @@ class SetupApi:
         except (ClientError, BotoCoreError) as exc:
             if _missing(exc):
                 return None
-            raise HelperError(f"queue {name}: {_explain(exc)}") from exc
+            raise HelperError(f"queue {name}: {explain(exc)}") from exc
 
     def _role(self, name: str) -> ObservedRole | None:
         try:
@@ -88,7 +82,7 @@ class SetupApi:
         except (ClientError, BotoCoreError) as exc:
             if _missing(exc):
                 return None
-            raise HelperError(f"role {name}: {_explain(exc)}") from exc
+            raise HelperError(f"role {name}: {explain(exc)}") from exc
         return ObservedRole(trust=role.get("AssumeRolePolicyDocument") or {}, policies=policies)
 
     def groups(self, names: list[str]) -> frozenset[str]:
@@ -99,7 +93,7 @@ class SetupApi:
             try:
                 found.update(g["AutoScalingGroupName"] for page in pages for g in page["AutoScalingGroups"])
             except (ClientError, BotoCoreError) as exc:
-                raise HelperError(f"describe groups: {_explain(exc)}") from exc
+                raise HelperError(f"describe groups: {explain(exc)}") from exc
         return frozenset(found)
 
     def observe(self, want: Desired, with_role: bool = True) -> Observed:
@@ -123,7 +117,7 @@ class SetupApi:
             try:
                 APPLY[change.action](self, **change.params)
             except (ClientError, BotoCoreError) as exc:
-                raise HelperError(f"{change.line(dry_run=False)}: {_explain(exc)}") from exc
+                raise HelperError(f"{change.line(dry_run=False)}: {explain(exc)}") from exc
 
     def _create_role(self, name: str, trust: dict, policy_name: str, policy: dict) -> None:
         self._iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),

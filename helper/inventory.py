@@ -16,6 +16,7 @@ from typing import Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from helper.aws import AccessKey, AwsClients
+from helper.awserrors import explain
 from helper.config import SiteConfig
 from helper.discover import Discovered, auto_scaling_group, describe_instances, discover
 from helper.errors import DiscoveryError
@@ -35,12 +36,6 @@ class SiteResult:
     inventory: SiteInventory | None = None
     error: str | None = None
 
-
-def _explain(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        return f"{err.get('Code', 'Error')}: {err.get('Message', '')}".strip()
-    return str(exc)
 
 
 def _with_launching(clients: AwsClients, found: Discovered, selection: Selection,
@@ -72,13 +67,13 @@ def _collect_group(
                 found[site.name] = _with_launching(clients, found[site.name], selection,
                                                    launching_groups[site.name])
         except (DiscoveryError, ClientError, BotoCoreError) as exc:
-            results[site.name] = SiteResult(site.name, error=_explain(exc))
+            results[site.name] = SiteResult(site.name, error=explain(exc))
     known = {i: inst for d in found.values() for i, inst in d.instances.items()}
     to_describe = {m.instance_id for d in found.values() for m in d.memberships} - known.keys()
     try:
         known.update(describe_instances(clients, to_describe))
     except (ClientError, BotoCoreError) as exc:
-        reason = f"describing instances: {_explain(exc)}"
+        reason = f"describing instances: {explain(exc)}"
         return [results.get(s.name) or SiteResult(s.name, error=reason) for s in sites]
     for site in sites:
         if site.name in results:
@@ -96,7 +91,7 @@ def _guarded(factory: ClientFactory, key: AccessKey, sites: list[SiteConfig], se
     try:
         return _collect_group(factory(key), sites, selection, launching_groups)
     except (ClientError, BotoCoreError) as exc:  # e.g. assuming the role failed
-        return [SiteResult(s.name, error=_explain(exc)) for s in sites]
+        return [SiteResult(s.name, error=explain(exc)) for s in sites]
 
 
 def collect(settings: Settings, factory: ClientFactory = AwsClients) -> list[SiteResult]:

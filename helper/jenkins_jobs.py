@@ -19,6 +19,9 @@ from helper.action import LifecycleAction
 from helper.errors import ConfigError, HelperError
 
 ACTIONS_PARAM = "LIFECYCLE_ACTIONS"
+# Every parameter a scale-up build is given (helper/deploy.py): the deploy job must define
+# each one, which `doctor` checks.
+BUILD_PARAMETERS = ("SITE", "INSTANCE_IDS", "REVISION", ACTIONS_PARAM, "DRY_RUN", "SKIP_TESTS")
 # How many recent builds to search for one that already serves an action. A consumer
 # that was down longer than it takes the job to run this many builds finds none and
 # queues a new build, which is still correct, only slower.

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from helper.awserrors import explain
 from helper.errors import HelperError
 
 # SQS accepts at most 10 messages per receive and 20 s of long polling.
@@ -28,12 +29,6 @@ class Message:
     sent_at_ms: int
 
 
-def _explain(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        return f"{err.get('Code')}: {err.get('Message')}"
-    return str(exc)
-
 
 class Queue:
     def __init__(self, sqs, url: str) -> None:
@@ -50,7 +45,7 @@ class Queue:
                 MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             )
         except (ClientError, BotoCoreError) as exc:
-            raise QueueError(f"receive from {self.url}: {_explain(exc)}") from exc
+            raise QueueError(f"receive from {self.url}: {explain(exc)}") from exc
         return [
             Message(
                 message_id=m["MessageId"],
@@ -66,7 +61,7 @@ class Queue:
         try:
             self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message.receipt_handle)
         except (ClientError, BotoCoreError) as exc:
-            raise QueueError(f"delete {message.message_id}: {_explain(exc)}") from exc
+            raise QueueError(f"delete {message.message_id}: {explain(exc)}") from exc
 
     def set_visibility(self, message: Message, seconds: int) -> None:
         try:
@@ -74,7 +69,7 @@ class Queue:
                 QueueUrl=self.url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=seconds
             )
         except (ClientError, BotoCoreError) as exc:
-            raise QueueError(f"change visibility of {message.message_id}: {_explain(exc)}") from exc
+            raise QueueError(f"change visibility of {message.message_id}: {explain(exc)}") from exc
 
     def max_receive_count(self) -> int | None:
         """The redrive policy's maxReceiveCount, or None without a dead-letter queue."""
@@ -83,6 +78,6 @@ class Queue:
         try:
             attrs = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"])
         except (ClientError, BotoCoreError) as exc:
-            raise QueueError(f"read attributes of {self.url}: {_explain(exc)}") from exc
+            raise QueueError(f"read attributes of {self.url}: {explain(exc)}") from exc
         policy = attrs.get("Attributes", {}).get("RedrivePolicy")
         return int(json.loads(policy)["maxReceiveCount"]) if policy else None

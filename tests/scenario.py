@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from helper.consumer import Consumer
+from helper.jenkins_jobs import BUILD_PARAMETERS
 from helper.sandbox import fleet, lifecycle
 from helper.sandbox.jenkins import JenkinsEmulator
 from helper.settings import ConsumerSettings
@@ -25,7 +26,6 @@ REGION = "us-east-1"
 GROUP = "web-asg"
 SITE = "web"
 JOB = "deploy"
-PARAMETERS = ["SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS"]
 JENKINS_USER, JENKINS_TOKEN = "deployer", "s3cret-token"
 
 # The deploy job: resolve the revision when the build starts (REVISION empty = what the
@@ -90,7 +90,7 @@ class Scenario:
         self.jenkins.start()
         script = tmp / "deploy.py"
         script.write_text(DEPLOY_SCRIPT)
-        self.jenkins.add_job(JOB, [{"name": p, "default": ""} for p in PARAMETERS],
+        self.jenkins.add_job(JOB, [{"name": p, "default": ""} for p in BUILD_PARAMETERS],
                              command=f"{sys.executable} {script} {tmp}", concurrent=False)
         self.config_path = self._write_config(site or {"asg": GROUP}, lifecycle_overrides)
         self._threads: list[tuple[threading.Thread, threading.Event, Consumer]] = []

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from helper.jenkins_jobs import BUILD_PARAMETERS
 from helper.sandbox import faults, lifecycle
 from tests.scenario import GROUP, Scenario, wait_for
 
@@ -259,8 +260,7 @@ def test_terminating_hook_runs_the_drain_job_and_continues_whatever_its_result(w
         AutoScalingGroupName=GROUP, LifecycleHookName="drain-on-terminate",
         LifecycleTransition="autoscaling:EC2_INSTANCE_TERMINATING",
         NotificationTargetARN=hook["NotificationTargetARN"], RoleARN=hook["RoleARN"], HeartbeatTimeout=30)
-    world.jenkins.add_job("drain", [{"name": p, "default": ""} for p in ("SITE", "INSTANCE_IDS", "REVISION",
-                          "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS")], command="exit 1")
+    world.jenkins.add_job("drain", [{"name": p, "default": ""} for p in BUILD_PARAMETERS], command="exit 1")
     world.start_consumer()
     before = world.instances()
     world.asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=1)

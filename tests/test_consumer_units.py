@@ -360,3 +360,44 @@ def test_lifecycle_errors_name_file_line_and_key(text, where, message):
         load(text)
     assert str(error.value).startswith(where), str(error.value)
     assert message in str(error.value)
+
+
+def test_a_scale_up_build_gets_exactly_the_parameters_doctor_checks_for():
+    from helper.deploy import Deployment, Plan
+    from helper.jenkins_jobs import BUILD_PARAMETERS
+
+    assert tuple(Deployment(None, Plan(site="web", job="deploy", tracked=[])).parameters()) == BUILD_PARAMETERS
+
+
+class _HooksClient:
+    """The three Auto Scaling calls helper.autoscaling makes for a reconciled action."""
+
+    def __init__(self):
+        self.describes, self.calls = 0, []
+
+    def describe_lifecycle_hooks(self, AutoScalingGroupName):
+        self.describes += 1
+        return {"LifecycleHooks": [{"LifecycleHookName": "on-launch", "HeartbeatTimeout": 600,
+                                    "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING"}]}
+
+    def record_lifecycle_action_heartbeat(self, **target):
+        self.calls.append(("heartbeat", target))
+
+    def complete_lifecycle_action(self, **target):
+        self.calls.append(("complete", target))
+
+
+def test_a_reconciled_action_reads_its_groups_hooks_once():
+    from helper.action import LAUNCHING, LifecycleAction
+    from helper.autoscaling import AutoScaling
+
+    client = _HooksClient()
+    seam = AutoScaling(client)
+    action = LifecycleAction("web-asg", "i-0123456789abcdef0", LAUNCHING)  # no token, no hook name
+    assert seam.heartbeat_timeout_s(action) == 600
+    for _ in range(3):
+        seam.heartbeat(action)
+    seam.complete(action, "CONTINUE")
+    assert client.describes == 1
+    assert client.calls[-1] == ("complete", {"AutoScalingGroupName": "web-asg", "LifecycleHookName": "on-launch",
+                                             "InstanceId": "i-0123456789abcdef0", "LifecycleActionResult": "CONTINUE"})

@@ -13,7 +13,8 @@ from helper.doctor import FAIL, OK, WARN, Finding, check_queue
 from helper.hooks import Desired, Observed
 from helper.lifecycle_config import LifecycleConfig
 from helper.sandbox import fleet
-from tests.scenario import GROUP, JENKINS_TOKEN, JENKINS_USER, JOB, PARAMETERS, REGION, Scenario
+from helper.jenkins_jobs import BUILD_PARAMETERS
+from tests.scenario import GROUP, JENKINS_TOKEN, JENKINS_USER, JOB, REGION, Scenario
 
 
 @pytest.fixture
@@ -84,7 +85,7 @@ def test_queue_without_dead_letter_queue_fails(world, capsys):
 
 
 def test_jenkins_job_lacking_a_parameter_fails(world, capsys):
-    world.jenkins.add_job(JOB, [{"name": p, "default": ""} for p in PARAMETERS if p != "SKIP_TESTS"])
+    world.jenkins.add_job(JOB, [{"name": p, "default": ""} for p in BUILD_PARAMETERS if p != "SKIP_TESTS"])
     code, lines = doctor(world, capsys)
     assert code == 1
     assert fails(lines) == [f"FAIL jenkins job {JOB} lacks parameter(s) SKIP_TESTS that the consumer sends"

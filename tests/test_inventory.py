@@ -280,3 +280,34 @@ def test_scale_up_build_finds_its_pending_instances_through_the_lifecycle_group(
     assert capsys.readouterr().out.split() == [f"web-{serving}"]  # the new one is not in the ELB yet
     assert main(argv + ["--instance-ids", pending]) == 0
     assert capsys.readouterr().out.split() == [f"web-{pending}"]
+
+
+def test_throttled_discovery_is_retried_by_botocore(aws, tmp_path):
+    from helper.sandbox import faults
+
+    fleet.auto_scaling_site(aws, "us-east-1", "workers", 2)
+    # Seeded: the first call gets "Rate exceeded", the retry goes through.
+    faults.throttle("DescribeAutoScalingGroups", fraction=0.5, seed=1)
+    config = write_config(tmp_path, {"workers": {"asg": "workers"}})
+    assert main(["inventory", "-c", str(config)]) == 0
+    assert len(cap_sites(tmp_path)["workers"]) == 2
+    assert faults.snapshot()["throttle"]["DescribeAutoScalingGroups"]["throttled"] >= 1
+
+
+def test_sites_in_two_regions_are_discovered_in_parallel(aws, tmp_path):
+    import threading
+
+    fleet.auto_scaling_site(aws, "us-east-1", "east", 1)
+    fleet.auto_scaling_site(aws, "eu-west-1", "west", 1)
+    config = write_config(tmp_path, {"east": {"asg": "east", "region": "us-east-1"},
+                                     "west": {"asg": "west", "region": "eu-west-1"}})
+    settings = Settings.from_args(build_parser().parse_args(["inventory", "-c", str(config)]))
+    threads: dict[str, str] = {}
+
+    def factory(key: AccessKey) -> AwsClients:
+        threads[key.region] = threading.current_thread().name
+        return AwsClients(key)
+
+    results = collect(settings, factory=factory)
+    assert [len(r.inventory.hosts) for r in results] == [1, 1]
+    assert len(set(threads.values())) == 2 and all(n.startswith("discover") for n in threads.values())

@@ -26,6 +26,7 @@ import yaml
 
 from helper import revision
 from helper.errors import ConfigError
+from helper.jenkins_jobs import BUILD_PARAMETERS
 from helper.sandbox.moto_server import SANDBOX_ENV
 from helper.settings import load_config
 from helper.write import write_atomic
@@ -33,13 +34,20 @@ from helper.write import write_atomic
 log = logging.getLogger(__name__)
 
 DEPLOY_JOB = "deploy"
-DEPLOY_PARAMETERS = (
-    {"name": "SITE", "default": "", "description": "the site to deploy (a name in the config)"},
-    {"name": "INSTANCE_IDS", "default": "", "description": "only these instances (comma separated)"},
-    {"name": "REVISION", "default": "", "description": "what to deploy; empty: the site's recorded revision"},
-    {"name": "LIFECYCLE_ACTIONS", "default": "", "description": "set by the lifecycle consumer"},
-    {"name": "DRY_RUN", "type": "bool", "default": False, "description": "show, change nothing"},
-    {"name": "SKIP_TESTS", "type": "bool", "default": False, "description": "skip the smoke tests"},
+_DESCRIPTIONS = {
+    "SITE": "the site to deploy (a name in the config)",
+    "INSTANCE_IDS": "only these instances (comma separated)",
+    "REVISION": "what to deploy; empty: the site's recorded revision",
+    "LIFECYCLE_ACTIONS": "set by the lifecycle consumer",
+    "DRY_RUN": "show, change nothing",
+    "SKIP_TESTS": "skip the smoke tests",
+}
+_FLAGS = ("DRY_RUN", "SKIP_TESTS")
+# The job's parameters when jenkins/jobs/ is not there: exactly the ones the consumer sends.
+DEPLOY_PARAMETERS = tuple(
+    {"name": name, "type": "bool" if name in _FLAGS else "string", "default": False if name in _FLAGS else "",
+     "description": _DESCRIPTIONS[name]}
+    for name in BUILD_PARAMETERS
 )
 # The repository's Jenkins Job Builder definitions, when it has them: the real job's parameters.
 JJB_DIR = Path(__file__).resolve().parents[2] / "jenkins" / "jobs"

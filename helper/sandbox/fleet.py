@@ -19,6 +19,7 @@ from pathlib import Path
 import boto3
 import yaml
 
+from helper import hooks
 from helper.sandbox.moto_server import SANDBOX_ENV
 
 # Any image id works in moto; this one is in its bundled catalogue.
@@ -26,8 +27,8 @@ DEMO_AMI = "ami-12c6146b"
 INSTANCE_TYPE = "t3.micro"
 # moto's default account; AWS never sees this role (every client points at the sandbox).
 HOOK_ROLE_ARN = "arn:aws:iam::123456789012:role/asg-hook"
-# A message the consumer failed on this often is poison: park it in the DLQ for a human.
-MAX_RECEIVE_COUNT = 5
+# What `hooks install` gives a real queue: the sandbox's queue behaves the same.
+MAX_RECEIVE_COUNT = hooks.MAX_RECEIVE_COUNT
 # The consumer's own default (LifecycleConfig.visibility_timeout_s); it extends the
 # visibility while a build runs, so this only has to cover one receive-and-dispatch.
 QUEUE_VISIBILITY_TIMEOUT_S = 120
