@@ -106,7 +106,7 @@ class Consumer:
             if message is None or self._log_once(
                     message, logging.WARNING, "event=unknown_group group=%s action=%s message=%s",
                     action.group, action.reference(), message.message_id):
-                self.metrics.unknown_group.labels(action.group).inc()
+                self.metrics.unknown_group.inc()
             return
         status, tracked = self.inflight.admit(action, message)
         if status == "done":

@@ -3,6 +3,11 @@
 prometheus-client does the exposition format and the metric types; we only add a
 /healthz that fails when the receive loop has stalled. Each Consumer gets its own
 registry, so tests (and two consumers in one process) never share counters.
+
+Label values come only from the code (a reason's first word, an operation, a result, an
+exception class), never from a message: whoever can send to the queue could otherwise grow
+the registry without bound, and one undecodable name would break every scrape. Names from
+outside go to the log, where helper/logfmt.py quotes them.
 """
 
 from __future__ import annotations
@@ -11,12 +16,24 @@ import threading
 import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 # From a quick deploy (tens of seconds) to a hook's 2-hour heartbeat ceiling.
 LATENCY_BUCKETS_S = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
+# A scrape or a health probe sends its request as soon as it connects; a connection silent
+# this long is idle or hostile, and its handler thread is freed (Prometheus's own scrape
+# timeout is 10 s, and a loopback request takes milliseconds).
+REQUEST_TIMEOUT_S = 5.0
+# Handlers at once. Prometheus scrapes a target one request at a time and a health probe adds
+# one; the rest is room for a person with curl. Further connections wait, unaccepted, until a
+# handler is free, so idle connections cost no thread and at most REQUEST_TIMEOUT_S each.
+MAX_CONNECTIONS = 8
+# Connections the kernel holds for us while every handler is busy. Past the backlog Linux drops
+# the SYN and the client retries only after a second or more, which would fail a scrape.
+LISTEN_BACKLOG = 128
 
 
 class Metrics:
@@ -29,7 +46,8 @@ class Metrics:
         self.malformed = Counter("adh_messages_malformed", "Messages left for the dead-letter queue", registry=r)
         self.dead_lettered = Counter(
             "adh_messages_dead_lettered", "Malformed messages on their last receive before redrive", registry=r)
-        self.unknown_group = Counter("adh_unknown_group", "Actions for groups not in the config", ["group"], registry=r)
+        # No group label: the name is the sender's choice (it is logged instead).
+        self.unknown_group = Counter("adh_unknown_group", "Actions for groups not in the config", registry=r)
         self.builds_queued = Counter("adh_builds_queued", "Jenkins builds queued", registry=r)
         self.builds_adopted = Counter("adh_builds_adopted", "Existing builds adopted instead of queueing", registry=r)
         self.completed = Counter("adh_actions_completed", "Lifecycle actions completed", ["result"], registry=r)
@@ -62,13 +80,44 @@ class Metrics:
         return self._clock() - self._last_poll
 
 
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, but at most `max_connections` of them: the accept loop waits
+    for a free slot, so connections beyond the cap stay in the listen queue, not in memory."""
+
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, address: tuple[str, int], handler: Callable, max_connections: int) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address) -> None:
+        self._slots.acquire()  # bounded wait: every held slot times out after the handler's timeout
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # the thread never started, so it cannot give the slot back
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class MetricsServer:
     """GET /metrics (Prometheus text) and GET /healthz (200, or 503 when stalled)."""
 
-    def __init__(self, metrics: Metrics, host: str, port: int, stall_after_s: float) -> None:
+    def __init__(self, metrics: Metrics, host: str, port: int, stall_after_s: float,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S, max_connections: int = MAX_CONNECTIONS) -> None:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            # The socket timeout for every read and write: an idle or trickling client is dropped
+            # (http.server answers nothing and closes) instead of holding its thread forever.
+            timeout = request_timeout_s
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
                 if self.path == "/metrics":
                     body, status, kind = generate_latest(metrics.registry), 200, CONTENT_TYPE_LATEST
@@ -89,8 +138,7 @@ class MetricsServer:
                 pass
 
         self.stall_after_s = stall_after_s
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = BoundedHTTPServer((host, port), Handler, max_connections)
         self.port = self._server.server_address[1]
         # A short poll interval so stop() returns promptly (the default is half a second).
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},

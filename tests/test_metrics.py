@@ -109,3 +109,77 @@ def test_latency_counts_from_the_notification_time_when_it_has_one():
     count = metrics.registry.get_sample_value("adh_notification_to_completion_seconds_count")
     total = metrics.registry.get_sample_value("adh_notification_to_completion_seconds_sum")
     assert (count, total) == (2.0, 49.0)
+
+
+# --- bounded labels and connections (issue 9, items 23 and 25) -----------------------------------------
+
+
+def test_ten_thousand_odd_group_names_keep_metrics_serving_and_its_page_small(server, metrics):
+    """Group names come from messages anyone allowed to send to the queue writes: they go to
+    the log, never into a label, so neither memory nor the page grows with them."""
+    from helper.action import LAUNCHING, LifecycleAction
+    from helper.consumer import Consumer
+    from helper.lifecycle_config import LifecycleConfig
+
+    config = LifecycleConfig(queue_url="https://sqs/123456789012/hooks", region="us-east-1", jenkins=None, groups={})
+    consumer = Consumer(config, queue=None, autoscaling=None, jobs=None, metrics=metrics)
+    names = ["\udce9 lone surrogate", 'quote" level=error', "new\nline"] + [f"odd-{n:05d}-{'x' * 40}"
+                                                                             for n in range(10_000)]
+    for n, name in enumerate(names):
+        consumer.accept(LifecycleAction(name, f"i-{n:017x}", LAUNCHING, token=f"t-{n}"), None)
+    reply = get(server, "/metrics")
+    assert reply.status_code == 200
+    assert len(reply.content) < 20_000, "the page must not grow with the names"
+    assert metrics.registry.get_sample_value("adh_unknown_group_total") == len(names)
+    assert get(server, "/metrics").status_code == 200, "and keeps serving"
+
+
+IDLE_TIMEOUT_S = 0.3
+MAX_CONNECTIONS = 4
+
+
+@pytest.fixture
+def guarded(metrics):
+    running = MetricsServer(metrics, "127.0.0.1", 0, stall_after_s=STALL_AFTER_S,
+                            request_timeout_s=IDLE_TIMEOUT_S, max_connections=MAX_CONNECTIONS).start()
+    yield running
+    running.stop()
+
+
+def test_idle_connections_neither_pile_up_threads_nor_stop_a_scrape(guarded):
+    import threading
+
+    from tests.polling import wait_for
+
+    before = threading.active_count()  # the test process's threads, the server's accept loop among them
+    idle = [socket.create_connection(("127.0.0.1", guarded.port), timeout=5) for _ in range(4 * MAX_CONNECTIONS)]
+    try:
+        wait_for(lambda: threading.active_count() - before >= MAX_CONNECTIONS, what="every handler slot taken")
+        peak = threading.active_count() - before
+        reply = requests.get(f"http://127.0.0.1:{guarded.port}/metrics", timeout=10)
+        assert reply.status_code == 200 and "adh_messages_received_total" in reply.text
+        assert max(peak, threading.active_count() - before) <= MAX_CONNECTIONS, "handlers are capped"
+    finally:
+        for conn in idle:
+            conn.close()
+
+
+def test_server_closes_an_idle_connection_after_its_timeout(guarded):
+    import threading
+
+    from tests.polling import wait_for
+
+    before = threading.active_count()
+    conn = socket.create_connection(("127.0.0.1", guarded.port), timeout=5)
+    try:
+        conn.sendall(b"GET /metr")  # half a request, then silence
+        assert conn.recv(1024) == b"", "the server hangs up (recv would time out after 5 s otherwise)"
+    finally:
+        conn.close()
+    wait_for(lambda: threading.active_count() <= before, what="the handler thread to end", timeout_s=5)
+
+
+def test_default_server_bounds_its_handlers_and_their_wait():
+    from helper.metrics import MAX_CONNECTIONS as DEFAULT_MAX, REQUEST_TIMEOUT_S
+
+    assert 1 <= DEFAULT_MAX <= 64 and 0 < REQUEST_TIMEOUT_S <= 30
