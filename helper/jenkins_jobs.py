@@ -52,6 +52,13 @@ class Progress:
     gone: bool = False  # the queue item expired before we saw it start
 
 
+# As ssh treats a private key: any permission for group or others (read, or write, which lets
+# them swap the token) means the token may already be someone else's.
+CREDENTIALS_FORBIDDEN_MODE = 0o077
+# One `user:token` line is well under this; a larger "credentials file" is the wrong file.
+CREDENTIALS_MAX_CHARS = 4096
+
+
 def read_credentials(environ, credentials_file: str | None) -> tuple[str, str]:
     """JENKINS_USER and JENKINS_API_TOKEN, or `user:token` in a file; never the config."""
     user, token = environ.get("JENKINS_USER"), environ.get("JENKINS_API_TOKEN")
@@ -60,9 +67,21 @@ def read_credentials(environ, credentials_file: str | None) -> tuple[str, str]:
     if credentials_file:
         try:
             with open(os.path.expanduser(credentials_file), encoding="utf-8") as handle:
-                text = handle.read().strip()
+                # The mode of the file we opened, not of whatever the path names a moment later.
+                mode = os.fstat(handle.fileno()).st_mode & 0o777
+                if mode & CREDENTIALS_FORBIDDEN_MODE:
+                    raise ConfigError(
+                        f"{credentials_file}: Jenkins credentials file is open to group or others "
+                        f"(mode {mode:04o}); run: chmod 600 {credentials_file}")
+                text = handle.read(CREDENTIALS_MAX_CHARS + 1)
         except OSError as exc:
             raise ConfigError(f"{credentials_file}: cannot read Jenkins credentials: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{credentials_file}: Jenkins credentials are not UTF-8 text") from None
+        if len(text) > CREDENTIALS_MAX_CHARS:
+            raise ConfigError(f"{credentials_file}: expected one line user:api-token, "
+                              f"found more than {CREDENTIALS_MAX_CHARS} characters")
+        text = text.strip()
         user, sep, token = text.partition(":")
         if sep and user and token:
             return user, token

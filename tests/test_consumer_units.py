@@ -241,6 +241,7 @@ ENV = {"JENKINS_USER": "env-user", "JENKINS_API_TOKEN": "env-token"}
 def credentials_file(tmp_path, text: str) -> str:
     path = tmp_path / "jenkins-credentials"
     path.write_text(text)
+    path.chmod(0o600)  # as the file must be (tests/test_jenkins_credentials.py)
     return str(path)
 
 
