@@ -379,3 +379,19 @@ def test_aborted_builds_end_aborted_without_running(emulator, tmp_path):
 
     assert finished(server, "deploy", number)["result"] == "ABORTED"
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_configured_root_url_is_what_jenkins_reports_whatever_url_reached_it(emulator):
+    # A Jenkins behind a proxy, or whose "Jenkins URL" setting names another host, answers with its
+    # configured root in api/json, queue task URLs, build URLs and the Location of a queued build.
+    emulator.add_job("deploy", parameters=[{"name": "X", "default": ""}])
+    root = emulator.url.replace("127.0.0.1", "jenkins.internal") + "ci/"
+    emulator.set_root_url(root)
+    server = client(emulator)
+    assert server.get_info(query="?tree=url")["url"] == root
+    reply = requests.post(f"{emulator.url}job/deploy/buildWithParameters?X=1", auth=TOKEN, timeout=10)
+    assert reply.status_code == 201 and reply.headers["Location"].startswith(f"{root}queue/item/")
+    queue_id = int(reply.headers["Location"].rstrip("/").rsplit("/", 1)[1])
+    assert server.get_queue_item(queue_id)["task"]["url"] == f"{root}job/deploy/"
+    number = build_of(server, queue_id)
+    assert server.get_build_info("deploy", number)["url"] == f"{root}job/deploy/{number}/"

@@ -483,3 +483,29 @@ def test_http_control_endpoint_drives_the_same_switches(aws):
     cleared = requests.delete(control, timeout=5).json()
     assert cleared == {"throttle": {}, "duplicate_delivery": False, "delivery_shape": "direct", "time_scale": 1.0}
     fleet.asg.describe_auto_scaling_groups()
+
+
+def test_a_forged_token_for_a_waiting_instance_is_a_validation_error_and_changes_nothing(aws):
+    fleet = build_fleet()
+    genuine, _ = scale_out_to_four(fleet)
+    forged = "0b1e6a2c-0000-4000-8000-00000000f0r9"
+    target = dict(LifecycleHookName=fleet.hook, AutoScalingGroupName=fleet.group, LifecycleActionToken=forged)
+    for call in (lambda: fleet.asg.record_lifecycle_action_heartbeat(**target),
+                 lambda: complete(fleet, "ABANDON", LifecycleActionToken=forged)):
+        with pytest.raises(ClientError) as error:
+            call()
+        assert error.value.response["Error"]["Code"] == "ValidationError"
+        assert error.value.response["Error"]["Message"] == f"No active Lifecycle Action found with token {forged}"
+    assert lifecycle_states(fleet)[genuine["EC2InstanceId"]] == "Pending:Wait"
+    fleet.asg.record_lifecycle_action_heartbeat(
+        LifecycleHookName=fleet.hook, AutoScalingGroupName=fleet.group,
+        LifecycleActionToken=genuine["LifecycleActionToken"])  # the genuine one still answers
+
+
+def test_describe_auto_scaling_instances_shows_the_waiting_state(aws):
+    fleet = build_fleet()
+    notices = scale_out_to_four(fleet)
+    ids = [n["EC2InstanceId"] for n in notices] + ["i-0123456789abcdef0"]
+    seen = fleet.asg.describe_auto_scaling_instances(InstanceIds=ids)["AutoScalingInstances"]
+    assert {i["InstanceId"]: (i["AutoScalingGroupName"], i["LifecycleState"]) for i in seen} == {
+        n["EC2InstanceId"]: (fleet.group, "Pending:Wait") for n in notices}

@@ -57,7 +57,8 @@ class JenkinsEmulator:
         self._server: Server | None = None
         self._serve_thread: threading.Thread | None = None
         self._server_lock = threading.Lock()
-        self.url = ""
+        self.url = ""  # where it listens
+        self._root_url: str | None = None  # what it calls itself, when set
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -149,10 +150,23 @@ class JenkinsEmulator:
             self._server = Server(self._port, self._app)
             self._port = self._server.server_address[1]
             self.url = f"http://127.0.0.1:{self._port}/"
-            self.scheduler.base_url = self.url
+            self.scheduler.base_url = self.root_url
             self._serve_thread = threading.Thread(target=self._server.serve_forever, name="jenkins-emulator-http",
                                                   kwargs={"poll_interval": 0.05}, daemon=True)
             self._serve_thread.start()
+
+    @property
+    def root_url(self) -> str:
+        """Jenkins's own root URL: in api/json `url`, task, build and Location URLs, and JENKINS_URL."""
+        return self._root_url or self.url
+
+    def set_root_url(self, url: str | None) -> None:
+        """Answer as a Jenkins whose "Jenkins URL" setting is `url` (None: the URL it listens on).
+
+        A real Jenkins behind a proxy, or reached by another host name than the one configured,
+        reports its configured root whatever URL the request came in on."""
+        self._root_url = url.rstrip("/") + "/" if url else None
+        self.scheduler.base_url = self.root_url
 
     def _up_unless_stopped(self) -> None:
         if not self._app.stopping.is_set():

@@ -239,7 +239,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def folder_json(app: App, full_name: str, depth: int) -> dict:
-    base = app.emulator.url
+    base = app.emulator.root_url
     name = full_name.rsplit("/", 1)[-1]
     return {"_class": FOLDER, "actions": [{}], "description": None, "displayName": name,
             "fullDisplayName": full_name.replace("/", " » "), "fullName": full_name, "name": name,
@@ -249,7 +249,7 @@ def folder_json(app: App, full_name: str, depth: int) -> dict:
 
 def children_json(app: App, folder: str, depth: int) -> list[dict]:
     """Items directly inside `folder` ('' is the root): jobs and implicit folders."""
-    base = app.emulator.url
+    base = app.emulator.root_url
     prefix = f"{folder}/" if folder else ""
     out, seen = [], set()
     for full_name, job in sorted(app.scheduler.jobs.items()):
@@ -270,12 +270,12 @@ def children_json(app: App, folder: str, depth: int) -> list[dict]:
 
 
 def render_build(app: App, build: Build):
-    return lambda depth: build.to_json(app.emulator.url, depth)
+    return lambda depth: build.to_json(app.emulator.root_url, depth)
 
 
 def render_job(app: App, job: Job):
     def render(depth):
         item = app.scheduler.waiting_item(job)
-        return job.to_json(app.emulator.url, depth, item.to_json(app.emulator.url) if item else None)
+        return job.to_json(app.emulator.root_url, depth, item.to_json(app.emulator.root_url) if item else None)
 
     return render

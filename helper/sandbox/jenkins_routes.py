@@ -19,7 +19,7 @@ API = ["api", "json"]
 
 def route(h: Handler, app: App, method: str, user: str | None) -> None:
     seg = h.segments
-    base = app.emulator.url
+    base = app.emulator.root_url
     if seg[:1] == ["whoAmI"]:
         return h.send_json({"_class": "hudson.security.WhoAmI", "anonymous": user is None,
                             "authenticated": user is not None, "authorities": [],
@@ -48,7 +48,7 @@ def route(h: Handler, app: App, method: str, user: str | None) -> None:
 
 def _queue(h: Handler, app: App, method: str, rest: list[str]) -> None:
     scheduler = app.scheduler
-    base = app.emulator.url
+    base = app.emulator.root_url
     if rest == API:
         with scheduler.cond:
             items = [i.to_json(base) for i in sorted(scheduler.items.values(), key=lambda i: i.id)
@@ -117,7 +117,7 @@ def _job(h: Handler, app: App, method: str, seg: list[str]) -> None:
     if rest == ["stop"]:
         _require_post(method)
         scheduler.abort(build)
-        return h._send(302, b"", "text/plain", {"Location": build.url(app.emulator.url)})
+        return h._send(302, b"", "text/plain", {"Location": build.url(app.emulator.root_url)})
     raise HttpError(404, "Not Found")
 
 
@@ -132,7 +132,7 @@ def _trigger(h: Handler, app: App, job: Job, with_params: bool) -> None:
     except ValueError as exc:
         raise HttpError(500, str(exc)) from None
     item = app.scheduler.enqueue(job, params, h.user)
-    h._send(201, b"", "text/plain", {"Location": f"{app.emulator.url}queue/item/{item.id}/"})
+    h._send(201, b"", "text/plain", {"Location": f"{app.emulator.root_url}queue/item/{item.id}/"})
 
 
 def _require_post(method: str) -> None:
