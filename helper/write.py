@@ -1,17 +1,25 @@
-"""Put rendered text on disk safely: atomically, only when it changed, and
-inside a managed block when the file (~/.ssh/config) also belongs to the user.
+"""Put rendered text on disk safely: all files or none, atomically, only when it changed,
+and inside a managed block when the file (~/.ssh/config) also belongs to the user.
+
+Which paths may be read or replaced at all (regular files, trusted links) is
+helper.safepath's job.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from helper.errors import OutputError
+from helper.safepath import others_can_write, require_regular, resolve
+
+log = logging.getLogger(__name__)
 
 BEGIN = "# BEGIN aws-deploy-helper"
 END = "# END aws-deploy-helper"
@@ -31,54 +39,147 @@ def _lines(text: str) -> list[str]:
     return _LINE.findall(text)
 
 
-def write_atomic(path: str | os.PathLike, text: str, mode: int = 0o644) -> bool:
-    """Make the file at `path` hold exactly `text` (UTF-8); return whether it was written.
+@dataclass(frozen=True)
+class NewFile:
+    """What one file must hold: `path` as the user named it (for messages), its text and mode."""
 
-    When it already holds `text` the file is not touched (mtime kept, so make-style
-    consumers and config management see no change); only its mode is corrected.
-    Otherwise the text goes to a temp file in the same directory, is fsynced and
-    chmod-ed, then os.replace()d over the target and the directory fsynced, so
-    readers see the old file or the new one, never a half-written one. A symlinked
-    target (dotfiles repos) is written through: the link stays a link.
+    path: str
+    text: str
+    mode: int
+
+
+@dataclass
+class _Staged:
+    new: NewFile
+    target: str  # the real location, links followed (helper.safepath.resolve)
+    existing: os.stat_result | None
+    temp: str | None = None  # None: the file already holds the text
+    replaced: bool = False
+
+
+def write_all(files: Sequence[NewFile]) -> list[str]:
+    """Make every file hold its text, or change none of them; return the paths that changed.
+
+    First every target is checked (a regular file or nothing, reached through trusted links
+    only) and every changed text is written to a temp file beside its target, fsynced,
+    chmod-ed and given the existing file's owner and group (root editing a user's ssh config
+    must not leave it root's). Only when all of that worked are the temp files renamed over
+    their targets and the directories fsynced, so readers see each old file or each new one,
+    never a half-written one. A failure before the renames removes every temp file and
+    changes nothing. (A rename itself failing, after others succeeded, is the one case that
+    leaves some files new: the error names them.)
+
+    A file that already holds its text is not rewritten (mtime kept, so make-style consumers
+    and config management see no change); only its mode is corrected.
     """
-    target = os.path.realpath(path)
-    data = text.encode("utf-8")
+    staged: list[_Staged] = []
     try:
-        if _holds(target, data):
-            if os.stat(target).st_mode & 0o7777 != mode:
-                os.chmod(target, mode)
-            return False
-        directory = os.path.dirname(target)
-        os.makedirs(directory, exist_ok=True)
-        _replace(target, data, mode)
+        for new in files:
+            staged.append(_stage(new))
+        _warn_about_shared_directories(staged)
+        _commit(staged)
+    finally:
+        for item in staged:
+            if item.temp is not None and not item.replaced:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(item.temp)
+    return [item.new.path for item in staged if item.temp is not None]
+
+
+def write_atomic(path: str | os.PathLike, text: str, mode: int = 0o644) -> bool:
+    """write_all() for one file; return whether it was written."""
+    return bool(write_all([NewFile(os.fspath(path), text, mode)]))
+
+
+def _stage(new: NewFile) -> _Staged:
+    try:
+        target = resolve(new.path)
+        existing = _lstat(target)
+        if existing is not None:
+            require_regular(new.path, existing.st_mode)
+        staged = _Staged(new, target, existing)
+        data = new.text.encode("utf-8")
+        if existing is None or not _holds(target, data, existing):
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            staged.temp = _write_temp(target, data, new.mode, existing)
+        return staged
     except OSError as error:
-        raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
-    return True
+        raise OutputError(f"cannot write {new.path}: {error.strerror or error}") from None
 
 
-def _holds(target: str, data: bytes) -> bool:
+def _lstat(path: str) -> os.stat_result | None:
     try:
-        with open(target, "rb") as existing:
-            return existing.read() == data
+        return os.lstat(path)
     except FileNotFoundError:
+        return None
+
+
+def _holds(target: str, data: bytes, existing: os.stat_result) -> bool:
+    if existing.st_size != len(data):  # no need to read a file of another size, however big
         return False
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(len(data) + 1) == data
 
 
-def _replace(target: str, data: bytes, mode: int) -> None:
+def _write_temp(target: str, data: bytes, mode: int, existing: os.stat_result | None) -> str:
+    """A fsynced temp file beside `target` with `data`, `mode` and the existing owner; its path."""
     directory, name = os.path.split(target)
     fd, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as temp:
             temp.write(data)
             temp.flush()
+            if existing is not None:
+                _keep_owner(temp.fileno(), existing)
+            os.fchmod(temp.fileno(), mode)  # after chown, which may clear mode bits
             os.fsync(temp.fileno())
-            os.fchmod(temp.fileno(), mode)
-        os.replace(temp_path, target)
-    finally:
-        # Gone after a successful replace; removed here after any failure.
+    except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_path)
-    _fsync_directory(directory)
+        raise
+    return temp_path
+
+
+def _keep_owner(fd: int, existing: os.stat_result) -> None:
+    mine = os.fstat(fd)
+    if (mine.st_uid, mine.st_gid) != (existing.st_uid, existing.st_gid):
+        os.fchown(fd, existing.st_uid, existing.st_gid)
+
+
+def _warn_about_shared_directories(staged: list[_Staged]) -> None:
+    """Once per directory: others can swap what we write there after we wrote it."""
+    directories = dict.fromkeys(os.path.dirname(item.target) for item in staged)
+    for directory in directories:
+        if others_can_write(os.stat(directory).st_mode):
+            log.warning("event=shared_output_directory dir=%s problem=%s", directory,
+                        "others can write this directory, so they can replace or remove the files written there")
+
+
+def _commit(staged: list[_Staged]) -> None:
+    done: list[str] = []
+    for item in staged:
+        try:
+            if item.temp is not None:
+                os.replace(item.temp, item.target)
+                item.replaced = True
+                done.append(item.new.path)
+            elif item.existing.st_mode & 0o7777 != item.new.mode:
+                _chmod_regular(item.target, item.new.mode)
+        except OSError as error:
+            already = f" (already replaced: {', '.join(done)})" if done else ""
+            raise OutputError(f"cannot write {item.new.path}: {error.strerror or error}{already}") from None
+    for directory in dict.fromkeys(os.path.dirname(item.target) for item in staged if item.replaced):
+        _fsync_directory(directory)
+
+
+def _chmod_regular(target: str, mode: int) -> None:
+    # Through an O_NOFOLLOW descriptor: a link swapped in since the check is not followed.
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(directory: str) -> None:

@@ -237,3 +237,177 @@ def test_prune_keeps_a_file_without_final_newline_byte_identical():
     text = f"a {KEY}\r\nweb-i-dead {KEY}\r\nb {KEY}"
     assert prune_known_hosts(text, set(), managed) == f"a {KEY}\r\nb {KEY}"
     assert prune_known_hosts(f"web-i-dead {KEY}", set(), managed) == ""
+
+
+# --- what a target may be: regular files only, links only when nobody else controls them ---------
+#
+# issue 9 items 7, 8, 9 and 10. These use `write` as a module so that each test fails on its own,
+# and root (the CI runner) to plant links and files owned by another user.
+
+import stat  # noqa: E402
+import threading  # noqa: E402
+
+import helper.write as write  # noqa: E402
+from helper import safepath  # noqa: E402
+
+# nobody: a user the test process is not.
+OTHER_UID = 65534
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="planting files of another user needs root")
+
+
+def char_device(path, major: int, minor: int):
+    """A device node of our own (never the real /dev/null: a failing test would replace it)."""
+    os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+    return path
+
+
+@needs_root
+def test_a_device_output_is_refused_and_stays_a_device(tmp_path):
+    null = char_device(tmp_path / "null", 1, 3)
+    with pytest.raises(OutputError, match=f"^{null}: is a character device, not a regular file"):
+        write_atomic(null, "Host a\n")
+    assert stat.S_ISCHR(os.lstat(null).st_mode)
+    assert os.listdir(tmp_path) == ["null"]
+
+
+@needs_root
+@pytest.mark.parametrize("minor", [3, 5, 7], ids=["null", "zero", "full"])
+def test_reading_a_device_is_refused_without_reading_it(tmp_path, minor):
+    device = char_device(tmp_path / "dev", 1, minor)
+    with pytest.raises(OutputError, match=f"^{device}: is a character device, not a regular file"):
+        safepath.read_text(device)
+
+
+def test_reading_a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(OutputError, match=f"^{fifo}: is a FIFO, not a regular file"):
+        safepath.read_text(fifo)
+
+
+def test_writing_over_a_fifo_is_refused_and_it_stays_a_fifo(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    # Before the fix the helper opened the FIFO to read it and waited for a writer: be that writer
+    # (opening the write end waits for a reader, so it only unblocks a helper that is reading).
+    writer = threading.Thread(target=lambda: open(fifo, "wb").close(), daemon=True)
+    writer.start()
+    try:
+        with pytest.raises(OutputError, match="is a FIFO, not a regular file"):
+            write_atomic(fifo, "x\n")
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    finally:
+        # Release the writer thread if nothing read the FIFO: a reader stays until it is gone.
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        writer.join(timeout=5)
+        os.close(reader)
+
+
+def test_reading_a_file_larger_than_the_limit_is_refused_with_its_size(tmp_path):
+    big = tmp_path / "known_hosts"
+    with open(big, "wb") as handle:
+        handle.truncate(safepath.MAX_READ_BYTES + 1)  # sparse: no real 32 MiB on disk
+    with pytest.raises(OutputError, match=rf"^{big}: is {safepath.MAX_READ_BYTES + 1} bytes, more than"):
+        safepath.read_text(big)
+
+
+def test_reading_non_utf8_is_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "config"
+    path.write_bytes(b"Host caf\xe9\n")
+    with pytest.raises(OutputError, match=f"^{path}: is not UTF-8 text"):
+        safepath.read_text(path)
+    assert safepath.read_text(tmp_path / "missing") is None
+
+
+@needs_root
+def test_a_link_owned_by_another_user_is_not_followed(tmp_path):
+    victim = tmp_path / "authorized_keys"
+    victim.write_text("ssh-ed25519 AAAA admin\n")
+    planted = tmp_path / "ssh_config"
+    planted.symlink_to(victim)
+    os.lchown(planted, OTHER_UID, OTHER_UID)
+    with pytest.raises(OutputError, match=f"^{planted}: is a symlink owned by uid {OTHER_UID}"):
+        write_atomic(planted, "Host a\n")
+    assert victim.read_text() == "ssh-ed25519 AAAA admin\n"
+    assert planted.is_symlink()
+
+
+@pytest.mark.parametrize("shared_mode", [0o1777, 0o777, 0o770], ids=["sticky-tmp", "world", "group"])
+def test_a_link_in_a_directory_others_can_write_is_not_followed(tmp_path, shared_mode):
+    victim = tmp_path / "authorized_keys"
+    victim.write_text("ssh-ed25519 AAAA admin\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, shared_mode)
+    planted = shared / "ssh_config"
+    planted.symlink_to(victim)  # ours, but anyone who can write `shared` could have swapped it
+    with pytest.raises(OutputError, match=f"^{planted}: is a symlink in {shared}, which others can write"):
+        write_atomic(planted, "Host a\n")
+    assert victim.read_text() == "ssh-ed25519 AAAA admin\n"
+
+
+def test_a_directory_link_in_a_shared_directory_is_not_followed_either(tmp_path):
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "authorized_keys").write_text("ssh-ed25519 AAAA admin\n")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / "out").symlink_to(private)
+    with pytest.raises(OutputError, match="is a symlink in .*which others can write"):
+        write_atomic(shared / "out" / "authorized_keys", "Host a\n")
+    assert (private / "authorized_keys").read_text() == "ssh-ed25519 AAAA admin\n"
+
+
+def test_a_chain_of_own_links_in_private_directories_is_followed(tmp_path):
+    real = tmp_path / "dotfiles" / "ssh" / "config"
+    real.parent.mkdir(parents=True)
+    real.write_text("old\n")
+    (tmp_path / "current").symlink_to("dotfiles/ssh")
+    link = tmp_path / "config"
+    link.symlink_to(tmp_path / "current" / "config")
+    assert write_atomic(link, "new\n") is True
+    assert real.read_text() == "new\n" and link.is_symlink()
+
+
+def test_an_output_directory_others_can_write_is_warned_about_once(tmp_path, caplog):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    write.write_all([write.NewFile(str(shared / "a"), "a\n", 0o600),
+                     write.NewFile(str(shared / "b"), "b\n", 0o600)])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(shared) in warnings[0] and "others can write" in warnings[0]
+    assert (shared / "a").read_text() == "a\n"
+
+
+@needs_root
+def test_replacing_a_users_file_as_root_keeps_its_owner_and_group(tmp_path):
+    config = tmp_path / "config"
+    config.write_text("Host mine\n")
+    os.chown(config, OTHER_UID, OTHER_UID)
+    assert write_atomic(config, "Host mine\nHost theirs\n", mode=0o600) is True
+    assert (os.stat(config).st_uid, os.stat(config).st_gid) == (OTHER_UID, OTHER_UID)
+    assert os.stat(config).st_mode & 0o777 == 0o600
+
+
+def test_a_target_that_cannot_be_written_leaves_every_other_target_as_it_was(tmp_path):
+    first = tmp_path / "ssh_config"
+    first.write_text("old\n")
+    inode = os.stat(first).st_ino
+    # Nothing can create a file in /proc, root included.
+    with pytest.raises(OutputError, match="^cannot write /proc/inventory.json"):
+        write.write_all([write.NewFile(str(first), "new\n", 0o600),
+                         write.NewFile("/proc/inventory.json", "{}\n", 0o600)])
+    assert first.read_text() == "old\n" and os.stat(first).st_ino == inode
+    assert os.listdir(tmp_path) == ["ssh_config"]  # no temp file left behind
+
+
+def test_write_all_replaces_every_changed_file_and_reports_them(tmp_path):
+    same = tmp_path / "same"
+    same.write_text("same\n")
+    os.chmod(same, 0o644)
+    changed = write.write_all([write.NewFile(str(tmp_path / "new"), "new\n", 0o600),
+                               write.NewFile(str(same), "same\n", 0o600)])
+    assert changed == [str(tmp_path / "new")]
+    assert os.stat(same).st_mode & 0o777 == 0o600  # unchanged text, mode still corrected
