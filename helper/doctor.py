@@ -165,6 +165,7 @@ def check_sites(settings) -> list[Finding]:
 def diagnose(settings, api, probe_factory: Callable | None = None) -> list[Finding]:
     """Everything, in the order a deploy depends on it; later checks skip what cannot work."""
     from helper.doctor_jenkins import check_jenkins
+    from helper.sshcheck import check_ssh_config
 
     config = settings.config
     lc = config.lifecycle
@@ -176,7 +177,7 @@ def diagnose(settings, api, probe_factory: Callable | None = None) -> list[Findi
         return found + [Finding(FAIL, "aws", f"credentials do not work: {exc}",
                                 "configure credentials (AWS_PROFILE, an instance role, or aws configure)")]
     found.append(Finding(OK, "aws", f"credentials work: {identity.get('Arn')}"))
-    found += check_sites(settings)
+    found += check_sites(settings) + check_ssh_config(config)
     if lc is None:
         return found
     fix = install_fix(config.path)
