@@ -13,6 +13,7 @@ from typing import Any
 from helper import fields
 from helper.errors import ConfigError
 from helper.lifecycle_config import LifecycleConfig, parse_lifecycle
+from helper.outputmode import parse_output_mode
 from helper.yamlfile import Located
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ SITE_OPTION_KEYS = {
 }
 PATH_KEYS = {
     "ssh_config_file", "ssh_config_mode", "known_hosts_file", "cap_config_file",
-    "ansible_inventory_file", "json_file", "revision_dir",
+    "ansible_inventory_file", "json_file", "revision_dir", "output_mode",
 }
 AWS_KEYS = {"access_key_id", "secret_access_key", "session_token", "region", "profile"}
 TOP_KEYS = {"aws", "path", "defaults", "sites", "lifecycle"}
@@ -93,6 +94,8 @@ class Paths:
     json_file: str | None = None
     # Where full deploys record each site's revision, so scale-up builds can pin it.
     revision_dir: str | None = None
+    # Mode of the cap/Ansible/JSON outputs (helper.outputmode); None: 0600.
+    output_mode: int | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,9 @@ def parse(doc: Located) -> Config:
     sites = tuple(_site(doc, name, raw, defaults) for name, raw in sites_raw.items())
     _check_role_names(doc, sites)
     paths = Paths(
-        **{key: fields.string(doc, paths_raw.get(key), ("path", key)) for key in PATH_KEYS - {"ssh_config_mode"}},
+        **{key: fields.string(doc, paths_raw.get(key), ("path", key))
+           for key in PATH_KEYS - {"ssh_config_mode", "output_mode"}},
+        output_mode=parse_output_mode(doc, paths_raw.get("output_mode"), ("path", "output_mode")),
         ssh_config_mode=fields.choice(
             doc, paths_raw.get("ssh_config_mode"), ("path", "ssh_config_mode"), SSH_CONFIG_MODES, "file"
         ),

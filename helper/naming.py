@@ -6,18 +6,30 @@ never reused), so host keys can stay checked and a scale-out never renames a hos
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from helper.config import SiteConfig
 from helper.errors import DiscoveryError
 from helper.model import Host, Instance, Membership, SiteInventory
+from helper.settings import INSTANCE_ID_RE
 
 
 def alias(site: str, instance_id: str) -> str:
     return f"{site}-{instance_id}"
 
 
-def is_alias_of(site: str, name: str) -> bool:
-    """True for names this tool gives to instances of `site` (used to prune known_hosts)."""
-    return name.startswith(f"{site}-i-")
+def is_alias_of(site: str, name: str, sites: Iterable[str] = ()) -> bool:
+    """True when `name` is exactly `<site>-<instance id>` and no other of `sites` could own it.
+
+    Used to prune known_hosts: a prefix test would let `--site web` drop the keys of a site
+    named `web-i` (its aliases start `web-i-i-...`).
+    """
+    return _named_for(site, name) and not any(_named_for(other, name) for other in sites if other != site)
+
+
+def _named_for(site: str, name: str) -> bool:
+    prefix = f"{site}-"
+    return name.startswith(prefix) and INSTANCE_ID_RE.fullmatch(name[len(prefix):]) is not None
 
 
 def _private(inst: Instance) -> str | None:

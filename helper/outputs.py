@@ -1,17 +1,18 @@
 """Turn inventories into the files and stdout text the settings ask for, then write them.
 
 plan() reads what is on disk (for the managed ssh block and known_hosts pruning) and
-returns every file's new text; apply() writes them, or shows diffs in a dry run. Writing
-happens only after every file was planned, so a failure while planning writes nothing.
+returns every file's new text; apply() writes them all or none (helper.write.write_all), or
+shows diffs in a dry run. Nothing is written until every file was planned and staged, so a
+failure anywhere leaves every output as it was.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Sequence, TextIO
 
-from helper.errors import OutputError
 from helper.model import SiteInventory
 from helper.naming import is_alias_of
 from helper.render.ansible import render_ansible
@@ -19,13 +20,16 @@ from helper.render.capistrano import render_capistrano
 from helper.render.json_out import render_json
 from helper.render.listing import render_list
 from helper.render.ssh import render_ssh_config
+from helper.safepath import read_text
 from helper.settings import Outputs
-from helper.write import merge_managed_block, prune_known_hosts, unified_diff, write_atomic
+from helper.sshcheck import weakened_host_key_checking
+from helper.write import NewFile, merge_managed_block, prune_known_hosts, unified_diff, write_all
 
-# ssh refuses a config or known_hosts file that others can write; the inventories
-# name internal addresses, which is no reason to make them world-readable either.
+log = logging.getLogger(__name__)
+
+# ssh refuses a config or known_hosts file that others can write, and neither is anyone
+# else's business. (The host lists' mode is Outputs.host_list_mode, 0600 unless configured.)
 PRIVATE_MODE = 0o600
-SHARED_MODE = 0o644
 
 
 @dataclass(frozen=True)
@@ -40,48 +44,50 @@ class Planned:
         return self.old != self.new
 
 
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OutputError(f"{path}: cannot read: {exc}") from None
-
-
 def _file(path: str, new: str, mode: int) -> Planned:
     path = os.path.expanduser(path)
-    return Planned(path, _read(path), new, mode)
+    return Planned(path, read_text(path), new, mode)
 
 
 def plan(outputs: Outputs, sites: Sequence[SiteInventory]) -> list[Planned]:
     planned: list[Planned] = []
     if outputs.ssh_config_file:
-        body = render_ssh_config(sites, outputs.known_hosts_file)
-        path = os.path.expanduser(outputs.ssh_config_file)
-        old = _read(path)
-        new = merge_managed_block(old, body, path=path) if outputs.ssh_config_mode == "block" else body
-        planned.append(Planned(path, old, new, PRIVATE_MODE))
-        planned.extend(_prune_known_hosts(outputs.known_hosts_file, sites))
+        planned.append(_ssh_config(outputs, sites))
+        if outputs.prune_known_hosts:
+            planned.extend(_prune_known_hosts(outputs, sites))
     if outputs.cap_config_file:
-        planned.append(_file(outputs.cap_config_file, render_capistrano(sites), SHARED_MODE))
+        planned.append(_file(outputs.cap_config_file, render_capistrano(sites), outputs.host_list_mode))
     if outputs.ansible_inventory_file:
-        planned.append(_file(outputs.ansible_inventory_file, render_ansible(sites, outputs.known_hosts_file), SHARED_MODE))
+        text = render_ansible(sites, outputs.known_hosts_file)
+        planned.append(_file(outputs.ansible_inventory_file, text, outputs.host_list_mode))
     if outputs.json_file and outputs.json_file != "-":
-        planned.append(_file(outputs.json_file, render_json(sites), SHARED_MODE))
+        planned.append(_file(outputs.json_file, render_json(sites), outputs.host_list_mode))
     return planned
 
 
-def _prune_known_hosts(known_hosts_file: str, sites: Sequence[SiteInventory]) -> list[Planned]:
+def _ssh_config(outputs: Outputs, sites: Sequence[SiteInventory]) -> Planned:
+    body = render_ssh_config(sites, outputs.known_hosts_file)
+    path = os.path.expanduser(outputs.ssh_config_file)
+    old = read_text(path)
+    if outputs.ssh_config_mode != "block":
+        return Planned(path, old, body, PRIVATE_MODE)
+    new = merge_managed_block(old, body, path=path)
+    # The user's own text around the block can switch checking off for our hosts.
+    for warning in weakened_host_key_checking(new, path):
+        log.warning("event=host_key_checking_weakened problem=%s", warning)
+    return Planned(path, old, new, PRIVATE_MODE)
+
+
+def _prune_known_hosts(outputs: Outputs, sites: Sequence[SiteInventory]) -> list[Planned]:
     """Forget host keys of instances that left these sites (their ids never come back)."""
-    path = os.path.expanduser(known_hosts_file)
-    old = _read(path)
+    path = os.path.expanduser(outputs.known_hosts_file)
+    old = read_text(path)
     if old is None:
         return []
     live = {h.alias for s in sites for h in s.hosts}
     names = [s.site for s in sites]
-    new = prune_known_hosts(old, live, lambda host: any(is_alias_of(n, host) for n in names))
+    every_site = outputs.site_names or names
+    new = prune_known_hosts(old, live, lambda host: any(is_alias_of(n, host, every_site) for n in names))
     return [Planned(path, old, new, PRIVATE_MODE)] if new != old else []
 
 
@@ -95,11 +101,13 @@ def stdout_text(outputs: Outputs, sites: Sequence[SiteInventory]) -> str:
 
 
 def apply(planned: list[Planned], dry_run: bool, out: TextIO) -> list[str]:
-    """Write changed files (or print their diffs); returns the paths that changed."""
-    changed = [p for p in planned if p.changed]
-    for p in changed:
-        if dry_run:
+    """Write every file, or none (or print the diffs); returns the paths that changed.
+
+    Unchanged files go to write_all too, so a mode left wrong by an older version is fixed.
+    """
+    if dry_run:
+        changed = [p for p in planned if p.changed]
+        for p in changed:
             out.write(unified_diff(p.path, p.old, p.new))
-        else:
-            write_atomic(p.path, p.new, mode=p.mode)
-    return [p.path for p in changed]
+        return [p.path for p in changed]
+    return write_all([NewFile(p.path, p.new, p.mode) for p in planned])

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from helper import config as config_mod
 from helper import yamlfile
 from helper.errors import ConfigError
+from helper.outputmode import DEFAULT_OUTPUT_MODE
 from helper.select import Selection
 
 # Two per core is plenty: the workers spend their time waiting on AWS, and more
@@ -31,11 +32,16 @@ class Outputs:
 
     ssh_config_file: str | None = None
     ssh_config_mode: str = "file"
-    known_hosts_file: str = f"~/.ssh/{KNOWN_HOSTS_NAME}"
+    known_hosts_file: str = f"~/.ssh/{KNOWN_HOSTS_NAME}"  # absolute (or ~): ssh may run anywhere
     cap_config_file: str | None = None
     ansible_inventory_file: str | None = None
     json_file: str | None = None  # "-" is stdout
     list_hosts: bool = False  # aliases on stdout, one a line
+    host_list_mode: int = DEFAULT_OUTPUT_MODE  # cap, Ansible and JSON files
+    # Every configured site: an alias is pruned from known_hosts only if no other site could own it.
+    site_names: tuple[str, ...] = ()
+    # False when the run saw only some instances of a site: the others are not gone.
+    prune_known_hosts: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ class Settings:
     @classmethod
     def from_args(cls, args, environ: Mapping[str, str] | None = None) -> "Settings":
         environ = os.environ if environ is None else environ
-        config = load_config(args.config)
+        config = with_absolute_key_paths(load_config(args.config))
         for name in args.site or ():
             site_named(config, name)
         ids = _instance_ids(args.instance_ids or ())
@@ -74,7 +80,7 @@ class Settings:
             raise ConfigError("--instance-ids needs exactly one --site")
         return cls(
             config=config,
-            outputs=_outputs(args, config.paths),
+            outputs=_outputs(args, config, restricted=bool(args.site or ids)),
             selection=Selection(include_out_of_service=args.include_out_of_service, instance_ids=ids),
             endpoint_url=args.endpoint_url or environ.get("AWS_ENDPOINT_URL") or None,
             only_sites=tuple(args.site or ()),
@@ -108,7 +114,32 @@ def _instance_ids(values) -> frozenset[str]:
     return frozenset(ids)
 
 
-def _outputs(args, paths: config_mod.Paths) -> Outputs:
+def absolute_path(path: str) -> str:
+    """`path` made absolute against the current directory; `~` paths stay as written.
+
+    ssh resolves a relative UserKnownHostsFile or IdentityFile against the directory it runs
+    in, so a file written in a Jenkins workspace would break for a deploy run from elsewhere.
+    ssh, net-ssh and Ansible all expand `~` themselves, to the home of whoever connects.
+    """
+    return path if path.startswith(("/", "~")) else os.path.abspath(path)
+
+
+def with_absolute_key_paths(config: config_mod.Config) -> config_mod.Config:
+    sites = tuple(
+        replace(site, identity_file=absolute_path(site.identity_file)) if site.identity_file else site
+        for site in config.sites
+    )
+    return replace(config, sites=sites)
+
+
+def _outputs(args, config: config_mod.Config, restricted: bool) -> Outputs:
+    """The outputs of this run.
+
+    A run limited by --site or --instance-ids (a per-site or scale-up Jenkins build) writes
+    only what its command line names: the config's `path:` files describe every site and
+    must not be overwritten with one site or one instance.
+    """
+    paths = config_mod.Paths() if restricted else config.paths
     ssh_config = args.ssh_config or paths.ssh_config_file
     if args.known_hosts or paths.known_hosts_file:
         known_hosts = args.known_hosts or paths.known_hosts_file
@@ -119,11 +150,14 @@ def _outputs(args, paths: config_mod.Paths) -> Outputs:
     return Outputs(
         ssh_config_file=ssh_config,
         ssh_config_mode="block" if args.ssh_config_block else paths.ssh_config_mode,
-        known_hosts_file=known_hosts,
+        known_hosts_file=absolute_path(known_hosts),
         cap_config_file=args.cap_config or paths.cap_config_file,
         ansible_inventory_file=args.ansible_inventory or paths.ansible_inventory_file,
         json_file=args.json or paths.json_file,
         list_hosts=args.list,
+        host_list_mode=config.paths.output_mode or DEFAULT_OUTPUT_MODE,
+        site_names=tuple(site.name for site in config.sites),
+        prune_known_hosts=not args.instance_ids,
     )
 
 

@@ -311,3 +311,216 @@ def test_sites_in_two_regions_are_discovered_in_parallel(aws, tmp_path):
     results = collect(settings, factory=factory)
     assert [len(r.inventory.hosts) for r in results] == [1, 1]
     assert len(set(threads.values())) == 2 and all(n.startswith("discover") for n in threads.values())
+
+
+# --- issue 9: what the run may write, where, and with which mode ----------------------------------
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+import stat  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from helper.naming import is_alias_of  # noqa: E402
+from helper.write import BEGIN, END  # noqa: E402
+
+HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
+# A run against moto takes a second or two; this only turns a hang (a FIFO) into a failure.
+CLI_TIMEOUT_S = 30
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def run_cli(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(HELPER_BIN), *argv], capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                          cwd=cwd)
+
+
+def elb_ids(aws, name: str) -> list[str]:
+    health = fleet.client("elb", aws, "us-east-1").describe_instance_health(LoadBalancerName=name)
+    return sorted(i["InstanceId"] for i in health["InstanceStates"])
+
+
+def add_instance(aws, elb_name: str) -> str:
+    (new,) = fleet.run_instances(ec2(aws), 1, "extra")
+    fleet.client("elb", aws, "us-east-1").register_instances_with_load_balancer(
+        LoadBalancerName=elb_name, Instances=[{"InstanceId": new}])
+    return new
+
+
+def snapshot(directory: Path) -> dict:
+    return {p.name: (p.read_bytes(), p.stat().st_ino) for p in sorted(directory.iterdir())}
+
+
+@pytest.mark.parametrize("flag", ["--ssh-config", "--cap-config", "--known-hosts"])
+def test_a_fifo_named_as_an_output_fails_at_once_and_stays_a_fifo(aws, tmp_path, flag):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 1)
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}})
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    extra = ["--ssh-config", str(tmp_path / "out" / "ssh_config")] if flag == "--known-hosts" else []
+    try:
+        result = run_cli("inventory", "-c", str(config), *extra, flag, str(fifo))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the helper waited on the FIFO given as {flag}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"aws-deploy-helper: {fifo}: is a FIFO, not a regular file"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_a_device_named_as_the_ssh_config_is_not_replaced_even_by_root(aws, tmp_path):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 1)
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}})
+    null = tmp_path / "null"  # our own /dev/null: a failing test must not replace the real one
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    result = run_cli("inventory", "-c", str(config), "--ssh-config", str(null))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"aws-deploy-helper: {null}: is a character device, not a regular file"]
+    assert stat.S_ISCHR(os.lstat(null).st_mode)
+
+
+def test_one_output_that_cannot_be_written_leaves_every_output_as_it_was(aws, tmp_path):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 1)
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}})
+    assert main(["inventory", "-c", str(config)]) == 0
+    out = tmp_path / "out"
+    before = snapshot(out)
+    add_instance(aws, "web-elb")  # every output would change
+    # Nothing can create a file in /proc, root included.
+    result = run_cli("inventory", "-c", str(config), "--json", "/proc/inventory.json")
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1 and "cannot write /proc/inventory.json" in result.stderr
+    assert snapshot(out) == before  # same bytes, same inodes, no temp file
+
+
+def test_a_run_limited_to_a_site_or_instances_writes_only_the_outputs_on_its_command_line(aws, tmp_path):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 2)
+    fleet.classic_elb_site(aws, "us-east-1", "api-elb", 1)
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}, "api": {"elb": "api-elb"}},
+                          ansible_inventory_file=str(tmp_path / "out" / "inventory.yml"))
+    assert main(["inventory", "-c", str(config)]) == 0
+    before = snapshot(tmp_path / "out")
+    build = tmp_path / "build"
+    one = elb_ids(aws, "web-elb")[0]
+    assert main(["inventory", "-c", str(config), "--site", "web", "--cap-config", str(build / "cap.yml")]) == 0
+    assert main(["inventory", "-c", str(config), "--site", "web", "--instance-ids", one,
+                 "--json", str(build / "one.json")]) == 0
+    assert snapshot(tmp_path / "out") == before  # the config's paths belong to unrestricted runs
+    assert yaml.safe_load((build / "cap.yml").read_text())["sites"] == {
+        "web": [f"web-{i}" for i in elb_ids(aws, "web-elb")]}
+    assert [h["instance_id"] for h in json.loads((build / "one.json").read_text())["sites"]["web"]] == [one]
+    assert sorted(p.name for p in build.iterdir()) == ["cap.yml", "one.json"]
+
+
+@pytest.mark.parametrize("site, name, owned", [
+    ("web", "web-i-0123456789abcdef0", True),
+    ("web", "web-i-i-0123456789abcdef0", False),  # site web-i's instance
+    ("web-i", "web-i-i-0123456789abcdef0", True),
+    ("web", "web-i-eu-i-0123456789abcdef0", False),  # site web-i-eu's instance
+    ("web", "web-i-0123456789abcdef0-old", False),
+    ("web", "web-i-0123", False),  # too short for an instance id
+    ("web", "web-i-0123456789ABCDEF0", False),
+    ("web", "web-i-0123456789abcdef0\n", False),
+])
+def test_an_alias_belongs_to_a_site_only_when_it_is_exactly_site_dash_instance_id(site, name, owned):
+    assert is_alias_of(site, name, ("web", "web-i", "web-i-eu")) is owned
+
+
+def test_pruning_one_site_keeps_the_host_keys_of_a_site_whose_name_extends_it(aws, tmp_path):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 1)
+    fleet.classic_elb_site(aws, "us-east-1", "webi-elb", 1)
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}, "web-i": {"elb": "webi-elb"}})
+    (web,), (web_i,) = elb_ids(aws, "web-elb"), elb_ids(aws, "webi-elb")
+    gone = "i-0fedcba9876543210"  # a web instance that was terminated
+    known_hosts = tmp_path / "known_hosts"
+    keep = f"web-{web} {KEY}\nweb-i-{web_i} {KEY}\n[web-i-{web_i}]:2222 {KEY}\n"
+    known_hosts.write_text(keep + f"web-{gone} {KEY}\n")
+    assert main(["inventory", "-c", str(config), "--site", "web", "--ssh-config", str(tmp_path / "ssh_config"),
+                 "--known-hosts", str(known_hosts)]) == 0
+    assert known_hosts.read_text() == keep
+
+
+def test_a_run_limited_to_some_instances_prunes_no_host_key(aws, tmp_path):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 2)
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}})
+    first, second = elb_ids(aws, "web-elb")
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"web-{first} {KEY}\nweb-{second} {KEY}\n")
+    assert main(["inventory", "-c", str(config), "--site", "web", "--instance-ids", first,
+                 "--ssh-config", str(tmp_path / "ssh_config"), "--known-hosts", str(known_hosts)]) == 0
+    assert known_hosts.read_text() == f"web-{first} {KEY}\nweb-{second} {KEY}\n"
+
+
+def test_outputs_with_host_lists_are_private_unless_the_config_says_otherwise(aws, tmp_path):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 1)
+    out = tmp_path / "out"
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}}, ansible_inventory_file=str(out / "inventory.yml"))
+    names = ["ssh_config", "cap.yml", "inventory.yml", "inventory.json"]
+    assert main(["inventory", "-c", str(config)]) == 0
+    assert {n: oct(os.stat(out / n).st_mode & 0o777) for n in names} == dict.fromkeys(names, "0o600")
+    os.chmod(out / "cap.yml", 0o644)  # left behind by an older version: corrected though unchanged
+    shared = write_config(tmp_path, {"web": {"elb": "web-elb"}}, ansible_inventory_file=str(out / "inventory.yml"),
+                          output_mode="0640")
+    assert main(["inventory", "-c", str(shared)]) == 0
+    assert {n: oct(os.stat(out / n).st_mode & 0o777) for n in names} == {
+        "ssh_config": "0o600", "cap.yml": "0o640", "inventory.yml": "0o640", "inventory.json": "0o640"}
+
+
+@pytest.mark.parametrize("value, problem", [
+    (416, "must be a quoted string of octal digits"),  # what YAML makes of an unquoted 0640
+    ("rw-r-----", "must be a quoted string of octal digits"),
+    ("0666", "others could change"),
+    ("0660", "others could change"),
+    ("4600", "must be a quoted string of octal digits"),
+])
+def test_a_bad_output_mode_is_one_line_naming_the_file_and_key(tmp_path, capsys, value, problem):
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}}, output_mode=value)
+    assert main(["inventory", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert f"{config}:" in err and "path.output_mode" in err and problem in err
+
+
+def ssh_option(config: Path, alias: str, keyword: str, cwd: Path) -> str:
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        pytest.skip("ssh is not installed")
+    resolved = subprocess.run([ssh, "-G", "-F", str(config), alias], capture_output=True, text=True, cwd=cwd,
+                              timeout=CLI_TIMEOUT_S, check=True).stdout
+    return next(line.split(" ", 1)[1] for line in resolved.splitlines() if line.startswith(keyword + " "))
+
+
+def test_relative_known_hosts_and_key_paths_are_written_absolute_so_ssh_works_from_anywhere(aws, tmp_path,
+                                                                                              monkeypatch):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 1)
+    config = tmp_path / "deploy.yml"
+    config.write_text(yaml.safe_dump({"sites": {"web": {"elb": "web-elb", "identity_file": "keys/deploy.pem"}}}))
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    monkeypatch.chdir(workspace)
+    assert main(["inventory", "-c", str(config), "--site", "web", "--ssh-config", "out/ssh_config",
+                 "--known-hosts", "out/known_hosts"]) == 0
+    (web,) = elb_ids(aws, "web-elb")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    written = workspace / "out" / "ssh_config"
+    assert ssh_option(written, f"web-{web}", "userknownhostsfile", elsewhere) == str(workspace / "out" / "known_hosts")
+    assert ssh_option(written, f"web-{web}", "identityfile", elsewhere) == str(workspace / "keys" / "deploy.pem")
+
+
+def test_a_block_below_a_users_host_star_without_key_checking_is_warned_about_and_keeps_the_owner(aws, tmp_path):
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 1)
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}})
+    ssh_config = tmp_path / "home" / ".ssh" / "config"
+    ssh_config.parent.mkdir(parents=True)
+    ssh_config.write_text(f"Host *\n    StrictHostKeyChecking no\n\n{BEGIN}\n{END}\n")
+    if os.geteuid() == 0:
+        os.chown(ssh_config, 65534, 65534)  # a user's file, and root runs the helper
+    owner = (ssh_config.stat().st_uid, ssh_config.stat().st_gid)
+    result = run_cli("inventory", "-c", str(config), "--ssh-config", str(ssh_config), "--ssh-config-block")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "level=warning" in line]
+    assert len(warnings) == 1
+    assert f"{ssh_config}:2" in warnings[0] and "StrictHostKeyChecking" in warnings[0]
+    assert (ssh_config.stat().st_uid, ssh_config.stat().st_gid) == owner
+    assert f"Host web-{elb_ids(aws, 'web-elb')[0]}" in ssh_config.read_text()

@@ -83,17 +83,29 @@ def checked_alias(host: Host) -> str:
     return host.alias
 
 
+def absolute(keyword: str, path: str) -> str:
+    """`path`, refused when relative: ssh would resolve it against whatever directory it runs in.
+
+    `~` counts as absolute: ssh (and net-ssh) expand it to the connecting user's home.
+    helper.settings makes the paths it is given absolute before they get here.
+    """
+    if not path.startswith(("/", "~")):
+        raise OutputError(f"cannot write {keyword} {path!r}: it is relative; give an absolute path")
+    return path
+
+
 def host_options(host: Host, known_hosts_file: str) -> list[tuple[str, str]]:
     """The (keyword, raw value) pairs of a host's section, unset options left out."""
     if not host.address:
         raise OutputError(f"site {host.site!r}: host {host.alias!r} has no address")
+    identity_file = absolute("IdentityFile", host.identity_file) if host.identity_file else None
     optional = [
         ("User", host.user),
         ("Port", None if host.port is None else str(host.port)),
-        ("IdentityFile", host.identity_file),
+        ("IdentityFile", identity_file),
         # Offer only the configured key: an agent holding many keys can otherwise use
         # up the server's MaxAuthTries before the right one is tried.
-        ("IdentitiesOnly", "yes" if host.identity_file else None),
+        ("IdentitiesOnly", "yes" if identity_file else None),
         ("ProxyJump", host.proxy_jump),
     ]
     return [
@@ -108,7 +120,7 @@ def key_checking_options(host: Host, known_hosts_file: str) -> list[tuple[str, s
     return [
         ("HostKeyAlias", checked_alias(host)),
         ("StrictHostKeyChecking", "accept-new"),
-        ("UserKnownHostsFile", known_hosts_file),
+        ("UserKnownHostsFile", absolute("UserKnownHostsFile", known_hosts_file)),
         ("HashKnownHosts", "no"),
     ]
 
