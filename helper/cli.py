@@ -69,11 +69,13 @@ def _sandbox_parser(sub) -> None:
 
 
 def _revision_parser(sub) -> None:
-    p = sub.add_parser("revision", help="read or record the revision a site runs (for scale-up builds)")
-    p.add_argument("action", choices=("get", "set"))
-    p.add_argument("-c", "--config", required=True, help="the YAML configuration file")
-    p.add_argument("--site", required=True, help="the site")
-    p.add_argument("--revision", help="with set: the revision that was deployed")
+    p = sub.add_parser("revision", help="read, record or check the revision a site runs (for scale-up builds)")
+    p.add_argument("action", choices=("get", "set", "check"),
+                   help="get/set: the site's recorded revision; check: print --revision if it is one the"
+                        " helper would deploy, else exit 2")
+    p.add_argument("-c", "--config", help="the YAML configuration file (get and set)")
+    p.add_argument("--site", help="the site (get and set)")
+    p.add_argument("--revision", help="with set: the revision that was deployed; with check: the one to check")
     p.set_defaults(func=_run_revision)
 
 
@@ -179,6 +181,11 @@ def _run_revision(args) -> int:
     from helper import revision
     from helper.settings import load_config, site_named
 
+    if args.action == "check":
+        print(revision.validate(args.revision or ""))
+        return 0
+    if not args.config or not args.site:
+        raise ConfigError(f"revision {args.action} needs -c CONFIG and --site SITE")
     config = load_config(args.config)
     site = site_named(config, args.site)
     if not config.paths.revision_dir:

@@ -12,10 +12,17 @@ import os
 import re
 
 from helper.errors import ConfigError, HelperError
+from helper.safepath import read_text
 from helper.write import write_atomic
 
-# Git SHAs, tags and branch names; nothing a shell would treat specially.
+# Git SHAs, tags and branch names; nothing a shell would treat specially. At most 200
+# characters: a 40-character SHA or a long release branch fits with room to spare.
 REVISION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]{0,199}")  # fullmatch: `$` would allow a final newline
+# `..` is a parent directory to Capistrano's paths and a range to git (git refuses it in ref names).
+_PARENT = ".."
+# A record is one revision and a newline (201 bytes at most); the slack allows hand-edited
+# whitespace, and the limit stops a stray large file from being read whole.
+MAX_RECORD_BYTES = 1024
 
 
 def _path(revision_dir: str, site: str) -> str:
@@ -23,19 +30,23 @@ def _path(revision_dir: str, site: str) -> str:
 
 
 def validate(revision: str) -> str:
-    if not REVISION_RE.fullmatch(revision):
-        raise ConfigError(f"revision {revision!r} must match {REVISION_RE.pattern}")
+    if not REVISION_RE.fullmatch(revision) or _PARENT in revision:
+        raise ConfigError(
+            f"revision {revision!r}: must be 1 to 200 of A-Z a-z 0-9 . _ / + -, start with a letter"
+            " or digit, and hold no '..'"
+        )
     return revision
 
 
 def read(revision_dir: str, site: str) -> str | None:
-    try:
-        with open(_path(revision_dir, site), encoding="utf-8") as handle:
-            return validate(handle.read().strip())
-    except FileNotFoundError:
+    path = _path(revision_dir, site)
+    text = read_text(path, limit_bytes=MAX_RECORD_BYTES)  # OutputError: one line naming the file
+    if text is None:
         return None
-    except OSError as exc:
-        raise HelperError(f"{_path(revision_dir, site)}: cannot read: {exc.strerror}") from None
+    try:
+        return validate(text.strip())
+    except ConfigError as exc:  # the file is wrong, not the command line
+        raise HelperError(f"{path}: {exc}") from None
 
 
 def record(revision_dir: str, site: str, revision: str) -> bool:
