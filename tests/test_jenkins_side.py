@@ -335,7 +335,9 @@ def test_scale_up_build_queued_through_jenkins_deploys_the_recorded_revision_to_
     ("SITE", "x; touch {pwned}", "no such site"),
     ("INSTANCE_IDS", "$(touch {pwned})", "is not an EC2 instance id"),
     ("INSTANCE_IDS", "i-0123456789abcdef0`touch {pwned}`", "is not an EC2 instance id"),
-    ("REVISION", "main;touch {pwned}", "revision is not a plain git ref"),
+    ("REVISION", "main;touch {pwned}", "aws-deploy-helper: revision 'main;touch"),
+    ("REVISION", "release/../../{pwned}", "aws-deploy-helper: revision 'release/../.."),
+    ("REVISION", "v" * 201, "aws-deploy-helper: revision 'vvv"),
 ])
 def test_crafted_parameters_run_no_command_and_fail_the_build_cleanly(stub, aws, tmp_path, param, value, refusal):
     config = site_config(tmp_path, aws)
@@ -354,3 +356,60 @@ def test_crafted_parameters_run_no_command_and_fail_the_build_cleanly(stub, aws,
     assert not (workspace / "deployed-revision").exists()
     assert not (tmp_path / "revisions" / "web.revision").exists()
     assert result.stdout.rstrip().endswith("RESULT: FAILURE")
+
+
+# --- issue 9: what a build records, and paths that work from any directory -------------------------
+
+
+def run_build(config: Path, workspace: Path, **params: str) -> subprocess.CompletedProcess:
+    args = [arg for name, value in {"SITE": "web", **params}.items() for arg in ("-P", f"{name}={value}")]
+    return run_stub(*args, str(JENKINSFILE), cwd=workspace, env=agent_env(config))
+
+
+@pytest.mark.parametrize("params", [
+    {"INSTANCE_IDS": "{one}", "REVISION": "canary-1"},
+    {"INSTANCE_IDS": "{one}"},
+], ids=["canary-with-revision", "canary-of-the-branch-head"])
+def test_a_canary_build_deploys_its_revision_but_leaves_the_sites_record_alone(stub, aws, tmp_path, params):
+    config = site_config(tmp_path, aws)
+    assert main(["revision", "set", "-c", str(config), "--site", "web", "--revision", "v1"]) == 0
+    one = instance_ids(aws)[0]
+    workspace = tmp_path / "ws"
+    head = git_checkout(workspace)
+
+    result = run_build(config, workspace, **{name: value.format(one=one) for name, value in params.items()})
+
+    assert result.returncode == 0, result.stdout
+    assert (workspace / "deployed-revision").read_text() == f"{params.get('REVISION', head)}\n"
+    assert cap_hosts(workspace / "deployed-cap.yml") == [f"web-{one}"]
+    assert "revision record unchanged" in result.stdout
+    assert (tmp_path / "revisions" / "web.revision").read_text() == "v1\n"
+
+
+def test_the_resolve_stage_checks_the_revision_with_the_helper(stub, aws, tmp_path):
+    config = site_config(tmp_path, aws)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    result = run_build(config, workspace, REVISION="v1.0")
+    assert result.returncode == 0, result.stdout
+    assert "revision check --revision=v1.0" in result.stdout  # the shell's `set -x` trace
+
+
+def test_the_ssh_config_a_build_writes_works_from_any_directory(stub, aws, tmp_path):
+    config = site_config(tmp_path, aws)
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        pytest.skip("ssh is not installed")
+    result = run_build(config, workspace, REVISION="v1")
+    assert result.returncode == 0, result.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = workspace / "deploy-out"
+    for instance in instance_ids(aws):
+        resolved = subprocess.run([ssh, "-G", "-F", str(out / "ssh_config"), f"web-{instance}"], cwd=elsewhere,
+                                  check=True, capture_output=True, text=True, timeout=STUB_TIMEOUT_S).stdout
+        assert f"userknownhostsfile {out / 'known_hosts'}\n" in resolved
+    inventory_call = next(line for line in result.stdout.splitlines() if " inventory " in line)
+    assert f"--known-hosts {out}/known_hosts" in inventory_call or f"--known-hosts={out}/known_hosts" in inventory_call
