@@ -21,6 +21,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from urllib.parse import quote
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
@@ -70,8 +71,13 @@ class LifecycleAction:
         return self.destination == "WarmPool"
 
     def reference(self) -> str:
-        """How a Jenkins build parameter names this action: group:instance:token."""
-        return f"{self.group}:{self.instance_id}:{self.token or '-'}"
+        """How a Jenkins build parameter names this action: group:instance:token.
+
+        The group is percent-encoded: AWS allows spaces and colons in its name, and the
+        parameter separates references by whitespace and fields by colons. Names made of
+        letters, digits and `-_.~` read the same as before encoding.
+        """
+        return f"{quote(self.group, safe='')}:{self.instance_id}:{self.token or '-'}"
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,26 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from helper.action import LAUNCHING, LifecycleAction
+from helper.action import LAUNCHING, TERMINATING, LifecycleAction
 from helper.awserrors import error_code, explain
 from helper.errors import HelperError
 
 # AWS's default HeartbeatTimeout when a hook does not say, and its minimum.
 DEFAULT_HEARTBEAT_TIMEOUT_S = 3600
 MIN_HEARTBEAT_TIMEOUT_S = 30
-# DescribeAutoScalingGroups takes at most 50 names a call.
+# DescribeAutoScalingGroups takes at most 50 names a call, DescribeAutoScalingInstances 50 ids.
 GROUPS_PER_DESCRIBE = 50
+INSTANCES_PER_DESCRIBE = 50
+# The states an instance holds while an action of each transition waits for us; in any
+# other state a message about it is forged or stale, and no build is started for it.
+WAITING_STATES = {
+    LAUNCHING: frozenset({"Pending:Wait", "Warmed:Pending:Wait"}),
+    TERMINATING: frozenset({"Terminating:Wait", "Warmed:Terminating:Wait"}),
+}
+# Why a message did not check out with Auto Scaling: the `reason` label of
+# adh_messages_rejected_total, a fixed set so attacker-chosen messages cannot grow it.
+NOT_IN_GROUP, NOT_WAITING, TOKEN_REJECTED = "not_in_group", "not_waiting", "token_rejected"
+REJECT_REASONS = (NOT_IN_GROUP, NOT_WAITING, TOKEN_REJECTED)
 
 
 class ActionGone(HelperError):
@@ -48,6 +59,23 @@ def _raise(exc: Exception, what: str) -> None:
     if code in THROTTLING_CODES:
         raise Throttled(f"{what}: {explain(exc)}") from exc
     raise AutoScalingError(f"{what}: {explain(exc)}") from exc
+
+
+@dataclass(frozen=True)
+class Seen:
+    """An instance as DescribeAutoScalingInstances shows it."""
+
+    group: str
+    state: str
+
+
+def mismatch(action: LifecycleAction, seen: Seen | None) -> str | None:
+    """Why Auto Scaling does not hold this instance for this action (a REJECT_REASONS value), or None."""
+    if seen is None or seen.group != action.group:
+        return NOT_IN_GROUP
+    if seen.state not in WAITING_STATES.get(action.transition, ()):
+        return NOT_WAITING
+    return None
 
 
 @dataclass(frozen=True)
@@ -121,6 +149,21 @@ class AutoScaling:
             # Heartbeating more often than needed is harmless; too seldom loses the action.
             return MIN_HEARTBEAT_TIMEOUT_S
         return int((hook or {}).get("HeartbeatTimeout", DEFAULT_HEARTBEAT_TIMEOUT_S))
+
+    def describe_instances(self, instance_ids: list[str]) -> dict[str, Seen]:
+        """Group and lifecycle state of each instance Auto Scaling knows; unknown ids are absent."""
+        ids = sorted(set(instance_ids))
+        seen: dict[str, Seen] = {}  # no ids, no call: without InstanceIds it would list every instance
+        for start in range(0, len(ids), INSTANCES_PER_DESCRIBE):
+            try:
+                pages = self._client.get_paginator("describe_auto_scaling_instances").paginate(
+                    InstanceIds=ids[start:start + INSTANCES_PER_DESCRIBE])
+                for page in pages:
+                    for inst in page["AutoScalingInstances"]:
+                        seen[inst["InstanceId"]] = Seen(inst["AutoScalingGroupName"], inst["LifecycleState"])
+            except (ClientError, BotoCoreError) as exc:
+                _raise(exc, "describe instances")
+        return seen
 
     def waiting_instances(self, groups: list[str]) -> list[Waiting]:
         """Instances of these groups held by a launching hook right now."""

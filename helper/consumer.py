@@ -16,12 +16,14 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 
+from prometheus_client import Counter
+
 from helper.action import TERMINATING, LifecycleAction, Malformed, Skip, parse
-from helper.autoscaling import AutoScaling, AutoScalingError, Throttled, reconciled_action
+from helper.autoscaling import REJECT_REASONS, AutoScaling, AutoScalingError, Throttled, reconciled_action
 from helper.batcher import Batcher
 from helper.deploy import Deployment, Plan, backoff_s
 from helper.inflight import InFlight, Tracked
-from helper.jenkins_jobs import Found, JenkinsJobs, covers
+from helper.jenkins_jobs import Found, JenkinsJobs, serves
 from helper.lifecycle_config import LifecycleConfig
 from helper.metrics import Metrics
 from helper.queue import Message, Queue, QueueError
@@ -54,8 +56,17 @@ class Consumer:
         self._futures: set[Future] = set()
         self._futures_lock = threading.Lock()
         self._logged: OrderedDict[str, None] = OrderedDict()
+        self._logged_lock = threading.Lock()  # deployments reject messages from their threads
         self._waiting_seen: dict[tuple[str, str], float] = {}
         self._max_receive: int | None = None
+        # On the Metrics registry, beside its counters (helper/metrics.py is shared with the
+        # inventory side; these two belong to the checks made here and in helper/deploy.py).
+        self.rejected = Counter("adh_messages_rejected", "Messages that did not check out with Auto Scaling, "
+                                "dead-lettered (or left for redrive)", ["reason"], registry=self.metrics.registry)
+        for reason in REJECT_REASONS:  # a fixed set, shown at 0 from the start
+            self.rejected.labels(reason)
+        self.job_missing = Counter("adh_jenkins_job_missing", "Jenkins answers that the configured job does not "
+                                   "exist", registry=self.metrics.registry)
 
     @classmethod
     def from_settings(cls, settings) -> "Consumer":
@@ -73,13 +84,30 @@ class Consumer:
     # --- receive -> parse -> route -------------------------------------------------
 
     def _log_once(self, message: Message, level: int, text: str, *args) -> bool:
-        if message.message_id in self._logged:
-            return False
-        self._logged[message.message_id] = None
-        while len(self._logged) > LOGGED_IDS_MAX:
-            self._logged.popitem(last=False)
+        with self._logged_lock:
+            if message.message_id in self._logged:
+                return False
+            self._logged[message.message_id] = None
+            while len(self._logged) > LOGGED_IDS_MAX:
+                self._logged.popitem(last=False)
         log.log(level, text, *args)
         return True
+
+    def reject(self, message: Message, action: LifecycleAction, reason: str) -> None:
+        """A message that did not check out with Auto Scaling: never a build, never silently deleted.
+
+        Moved to the dead-letter queue now, where someone will see it; without one it is
+        left for redrive (and checked again, but logged and counted once).
+        """
+        try:
+            moved = self.queue.dead_letter(message)
+        except QueueError as exc:
+            moved = False
+            self.metrics.aws_errors.labels("SendMessage").inc()
+            log.warning("event=dead_letter_failed message=%s error=%r", message.message_id, str(exc))
+        if self._log_once(message, logging.WARNING, "event=message_rejected message=%s action=%s reason=%s "
+                          "dead_lettered=%s", message.message_id, action.reference(), reason, moved):
+            self.rejected.labels(reason).inc()
 
     def handle(self, message: Message) -> None:
         self.metrics.received.inc()
@@ -168,7 +196,7 @@ class Consumer:
 
         keep, adopted = [], {}
         for tracked in deployment.plan.tracked:
-            serving = sorted((f for f in found if any(covers(r, tracked.action) for r in f.refs)), key=rank)
+            serving = sorted((f for f in found if serves(f, tracked.action)), key=rank)
             if serving:
                 adopted.setdefault(serving[0], []).append(tracked)
             else:
@@ -179,7 +207,7 @@ class Consumer:
             log.info("event=build_adopted site=%s queue_id=%s build=%s actions=%d",
                      deployment.plan.site, build.queue_id, build.build_number, len(tracked))
             plan = Plan(deployment.plan.site, deployment.plan.job, tracked, adopt=build,
-                        terminating=deployment.plan.terminating)
+                        terminating=deployment.plan.terminating, checked=True)
             self._submit(Deployment(self, plan))
 
     def finished(self, tracked: Tracked, completed: bool) -> None:
@@ -224,7 +252,8 @@ class Consumer:
 
     def run(self, stop: threading.Event, once: bool = False) -> None:
         try:
-            self._max_receive = self.queue.max_receive_count()
+            redrive = self.queue.read_redrive()  # once: where rejected messages go
+            self._max_receive = redrive.max_receive_count if redrive else None
         except QueueError as exc:
             log.warning("event=queue_attributes_failed error=%r", str(exc))
         next_reconcile = self.clock() if not once else math.inf

@@ -14,9 +14,9 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-from helper.autoscaling import ActionGone, AutoScalingError, Throttled
-from helper.inflight import Tracked
-from helper.jenkins_jobs import ACTIONS_PARAM, Found, JenkinsUnavailable
+from helper.autoscaling import TOKEN_REJECTED, ActionGone, AutoScalingError, Throttled, mismatch
+from helper.inflight import Claim, Tracked
+from helper.jenkins_jobs import ACTIONS_PARAM, Found, JenkinsUnavailable, JobMissing
 from helper.queue import QueueError
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ class Plan:
     outcome: str = "SUCCESS"
     adopt: Found | None = None
     terminating: bool = False
+    checked: bool = False  # the instances' states were checked already (a batch split off another)
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Deployment:
     # --- housekeeping -----------------------------------------------------------
 
     def _live(self) -> list[Tracked]:
-        return [t for t in self.plan.tracked if not t.gone]
+        return [t for t in self.plan.tracked if not t.gone and not t.rejected]
 
     def _heartbeat_interval_s(self, tracked: Tracked) -> float:
         cfg = self.ctx.config
@@ -99,38 +100,79 @@ class Deployment:
         self.ctx.metrics.actions_gone.inc()
         self._delete_messages(tracked)
 
-    def _first_heartbeat_at(self, tracked: Tracked) -> float:
-        """A fresh notification's hook timer just started; anything else may be nearly out.
+    def _reject(self, tracked: Tracked, claim: Claim, reason: str) -> None:
+        """AWS does not know this claim: dead-letter its messages; the next claim (if any) is served."""
+        for message in claim.messages:
+            self.ctx.reject(message, claim.action, reason)
+        tracked.reject(claim)
+        self._timers.heartbeat_at.pop(id(tracked), None)  # the next claim is heartbeaten at once
 
-        A redelivered message (its consumer died or released it) or an action found by
-        reconciliation has had its timer running for an unknown while: heartbeat at once.
+    # --- checks with Auto Scaling before anything is queued ---------------------
+
+    def _check_states(self) -> None:
+        """Reject actions whose instance is not in their group, waiting for this transition.
+
+        One DescribeAutoScalingInstances call per 50 instances, before any heartbeat: a flood
+        of forged messages costs a call, not a heartbeat each.
         """
-        messages = tracked.take_messages()
-        if not messages or any(m.receive_count > 1 for m in messages):
-            return tracked.received_at
-        return tracked.received_at + self._heartbeat_interval_s(tracked)
+        if self.plan.checked:
+            return
+        live = self._live()
+        seen = self.ctx.autoscaling.describe_instances([t.action.instance_id for t in live])
+        for tracked in live:
+            reason = mismatch(tracked.action, seen.get(tracked.action.instance_id))
+            if reason is not None:
+                for claim in list(tracked.claims):
+                    self._reject(tracked, claim, reason)
+        self.plan.checked = True
+
+    def _judge(self, tracked: Tracked, claim: Claim) -> None:
+        """Let AWS say whether a token is real: a heartbeat with a forged one is a ValidationError."""
+        try:
+            self.ctx.autoscaling.heartbeat(claim.action)
+            claim.confirmed = True
+            self.ctx.metrics.heartbeats.inc()
+        except ActionGone:
+            self._reject(tracked, claim, TOKEN_REJECTED)
+
+    def _confirmed(self) -> bool:
+        """Every action about to get a build is known to AWS (a heartbeat for its claim answered)."""
+        return self.plan.checked and all(t.served().confirmed for t in self._live())
+
+    # --- housekeeping -------------------------------------------------------------
 
     def housekeeping(self, now: float) -> None:
         for tracked in self._live():
             key = id(tracked)
-            due = self._timers.heartbeat_at.get(key)
-            if due is None:
-                due = self._timers.heartbeat_at[key] = self._first_heartbeat_at(tracked)
-            if now >= due:
+            for claim in tracked.unjudged():
                 try:
-                    self.ctx.autoscaling.heartbeat(tracked.action)
-                    self._timers.heartbeat_failures[key] = 0
-                    self._timers.heartbeat_at[key] = now + self._heartbeat_interval_s(tracked)
-                    self.ctx.metrics.heartbeats.inc()
-                except ActionGone as exc:
-                    self._action_gone(tracked, str(exc))
-                except (Throttled, AutoScalingError) as exc:
-                    failures = self._timers.heartbeat_failures.get(key, 0) + 1
-                    self._timers.heartbeat_failures[key] = failures
-                    self._timers.heartbeat_at[key] = now + backoff_s(failures)
+                    self._judge(tracked, claim)
+                except (Throttled, AutoScalingError) as exc:  # judged on a later round
                     self.ctx.metrics.heartbeat_errors.labels(type(exc).__name__).inc()
-                    log.warning("event=heartbeat_failed action=%s attempt=%d error=%r",
-                                tracked.action.reference(), failures, str(exc))
+            # Not yet confirmed: at once, before any build (and the hook timer of a
+            # redelivered or reconciled action has run for an unknown while).
+            due = self._timers.heartbeat_at.get(key, now)
+            if now < due or tracked.rejected:
+                continue
+            claim = tracked.served()
+            try:
+                self.ctx.autoscaling.heartbeat(claim.action)
+                claim.confirmed = True
+                self._timers.heartbeat_failures[key] = 0
+                self._timers.heartbeat_at[key] = now + self._heartbeat_interval_s(tracked)
+                self.ctx.metrics.heartbeats.inc()
+            except ActionGone as exc:
+                if claim.confirmed or claim.action.token is None:
+                    self._action_gone(tracked, str(exc))
+                else:
+                    self._reject(tracked, claim, TOKEN_REJECTED)
+            except (Throttled, AutoScalingError) as exc:
+                failures = self._timers.heartbeat_failures.get(key, 0) + 1
+                self._timers.heartbeat_failures[key] = failures
+                self._timers.heartbeat_at[key] = now + backoff_s(failures)
+                self.ctx.metrics.heartbeat_errors.labels(type(exc).__name__).inc()
+                log.warning("event=heartbeat_failed action=%s attempt=%d error=%r",
+                            tracked.action.reference(), failures, str(exc))
         self._renew_visibility(now)
 
     def _renew_visibility(self, now: float) -> None:
@@ -156,7 +198,7 @@ class Deployment:
             self.queue_id, self.build_number = self.plan.adopt.queue_id, self.plan.adopt.build_number
             return
         actions = [t.action for t in self._live()]
-        existing = self.ctx.jobs.find(self.plan.job, actions)
+        existing = self.ctx.jobs.find(self.plan.job, self.plan.site, actions)
         if existing:
             self.ctx.split(self, existing)  # adopts what they cover; we keep the rest
             return
@@ -176,7 +218,7 @@ class Deployment:
         """
         mine = self.queue_id
         try:
-            rivals = [f for f in self.ctx.jobs.find(self.plan.job, actions)
+            rivals = [f for f in self.ctx.jobs.find(self.plan.job, self.plan.site, actions)
                       if f.queue_id != mine and (f.queue_id is None or f.queue_id < mine)]
             if not rivals:
                 return
@@ -213,6 +255,11 @@ class Deployment:
         last_answer = clock()
         while True:
             now = clock()
+            try:
+                self._check_states()
+            except (Throttled, AutoScalingError) as exc:  # checked on the next round
+                self.ctx.metrics.aws_errors.labels("DescribeAutoScalingInstances").inc()
+                log.warning("event=state_check_failed site=%s error=%r", self.plan.site, str(exc))
             self.housekeeping(now)
             if not self._live():
                 if self.queue_id is not None and self.build_number is None:
@@ -220,11 +267,23 @@ class Deployment:
                 return GONE
             if self.ctx.release.is_set():
                 return RELEASED
+            queued = self.queue_id is not None or self.build_number is not None or self.plan.adopt is not None
+            if not queued and not self._confirmed():
+                last_answer = clock()  # Jenkins is not asked yet: its deadline has not started
+                self.ctx.release.wait(cfg.poll_interval_s)
+                continue
             try:
                 result = self._poll()
                 last_answer = clock()
                 if result is not None:
                     return result
+            except JobMissing as exc:
+                self.ctx.metrics.jenkins_errors.inc()
+                self.ctx.job_missing.inc()
+                log.error("event=jenkins_job_missing site=%s job=%s error=%r fix=%r", self.plan.site,
+                          self.plan.job, str(exc), "create the job or fix lifecycle.jenkins.job (see doctor)")
+                if clock() - last_answer > cfg.jenkins_deadline_s:
+                    return "UNREACHABLE"
             except JenkinsUnavailable as exc:
                 self.ctx.metrics.jenkins_errors.inc()
                 log.warning("event=jenkins_unavailable site=%s error=%r", self.plan.site, str(exc))
@@ -250,16 +309,21 @@ class Deployment:
         deadline = self.ctx.clock() + COMPLETE_DEADLINE_S
         attempt = 0
         while True:
+            claim = tracked.served()
             try:
-                self.ctx.autoscaling.complete(tracked.action, result)
+                self.ctx.autoscaling.complete(claim.action, result)
                 self.ctx.metrics.completed.labels(result).inc()
                 self.ctx.metrics.observe_latency(tracked)
                 log.info("event=action_completed action=%s result=%s build=%s",
                          tracked.action.reference(), result, self.build_number)
                 return True
             except ActionGone as exc:
-                self._action_gone(tracked, str(exc))
-                return True
+                if claim.confirmed or claim.action.token is None:
+                    self._action_gone(tracked, str(exc))
+                    return True
+                self._reject(tracked, claim, TOKEN_REJECTED)  # a claim that arrived during the build
+                if tracked.rejected:
+                    return False
             except (Throttled, AutoScalingError) as exc:
                 attempt += 1
                 self.ctx.metrics.aws_errors.labels("CompleteLifecycleAction").inc()
@@ -271,7 +335,8 @@ class Deployment:
                 threading.Event().wait(backoff_s(attempt))
 
     def _delete_messages(self, tracked: Tracked) -> None:
-        for message in tracked.take_messages():
+        """The served claim's messages: its action is finished."""
+        for message in tracked.messages:
             try:
                 self.ctx.queue.delete(message)
                 tracked.drop(message)
@@ -280,15 +345,25 @@ class Deployment:
                 self.ctx.metrics.aws_errors.labels("DeleteMessage").inc()
                 log.warning("event=delete_failed message=%s error=%r", message.message_id, str(exc))
 
+    def _release_messages(self, messages) -> None:
+        for message in messages:
+            try:
+                self.ctx.queue.set_visibility(message, 0)
+            except QueueError as exc:
+                log.warning("event=release_failed message=%s error=%r", message.message_id, str(exc))
+
     def _release(self) -> None:
         for tracked in self._live():
-            for message in tracked.take_messages():
-                try:
-                    self.ctx.queue.set_visibility(message, 0)
-                except QueueError as exc:
-                    log.warning("event=release_failed message=%s error=%r", message.message_id, str(exc))
+            self._release_messages(tracked.take_messages())
         log.info("event=actions_released site=%s actions=%d build=%s",
                  self.plan.site, len(self._live()), self.build_number)
+
+    def _release_other_claims(self) -> None:
+        """Claims neither served nor refused (unjudged, or a second live action of the instance)
+        go back to the queue, to be judged on their own."""
+        for tracked in self.plan.tracked:
+            if not tracked.rejected:
+                self._release_messages([m for c in tracked.others() for m in c.messages])
 
     def run(self) -> None:
         outcome = RELEASED
@@ -307,6 +382,8 @@ class Deployment:
                         self._delete_messages(tracked)
                 log.info("event=deployment_done site=%s build=%s outcome=%s result=%s",
                          self.plan.site, self.build_number, outcome, result)
+            if outcome != RELEASED:
+                self._release_other_claims()
             for tracked in self.plan.tracked:
                 self.ctx.finished(tracked, completed=id(tracked) in completed or tracked.gone)
 

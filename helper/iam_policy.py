@@ -21,9 +21,9 @@ HELPER, CONSUMER, HOOK_ROLE, SETUP = "helper", "consumer", "hook-role", "setup"
 DEFAULT_PRINCIPALS = (HELPER, CONSUMER, HOOK_ROLE)
 PRINCIPALS = DEFAULT_PRINCIPALS + (SETUP,)
 # Resource kinds a call can be scoped to; "*" where the action has no resource-level permissions.
-ANY, QUEUE, QUEUES, GROUP, ROLE, SITE_ROLE = "*", "queue", "queues", "group", "role", "site-role"
+ANY, QUEUE, QUEUES, DLQ, GROUP, ROLE, SITE_ROLE = "*", "queue", "queues", "dlq", "group", "role", "site-role"
 STATEMENT_IDS = {ANY: "AnyResource", QUEUE: "HookQueue", QUEUES: "HookQueueAndDeadLetterQueue",
-                 GROUP: "ConfiguredGroups", ROLE: "HookRole", SITE_ROLE: "SiteRoles"}
+                 DLQ: "DeadLetterQueue", GROUP: "ConfiguredGroups", ROLE: "HookRole", SITE_ROLE: "SiteRoles"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,9 @@ CALLS = (
     Call("autoscaling", "RecordLifecycleActionHeartbeat", "autoscaling:RecordLifecycleActionHeartbeat",
          (CONSUMER,), GROUP),
     Call("autoscaling", "DescribeLifecycleHooks", "autoscaling:DescribeLifecycleHooks", (CONSUMER, SETUP)),
+    # Checking messages before a build, and moving those that do not check out (helper/deploy.py).
+    Call("autoscaling", "DescribeAutoScalingInstances", "autoscaling:DescribeAutoScalingInstances", (CONSUMER,)),
+    Call("sqs", "SendMessage", "sqs:SendMessage", (CONSUMER,), DLQ),
     # Auto Scaling itself, with the hook role (AutoScalingNotificationAccessRole's actions).
     Call("sqs", "SendMessage", "sqs:SendMessage", (HOOK_ROLE,), QUEUE),
     Call("sqs", "GetQueueUrl", "sqs:GetQueueUrl", (HOOK_ROLE,), QUEUE),
@@ -66,6 +69,10 @@ CALLS = (
     Call("sqs", "CreateQueue", "sqs:CreateQueue", (SETUP,), QUEUES),
     Call("sqs", "SetQueueAttributes", "sqs:SetQueueAttributes", (SETUP,), QUEUES),
     Call("sqs", "DeleteQueue", "sqs:DeleteQueue", (SETUP,), QUEUES),
+    # install changes and remove deletes only queues and a role carrying its managed-by tag.
+    Call("sqs", "ListQueueTags", "sqs:ListQueueTags", (SETUP,), QUEUES),
+    Call("sqs", "TagQueue", "sqs:TagQueue", (SETUP,), QUEUES),  # not an API call: CreateQueue's tags
+    Call("iam", "TagRole", "iam:TagRole", (SETUP,), ROLE),  # not an API call: CreateRole's Tags
     Call("iam", "GetRole", "iam:GetRole", (SETUP,), ROLE),
     Call("iam", "CreateRole", "iam:CreateRole", (SETUP,), ROLE),
     Call("iam", "DeleteRole", "iam:DeleteRole", (SETUP,), ROLE),
@@ -86,14 +93,15 @@ def resources(config: Config | None) -> dict[str, list[str]]:
     lc = config.lifecycle if config else None
     site_roles = sorted({s.role_arn for s in config.sites if s.role_arn}) if config else ["*"]
     if lc is None:
-        return {ANY: ["*"], QUEUE: ["*"], QUEUES: ["*"], GROUP: ["*"], ROLE: ["*"], SITE_ROLE: site_roles}
+        return {ANY: ["*"], QUEUE: ["*"], QUEUES: ["*"], DLQ: ["*"], GROUP: ["*"], ROLE: ["*"],
+                SITE_ROLE: site_roles}
     parts = urlparse(lc.queue_url).path.strip("/").split("/")
     account = parts[0] if parts and parts[0].isdigit() else "*"
     name = queue_name(lc.queue_url)
     queue = f"arn:aws:sqs:{lc.region}:{account}:{name}"
     role = lc.hook_role_name or f"{name}-hook"[:64]
     return {
-        ANY: ["*"], QUEUE: [queue], QUEUES: [queue, f"{queue}-dlq"],
+        ANY: ["*"], QUEUE: [queue], QUEUES: [queue, f"{queue}-dlq"], DLQ: [f"{queue}-dlq"],
         GROUP: [f"arn:aws:autoscaling:{lc.region}:{account}:autoScalingGroup:*:autoScalingGroupName/{g}"
                 for g in sorted(lc.groups)],
         ROLE: [f"arn:aws:iam::{account}:role/{role}"],

@@ -26,26 +26,89 @@ def identity(action: LifecycleAction) -> tuple[str, str, str]:
 
 
 @dataclass
-class Tracked:
-    action: LifecycleAction
-    received_at: float  # monotonic seconds, when the first message or discovery arrived
-    messages: list[Message] = field(default_factory=list)
-    gone: bool = False
+class Claim:
+    """One token's claim to be an instance's action, with the messages that carry it.
 
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
+    A copy of a notification with another token claims the same instance: only AWS can say
+    which token is real (a heartbeat with a forged one is a ValidationError), so every
+    claim is confirmed by AWS before it is served, and a refused one is dead-lettered.
+    """
+
+    action: LifecycleAction
+    messages: list[Message] = field(default_factory=list)
+    confirmed: bool = False  # AWS accepted a heartbeat for it
+    rejected: bool = False  # AWS refused it; its messages went to the dead-letter queue
+
+    def rank(self) -> tuple[bool, bool]:
+        # Confirmed before unconfirmed; a token before none (it completes exactly this action).
+        return (not self.confirmed, self.action.token is None)
+
+
+class Tracked:
+    """One instance's action for one transition, and every claim made for it."""
+
+    def __init__(self, action: LifecycleAction, received_at: float, messages: list[Message] | None = None) -> None:
+        self.claims = [Claim(action, list(messages or []))]
+        self.received_at = received_at  # monotonic seconds, when the first message or discovery arrived
+        self.gone = False  # AWS ended the action without us
+        self.rejected = False  # no claim checked out with AWS: nothing to deploy
+        self._lock = threading.RLock()
+
+    def served(self) -> Claim:
+        """The claim heartbeats and completion use: the best one not rejected (by arrival on ties)."""
+        with self._lock:
+            live = [c for c in self.claims if not c.rejected] or self.claims
+            return min(live, key=Claim.rank)
+
+    @property
+    def action(self) -> LifecycleAction:
+        return self.served().action
+
+    @property
+    def messages(self) -> list[Message]:
+        return list(self.served().messages)
+
+    def claim(self, action: LifecycleAction, message: Message | None) -> None:
+        with self._lock:
+            same = next((c for c in self.claims if c.action.token == action.token and not c.rejected), None)
+            if same is None:
+                same = Claim(action)
+                self.claims.append(same)
+            if message is not None:
+                same.messages.append(message)
+
+    def unjudged(self) -> list[Claim]:
+        """Claims with a token that AWS has not answered for yet, besides the served one."""
+        with self._lock:
+            served = self.served()
+            return [c for c in self.claims if c is not served and c.action.token
+                    and not c.confirmed and not c.rejected]
+
+    def others(self) -> list[Claim]:
+        """Live claims besides the served one (their messages are released, not deleted, at the end)."""
+        with self._lock:
+            served = self.served()
+            return [c for c in self.claims if c is not served and not c.rejected]
+
+    def reject(self, claim: Claim) -> None:
+        with self._lock:
+            claim.rejected, claim.messages = True, []
+            if all(c.rejected for c in self.claims):
+                self.rejected = True
 
     def attach(self, message: Message) -> None:
         with self._lock:
-            self.messages.append(message)
+            self.served().messages.append(message)
 
     def take_messages(self) -> list[Message]:
+        """Every message of a live claim: all must stay invisible while this action is worked on."""
         with self._lock:
-            return list(self.messages)
+            return [m for c in self.claims if not c.rejected for m in c.messages]
 
     def drop(self, message: Message) -> None:
         with self._lock:
-            self.messages = [m for m in self.messages if m.receipt_handle != message.receipt_handle]
+            for c in self.claims:
+                c.messages = [m for m in c.messages if m.receipt_handle != message.receipt_handle]
 
 
 class InFlight:
@@ -63,11 +126,9 @@ class InFlight:
                 return "done", None
             tracked = self._tracked.get(key)
             if tracked is not None:
-                if message is not None:
-                    tracked.attach(message)
-                # A reconciled action learns its token when the notification arrives.
-                if tracked.action.token is None and action.token is not None:
-                    tracked.action = action
+                # A copy joins its claim; another token (or a reconciled action's first one)
+                # is a claim of its own, until AWS says which is real.
+                tracked.claim(action, message)
                 return "duplicate", tracked
             tracked = Tracked(action, self._clock(), [message] if message else [])
             self._tracked[key] = tracked

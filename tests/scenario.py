@@ -20,13 +20,15 @@ from helper.jenkins_jobs import BUILD_PARAMETERS
 from helper.sandbox import fleet, lifecycle
 from helper.sandbox.jenkins import JenkinsEmulator
 from helper.settings import ConsumerSettings
-from tests.polling import wait_for  # noqa: F401 (re-exported for the scenario tests)
+from tests.polling import wait_for
 
 REGION = "us-east-1"
 GROUP = "web-asg"
 SITE = "web"
 JOB = "deploy"
 JENKINS_USER, JENKINS_TOKEN = "deployer", "s3cret-token"
+# Someone else with Build rights on the same job: their builds are never the consumer's.
+OTHER_USER, OTHER_TOKEN = "operator", "0ther-token"
 
 # The deploy job: resolve the revision when the build starts (REVISION empty = what the
 # site runs now), "install" it on each instance, record it for full deploys. A file
@@ -38,6 +40,8 @@ state = pathlib.Path(sys.argv[1])
 delay = state / "delay_s"
 if delay.exists():
     time.sleep(float(delay.read_text()))
+if os.environ.get("DRY_RUN") == "true":
+    print("dry run: nothing deployed"); sys.exit(0)
 site, revision = os.environ["SITE"], os.environ.get("REVISION", "")
 record = state / "revisions" / site
 if not revision:
@@ -61,9 +65,10 @@ print(f"deployed {revision} to {len(ids)} instance(s)")
 class Scenario:
     def __init__(self, aws_url: str, tmp: Path, heartbeat_timeout_s: int = 30,
                  max_receive_count: int = 5, quiet_period_s: float = 0.0, site: dict | None = None,
-                 **lifecycle_overrides) -> None:
+                 group: str = GROUP, job_name: str = JOB, **lifecycle_overrides) -> None:
         self.url = aws_url
         self.tmp = tmp
+        self.group_name = group
         for sub in ("hosts", "revisions", "fail"):
             (tmp / sub).mkdir(parents=True, exist_ok=True)
         (tmp / "revisions" / SITE).write_text("v1")
@@ -75,31 +80,41 @@ class Scenario:
             LoadBalancerName="web-elb", AvailabilityZones=[f"{REGION}a"],
             Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 8080}])
         _, self.tg_arn = fleet.alb_site(aws_url, REGION, "web-alb", 0)
-        fleet.auto_scaling_site(aws_url, REGION, GROUP, 2, load_balancers=("web-elb",),
+        fleet.auto_scaling_site(aws_url, REGION, group, 2, load_balancers=("web-elb",),
                                 target_groups=(self.tg_arn,))
         self.queue_url, queue_arn, self.dlq_url = fleet.lifecycle_queue(aws_url, REGION, "hooks")
         if max_receive_count != fleet.MAX_RECEIVE_COUNT:
             dlq_arn = self.sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])
             self.sqs.set_queue_attributes(QueueUrl=self.queue_url, Attributes={"RedrivePolicy": json.dumps({
                 "deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"], "maxReceiveCount": str(max_receive_count)})})
-        fleet.launch_hook(aws_url, REGION, GROUP, queue_arn, heartbeat_timeout_s=heartbeat_timeout_s)
+        fleet.launch_hook(aws_url, REGION, group, queue_arn, heartbeat_timeout_s=heartbeat_timeout_s)
         for i in self.instances():  # the first two run v1 already
             (tmp / "hosts" / f"{i}.revision").write_text("v1")
-        self.jenkins = JenkinsEmulator(users={}, api_tokens={JENKINS_USER: JENKINS_TOKEN},
+        self.jenkins = JenkinsEmulator(users={}, api_tokens={JENKINS_USER: JENKINS_TOKEN, OTHER_USER: OTHER_TOKEN},
                                        quiet_period_s=quiet_period_s, executors=4)
         self.jenkins.start()
         script = tmp / "deploy.py"
         script.write_text(DEPLOY_SCRIPT)
-        self.jenkins.add_job(JOB, [{"name": p, "default": ""} for p in BUILD_PARAMETERS],
-                             command=f"{sys.executable} {script} {tmp}", concurrent=False)
-        self.config_path = self._write_config(site or {"asg": GROUP}, lifecycle_overrides)
+        self.deploy_command = f"{sys.executable} {script} {tmp}"
+        self.add_deploy_job(JOB)
+        self._site, self._overrides, self._job_name = site or {"asg": group}, lifecycle_overrides, job_name
+        self.config_path = self._write_config(self.jenkins.url)
         self._threads: list[tuple[threading.Thread, threading.Event, Consumer]] = []
 
-    def _write_config(self, site: dict, overrides: dict) -> Path:
+    def add_deploy_job(self, name: str) -> None:
+        self.jenkins.add_job(name, [{"name": p, "default": ""} for p in BUILD_PARAMETERS],
+                             command=self.deploy_command, concurrent=False)
+
+    def set_jenkins_url(self, url: str) -> None:
+        """The consumer reaches Jenkins by `url` from now on (written to its config)."""
+        self._write_config(url)
+
+    def _write_config(self, jenkins_url: str) -> Path:
+        site, overrides = self._site, self._overrides
         section = {
             "queue_url": self.queue_url, "region": REGION,
-            "jenkins": {"url": self.jenkins.url, "job": JOB, "timeout_s": 5},
-            "groups": {GROUP: SITE},
+            "jenkins": {"url": jenkins_url, "job": self._job_name, "timeout_s": 5},
+            "groups": {self.group_name: SITE},
             "batch_window_s": 0.3, "poll_interval_s": 0.05, "heartbeat_interval_s": 0.2,
             "receive_wait_s": 1, "visibility_timeout_s": 30, "reconcile_interval_s": 3600,
             "grace_period_s": 0.5, "jenkins_deadline_s": 30,
@@ -151,7 +166,7 @@ class Scenario:
     # --- the world --------------------------------------------------------------------------
 
     def group(self) -> dict:
-        return self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]
+        return self.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[self.group_name])["AutoScalingGroups"][0]
 
     def instances(self, state: str | None = None) -> list[str]:
         return sorted(i["InstanceId"] for i in self.group()["Instances"]
@@ -159,7 +174,7 @@ class Scenario:
 
     def scale_to(self, count: int) -> list[str]:
         before = set(self.instances())
-        self.asg.set_desired_capacity(AutoScalingGroupName=GROUP, DesiredCapacity=count)
+        self.asg.set_desired_capacity(AutoScalingGroupName=self.group_name, DesiredCapacity=count)
         return sorted(set(self.instances()) - before)
 
     def in_elb(self) -> set[str]:
@@ -185,6 +200,30 @@ class Scenario:
             QueueUrl=url or self.queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
         return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def take_notice(self, instance_id: str) -> tuple[dict, str]:
+        """The launch notification of `instance_id` (body, receipt handle), hidden until release()."""
+        def receive():
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
+                                                VisibilityTimeout=60).get("Messages", [])
+            mine = [m for m in messages if instance_id in m["Body"]]
+            for other in messages:  # the test notification and others stay for the consumer
+                if other not in mine:
+                    self.release(other["ReceiptHandle"])
+            return mine
+
+        (notice,) = wait_for(receive, what=f"the launch notification of {instance_id}")
+        return json.loads(notice["Body"]), notice["ReceiptHandle"]
+
+    def release(self, receipt_handle: str) -> None:
+        self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle,
+                                           VisibilityTimeout=0)
+
+    def dead_letters(self) -> list[dict]:
+        """Bodies in the dead-letter queue (left there: received with a short visibility)."""
+        messages = self.sqs.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=10,
+                                            VisibilityTimeout=0).get("Messages", [])
+        return [json.loads(m["Body"]) for m in messages]
 
     def all_in_service(self, ids) -> bool:
         states = {i["InstanceId"]: i["LifecycleState"] for i in self.group()["Instances"]}

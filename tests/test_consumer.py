@@ -276,12 +276,15 @@ def test_warm_pool_entry_continues_without_a_deploy(world):
     # moto has no warm pools: hand the consumer the notification AWS sends when an
     # instance enters one, for an instance that really waits in Pending:Wait.
     (new,) = world.scale_to(3)
+    token = None
     while messages := world.sqs.receive_message(QueueUrl=world.queue_url, MaxNumberOfMessages=10).get("Messages"):
         for message in messages:  # the test and launch notifications: replaced by the one below
+            token = json.loads(message["Body"]).get("LifecycleActionToken") or token
             world.sqs.delete_message(QueueUrl=world.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    # The action's own token: a made-up one is a forged message, dead-lettered (tests/test_consumer_trust.py).
     body = {"Origin": "EC2", "Destination": "WarmPool", "LifecycleHookName": "deploy-on-launch",
             "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING", "AutoScalingGroupName": GROUP,
-            "EC2InstanceId": new, "LifecycleActionToken": "0b1e6a2c-0000-4000-8000-00000000beef"}
+            "EC2InstanceId": new, "LifecycleActionToken": token}
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(body))
     consumer, _ = world.start_consumer()
     wait_for(lambda: consumer.metrics.completed.labels("CONTINUE")._value.get()
@@ -301,7 +304,7 @@ def test_a_build_that_finished_before_a_crash_is_adopted_not_repeated(world):
     token = json.loads(notice["Body"])["LifecycleActionToken"]
     client = jenkins.Jenkins(world.jenkins.url, "deployer", "s3cret-token", timeout=10)
     client.build_job("deploy", {"SITE": "web", "INSTANCE_IDS": new, "LIFECYCLE_ACTIONS": f"{GROUP}:{new}:{token}",
-                                "SKIP_TESTS": "true"})
+                                "REVISION": "", "DRY_RUN": "false", "SKIP_TESTS": "true"})
     wait_for(lambda: world.builds() and world.builds()[0].result == "SUCCESS", what="the dead consumer's build")
     world.sqs.change_message_visibility(QueueUrl=world.queue_url, ReceiptHandle=notice["ReceiptHandle"],
                                         VisibilityTimeout=0)

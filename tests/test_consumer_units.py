@@ -14,8 +14,9 @@ from helper.config import parse as parse_config
 from helper.deploy import BACKOFF_BASE_S, BACKOFF_MAX_S, backoff_s
 from helper.errors import ConfigError
 from helper.inflight import RECENTLY_DONE_MAX, InFlight
-from helper.jenkins_jobs import ACTIONS_PARAM, covers, read_credentials, refs_of
-from helper.queue import Message
+from helper.autoscaling import Seen, mismatch
+from helper.jenkins_jobs import ACTIONS_PARAM, Found, covers, job_of_url, not_ours, read_credentials, refs_of, serves
+from helper.queue import Message, dead_letter_url
 from helper.yamlfile import load_text
 
 GROUP, INSTANCE = "web-asg", "i-0123456789abcdef0"
@@ -90,14 +91,20 @@ def test_drain_hands_over_full_and_open_batches_and_empties_the_batcher():
 @pytest.mark.parametrize("ref, act, expected", [
     pytest.param(f"{GROUP}:{INSTANCE}:tok-a", action("tok-a"), True, id="token match"),
     pytest.param(f"{GROUP}:{INSTANCE}:tok-b", action("tok-a"), False, id="token mismatch: an older action"),
-    pytest.param(f"{GROUP}:{INSTANCE}:-", action("tok-a"), True, id="tokenless ref matches by instance"),
-    pytest.param(f"{GROUP}:{INSTANCE}:", action("tok-a"), True, id="empty token matches by instance"),
-    pytest.param(f"{GROUP}:{INSTANCE}", action("tok-a"), True, id="no token part matches by instance"),
-    pytest.param(f"{GROUP}:{INSTANCE}:tok-x", action(None), True, id="reconciled action matches any ref"),
+    pytest.param(f"{GROUP}:{INSTANCE}:-", action("tok-a"), False, id="the - wildcard never matches a real token"),
+    pytest.param(f"{GROUP}:{INSTANCE}:", action("tok-a"), False, id="empty token matches no token"),
+    pytest.param(f"{GROUP}:{INSTANCE}", action("tok-a"), False, id="no token part is not a reference"),
+    pytest.param(f"{GROUP}:{INSTANCE}:tok-x", action(None), False, id="reconciled action: not a tokened ref"),
     pytest.param(f"{GROUP}:{INSTANCE}:-", action(None), True, id="reconciled meets reconciled"),
     pytest.param(f"api-asg:{INSTANCE}:tok-a", action("tok-a"), False, id="other group"),
     pytest.param(f"api-asg:{INSTANCE}:-", action(None), False, id="other group, reconciled"),
     pytest.param(f"{GROUP}:i-0fffffffffffffff0:tok-a", action("tok-a"), False, id="other instance"),
+    pytest.param(f"web%20asg%3Ablue:{INSTANCE}:tok-a", action("tok-a", group="web asg:blue"), True,
+                 id="percent-encoded group"),
+    pytest.param(f"prod:blue:{INSTANCE}:tok-a", action("tok-a", group="prod:blue"), True,
+                 id="today's unencoded form with a colon in the group"),
+    pytest.param(f"prod:blue:{INSTANCE}:tok-a", action("tok-a", group="blue"), False,
+                 id="a group's name is never the tail of another's"),
     pytest.param("", action("tok-a"), False, id="empty ref"),
     pytest.param("garbage", action(None), False, id="not a ref"),
 ])
@@ -136,9 +143,16 @@ def test_every_action_finds_its_own_reference_through_jenkins(act):
     assert [r for r in refs if covers(r, act)] == [act.reference()]
 
 
-# AWS group names are ASCII 33-126 without a colon, so neither of the reference's separators
-# (":" inside a reference, whitespace between them) can occur in one.
-AWS_NAME_CHARACTERS = "".join(chr(c) for c in range(33, 127) if chr(c) != ":")
+# AWS group names (botocore's XmlStringMaxLen255) take any printable character, space and colon
+# included, which are the reference's own separators; and beyond ASCII, where Python's split()
+# also splits on the Unicode line and paragraph separators.
+AWS_NAME_CHARACTERS = "".join(chr(c) for c in range(32, 127)) + "é木\u00a0\u2028\u3000"
+
+
+@pytest.mark.parametrize("group", ["web asg:blue", "a:b:c", "50%", "a%20b", " lead", "木 : %3A"])
+def test_a_group_with_separators_in_its_name_finds_its_own_reference_through_jenkins(group):
+    act = action("917070d0-a303-474b-a36c-a5e38a19de5e", group=group)
+    assert [r for r in through_jenkins(act, action(None)) if covers(r, act)] == [act.reference()]
 
 
 def test_any_aws_group_name_finds_its_own_reference_through_jenkins():
@@ -147,6 +161,42 @@ def test_any_aws_group_name_finds_its_own_reference_through_jenkins():
         group = "".join(rng.choice(AWS_NAME_CHARACTERS) for _ in range(rng.randint(1, 255)))
         act = action("917070d0-a303-474b-a36c-a5e38a19de5e", group=group)
         assert [r for r in through_jenkins(act, action(None)) if covers(r, act)] == [act.reference()], group
+
+
+# --- which of the builds that name an action is the consumer's own ---------------------------------------
+
+def found(user: str | None = "deployer", **changes) -> Found:
+    params = {"SITE": "web", "INSTANCE_IDS": f"i-0aaaaaaaaaaaaaaa0,{INSTANCE}", "REVISION": "",
+              ACTIONS_PARAM: f"{GROUP}:{INSTANCE}:tok-a", "DRY_RUN": "false", "SKIP_TESTS": "true", **changes}
+    return Found(queue_id=7, build_number=None, refs=refs_of([{"name": ACTIONS_PARAM, "value": params[ACTIONS_PARAM]}]),
+                 params=params, user=user)
+
+
+@pytest.mark.parametrize("build, reason", [
+    pytest.param(found(), None, id="exactly the consumer's build"),
+    pytest.param(found(DRY_RUN=False), None, id="a boolean DRY_RUN parameter, false"),
+    pytest.param(found(DRY_RUN="true"), "DRY_RUN is 'true'", id="dry run"),
+    pytest.param(found(DRY_RUN=True), "DRY_RUN is 'true'", id="dry run, boolean parameter"),
+    pytest.param(found(SITE="api"), "SITE is 'api'", id="another site"),
+    pytest.param(found(REVISION="v0"), "REVISION is 'v0'", id="a pinned revision"),
+    pytest.param(found(user="operator"), "queued by 'operator'", id="another user"),
+    pytest.param(found(user=None), "queued by None", id="no user cause: a timer or an upstream job"),
+])
+def test_only_a_build_the_consumer_would_have_queued_is_its_own(build, reason):
+    assert not_ours(build, "web", "deployer") == reason
+
+
+@pytest.mark.parametrize("build, act, expected", [
+    pytest.param(found(), action("tok-a"), True, id="named and deployed to"),
+    pytest.param(found(INSTANCE_IDS=""), action("tok-a"), False, id="empty INSTANCE_IDS: a full deploy"),
+    pytest.param(found(INSTANCE_IDS="i-0aaaaaaaaaaaaaaa0"), action("tok-a"), False, id="named, not deployed to"),
+    pytest.param(found(INSTANCE_IDS=f" {INSTANCE} "), action("tok-a"), False, id="ids are compared whole"),
+    pytest.param(found(), action("tok-b"), False, id="another action of the instance"),
+    pytest.param(found(**{ACTIONS_PARAM: f"{GROUP}:{INSTANCE}:-"}), action("tok-a"), False, id="wildcard"),
+    pytest.param(found(**{ACTIONS_PARAM: f"{GROUP}:{INSTANCE}:-"}), action(None), True, id="reconciled"),
+])
+def test_a_build_serves_an_action_it_names_and_deploys_to(build, act, expected):
+    assert serves(build, act) is expected
 
 
 # --- InFlight ---------------------------------------------------------------------------------------
@@ -402,3 +452,77 @@ def test_a_reconciled_action_reads_its_groups_hooks_once():
     assert client.describes == 1
     assert client.calls[-1] == ("complete", {"AutoScalingGroupName": "web-asg", "LifecycleHookName": "on-launch",
                                              "InstanceId": "i-0123456789abcdef0", "LifecycleActionResult": "CONTINUE"})
+
+
+# --- claims: another token for an action in flight waits for AWS's word ------------------------------
+
+def test_a_copy_with_another_token_is_a_claim_of_its_own_not_a_takeover():
+    inflight = InFlight(FakeClock())
+    _, tracked = inflight.admit(action("tok-a"), message(1))
+    status, same = inflight.admit(action("tok-forged"), message(2))
+    assert status == "duplicate" and same is tracked
+    assert tracked.action.token == "tok-a" and [m.message_id for m in tracked.messages] == ["m1"]
+    (other,) = tracked.unjudged()
+    assert other.action.token == "tok-forged"
+    assert {m.message_id for m in tracked.take_messages()} == {"m1", "m2"}  # both kept invisible
+
+
+def test_a_refused_claim_hands_the_action_to_the_next_and_a_confirmed_one_outranks_an_unchecked_one():
+    inflight = InFlight(FakeClock())
+    _, tracked = inflight.admit(action("tok-forged"), message(1))
+    inflight.admit(action("tok-a"), message(2))
+    forged, genuine = tracked.claims
+    assert tracked.served() is forged  # first come, while neither is checked
+    genuine.confirmed = True
+    assert tracked.served() is genuine
+    tracked.reject(forged)
+    assert forged.messages == [] and not tracked.rejected
+    tracked.reject(genuine)
+    assert tracked.rejected
+
+
+def test_a_confirmed_reconciled_action_stays_served_until_a_token_is_confirmed():
+    inflight = InFlight(FakeClock())
+    _, tracked = inflight.admit(action(None), None)
+    tracked.served().confirmed = True  # AWS answered a heartbeat by instance id
+    inflight.admit(action("tok-a"), message(1))
+    assert tracked.action.token is None and [c.action.token for c in tracked.unjudged()] == ["tok-a"]
+    tracked.claims[1].confirmed = True
+    assert tracked.action.token == "tok-a" and [m.message_id for m in tracked.messages] == ["m1"]
+
+
+# --- Auto Scaling's word on an action ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("seen, act, expected", [
+    pytest.param(Seen(GROUP, "Pending:Wait"), action(), None, id="launching, waiting"),
+    pytest.param(Seen(GROUP, "Warmed:Pending:Wait"), action(), None, id="launching into a warm pool"),
+    pytest.param(Seen(GROUP, "Terminating:Wait"), action(transition=TERMINATING), None, id="terminating, waiting"),
+    pytest.param(None, action(), "not_in_group", id="unknown to Auto Scaling"),
+    pytest.param(Seen("api-asg", "Pending:Wait"), action(), "not_in_group", id="in another group"),
+    pytest.param(Seen(GROUP, "InService"), action(), "not_waiting", id="stale: already in service"),
+    pytest.param(Seen(GROUP, "Terminating:Wait"), action(), "not_waiting", id="waiting for the other transition"),
+    pytest.param(Seen(GROUP, "Pending:Wait"), action(transition=TERMINATING), "not_waiting",
+                 id="terminating message for a launching instance"),
+])
+def test_only_an_instance_waiting_in_its_group_for_this_transition_checks_out(seen, act, expected):
+    assert mismatch(act, seen) == expected
+
+
+# --- small parsers --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, job", [
+    ("http://127.0.0.1:8080/job/deploy/", "deploy"),
+    ("https://ci.example.com/jenkins/job/deploy/", "deploy"),
+    ("http://localhost/job/apps/job/deploy/", "apps/deploy"),
+    ("http://localhost/ci/job/apps/job/web%20deploy", "apps/web deploy"),
+    ("http://localhost/", None),
+    ("", None),
+])
+def test_a_jobs_name_is_read_from_its_url_whatever_root_precedes_it(url, job):
+    assert job_of_url(url) == job
+
+
+def test_the_dead_letter_queue_url_is_the_source_queues_with_the_dlqs_name():
+    assert dead_letter_url("https://sqs.eu-west-1.amazonaws.com/111122223333/hooks",
+                           "arn:aws:sqs:eu-west-1:111122223333:hooks-dlq") == \
+        "https://sqs.eu-west-1.amazonaws.com/111122223333/hooks-dlq"

@@ -132,9 +132,15 @@ def test_setup_and_doctor_calls_are_in_the_setup_policy(aws, tmp_path, monkeypat
     run("install", settings, api)
     run("install", settings, api)
     diagnose(settings, api)
-    run("remove", settings, api)
+    run("remove", settings, api, force=True)  # the hooks' test notifications are still queued
     assert ("iam", "CreateRole") in recorder.calls and ("autoscaling", "DeleteLifecycleHook") in recorder.calls
     assert_allowed(iam_policy.SETUP, recorder.calls, settings.config)
+
+
+def test_setup_policy_lets_install_tag_what_it_creates():
+    """CreateQueue with tags and CreateRole with Tags are also authorised as TagQueue and TagRole."""
+    actions = {a for s in iam_policy.document(iam_policy.SETUP)["Statement"] for a in s["Action"]}
+    assert {"sqs:TagQueue", "iam:TagRole", "sqs:ListQueueTags", "iam:GetRole"} <= actions
 
 
 def test_hook_role_policy_is_what_install_gives_the_role():
@@ -173,4 +179,6 @@ def test_with_a_config_resources_are_scoped_to_its_queue_groups_and_roles(aws, t
     assert statements["HookQueue"]["Resource"] == "arn:aws:sqs:eu-west-1:111122223333:hooks"
     assert statements["ConfiguredGroups"]["Resource"] == (
         "arn:aws:autoscaling:eu-west-1:111122223333:autoScalingGroup:*:autoScalingGroupName/web-asg")
-    assert "sqs:SendMessage" not in json.dumps(statements)
+    assert "sqs:SendMessage" not in json.dumps(statements["HookQueue"])  # only to its dead-letter queue
+    assert statements["DeadLetterQueue"] == {"Sid": "DeadLetterQueue", "Effect": "Allow", "Action": ["sqs:SendMessage"],
+                                             "Resource": "arn:aws:sqs:eu-west-1:111122223333:hooks-dlq"}
