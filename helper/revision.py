@@ -31,10 +31,7 @@ def _path(revision_dir: str, site: str) -> str:
 
 def validate(revision: str) -> str:
     if not REVISION_RE.fullmatch(revision) or _PARENT in revision:
-        raise ConfigError(
-            f"revision {revision!r}: must be 1 to 200 of A-Z a-z 0-9 . _ / + -, start with a letter"
-            " or digit, and hold no '..'"
-        )
+        raise ConfigError(f"revision {revision!r} must match {REVISION_RE.pattern} and hold no {_PARENT!r}")
     return revision
 
 

@@ -153,6 +153,23 @@ def test_ssh_config_refuses_a_host_without_address():
         render_ssh_config([make_site("web", make_host(address=""))], KNOWN_HOSTS)
 
 
+@pytest.mark.parametrize("known_hosts, identity_file, keyword", [
+    ("deploy-out/known_hosts", None, "UserKnownHostsFile"),
+    ("./known_hosts", None, "UserKnownHostsFile"),
+    (KNOWN_HOSTS, "keys/deploy.pem", "IdentityFile"),
+])
+def test_ssh_config_refuses_relative_paths_ssh_would_resolve_against_its_own_directory(
+        known_hosts, identity_file, keyword):
+    """Issue 9 item 14: a relative path works only from the directory the file was written in."""
+    with pytest.raises(OutputError, match=f"cannot write {keyword} .*: it is relative"):
+        render_ssh_config([make_site("web", make_host(identity_file=identity_file))], known_hosts)
+
+
+def test_ssh_config_keeps_home_relative_paths_for_ssh_to_expand():
+    text = render_ssh_config([make_site("web", make_host(identity_file="~/.ssh/deploy"))], "~/.ssh/known_hosts")
+    assert "    IdentityFile ~/.ssh/deploy\n" in text and "    UserKnownHostsFile ~/.ssh/known_hosts\n" in text
+
+
 def test_ssh_config_of_empty_sites_is_only_the_header():
     text = render_ssh_config([make_site("web"), make_site("api")], KNOWN_HOSTS)
     assert "Host " not in text
