@@ -1,14 +1,33 @@
-"""`doctor`'s Jenkins checks: reachable, credentials accepted, each job takes every parameter
-the consumer sends. The token is used, never printed."""
+"""`doctor`'s Jenkins checks: reachable, credentials accepted, the URL is Jenkins's own, each
+job exists and takes every parameter the consumer sends. The token is used, never printed:
+not from the environment, and not from a `user:token@` in a URL or a library's error text."""
 
 from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
 
 import jenkins
 import requests
 
-from helper.doctor import FAIL, OK, Finding
+from helper.doctor import FAIL, OK, WARN, Finding
 from helper.jenkins_jobs import BUILD_PARAMETERS as CONSUMER_PARAMETERS
+
 PARAMETERS_PROPERTY = "hudson.model.ParametersDefinitionProperty"
+# `scheme://user:password@`: the userinfo part of any URL in a text.
+USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]*@")
+
+
+def redact(text: str) -> str:
+    """Drop the userinfo (`user:token@`) of every URL in a text."""
+    return USERINFO_RE.sub(r"\1", text)
+
+
+def same_root(configured: str, root: str) -> bool:
+    """Is the URL the consumer uses the one Jenkins calls itself (host case and final slash aside)?"""
+    a, b = urlsplit(configured), urlsplit(root)
+    return ((a.scheme.lower(), (a.hostname or "").lower(), a.port, a.path.rstrip("/"))
+            == (b.scheme.lower(), (b.hostname or "").lower(), b.port, b.path.rstrip("/")))
 
 
 class JenkinsRejected(Exception):
@@ -44,6 +63,10 @@ class JenkinsProbe:
     def whoami(self) -> str:
         return self._call(self._server.get_whoami).get("id", "?")
 
+    def root_url(self) -> str | None:
+        """Jenkins's own root URL (its "Jenkins URL" setting); None when it has none."""
+        return self._call(self._server.get_info, "", "?tree=url").get("url") or None
+
     def parameters(self, job: str) -> list[str] | None:
         """The job's parameter names; None when there is no such job."""
         if self._call(self._server.get_job_name, job) is None:
@@ -54,6 +77,18 @@ class JenkinsProbe:
 
 
 def check_jenkins(settings, probe_factory=None) -> list[Finding]:
+    return [Finding(f.level, redact(f.subject), redact(f.text), f.fix and redact(f.fix))
+            for f in _check_jenkins(settings, probe_factory)]
+
+
+def check_root_url(url: str, root: str | None) -> list[Finding]:
+    if root is None or same_root(url, root):
+        return []
+    return [Finding(WARN, "jenkins", f"{url} differs from Jenkins's own root URL {root}",
+                    f"set lifecycle.jenkins.url to {root} or correct the Jenkins URL in Manage Jenkins > System")]
+
+
+def _check_jenkins(settings, probe_factory=None) -> list[Finding]:
     lc = settings.config.lifecycle
     url = lc.jenkins.url
     if settings.jenkins_problem:
@@ -71,6 +106,10 @@ def check_jenkins(settings, probe_factory=None) -> list[Finding]:
         return [Finding(FAIL, "jenkins", f"{url} is not reachable: {exc}",
                         "check lifecycle.jenkins.url and that the consumer's host can reach it")]
     found = [Finding(OK, "jenkins", f"{url} accepts user {settings.jenkins_user}")]
+    try:
+        found += check_root_url(url, probe.root_url())
+    except (JenkinsRejected, JenkinsDown) as exc:
+        found.append(Finding(WARN, "jenkins", f"root URL cannot be read: {exc}"))
     routes = lc.groups.values()
     jobs = sorted({r.job for r in routes} | {r.terminate_job for r in routes if r.terminate_job})
     for job in jobs:

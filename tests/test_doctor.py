@@ -10,6 +10,7 @@ import pytest
 
 from helper.cli import main
 from helper.doctor import FAIL, OK, WARN, Finding, check_queue
+from helper.doctor_jenkins import redact, same_root
 from helper.hooks import Desired, Observed
 from helper.lifecycle_config import LifecycleConfig
 from helper.sandbox import fleet
@@ -118,6 +119,8 @@ def test_config_that_does_not_load_is_one_fail_line(aws, tmp_path, capsys):
 
 def test_doctor_after_hooks_install_on_an_empty_account_passes(world, aws, capsys):
     """install's result is what doctor checks for: the two agree."""
+    for url in (world.queue_url, world.dlq_url):  # the sandbox made them: adopt them as an operator would
+        world.sqs.tag_queue(QueueUrl=url, Tags={"managed-by": "aws-deploy-helper"})
     assert main(["hooks", "install", "-c", str(world.config_path)]) == 0
     capsys.readouterr()
     code, lines = doctor(world, capsys)
@@ -147,3 +150,57 @@ def test_queue_check_levels(queue, dlq, expected):
 def test_finding_line_shows_the_fix_only_when_something_is_wrong():
     assert Finding(OK, "queue hooks", "fine", "run: x").line() == "OK queue hooks fine"
     assert Finding(FAIL, "queue hooks", "broken", "run: x").line() == "FAIL queue hooks broken — run: x"
+
+
+# --- Jenkins: the URL the consumer uses, the job, and what gets printed (issue 9) ----------------------
+
+def test_jenkins_that_spells_its_root_url_differently_is_reported_with_a_fix(world, capsys):
+    world.jenkins.set_root_url(world.jenkins.url + "ci/")
+    reached_as = world.jenkins.url.replace("127.0.0.1", "localhost")
+    world.set_jenkins_url(reached_as)
+    code, lines = doctor(world, capsys)
+    (line,) = [line for line in lines if "root URL" in line]
+    assert line == (f"WARN jenkins {reached_as} differs from Jenkins's own root URL {world.jenkins.url}ci/ — "
+                    f"set lifecycle.jenkins.url to {world.jenkins.url}ci/ or correct the Jenkins URL in "
+                    "Manage Jenkins > System")
+    assert code == 0, "the consumer copes: a warning, not a failure"
+
+
+@pytest.mark.scenario(job_name="deploy-typo")
+def test_a_missing_jenkins_job_is_named(world, capsys):
+    code, lines = doctor(world, capsys)
+    assert code == 1
+    assert fails(lines) == ["FAIL jenkins job deploy-typo does not exist"
+                            " — create it (see the Jenkinsfile) or fix lifecycle.jenkins.job"]
+
+
+@pytest.mark.parametrize("jenkins_up", [True, False], ids=["jenkins up", "jenkins down"])
+def test_doctor_never_prints_the_user_and_token_of_a_jenkins_url(world, capsys, jenkins_up):
+    world.set_jenkins_url(world.jenkins.url.replace("http://", f"http://{JENKINS_USER}:{JENKINS_TOKEN}@"))
+    if not jenkins_up:
+        world.jenkins.down()
+    _, lines = doctor(world, capsys)
+    printed = "\n".join(lines)
+    assert JENKINS_TOKEN not in printed and f"{JENKINS_USER}:" not in printed and "@127.0.0.1" not in printed
+    assert any(line.split(" ")[1] == "jenkins" and "http://127.0.0.1:" in line for line in lines), printed
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("http://deployer:s3cret@ci:8080/ is not reachable", "http://ci:8080/ is not reachable"),
+    ("Error communicating with server[https://u:p@ci/jenkins/]", "Error communicating with server[https://ci/jenkins/]"),
+    ("two: http://a:b@x/ and http://c@y/", "two: http://x/ and http://y/"),
+    ("no url; an email: ops@example.com", "no url; an email: ops@example.com"),
+])
+def test_userinfo_is_dropped_from_every_url_in_a_text(text, expected):
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize("configured, root, same", [
+    ("http://ci:8080/", "http://ci:8080/", True),
+    ("http://CI:8080", "http://ci:8080/", True),
+    ("http://localhost:8080/", "http://127.0.0.1:8080/", False),
+    ("http://ci:8080/", "http://ci:8080/jenkins/", False),
+    ("http://ci/", "https://ci/", False),
+])
+def test_jenkins_root_url_comparison(configured, root, same):
+    assert same_root(configured, root) is same
