@@ -97,6 +97,9 @@ def _hooks_parser(sub) -> None:
         a.add_argument("-c", "--config", required=True, help="the YAML configuration file (with lifecycle:)")
         a.add_argument("--dry-run", action="store_true", help="print what would change, one line each; change nothing")
         a.add_argument("--endpoint-url", help="AWS endpoint for every service (default: $AWS_ENDPOINT_URL)")
+        if name == "remove":
+            a.add_argument("--force", action="store_true",
+                           help="delete the queue and dead-letter queue even when they hold messages")
     p.set_defaults(func=_run_hooks)
 
 
@@ -242,7 +245,7 @@ def _run_hooks(args) -> int:
 
     settings = SetupSettings.from_args(args)
     api = hooks_aws.SetupApi.from_settings(settings)
-    for line in hooks_aws.run(args.hooks_action, settings, api):
+    for line in hooks_aws.run(args.hooks_action, settings, api, force=getattr(args, "force", False)):
         print(line)
     return 0
 

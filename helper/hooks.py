@@ -4,6 +4,10 @@
 config into the queue, dead-letter queue, hook role and hooks it needs; `plan_install()` and
 `plan_remove()` compare that with an `Observed` snapshot and return a list of `Change`,
 without touching AWS. helper/hooks_aws.py observes and applies, behind one narrow seam.
+
+The names come from the config, so they may already belong to someone else: install tags
+the role and queues it creates (managed-by=aws-deploy-helper), changes only what carries the
+tag, and remove deletes only what carries it, and a queue holding messages only when forced.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ ROLE_POLICY_NAME = "aws-deploy-helper-hook-notify"
 POLICY_VERSION = "2012-10-17"
 # What AWS's managed AutoScalingNotificationAccessRole grants, scoped to our queue.
 HOOK_ROLE_ACTIONS = ("sns:Publish", "sqs:GetQueueUrl", "sqs:SendMessage")
+# Put on the role and queues install creates: the proof that they are ours to change or delete.
+MANAGED_TAG_KEY, MANAGED_TAG_VALUE = "managed-by", "aws-deploy-helper"
+# Messages in a queue, in every state SQS counts (a deleted queue takes them all with it).
+MESSAGE_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                  "ApproximateNumberOfMessagesDelayed")
 
 
 def global_timeout_s(heartbeat_timeout_s: int) -> int:
@@ -122,10 +131,15 @@ def desired(lc: LifecycleConfig, account: str) -> Desired:
     )
 
 
+def is_managed(tags: dict[str, str]) -> bool:
+    return tags.get(MANAGED_TAG_KEY) == MANAGED_TAG_VALUE
+
+
 @dataclass(frozen=True)
 class ObservedRole:
     trust: dict
     policies: dict[str, dict]  # inline policy name -> document
+    managed: bool = False  # carries the managed-by tag: install created it
 
 
 @dataclass(frozen=True)
@@ -139,6 +153,8 @@ class Observed:
     role: ObservedRole | None = None
     # Whether the queue's redrive target exists, when it is not our `<name>-dlq`.
     redrive_target_exists: bool | None = None
+    # Names of the observed queues that carry the managed-by tag.
+    managed_queues: frozenset[str] = frozenset()
 
     def hook(self, group: str, name: str) -> dict | None:
         return next((h for h in self.hooks.get(group, ()) if h["LifecycleHookName"] == name), None)
@@ -188,7 +204,30 @@ ATTRIBUTE_FITS = {
 }
 
 
-def _queue_changes(name: str, what: str, want: dict[str, str], seen: dict[str, str] | None) -> list[Change]:
+def not_ours(subject: str, adopt: str, rename: str) -> HelperError:
+    """One line: the resource, why we leave it alone, and the two ways forward."""
+    return HelperError(f"{subject} exists and was not created by aws-deploy-helper (no tag "
+                       f"{MANAGED_TAG_KEY}={MANAGED_TAG_VALUE}), so it is left alone; to let aws-deploy-helper "
+                       f"manage it, tag it yourself ({adopt}), or {rename}")
+
+
+def _queue_not_ours(what: str, name: str) -> HelperError:
+    # The dead-letter queue's name follows the queue's, so either way the fix is another queue_url.
+    return not_ours(f"{what} {name}", f"aws sqs tag-queue --queue-url <its URL> --tags "
+                    f"{MANAGED_TAG_KEY}={MANAGED_TAG_VALUE}", "point lifecycle.queue_url at another name")
+
+
+def _role_not_ours(name: str) -> HelperError:
+    return not_ours(f"role {name}", f"aws iam tag-role --role-name {name} --tags "
+                    f"Key={MANAGED_TAG_KEY},Value={MANAGED_TAG_VALUE}", "set lifecycle.hook_role_name to another name")
+
+
+def message_count(attributes: dict[str, str]) -> int:
+    return sum(int(attributes.get(k) or 0) for k in MESSAGE_COUNTS)
+
+
+def _queue_changes(name: str, what: str, want: dict[str, str], seen: dict[str, str] | None,
+                   managed: bool) -> list[Change]:
     if seen is None:
         shown = ", ".join(f"{k}={v}" for k, v in want.items() if k not in ("Policy", "RedrivePolicy"))
         extra = " with redrive to the DLQ and a send policy for the hook role" if "Policy" in want else ""
@@ -199,6 +238,8 @@ def _queue_changes(name: str, what: str, want: dict[str, str], seen: dict[str, s
     wrong = {k: v for k, v in want.items() if not ATTRIBUTE_FITS[k](seen.get(k), v)}
     if not wrong:
         return []
+    if not managed:
+        raise _queue_not_ours(what, name)
     return [Change("update_queue", f"{what} {name}", "set " + ", ".join(sorted(wrong)),
                    {"name": name, "attributes": wrong})]
 
@@ -217,6 +258,8 @@ def _role_changes(want: Desired, seen: ObservedRole | None) -> list[Change]:
         changes.append(Change("update_role_policy", f"role {want.role}",
                               f"inline policy {ROLE_POLICY_NAME}: {', '.join(HOOK_ROLE_ACTIONS)} on the queue",
                               {**params, "policy": want.role_policy()}))
+    if changes and not seen.managed:
+        raise _role_not_ours(want.role)
     return changes
 
 
@@ -240,21 +283,37 @@ def plan_install(want: Desired, seen: Observed) -> list[Change]:
         raise HelperError(f"Auto Scaling group(s) {', '.join(missing)} not found in {want.region}; "
                           "lifecycle.groups must name existing groups")
     changes = _role_changes(want, seen.role)
-    changes += _queue_changes(want.dlq, "dead-letter queue", want.dlq_attributes(), seen.dlq)
-    changes += _queue_changes(want.queue, "queue", want.queue_attributes(), seen.queue)
+    changes += _queue_changes(want.dlq, "dead-letter queue", want.dlq_attributes(), seen.dlq,
+                              want.dlq in seen.managed_queues)
+    changes += _queue_changes(want.queue, "queue", want.queue_attributes(), seen.queue,
+                              want.queue in seen.managed_queues)
     for spec in want.hooks:
         changes += _hook_changes(want, spec, seen.hook(spec.group, spec.name))
     return changes
 
 
-def plan_remove(want: Desired, seen: Observed) -> list[Change]:
-    """The reverse order: nothing may point at what is already gone."""
+def _queue_deletion(name: str, what: str, attributes: dict[str, str], managed: bool, force: bool) -> Change:
+    if not managed:
+        raise _queue_not_ours(what, name)
+    held = message_count(attributes)
+    if held and not force:
+        raise HelperError(f"{what} {name} holds {held} message(s) (lifecycle actions, or ones that failed); "
+                          "let the consumer drain it, or pass --force to delete them with the queue")
+    return Change("delete_queue", f"{what} {name}", f"and the {held} message(s) in it" if held else "it is empty",
+                  {"name": name})
+
+
+def plan_remove(want: Desired, seen: Observed, force: bool = False) -> list[Change]:
+    """The reverse order: nothing may point at what is already gone. Every refusal is raised
+    here, before anything is deleted; `force` lets a queue go with its messages."""
     changes = [Change("delete_hook", f"hook {s.group}/{s.name}", s.transition.split(":")[1],
                       {"AutoScalingGroupName": s.group, "LifecycleHookName": s.name})
                for s in want.hooks if seen.hook(s.group, s.name) is not None]
     for name, what, attrs in ((want.queue, "queue", seen.queue), (want.dlq, "dead-letter queue", seen.dlq)):
         if attrs is not None:
-            changes.append(Change("delete_queue", f"{what} {name}", "and any messages in it", {"name": name}))
+            changes.append(_queue_deletion(name, what, attrs, name in seen.managed_queues, force))
     if seen.role is not None:
+        if not seen.role.managed:
+            raise _role_not_ours(want.role)
         changes.append(Change("delete_role", f"role {want.role}", "and its inline policies", {"name": want.role}))
     return changes

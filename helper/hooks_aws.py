@@ -17,7 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from helper.autoscaling import GROUPS_PER_DESCRIBE
 from helper.awserrors import error_code, explain
 from helper.errors import ConfigError, HelperError
-from helper.hooks import Change, Desired, Observed, ObservedRole, desired, plan_install, plan_remove
+from helper.hooks import (MANAGED_TAG_KEY, MANAGED_TAG_VALUE, Change, Desired, Observed, ObservedRole, desired,
+                          is_managed, plan_install, plan_remove)
 from helper.settings import SetupSettings
 
 log = logging.getLogger(__name__)
@@ -65,14 +66,17 @@ class SetupApi:
     def account(self) -> str:
         return self.identity()["Account"]
 
-    def _queue(self, name: str) -> dict[str, str] | None:
+    def _queue(self, name: str, with_tags: bool = True) -> tuple[dict[str, str] | None, bool]:
+        """(attributes, whether it carries our tag); (None, False) when there is no such queue."""
         try:
             url = self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            return self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+            attributes = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+            tags = self._sqs.list_queue_tags(QueueUrl=url).get("Tags", {}) if with_tags else {}
         except (ClientError, BotoCoreError) as exc:
             if _missing(exc):
-                return None
+                return None, False
             raise HelperError(f"queue {name}: {explain(exc)}") from exc
+        return attributes, is_managed(tags)
 
     def _role(self, name: str) -> ObservedRole | None:
         try:
@@ -83,7 +87,9 @@ class SetupApi:
             if _missing(exc):
                 return None
             raise HelperError(f"role {name}: {explain(exc)}") from exc
-        return ObservedRole(trust=role.get("AssumeRolePolicyDocument") or {}, policies=policies)
+        tags = {t["Key"]: t["Value"] for t in role.get("Tags", [])}  # GetRole returns them
+        return ObservedRole(trust=role.get("AssumeRolePolicyDocument") or {}, policies=policies,
+                            managed=is_managed(tags))
 
     def groups(self, names: list[str]) -> frozenset[str]:
         found = set()
@@ -101,13 +107,16 @@ class SetupApi:
         groups = self.groups(sorted({h.group for h in want.hooks}))
         hooks = {g: tuple(self._call(f"describe hooks of {g}", self._autoscaling.describe_lifecycle_hooks,
                                      AutoScalingGroupName=g)["LifecycleHooks"]) for g in sorted(groups)}
-        queue = self._queue(want.queue)
+        queue, queue_managed = self._queue(want.queue)
+        dlq, dlq_managed = self._queue(want.dlq)
         target_exists = None
         redrive = json.loads((queue or {}).get("RedrivePolicy") or "{}").get("deadLetterTargetArn")
-        if redrive and redrive.rsplit(":", 1)[-1] != want.dlq:
-            target_exists = self._queue(redrive.rsplit(":", 1)[-1]) is not None
-        return Observed(groups=groups, hooks=hooks, queue=queue, dlq=self._queue(want.dlq),
-                        role=self._role(want.role) if with_role else None, redrive_target_exists=target_exists)
+        if redrive and redrive.rsplit(":", 1)[-1] != want.dlq:  # someone else's queue: only whether it exists
+            target_exists = self._queue(redrive.rsplit(":", 1)[-1], with_tags=False)[0] is not None
+        managed = frozenset(n for n, ours in ((want.queue, queue_managed), (want.dlq, dlq_managed)) if ours)
+        return Observed(groups=groups, hooks=hooks, queue=queue, dlq=dlq,
+                        role=self._role(want.role) if with_role else None, redrive_target_exists=target_exists,
+                        managed_queues=managed)
 
     # --- apply -----------------------------------------------------------------------------
 
@@ -121,7 +130,8 @@ class SetupApi:
 
     def _create_role(self, name: str, trust: dict, policy_name: str, policy: dict) -> None:
         self._iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
-                              Description="Lets Auto Scaling lifecycle hooks notify aws-deploy-helper's queue")
+                              Description="Lets Auto Scaling lifecycle hooks notify aws-deploy-helper's queue",
+                              Tags=[{"Key": MANAGED_TAG_KEY, "Value": MANAGED_TAG_VALUE}])
         self._iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))
         self._role_created = True
 
@@ -137,7 +147,7 @@ class SetupApi:
         self._iam.delete_role(RoleName=name)
 
     def _create_queue(self, name: str, attributes: dict[str, str]) -> None:
-        self._sqs.create_queue(QueueName=name, Attributes=attributes)
+        self._sqs.create_queue(QueueName=name, Attributes=attributes, tags={MANAGED_TAG_KEY: MANAGED_TAG_VALUE})
 
     def _update_queue(self, name: str, attributes: dict[str, str]) -> None:
         url = self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
@@ -174,15 +184,16 @@ APPLY = {
     "update_hook": SetupApi._put_hook,
     "delete_hook": SetupApi._delete_hook,
 }
-PLANS = {"install": plan_install, "remove": plan_remove}
 
 
-def run(action: str, settings: SetupSettings, api: SetupApi) -> list[str]:
-    """Plan `action` ("install" or "remove"), apply it unless dry-run; the lines to print."""
+def run(action: str, settings: SetupSettings, api: SetupApi, force: bool = False) -> list[str]:
+    """Plan `action` ("install" or "remove"), apply it unless dry-run; the lines to print.
+    `force`: remove deletes queues that still hold messages."""
     if settings.config.lifecycle is None:
         raise ConfigError(f"{settings.config.path}: no lifecycle: section; hooks are set up from it")
     want = desired(settings.config.lifecycle, api.account())
-    changes = PLANS[action](want, api.observe(want))
+    seen = api.observe(want)
+    changes = plan_install(want, seen) if action == "install" else plan_remove(want, seen, force=force)
     lines = [c.line(settings.dry_run) for c in changes]
     if not changes:
         things = f"queue {want.queue}, dead-letter queue {want.dlq}, role {want.role}, {len(want.hooks)} hook(s)"

@@ -30,7 +30,9 @@ def _in_sync(**changes) -> Observed:
             "HeartbeatTimeout": 900, "DefaultResult": "ABANDON", **changes.pop("hook", {})}
     base = dict(groups=frozenset({"web-asg"}), hooks={"web-asg": (hook,)},
                 queue={**WANT.queue_attributes(), "QueueArn": WANT.queue_arn()}, dlq=WANT.dlq_attributes(),
-                role=ObservedRole(WANT.trust_policy(), {"aws-deploy-helper-hook-notify": WANT.role_policy()}))
+                role=ObservedRole(WANT.trust_policy(), {"aws-deploy-helper-hook-notify": WANT.role_policy()},
+                                  managed=True),
+                managed_queues=frozenset({WANT.queue, WANT.dlq}))
     return Observed(**{**base, **changes})
 
 
@@ -45,7 +47,7 @@ def _in_sync(**changes) -> Observed:
     (_in_sync(queue=None), ["create_queue"]),
     (_in_sync(dlq=None), ["create_queue"]),
     (_in_sync(role=None), ["create_role"]),
-    (_in_sync(role=ObservedRole(WANT.trust_policy(), {})), ["update_role_policy"]),
+    (_in_sync(role=ObservedRole(WANT.trust_policy(), {}, managed=True)), ["update_role_policy"]),
 ], ids=["in-sync", "other-queue", "short-heartbeat", "no-hook", "longer-visibility", "short-visibility",
         "no-redrive", "no-queue", "no-dlq", "no-role", "no-inline-policy"])
 def test_plan_install_changes_only_what_differs(seen, expected):
@@ -66,6 +68,51 @@ def test_plan_remove_goes_hooks_then_queues_then_role():
     assert [c.action for c in plan_remove(WANT, _in_sync())] == [
         "delete_hook", "delete_queue", "delete_queue", "delete_role"]
     assert plan_remove(WANT, Observed(groups=frozenset({"web-asg"}), hooks={})) == []
+
+
+# Someone else's: the same names, without the managed-by tag.
+FOREIGN_ROLE = ObservedRole({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}, {}, managed=False)
+
+
+@pytest.mark.parametrize("seen, subject", [
+    (_in_sync(role=FOREIGN_ROLE), "role hooks-hook"),
+    (_in_sync(queue={"VisibilityTimeout": "30"}, managed_queues=frozenset({"hooks-dlq"})), "queue hooks"),
+    (_in_sync(dlq={"MessageRetentionPeriod": "60"}, managed_queues=frozenset({"hooks"})),
+     "dead-letter queue hooks-dlq"),
+], ids=["role", "queue", "dlq"])
+def test_install_refuses_to_change_a_role_or_queue_it_did_not_create(seen, subject):
+    with pytest.raises(HelperError) as error:
+        plan_install(WANT, seen)
+    message = str(error.value)
+    assert message.startswith(f"{subject} exists and was not created by aws-deploy-helper") and "\n" not in message
+    assert "managed-by=aws-deploy-helper" in message and "another name" in message
+
+
+def test_install_uses_a_role_and_queues_it_did_not_create_when_they_already_fit():
+    seen = _in_sync(role=ObservedRole(WANT.trust_policy(), {"aws-deploy-helper-hook-notify": WANT.role_policy()}),
+                    managed_queues=frozenset())
+    assert plan_install(WANT, seen) == []
+
+
+@pytest.mark.parametrize("seen, subject", [
+    (_in_sync(role=FOREIGN_ROLE), "role hooks-hook"),
+    (_in_sync(managed_queues=frozenset({"hooks-dlq"})), "queue hooks"),
+    (_in_sync(managed_queues=frozenset({"hooks"})), "dead-letter queue hooks-dlq"),
+], ids=["role", "queue", "dlq"])
+def test_remove_refuses_to_delete_a_role_or_queue_it_did_not_create(seen, subject):
+    for force in (False, True):
+        with pytest.raises(HelperError, match=f"^{subject} exists and was not created by aws-deploy-helper"):
+            plan_remove(WANT, seen, force=force)
+
+
+def test_remove_refuses_a_queue_holding_messages_unless_forced():
+    seen = _in_sync(queue={**WANT.queue_attributes(), "ApproximateNumberOfMessages": "2",
+                           "ApproximateNumberOfMessagesNotVisible": "1", "ApproximateNumberOfMessagesDelayed": "0"})
+    with pytest.raises(HelperError, match=r"^queue hooks holds 3 message\(s\).*--force"):
+        plan_remove(WANT, seen)
+    assert [c.action for c in plan_remove(WANT, seen, force=True)] == [
+        "delete_hook", "delete_queue", "delete_queue", "delete_role"]
 
 
 # --- the commands against moto ---------------------------------------------------------------
@@ -155,8 +202,17 @@ def test_install_repairs_a_hook_pointing_at_another_queue(world, aws, capsys):
     assert _state(aws)["hooks"][("web-asg", "deploy-on-launch")]["NotificationTargetARN"].endswith(":deploy-hooks")
 
 
+def _drain(aws, name: str = "deploy-hooks") -> str:
+    """What a running consumer does with the hooks' test notifications."""
+    sqs = fleet.client("sqs", aws, REGION)
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    sqs.purge_queue(QueueUrl=url)
+    return url
+
+
 def test_remove_deletes_hooks_queue_dlq_and_role_and_is_idempotent(world, aws, capsys):
     _run(capsys, "hooks", "install", "-c", world)
+    _drain(aws)
     code, out = _run(capsys, "hooks", "remove", "-c", world)
     assert code == 0 and [line.split(" ", 1)[0] for line in out[:-1]] == ["delete"] * 6
     assert _state(aws) == {"queues": {}, "roles": {}, "hooks": {}}
@@ -191,3 +247,89 @@ def test_desired_refuses_queues_hooks_cannot_use(aws, tmp_path, lifecycle, messa
 def test_hook_heartbeat_timeout_outside_aws_range_is_a_config_error(aws, tmp_path):
     with pytest.raises(ConfigError, match="hook_heartbeat_timeout_s"):
         load_config(_config(tmp_path, aws, hook_heartbeat_timeout_s=10))
+
+
+# --- what install did not create (issue 9, item 21) -------------------------------------------------
+
+MANAGED = {"managed-by": "aws-deploy-helper"}
+SNS_STATEMENT = {"Sid": "FromTopic", "Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"},
+                 "Action": "sqs:SendMessage", "Resource": f"arn:aws:sqs:{REGION}:{ACCOUNT}:deploy-hooks"}
+EC2_TRUST = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                                      "Action": "sts:AssumeRole"}]}
+
+
+def _foreign_role(aws, name: str = "deploy-hooks-hook") -> None:
+    iam = fleet.client("iam", aws, REGION)
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
+    iam.put_role_policy(RoleName=name, PolicyName="app", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}))
+
+
+def _foreign_queue(aws, name: str = "deploy-hooks") -> str:
+    sqs = fleet.client("sqs", aws, REGION)
+    url = sqs.create_queue(QueueName=name, Attributes={"Policy": json.dumps({
+        "Version": "2012-10-17", "Statement": [SNS_STATEMENT]})})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="someone else's work")
+    return url
+
+
+def _queue_policy(aws, name: str = "deploy-hooks") -> dict:
+    sqs = fleet.client("sqs", aws, REGION)
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    return json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"])
+
+
+def test_install_tags_the_role_and_queues_it_creates(world, aws, capsys):
+    _run(capsys, "hooks", "install", "-c", world)
+    sqs, iam = fleet.client("sqs", aws, REGION), fleet.client("iam", aws, REGION)
+    for name in ("deploy-hooks", "deploy-hooks-dlq"):
+        assert sqs.list_queue_tags(QueueUrl=sqs.get_queue_url(QueueName=name)["QueueUrl"])["Tags"] == MANAGED
+    assert {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName="deploy-hooks-hook")["Tags"]} == MANAGED
+
+
+@pytest.mark.parametrize("foreign, subject", [("role", "role deploy-hooks-hook"), ("queue", "queue deploy-hooks")])
+def test_install_leaves_a_foreign_role_trust_and_queue_policy_alone(world, aws, capsys, foreign, subject):
+    (_foreign_role if foreign == "role" else _foreign_queue)(aws)
+    before = _state(aws)
+    code = main(["hooks", "install", "-c", world])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith(f"aws-deploy-helper: {subject} exists and was not created by aws-deploy-helper"), err
+    assert _state(aws) == before, "nothing changed, not even what could have been"
+    if foreign == "role":
+        trust = fleet.client("iam", aws, REGION).get_role(RoleName="deploy-hooks-hook")["Role"]
+        assert trust["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    else:
+        assert _queue_policy(aws)["Statement"] == [SNS_STATEMENT]
+
+
+def test_install_adopts_a_queue_once_its_owner_tags_it(world, aws, capsys):
+    url = _foreign_queue(aws)
+    fleet.client("sqs", aws, REGION).tag_queue(QueueUrl=url, Tags=MANAGED)
+    code, out = _run(capsys, "hooks", "install", "-c", world)
+    assert code == 0 and any(line.startswith("update queue deploy-hooks: set ") for line in out)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_remove_leaves_a_role_and_queue_it_did_not_create(world, aws, capsys, force):
+    _foreign_role(aws)
+    _foreign_queue(aws)
+    before = _state(aws)
+    code = main(["hooks", "remove", "-c", world] + (["--force"] if force else []))
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "was not created by aws-deploy-helper" in err
+    assert _state(aws) == before
+    assert fleet.client("iam", aws, REGION).list_role_policies(RoleName="deploy-hooks-hook")["PolicyNames"] == ["app"]
+
+
+def test_remove_keeps_a_queue_holding_messages_unless_forced(world, aws, capsys):
+    _run(capsys, "hooks", "install", "-c", world)
+    fleet.client("sqs", aws, REGION).send_message(QueueUrl=_drain(aws), MessageBody="pending action")
+    before = _state(aws)
+    code = main(["hooks", "remove", "-c", world])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("aws-deploy-helper: queue deploy-hooks holds 1 message(s)") and "--force" in err
+    assert _state(aws) == before, "not even the hooks were deleted"
+    code, _ = _run(capsys, "hooks", "remove", "-c", world, "--force")
+    assert code == 0 and _state(aws) == {"queues": {}, "roles": {}, "hooks": {}}
