@@ -34,6 +34,7 @@ MAX_CONNECTIONS = 8
 # Connections the kernel holds for us while every handler is busy. Past the backlog Linux drops
 # the SYN and the client retries only after a second or more, which would fail a scrape.
 LISTEN_BACKLOG = 128
+HANDLER_THREAD_NAME = "metrics-handler"
 
 
 class Metrics:
@@ -84,7 +85,6 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     """A thread per connection, but at most `max_connections` of them: the accept loop waits
     for a free slot, so connections beyond the cap stay in the listen queue, not in memory."""
 
-    daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], handler: Callable, max_connections: int) -> None:
@@ -94,7 +94,9 @@ class BoundedHTTPServer(ThreadingHTTPServer):
     def process_request(self, request, client_address) -> None:
         self._slots.acquire()  # bounded wait: every held slot times out after the handler's timeout
         try:
-            super().process_request(request, client_address)
+            # Daemon: a connection being handled never holds up the consumer's exit.
+            threading.Thread(target=self.process_request_thread, args=(request, client_address),
+                             name=HANDLER_THREAD_NAME, daemon=True).start()
         except BaseException:  # the thread never started, so it cannot give the slot back
             self._slots.release()
             raise
