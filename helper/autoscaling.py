@@ -113,7 +113,7 @@ class AutoScaling:
                 return hook
         return None
 
-    def _target(self, action: LifecycleAction) -> dict:
+    def _target(self, action: LifecycleAction, by_instance: bool = False) -> dict:
         hook = action.hook
         if hook is None:
             found = self._hook(action)
@@ -121,14 +121,21 @@ class AutoScaling:
                 raise AutoScalingError(f"group {action.group} has no {action.transition} hook")
             hook = found["LifecycleHookName"]
         target = {"AutoScalingGroupName": action.group, "LifecycleHookName": hook}
-        if action.token:
+        if action.token and not by_instance:
             target["LifecycleActionToken"] = action.token
         else:
             target["InstanceId"] = action.instance_id
         return target
 
     def complete(self, action: LifecycleAction, result: str) -> None:
-        target = self._target(action)
+        """Complete the action of the instance we deployed, named by its id, never by token.
+
+        AWS checks that a token is real, not that it belongs to the instance a message names:
+        a message that pairs a waiting instance with another instance's genuine token passes
+        the heartbeat check. Completing by token would then let that other instance in
+        without a deploy; by instance id, CONTINUE reaches only the instance the build served.
+        """
+        target = self._target(action, by_instance=True)
         try:
             self._client.complete_lifecycle_action(LifecycleActionResult=result, **target)
         except (ClientError, BotoCoreError) as exc:

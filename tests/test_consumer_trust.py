@@ -87,6 +87,23 @@ def test_a_forged_copy_with_another_token_cannot_take_over_the_action(world, for
     assert build.params["LIFECYCLE_ACTIONS"] == f"{GROUP}:{new}:{genuine['LifecycleActionToken']}"
 
 
+def test_a_message_pairing_one_instance_with_anothers_genuine_token_lets_no_undeployed_instance_in(world):
+    # AWS checks that a token is real, not whose it is: the heartbeat check passes this message.
+    x, y = world.scale_to(4)
+    notice_x, receipt_x = world.take_notice(x)
+    notice_y, receipt_y = world.take_notice(y)
+    forged = {**notice_y, "LifecycleActionToken": notice_x["LifecycleActionToken"]}
+    consumer, _ = world.start_consumer()
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(forged))
+    wait_for(lambda: counted(consumer.metrics.completed.labels("CONTINUE")) == 1, what="the deploy it asked for")
+    assert world.all_in_service([y]) and world.revision_of(y) == "v1", "the instance the build deployed"
+    assert world.instances("Pending:Wait") == [x] and world.revision_of(x) is None, "not the token's owner"
+    world.release(receipt_x)
+    world.release(receipt_y)
+    wait_for(lambda: world.all_in_service([x, y]), what="the genuine messages handled")
+    assert world.revision_of(x) == "v1"
+
+
 def test_forty_forged_messages_for_instances_not_waiting_start_no_build_and_are_dead_lettered(world):
     in_service = world.instances("InService")
     template = {"Origin": "EC2", "Destination": "AutoScalingGroup", "LifecycleHookName": "deploy-on-launch",
