@@ -130,6 +130,15 @@ def _roles(doc: Located, value: Any, keys: tuple) -> tuple[str, ...]:
     return tuple(fields.name(doc, role, keys + (i,), "role") for i, role in enumerate(value))
 
 
+def _tag_values(doc: Located, raw: Any, keys: tuple) -> tuple[str, ...]:
+    """A tag's wanted values as the user wrote them: `Enabled: true` wants "true"."""
+    items = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
+    values = tuple(fields.as_written(doc, value, keys if i is None else keys + (i,)) for i, value in items)
+    if not values or not all(isinstance(v, str) for v in values):
+        raise fields.fail(doc, keys, "tag value must be text or a list of texts (null and mappings are neither)")
+    return values
+
+
 def _source(doc: Located, site: dict, keys: tuple) -> Source:
     found = [key for key in site if key in SOURCE_KEYS]
     if len(found) != 1:
@@ -142,13 +151,7 @@ def _source(doc: Located, site: dict, keys: tuple) -> Source:
         tags = fields.mapping(doc, value, keys + (key,))
         if not tags:
             raise fields.fail(doc, keys + (key,), "tags must name at least one tag")
-        normalised = {}
-        for tag, wanted_values in tags.items():
-            values = wanted_values if isinstance(wanted_values, list) else [wanted_values]
-            if not values or not all(isinstance(v, (str, int)) for v in values):
-                raise fields.fail(doc, keys + (key, tag), "tag value must be a string or a list of strings")
-            normalised[str(tag)] = tuple(str(v) for v in values)
-        return Source("tags", normalised)
+        return Source("tags", {tag: _tag_values(doc, values, keys + (key, tag)) for tag, values in tags.items()})
     return Source(SOURCE_KEYS[key], fields.string(doc, value, keys + (key,)))
 
 
@@ -173,7 +176,7 @@ def _site(doc: Located, name: Any, raw: Any, defaults: dict) -> SiteConfig:
         region=fields.string(doc, merged.get("region"), where("region")) or DEFAULT_REGION,
         profile=fields.string(doc, merged.get("profile"), where("profile")),
         role_arn=fields.string(doc, merged.get("role_arn"), where("role_arn")),
-        user=fields.string(doc, merged.get("user"), where("user")),
+        user=fields.login_name(doc, merged.get("user"), where("user")),
         port=fields.port(doc, merged.get("port"), where("port")),
         address=fields.choice(doc, merged.get("address"), where("address"), ADDRESS_CHOICES, "private"),
         proxy_jump=fields.string(doc, merged.get(jump_key), where(jump_key)),

@@ -15,6 +15,12 @@ from helper.yamlfile import Located
 # Site and role names end up in host aliases, Jenkins parameters and file names, so
 # they are restricted to characters that need no quoting anywhere.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # fullmatch: `$` would allow a final newline
+# A login name as useradd's default NAME_REGEX takes it, plus upper case (Windows'
+# Administrator) and dots (first.last), at most 32 characters like Linux's utmp. It reaches
+# ssh's -l/User, Capistrano and Ansible's ansible_user, so it must not start with `-`
+# (an option) and holds nothing a shell, ssh (% tokens) or a template ({{) reads.
+# Samba's trailing `$` is left out: machine accounts never log in over ssh.
+LOGIN_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 
 
 def fail(doc: Located, keys: tuple, message: str) -> ConfigError:
@@ -34,7 +40,19 @@ def mapping(doc: Located, value: Any, keys: tuple, allowed: set[str] | None = No
     return value
 
 
+def as_written(doc: Located, value: Any, keys: tuple) -> Any:
+    """`value`, or for a bare `true`, `0123` or `2024-01-01` the text the user wrote.
+
+    A field that wants text keeps what the user wrote rather than YAML's reading of it
+    (str(True) would be "True"). Anything else (a list, a mapping) is returned as is.
+    """
+    if isinstance(value, str) or value is None:
+        return value
+    return doc.written.get(tuple(keys), value)
+
+
 def string(doc: Located, value: Any, keys: tuple) -> str | None:
+    value = as_written(doc, value, keys)
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
@@ -43,8 +61,16 @@ def string(doc: Located, value: Any, keys: tuple) -> str | None:
 
 
 def name(doc: Located, value: Any, keys: tuple, what: str) -> str:
+    value = as_written(doc, value, keys)
     if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise fail(doc, keys, f"{what} {value!r} must match {NAME_RE.pattern}")
+    return value
+
+
+def login_name(doc: Located, value: Any, keys: tuple) -> str | None:
+    value = string(doc, value, keys)
+    if value is not None and not LOGIN_NAME_RE.fullmatch(value):
+        raise fail(doc, keys, f"{value!r} is not a login name ({LOGIN_NAME_RE.pattern}, at most 32 characters)")
     return value
 
 

@@ -123,8 +123,9 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
     groups: dict[str, GroupRoute] = {}
     for group, route in fields.mapping(doc, section.get("groups"), keys + ("groups",)).items():
         where = keys + ("groups", group)
+        route = fields.as_written(doc, route, where)
         route = {"site": route} if isinstance(route, str) else fields.mapping(doc, route, where, GROUP_KEYS)
-        site = route.get("site")
+        site = fields.as_written(doc, route.get("site"), where + ("site",))
         if site not in site_names:
             raise fields.fail(doc, where, f"site {site!r} is not one of the configured sites")
         groups[str(group)] = GroupRoute(

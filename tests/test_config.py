@@ -127,3 +127,164 @@ def test_instance_ids_are_split_and_each_checked_whole():
                                                                           "i-0123456789abcdef1"}
     with pytest.raises(ConfigError):
         _instance_ids(["i-0123456789abcdef0x"])
+
+
+# --- issue 9, items 15-18: hostile or careless files end in one line, never a traceback ------------
+
+import os  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
+# A refused file takes well under a second; this only turns a hang (a FIFO) into a failure.
+CLI_TIMEOUT_S = 30
+# Enough for the interpreter, boto3 and PyYAML; an alias bomb expanding toward 3 GB dies
+# of MemoryError at this bound instead of swapping the test machine.
+CLI_ADDRESS_SPACE_BYTES = 2 * 1024**3
+
+# 409 bytes that PyYAML's composer would walk as 9**9 nodes (the "billion laughs" shape).
+ALIAS_BOMB = "\n".join(
+    [f'l0: &l0 [{",".join(["lol"] * 9)}]']
+    + [f"l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 9)]
+    + ["sites: *l8", ""]
+)
+
+
+def _limited_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (CLI_ADDRESS_SPACE_BYTES, CLI_ADDRESS_SPACE_BYTES))
+
+
+def run_cli(config: Path | str) -> subprocess.CompletedProcess:
+    # No AWS is configured: each of these files must be refused before anything is asked of AWS.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    try:
+        return subprocess.run(
+            [str(HELPER_BIN), "inventory", "-c", str(config), "--list"], capture_output=True,
+            timeout=CLI_TIMEOUT_S, env=env, preexec_fn=_limited_memory,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the helper hung reading {config}")
+
+
+def _text(body: str):
+    return lambda tmp_path: _written(tmp_path, body.encode("utf-8", "surrogatepass"))
+
+
+def _written(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "deploy.yml"
+    path.write_bytes(data)
+    return path
+
+
+def _fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "deploy.yml"
+    os.mkfifo(path)
+    return path
+
+
+# name -> (make the file, what the one line must say after "<file>")
+HOSTILE_FILES = {
+    "alias bomb": (_text(ALIAS_BOMB), ":1: anchors (&name) and aliases (*name) are not supported"),
+    "deep nesting": (_text("sites: " + "[" * 20_000), ":1: nested deeper than"),
+    "NUL byte": (_text("sites:\n  web: {elb: a\0}\n"), ":2: control character U+0000"),
+    "ESC byte": (_text("sites:\n  web: {elb: a\x1b}\n"), ":2: control character U+001B"),
+    "escaped ESC": (_text('sites:\n  web: {elb: "a\\e"}\n'), ":2: control character U+001B"),
+    "lone surrogate in user": (_text('sites:\n  web: {elb: a, user: "\\udc80"}\n'), ":2: lone surrogate U+DC80"),
+    "not UTF-8": (lambda p: _written(p, b"sites:\n  web: {elb: caf\xe9}\n"), ":2: not UTF-8 text"),
+    "/dev/zero": (lambda p: Path("/dev/zero"), ": is a character device, not a regular file"),
+    "FIFO": (_fifo, ": is a FIFO, not a regular file"),
+    "oversized": (_text("sites: {web: {elb: a}}\n" + "#" * (300 * 1024) + "\n"), ": larger than 256 KiB"),
+    "duplicate site": (_text("sites:\n  web: {elb: a}\n  web: {elb: b}\n"), ":3: duplicate key 'web'"),
+    "number too long": (_text("sites:\n  web: {elb: a, port: " + "1" * 5000 + "}\n"), ":2: cannot read '1111"),
+    "impossible date": (_text("sites:\n  web: {elb: a, user: 2024-13-45}\n"), ":2: cannot read '2024-13-45'"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_FILES))
+def test_hostile_config_file_is_one_line_and_exit_2(tmp_path, name):
+    make, expected = HOSTILE_FILES[name]
+    path = make(tmp_path)
+    result = run_cli(path)
+    err = result.stderr.decode("utf-8", "backslashreplace")
+    assert "Traceback" not in err, err[-2000:]
+    assert result.returncode == 2, err[-2000:]
+    assert len(err.splitlines()) == 1, err[-2000:]
+    assert err.startswith(f"aws-deploy-helper: {path}{expected}"), err
+
+
+def test_anchors_and_aliases_are_refused_at_the_anchor():
+    # A small bomb: the full one is run through the CLI above, under a memory limit.
+    with pytest.raises(ConfigError, match=r"^deploy.yml:1: anchors \(&name\) and aliases \(\*name\) are not"):
+        load_text(ALIAS_BOMB.split("l3:")[0] + "sites: *l2\n", "deploy.yml")
+    with pytest.raises(ConfigError, match=r"^deploy.yml:3: anchors"):
+        load_text("sites:\n  a: {elb: x}\n  b: *a\n", "deploy.yml")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sites:\n  web: {elb: a}\n  web: {elb: b}\n", "deploy.yml:3: duplicate key 'web' in sites (first on line 2)"),
+    ("sites:\n  web:\n    elb: a\n    elb: b\n", "deploy.yml:4: duplicate key 'elb' in sites.web (first on line 3)"),
+    ("sites:\n  web: {elb: a}\nsites:\n  api: {elb: b}\n", "deploy.yml:3: duplicate key 'sites' (first on line 1)"),
+    # Keys are compared as written: YAML's `"web"` and `web` are one key.
+    ('sites:\n  web: {elb: a}\n  "web": {elb: b}\n', "deploy.yml:3: duplicate key 'web' in sites"),
+])
+def test_duplicate_keys_are_refused_with_their_line(text, message):
+    with pytest.raises(ConfigError) as caught:
+        load_text(text, "deploy.yml")
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_merge_keys_are_refused_like_aliases():
+    with pytest.raises(ConfigError, match=r"^deploy.yml:2: merge keys \(<<\) are not supported"):
+        load_text("sites:\n  <<: {web: {elb: a}}\n", "deploy.yml")
+
+
+def test_tag_and_string_values_keep_what_the_user_wrote():
+    config = load("""\
+        defaults: {region: eu-west-1, user: yes}
+        sites:
+          a:
+            tags: {Enabled: true, Build: 0123, Version: 1.10, Day: 2024-01-01, Hex: 0x1F, Env: [prod, no]}
+          2024: {asg: '2024'}
+        lifecycle:
+          queue_url: https://sqs.us-east-1.amazonaws.com/123456789012/hooks
+          jenkins: {url: 'http://jenkins:8080/', job: deploy}
+          groups: {year-asg: 2024, other-asg: {site: 2024}}
+    """)
+    a, year = config.sites
+    assert {g.site for g in config.lifecycle.groups.values()} == {"2024"}
+    assert a.source.value == {
+        "Enabled": ("true",), "Build": ("0123",), "Version": ("1.10",), "Day": ("2024-01-01",),
+        "Hex": ("0x1F",), "Env": ("prod", "no"),
+    }
+    assert a.user == "yes"
+    assert year.name == "2024"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("sites:\n  a:\n    tags: {Env: null}\n", "deploy.yml:3: sites.a.tags.Env: tag value must be text"),
+    ("sites:\n  a:\n    tags: {Env: {x: y}}\n", "deploy.yml:3: sites.a.tags.Env: tag value must be text"),
+])
+def test_tag_values_that_are_not_text_are_refused(text, message):
+    with pytest.raises(ConfigError) as caught:
+        parse(load_text(text, "deploy.yml"))
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+@pytest.mark.parametrize("user", ["deploy", "ec2-user", "_svc", "Administrator", "first.last", "a" * 32])
+def test_login_names_are_accepted_as_user(user):
+    (site,) = load(f"sites:\n  a: {{elb: x, user: '{user}'}}\n").sites
+    assert site.user == user
+
+
+@pytest.mark.parametrize("user", [
+    "{{ lookup('pipe', 'touch /tmp/x') }}", "-oProxyCommand=id", "deploy user", "1000x", "a" * 33,
+    "root%h", "deploy$", "o'brien", "user@example.com",
+])
+def test_user_that_is_not_a_login_name_is_refused_with_its_line(user):
+    escaped = user.replace("'", "''")
+    with pytest.raises(ConfigError) as caught:
+        load(f"sites:\n  a:\n    elb: x\n    user: '{escaped}'\n")
+    assert str(caught.value).startswith("deploy.yml:4: sites.a.user: "), str(caught.value)
+    assert "login name" in str(caught.value)
