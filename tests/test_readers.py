@@ -172,13 +172,14 @@ def test_managed_block_keeps_the_users_hosts_and_globals(tmp_path, known_hosts, 
 # --- Ansible ----------------------------------------------------------------------
 
 
-def ansible_list(tmp_path: Path, inventory_text: str) -> tuple[dict, str]:
-    # The venv's ansible-inventory, when pytest runs from an unactivated venv.
-    beside_python = Path(sys.executable).parent / "ansible-inventory"
-    program = need(str(beside_python) if beside_python.exists() else "ansible-inventory")
-    inventory = tmp_path / "inventory.yml"
-    inventory.write_text(inventory_text)
-    env = {
+def ansible_program(name: str) -> str:
+    # The venv's program, when pytest runs from an unactivated venv.
+    beside_python = Path(sys.executable).parent / name
+    return need(str(beside_python) if beside_python.exists() else name)
+
+
+def ansible_env(tmp_path: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
@@ -186,8 +187,32 @@ def ansible_list(tmp_path: Path, inventory_text: str) -> tuple[dict, str]:
         "ANSIBLE_INVENTORY_ENABLED": "yaml",
         "ANSIBLE_INVENTORY_UNPARSED_FAILED": "true",
     }
-    result = run([program, "-i", str(inventory), "--list"], env=env)
-    return json.loads(result.stdout), result.stderr
+
+
+def unwrap_unsafe(value):
+    """ansible-inventory --list shows a `!unsafe` value as {"__ansible_unsafe": value}."""
+    if isinstance(value, dict) and set(value) == {"__ansible_unsafe"}:
+        return value["__ansible_unsafe"]
+    return value
+
+
+def ansible_list(tmp_path: Path, inventory_text: str) -> tuple[dict, str]:
+    program = ansible_program("ansible-inventory")
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(inventory_text)
+    result = run([program, "-i", str(inventory), "--list"], env=ansible_env(tmp_path))
+    listing = json.loads(result.stdout)
+    for hostvars in listing["_meta"]["hostvars"].values():
+        hostvars.update({name: unwrap_unsafe(value) for name, value in hostvars.items()})
+    return listing, result.stderr
+
+
+def ansible_raw_hostvars(tmp_path: Path, inventory_text: str) -> dict:
+    """`--list` hostvars as Ansible shows them, with their `__ansible_unsafe` wrappers."""
+    inventory = tmp_path / "raw-inventory.yml"
+    inventory.write_text(inventory_text)
+    result = run([ansible_program("ansible-inventory"), "-i", str(inventory), "--list"], env=ansible_env(tmp_path))
+    return json.loads(result.stdout)["_meta"]["hostvars"]
 
 
 def test_ansible_reads_groups_hosts_and_hostvars(tmp_path, known_hosts):
@@ -230,6 +255,34 @@ def test_ansible_ssh_args_reach_ssh_intact(tmp_path, known_hosts, host):
         "proxyjump": host.proxy_jump,
     }
     assert {key: resolved.get(key) for key in expected} == expected
+
+
+def test_ansible_never_templates_config_values(tmp_path, known_hosts):
+    """A `{{ lookup('pipe', ...) }}` in any value reaches Ansible as text, never as a command.
+
+    Connection local and the debug module: Ansible evaluates every host variable of the
+    host (hostvars[inventory_hostname]) on the controller, where a lookup would run.
+    """
+    marker = tmp_path / "lookup-ran"
+    # Double quotes: the template stays whole inside the shell-quoted ssh arguments too.
+    lookup = '{{ lookup("pipe", "touch %s") }}' % marker
+    host = Host(
+        site="web", alias="web-i-0ddd", address="10.0.0.4", instance=Instance("i-0ddd", "running"),
+        status="InService", user=lookup, identity_file=f"/keys/{lookup}", proxy_jump=f"{lookup}@bastion",
+    )
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(render_ansible([SiteInventory("web", (host,))], f"{known_hosts}{lookup}"))
+    argv = [ansible_program("ansible"), "-i", str(inventory), "all", "-c", "local", "-m", "debug",
+            "-a", "var=hostvars[inventory_hostname]"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=READER_TIMEOUT_S, env=ansible_env(tmp_path))
+    assert not marker.exists(), "Ansible ran a lookup written in the inventory"
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown = json.loads(result.stdout.split("=>", 1)[1])["hostvars[inventory_hostname]"]
+    assert shown["ansible_user"] == lookup
+    assert shown["ansible_ssh_private_key_file"] == f"/keys/{lookup}"
+    raw = ansible_raw_hostvars(tmp_path, inventory.read_text())["web-i-0ddd"]
+    for name in ("ansible_user", "ansible_ssh_private_key_file", "ansible_ssh_common_args"):
+        assert set(raw[name]) == {"__ansible_unsafe"}, name
 
 
 # --- Capistrano -------------------------------------------------------------------

@@ -213,8 +213,19 @@ def test_group_name_replaces_characters_ansible_does_not_allow(name, expected):
     assert group_name(name) == expected
 
 
+class Unsafe(str):
+    """A value the inventory marks `!unsafe`: equal to its text, and recognisable."""
+
+
+class _AnsibleLoader(yaml.SafeLoader):
+    """Reads `!unsafe` as Ansible's own loader does: the scalar's text, never a template."""
+
+
+_AnsibleLoader.add_constructor("!unsafe", lambda loader, node: Unsafe(loader.construct_scalar(node)))
+
+
 def _inventory(sites) -> dict:
-    return yaml.safe_load(render_ansible(sites, KNOWN_HOSTS))["all"]["children"]
+    return yaml.load(render_ansible(sites, KNOWN_HOSTS), Loader=_AnsibleLoader)["all"]["children"]
 
 
 def test_ansible_host_vars_of_a_fully_specified_host():
@@ -244,6 +255,19 @@ def test_ansible_host_vars_of_a_fully_specified_host():
         "ec2_state": "running",
         "membership_status": "InService",
     }
+
+
+def test_ansible_host_vars_that_are_text_are_never_templates():
+    instance = Instance("i-0aaa", "running", private_ip="10.0.0.1", availability_zone="eu-west-1a")
+    lookup = "{{ lookup('pipe', 'touch /tmp/x') }}"
+    host = make_host("db", instance=instance, **{**FULL, "user": lookup, "identity_file": f"/k/{lookup}"})
+    hostvars = _inventory([make_site("db", host)])["db"]["hosts"]["db-i-0aaa"]
+    text = {name: value for name, value in hostvars.items() if isinstance(value, str)}
+    assert set(text) == set(hostvars) - {"ansible_port"}
+    assert all(isinstance(value, Unsafe) for value in text.values()), text
+    assert hostvars["ansible_user"] == lookup
+    quoted = lookup.replace("'", "''")
+    assert f"ansible_user: !unsafe '{quoted}'" in render_ansible([make_site("db", host)], KNOWN_HOSTS)
 
 
 def test_ansible_leaves_out_vars_that_are_not_set():

@@ -51,18 +51,20 @@ _YAML_WIDTH = 1_000_000
 _BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-class _Dumper(_BaseDumper):
-    """SafeDumper that never writes &anchors/*aliases, which some readers mishandle."""
+class YamlDumper(_BaseDumper):
+    """SafeDumper that never writes &anchors/*aliases, which some readers mishandle.
+
+    A renderer that needs a tag of its reader (Ansible's !unsafe) subclasses it."""
 
     def ignore_aliases(self, data) -> bool:
         return True
 
 
-def dump_yaml(document: dict) -> str:
+def dump_yaml(document: dict, dumper: type[YamlDumper] = YamlDumper) -> str:
     """Block-style YAML with sorted keys; strings such as "yes" or "0123" are quoted."""
     return yaml.dump(
         document,
-        Dumper=_Dumper,
+        Dumper=dumper,
         default_flow_style=False,
         sort_keys=True,
         width=_YAML_WIDTH,
@@ -77,6 +79,7 @@ from helper.render.listing import render_list  # noqa: E402
 from helper.render.ssh import render_ssh_config  # noqa: E402
 
 __all__ = [
+    "YamlDumper",
     "dump_yaml",
     "ordered_sites",
     "render_ansible",

@@ -3,6 +3,10 @@
 Ansible connects with its own ssh command line, not through our ssh config, so
 each host carries the same host-key options (helper.render.ssh) in
 ansible_ssh_common_args.
+
+Every text host variable is written `!unsafe`: Ansible templates inventory values, so a
+`{{ lookup('pipe', ...) }}` in a user, a key path or a host name would otherwise run a
+command on the controller. Unsafe values are used as they are, never templated.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Sequence
 
 from helper.errors import OutputError
 from helper.model import Host, SiteInventory
-from helper.render import dump_yaml, ordered_sites
+from helper.render import YamlDumper, dump_yaml, ordered_sites
 from helper.render.ssh import config_value, key_checking_options
 
 # Ansible warns about, and may rewrite, group names with other characters.
@@ -40,6 +44,21 @@ _HOSTVARS = {
 }
 
 
+class _Unsafe(str):
+    """A host variable Ansible must take as text, never as a template."""
+
+
+class _AnsibleDumper(YamlDumper):
+    pass
+
+
+# Always quoted: with an explicit tag PyYAML would write `!unsafe yes` bare, which reads
+# as text to Ansible but not to a person.
+_AnsibleDumper.add_representer(
+    _Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style="'")
+)
+
+
 def group_name(name: str) -> str:
     """`name` with every character outside [A-Za-z0-9_] replaced by `_`."""
     return _INVALID_GROUP_CHARS.sub("_", name)
@@ -63,7 +82,11 @@ def ssh_common_args(host: Host, known_hosts_file: str) -> str:
 def _hostvars(host: Host, known_hosts_file: str) -> dict:
     hostvars = {name: read(host) for name, read in _HOSTVARS.items()}
     hostvars["ansible_ssh_common_args"] = ssh_common_args(host, known_hosts_file)
-    return {name: value for name, value in hostvars.items() if value is not None}
+    return {
+        name: _Unsafe(value) if isinstance(value, str) else value
+        for name, value in hostvars.items()
+        if value is not None
+    }
 
 
 def _claim(owners: dict[str, str], name: str, owner: str) -> str:
@@ -95,4 +118,4 @@ def render_ansible(sites: Sequence[SiteInventory], known_hosts_file: str) -> str
     for role, aliases in role_aliases.items():
         group = _claim(owners, role, f"role {role!r}")
         children[group] = {"hosts": {alias: None for alias in aliases}}
-    return dump_yaml({"all": {"children": children}})
+    return dump_yaml({"all": {"children": children}}, dumper=_AnsibleDumper)
