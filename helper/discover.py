@@ -7,6 +7,7 @@ ARN, never by position.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from itertools import islice
@@ -28,6 +29,13 @@ DESCRIBE_BATCH = 1000
 # number of times so a misbehaving endpoint cannot loop us.
 NOT_FOUND_RETRIES = 3
 INSTANCE_ID_RE = re.compile(r"\bi-[0-9a-f]+\b")
+
+# What EC2 says is checked where it is read: these values end up in ssh configs and
+# inventories, where a newline or a space would change their meaning.
+INSTANCE_ID_FULL_RE = re.compile(r"i-[0-9a-f]{8,17}")
+# RFC 1035 labels (letters, digits, inner hyphens, 1-63 characters), at most 253 in all.
+_DNS_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_DNS_NAME_MAX_CHARS = 253
 
 # EC2 states a reachable instance can be in; terminated or stopped ones never are.
 LIVE_STATES = ("pending", "running")
@@ -190,16 +198,53 @@ def discover(clients: AwsClients, site: SiteConfig) -> Discovered:
 # --- instance details --------------------------------------------------------
 
 
-def _instance(raw: dict) -> Instance:
+def is_ip_address(text: str) -> bool:
+    """An IPv4 or IPv6 address and nothing else (no scope id: `%...` may hold anything)."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return getattr(address, "scope_id", None) is None
+
+
+def is_dns_name(text: str) -> bool:
+    labels = text.removesuffix(".").split(".")
+    return 0 < len(text) <= _DNS_NAME_MAX_CHARS and all(_DNS_LABEL_RE.fullmatch(label) for label in labels)
+
+
+# Instance field -> (its name in messages, the check its value must pass).
+_CHECKS = {
+    "instance_id": ("instance id", INSTANCE_ID_FULL_RE.fullmatch),
+    "private_ip": ("private IP address", is_ip_address),
+    "public_ip": ("public IP address", is_ip_address),
+    "private_dns": ("private DNS name", is_dns_name),
+    "public_dns": ("public DNS name", is_dns_name),
+}
+
+
+def _problem(values: dict) -> str | None:
+    for name, (what, valid) in _CHECKS.items():
+        value = values[name]
+        if value is not None and not valid(value):
+            return f"{what} {value!r} is not valid"
+    return None
+
+
+def instance_from_ec2(raw: dict) -> Instance:
+    """One DescribeInstances entry as an Instance; an odd value is recorded in `problem`."""
+    values = {
+        "instance_id": raw["InstanceId"],
+        "private_ip": raw.get("PrivateIpAddress") or None,
+        "public_ip": raw.get("PublicIpAddress") or None,
+        "private_dns": raw.get("PrivateDnsName") or None,
+        "public_dns": raw.get("PublicDnsName") or None,
+    }
     return Instance(
-        instance_id=raw["InstanceId"],
+        **values,
         state=raw.get("State", {}).get("Name", "unknown"),
-        private_ip=raw.get("PrivateIpAddress") or None,
-        public_ip=raw.get("PublicIpAddress") or None,
-        private_dns=raw.get("PrivateDnsName") or None,
-        public_dns=raw.get("PublicDnsName") or None,
         availability_zone=raw.get("Placement", {}).get("AvailabilityZone"),
         tags=tuple(sorted((t["Key"], t["Value"]) for t in raw.get("Tags", []))),
+        problem=_problem(values),
     )
 
 
@@ -208,7 +253,7 @@ def _paginate_instances(ec2, **query) -> Iterator[Instance]:
     for page in ec2.get_paginator("describe_instances").paginate(**query):
         for reservation in page["Reservations"]:
             for raw in reservation["Instances"]:
-                yield _instance(raw)
+                yield instance_from_ec2(raw)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

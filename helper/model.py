@@ -32,6 +32,10 @@ class Instance:
     public_dns: str | None = None
     availability_zone: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
+    # Why EC2's description cannot be used (an address that is not one), else None.
+    # Kept, not raised: instances are described for several sites at once, and only the
+    # sites that choose this instance must fail.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)

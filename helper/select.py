@@ -28,7 +28,8 @@ def select(
 
     Always left out: instances EC2 reports stopped or terminated (a load balancer can
     still list them for a while). Left out unless asked for: instances the source does
-    not call in service (Pending:Wait, unhealthy, draining, still starting).
+    not call in service (Pending:Wait, unhealthy, draining, still starting). A chosen
+    instance that EC2 described with an unusable address fails the site.
     """
     by_id = {m.instance_id: m for m in memberships}
     if selection.instance_ids:
@@ -46,6 +47,9 @@ def select(
         instance = instances.get(member.instance_id)
         if instance is not None and instance.state in wanted_states:
             picked.append((instance, member))
+    for instance, _ in picked:
+        if instance.problem:
+            raise DiscoveryError(f"instance {instance.instance_id}: {instance.problem}")
     if selection.instance_ids and len(picked) != len(selection.instance_ids):
         gone = sorted(selection.instance_ids - {inst.instance_id for inst, _ in picked})
         raise DiscoveryError(f"instance(s) {', '.join(gone)} are not running")

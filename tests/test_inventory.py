@@ -524,3 +524,23 @@ def test_a_block_below_a_users_host_star_without_key_checking_is_warned_about_an
     assert f"{ssh_config}:2" in warnings[0] and "StrictHostKeyChecking" in warnings[0]
     assert (ssh_config.stat().st_uid, ssh_config.stat().st_gid) == owner
     assert f"Host web-{elb_ids(aws, 'web-elb')[0]}" in ssh_config.read_text()
+
+
+def test_instance_with_an_odd_address_fails_only_its_site(aws, tmp_path, capsys):
+    """Issue 9 item 20: EC2 data is checked where it is read; one bad instance fails one site."""
+    fleet.classic_elb_site(aws, "us-east-1", "web-elb", 2)
+    fleet.classic_elb_site(aws, "us-east-1", "odd-elb", 1)
+    # moto keeps whatever RunInstances was given, and derives the private DNS name from it.
+    odd_ip = "10.0.0.5\nHost *"
+    (odd,) = [i["InstanceId"] for i in ec2(aws).run_instances(
+        ImageId=fleet.DEMO_AMI, InstanceType=fleet.INSTANCE_TYPE, MinCount=1, MaxCount=1, PrivateIpAddress=odd_ip,
+    )["Instances"]]
+    fleet.client("elb", aws, "us-east-1").register_instances_with_load_balancer(
+        LoadBalancerName="odd-elb", Instances=[{"InstanceId": odd}])
+    config = write_config(tmp_path, {"web": {"elb": "web-elb"}, "odd": {"elb": "odd-elb"}},
+                          ansible_inventory_file=str(tmp_path / "out" / "inventory.yml"))
+    assert main(["inventory", "-c", str(config), "--keep-going"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert f"aws-deploy-helper: site odd: instance {odd}: private IP address {odd_ip!r} is not valid" in err
+    assert list(cap_sites(tmp_path)) == ["web"] and len(cap_sites(tmp_path)["web"]) == 2
+    assert "Host *" not in (tmp_path / "out" / "ssh_config").read_text()
