@@ -118,9 +118,10 @@ def test_forty_forged_messages_for_instances_not_waiting_start_no_build_and_are_
             {"Id": str(n), "MessageBody": body} for n, body in enumerate(bodies[start:start + 10])])
     consumer, _ = world.start_consumer()
     wait_for(lambda: world.queue_depth(world.dlq_url) == 40, what="all forty dead-lettered")
+    # Counted just after each move: wait for the last count rather than race it.
+    wait_for(lambda: [counted(consumer.rejected.labels(r)) for r in ("not_waiting", "not_in_group")] == [20, 20],
+             what="each rejection counted by its reason")
     assert world.builds() == []
-    assert counted(consumer.rejected.labels("not_waiting")) == 20
-    assert counted(consumer.rejected.labels("not_in_group")) == 20
     wait_for(lambda: world.queue_depth() == 0, what="none left on the hook queue")
     new = world.scale_to(3)  # and the real scale-up behind them still deploys
     wait_for(lambda: world.all_in_service(new), what="the genuine launch CONTINUEd")
