@@ -27,7 +27,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import CountingMoto, environment, measure, median  # noqa: E402
-from helper.sandbox import fleet  # noqa: E402
+from helper.sandbox.aws import fleet  # noqa: E402
 
 REGION = "us-east-1"
 GROUP = "bench-workers"

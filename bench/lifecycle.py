@@ -33,10 +33,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import ROOT, environment, free_port  # noqa: E402
-from helper.action import LifecycleAction, parse  # noqa: E402
-from helper.jenkins_jobs import BUILD_PARAMETERS  # noqa: E402
-from helper.sandbox import fleet  # noqa: E402
-from helper.sandbox.jenkins import JenkinsEmulator  # noqa: E402
+from helper.lifecycle.action import LifecycleAction, parse  # noqa: E402
+from helper.lifecycle.jenkins_client import BUILD_PARAMETERS  # noqa: E402
+from helper.sandbox.aws import fleet  # noqa: E402
+from helper.sandbox.jenkins.emulator import JenkinsEmulator  # noqa: E402
 
 REGION = "us-east-1"
 GROUP, SITE, JOB = "bench-asg", "bench", "deploy"
@@ -63,17 +63,17 @@ TARGET_RSS_MB = 100.0
 # a file: their `Time` fields are when each instance was notified.
 MOTO_SCRIPT = r"""
 import json, signal, sys, threading
-from helper.sandbox import lifecycle_notify
-from helper.sandbox.moto_server import MotoServer
+from helper.sandbox.aws import notify
+from helper.sandbox.aws.server import MotoServer
 
 tap = open(sys.argv[2], "a", encoding="utf-8", buffering=1)
-deliver = lifecycle_notify.deliver
+deliver = notify.deliver
 
 def deliver_and_record(target_arn, body, *args, **kwargs):
     deliver(target_arn, body, *args, **kwargs)
     tap.write(json.dumps(body) + "\n")
 
-lifecycle_notify.deliver = deliver_and_record
+notify.deliver = deliver_and_record
 import logging; logging.getLogger("werkzeug").setLevel(logging.ERROR)
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())

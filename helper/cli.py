@@ -104,7 +104,7 @@ def _hooks_parser(sub) -> None:
 
 
 def _iam_policy_parser(sub) -> None:
-    from helper.iam_policy import PRINCIPALS
+    from helper.setup.iam_policy import PRINCIPALS
 
     p = sub.add_parser("iam-policy", help="print least-privilege IAM policies for the helper, consumer and hook role")
     p.add_argument("-c", "--config", help="scope resources to this config's queue, groups and roles (default: *)")
@@ -157,11 +157,11 @@ def _run_inventory(args) -> int:
 
 
 def _inventory(args) -> int:
-    from helper import inventory, outputs
+    from helper.inventory import collect, outputs
     from helper.settings import Settings
 
     settings = Settings.from_args(args)
-    results = inventory.collect(settings)
+    results = collect.collect(settings)
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"{PROG}: site {r.site}: {r.error}", file=sys.stderr)
@@ -181,7 +181,7 @@ def _inventory(args) -> int:
 
 
 def _run_revision(args) -> int:
-    from helper import revision
+    from helper.lifecycle import revision
     from helper.settings import load_config, site_named
 
     if args.action == "check":
@@ -209,8 +209,8 @@ def _run_consume(args) -> int:
     import signal
     import threading
 
-    from helper.consumer import Consumer
-    from helper.metrics import MetricsServer
+    from helper.lifecycle.consumer import Consumer
+    from helper.lifecycle.metrics import MetricsServer
     from helper.settings import ConsumerSettings
 
     settings = ConsumerSettings.from_args(args)
@@ -234,24 +234,24 @@ def _run_consume(args) -> int:
 
 
 def _run_sandbox(args) -> int:
-    from helper.sandbox import control
+    from helper.sandbox.demo import control
 
     return control.run(args.sandbox_action, args)
 
 
 def _run_hooks(args) -> int:
-    from helper import hooks_aws
+    from helper.setup import hooks_apply
     from helper.settings import SetupSettings
 
     settings = SetupSettings.from_args(args)
-    api = hooks_aws.SetupApi.from_settings(settings)
-    for line in hooks_aws.run(args.hooks_action, settings, api, force=getattr(args, "force", False)):
+    api = hooks_apply.SetupApi.from_settings(settings)
+    for line in hooks_apply.run(args.hooks_action, settings, api, force=getattr(args, "force", False)):
         print(line)
     return 0
 
 
 def _run_iam_policy(args) -> int:
-    from helper import iam_policy
+    from helper.setup import iam_policy
     from helper.settings import load_config
 
     config = load_config(args.config) if args.config else None
@@ -260,8 +260,8 @@ def _run_iam_policy(args) -> int:
 
 
 def _run_doctor(args) -> int:
-    from helper import doctor
-    from helper.hooks_aws import SetupApi
+    from helper.setup import doctor
+    from helper.setup.hooks_apply import SetupApi
     from helper.settings import SetupSettings
 
     try:

@@ -11,11 +11,11 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
-from helper import config as config_mod
-from helper import yamlfile
+from helper.config import document as config_mod
+from helper.config import yamlfile
 from helper.errors import ConfigError
-from helper.outputmode import DEFAULT_OUTPUT_MODE
-from helper.select import Selection
+from helper.config.output_mode import DEFAULT_OUTPUT_MODE
+from helper.inventory.selection import Selection
 
 # Two per core is plenty: the workers spend their time waiting on AWS, and more
 # parallel describe calls per account only invite throttling.
@@ -177,7 +177,7 @@ class ConsumerSettings:
 
     @classmethod
     def from_args(cls, args, environ: Mapping[str, str] | None = None) -> "ConsumerSettings":
-        from helper.jenkins_jobs import read_credentials
+        from helper.lifecycle.jenkins_client import read_credentials
 
         environ = os.environ if environ is None else environ
         config = load_config(args.config)
@@ -207,7 +207,7 @@ class SetupSettings:
 
     @classmethod
     def from_args(cls, args, environ: Mapping[str, str] | None = None) -> "SetupSettings":
-        from helper.jenkins_jobs import read_credentials
+        from helper.lifecycle.jenkins_client import read_credentials
 
         environ = os.environ if environ is None else environ
         config = load_config(args.config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helper.sandbox.moto_server import SANDBOX_ENV, MotoServer
+from helper.sandbox.aws.server import SANDBOX_ENV, MotoServer
 
 
 @pytest.fixture(scope="session")

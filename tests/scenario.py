@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from helper.consumer import Consumer
-from helper.jenkins_jobs import BUILD_PARAMETERS
-from helper.sandbox import fleet, lifecycle
-from helper.sandbox.jenkins import JenkinsEmulator
+from helper.lifecycle.consumer import Consumer
+from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
+from helper.sandbox.aws import fleet, lifecycle
+from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from helper.settings import ConsumerSettings
 from tests.polling import wait_for
 

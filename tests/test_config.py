@@ -7,9 +7,9 @@ import textwrap
 
 import pytest
 
-from helper.config import Source, parse
+from helper.config.document import Source, parse
 from helper.errors import ConfigError
-from helper.yamlfile import load_text
+from helper.config.yamlfile import load_text
 
 ORIGINAL = """\
 aws:
@@ -111,7 +111,7 @@ def test_missing_config_file_is_one_clear_line(tmp_path, capsys):
 @pytest.mark.parametrize("value, ok", [("v1.4.2", True), ("0123abc", True), ("release/2026-11", True),
                                        ("v1\n", False), ("v1; rm -rf /", False), ("-x", False), ("", False)])
 def test_revisions_are_plain_refs(value, ok):
-    from helper.revision import validate
+    from helper.lifecycle.revision import validate
 
     if ok:
         assert validate(value) == value

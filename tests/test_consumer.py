@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from helper.jenkins_jobs import BUILD_PARAMETERS
-from helper.sandbox import faults, lifecycle
+from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
+from helper.sandbox.aws import faults, lifecycle
 from tests.scenario import GROUP, Scenario, wait_for
 
 

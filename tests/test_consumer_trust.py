@@ -28,7 +28,7 @@ def counted(counter) -> float:
 # --- item 1: adopt only what the consumer itself would have queued --------------------------------
 
 def consumers_parameters(instance: str, token: str) -> dict[str, str]:
-    """Exactly what helper/deploy.py queues for one launch of web-asg."""
+    """Exactly what helper/lifecycle/deployment.py queues for one launch of web-asg."""
     return {"SITE": "web", "INSTANCE_IDS": instance, "REVISION": "", "LIFECYCLE_ACTIONS": f"{GROUP}:{instance}:{token}",
             "DRY_RUN": "false", "SKIP_TESTS": "true"}
 

@@ -8,16 +8,16 @@ import textwrap
 
 import pytest
 
-from helper.action import LAUNCHING, TERMINATING, LifecycleAction
-from helper.batcher import Batcher
-from helper.config import parse as parse_config
-from helper.deploy import BACKOFF_BASE_S, BACKOFF_MAX_S, backoff_s
+from helper.lifecycle.action import LAUNCHING, TERMINATING, LifecycleAction
+from helper.lifecycle.batcher import Batcher
+from helper.config.document import parse as parse_config
+from helper.lifecycle.deployment import BACKOFF_BASE_S, BACKOFF_MAX_S, backoff_s
 from helper.errors import ConfigError
-from helper.inflight import RECENTLY_DONE_MAX, InFlight
-from helper.autoscaling import Seen, mismatch
-from helper.jenkins_jobs import ACTIONS_PARAM, Found, covers, job_of_url, not_ours, read_credentials, refs_of, serves
-from helper.queue import Message, dead_letter_url
-from helper.yamlfile import load_text
+from helper.lifecycle.inflight import RECENTLY_DONE_MAX, InFlight
+from helper.lifecycle.autoscaling import Seen, mismatch
+from helper.lifecycle.jenkins_client import ACTIONS_PARAM, Found, covers, job_of_url, not_ours, read_credentials, refs_of, serves
+from helper.lifecycle.sqs import Message, dead_letter_url
+from helper.config.yamlfile import load_text
 
 GROUP, INSTANCE = "web-asg", "i-0123456789abcdef0"
 
@@ -414,14 +414,14 @@ def test_lifecycle_errors_name_file_line_and_key(text, where, message):
 
 
 def test_a_scale_up_build_gets_exactly_the_parameters_doctor_checks_for():
-    from helper.deploy import Deployment, Plan
-    from helper.jenkins_jobs import BUILD_PARAMETERS
+    from helper.lifecycle.deployment import Deployment, Plan
+    from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
 
     assert tuple(Deployment(None, Plan(site="web", job="deploy", tracked=[])).parameters()) == BUILD_PARAMETERS
 
 
 class _HooksClient:
-    """The three Auto Scaling calls helper.autoscaling makes for a reconciled action."""
+    """The three Auto Scaling calls helper.lifecycle.autoscaling makes for a reconciled action."""
 
     def __init__(self):
         self.describes, self.calls = 0, []
@@ -439,8 +439,8 @@ class _HooksClient:
 
 
 def test_a_reconciled_action_reads_its_groups_hooks_once():
-    from helper.action import LAUNCHING, LifecycleAction
-    from helper.autoscaling import AutoScaling
+    from helper.lifecycle.action import LAUNCHING, LifecycleAction
+    from helper.lifecycle.autoscaling import AutoScaling
 
     client = _HooksClient()
     seam = AutoScaling(client)

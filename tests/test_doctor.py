@@ -9,12 +9,12 @@ import json
 import pytest
 
 from helper.cli import main
-from helper.doctor import FAIL, OK, WARN, Finding, check_queue
-from helper.doctor_jenkins import redact, same_root
-from helper.hooks import Desired, Observed
-from helper.lifecycle_config import LifecycleConfig
-from helper.sandbox import fleet
-from helper.jenkins_jobs import BUILD_PARAMETERS
+from helper.setup.doctor import FAIL, OK, WARN, Finding, check_queue
+from helper.setup.doctor_jenkins import redact, same_root
+from helper.setup.hooks import Desired, Observed
+from helper.config.lifecycle import LifecycleConfig
+from helper.sandbox.aws import fleet
+from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
 from tests.scenario import GROUP, JENKINS_TOKEN, JENKINS_USER, JOB, REGION, Scenario
 
 

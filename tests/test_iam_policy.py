@@ -11,18 +11,19 @@ import botocore.session
 import pytest
 import yaml
 
-from helper import iam_policy, inventory
-from helper.autoscaling import AutoScaling
-from helper.aws import CONSUMER_BOTO_CONFIG, AccessKey, AwsClients
+from helper.setup import iam_policy
+from helper.inventory import collect
+from helper.lifecycle.autoscaling import AutoScaling
+from helper.aws.clients import CONSUMER_BOTO_CONFIG, AccessKey, AwsClients
 from helper.cli import main
-from helper.consumer import Consumer
-from helper.doctor import diagnose
-from helper.hooks import HOOK_ROLE_ACTIONS
-from helper.hooks_aws import SetupApi, run
+from helper.lifecycle.consumer import Consumer
+from helper.setup.doctor import diagnose
+from helper.setup.hooks import HOOK_ROLE_ACTIONS
+from helper.setup.hooks_apply import SetupApi, run
 from helper.settings import SetupSettings
-from helper.jenkins_jobs import JenkinsJobs
-from helper.queue import Queue
-from helper.sandbox import fleet
+from helper.lifecycle.jenkins_client import JenkinsJobs
+from helper.lifecycle.sqs import Queue
+from helper.sandbox.aws import fleet
 from helper.settings import ConsumerSettings, Outputs, Settings, load_config
 from tests.polling import wait_for
 from tests.scenario import JENKINS_TOKEN, JENKINS_USER, Scenario
@@ -84,7 +85,7 @@ def test_inventory_calls_for_every_source_kind_are_in_the_helper_policy(aws, tmp
     path.write_text(yaml.safe_dump({"sites": sites}))
     config = load_config(str(path))
     recorder = Recorder()
-    results = inventory.collect(Settings(config=config, outputs=Outputs(), endpoint_url=aws), factory(recorder))
+    results = collect.collect(Settings(config=config, outputs=Outputs(), endpoint_url=aws), factory(recorder))
     assert [r.error for r in results] == [None] * 5 and all(r.inventory.hosts for r in results)
     assert ("sts", "AssumeRole") in recorder.calls and ("elb", "DescribeInstanceHealth") in recorder.calls
     assert_allowed(iam_policy.HELPER, recorder.calls, config)

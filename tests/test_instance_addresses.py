@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from helper.discover import instance_from_ec2, is_dns_name, is_ip_address
+from helper.inventory.discover import instance_from_ec2, is_dns_name, is_ip_address
 from helper.errors import DiscoveryError
-from helper.model import Membership
-from helper.select import Selection, select
+from helper.inventory.model import Membership
+from helper.inventory.selection import Selection, select
 
 
 @pytest.mark.parametrize("text, ok", [

@@ -11,11 +11,11 @@ import botocore.session
 import pytest
 import yaml
 
-from helper.aws import AccessKey, AwsClients
+from helper.aws.clients import AccessKey, AwsClients
 from helper.cli import build_parser, main
-from helper.discover import describe_instances
-from helper.inventory import collect
-from helper.sandbox import fleet
+from helper.inventory.discover import describe_instances
+from helper.inventory.collect import collect
+from helper.sandbox.aws import fleet
 from helper.settings import Settings
 
 
@@ -283,7 +283,7 @@ def test_scale_up_build_finds_its_pending_instances_through_the_lifecycle_group(
 
 
 def test_throttled_discovery_is_retried_by_botocore(aws, tmp_path):
-    from helper.sandbox import faults
+    from helper.sandbox.aws import faults
 
     fleet.auto_scaling_site(aws, "us-east-1", "workers", 2)
     # Seeded: the first call gets "Rate exceeded", the retry goes through.
@@ -321,8 +321,8 @@ import stat  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from helper.naming import is_alias_of  # noqa: E402
-from helper.write import BEGIN, END  # noqa: E402
+from helper.inventory.naming import is_alias_of  # noqa: E402
+from helper.files.write import BEGIN, END  # noqa: E402
 
 HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
 # A run against moto takes a second or two; this only turns a hang (a FIFO) into a failure.

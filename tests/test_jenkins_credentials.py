@@ -11,7 +11,7 @@ import yaml
 
 from helper.cli import main
 from helper.errors import ConfigError
-from helper.jenkins_jobs import read_credentials
+from helper.lifecycle.jenkins_client import read_credentials
 
 TOKEN = "s3cret-token-9f1c"
 

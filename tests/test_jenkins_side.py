@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from helper.cli import main
-from helper.sandbox import fleet
-from helper.sandbox.jenkins import JenkinsEmulator
+from helper.sandbox.aws import fleet
+from helper.sandbox.jenkins.emulator import JenkinsEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 JENKINSFILE = ROOT / "Jenkinsfile"

@@ -18,7 +18,7 @@ from pathlib import Path
 import jenkins
 import pytest
 
-from helper.sandbox import fleet
+from helper.sandbox.aws import fleet
 from tests.scenario import JENKINS_TOKEN, JENKINS_USER, REGION, Scenario, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,16 +9,16 @@ import pytest
 import yaml
 
 from helper.errors import OutputError
-from helper.model import Host, Instance, SiteInventory
-from helper.render import (
+from helper.inventory.model import Host, Instance, SiteInventory
+from helper.inventory.render import (
     render_ansible,
     render_capistrano,
     render_json,
     render_list,
     render_ssh_config,
 )
-from helper.render.ansible import group_name, ssh_common_args
-from helper.render.ssh import config_value
+from helper.inventory.render.ansible import group_name, ssh_common_args
+from helper.inventory.render.ssh import config_value
 
 KNOWN_HOSTS = "/var/lib/deploy/known_hosts"
 

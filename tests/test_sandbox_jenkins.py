@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tests.polling import wait_for
-from helper.sandbox.jenkins import JenkinsEmulator
+from helper.sandbox.jenkins.emulator import JenkinsEmulator
 
 TOKEN = ("admin", "token")
 # Generous for a loaded CI machine; passing runs finish in well under a second each.

@@ -15,8 +15,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tests.polling import wait_for
-from helper.sandbox import faults, lifecycle
-from helper.sandbox.lifecycle_actions import ActionBook
+from helper.sandbox.aws import faults, lifecycle
+from helper.sandbox.aws.actions import ActionBook
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"

@@ -21,8 +21,8 @@ import pytest
 import requests
 
 from tests.polling import wait_for
-from helper.sandbox import demo_jobs
-from helper.sandbox.jenkins import JenkinsEmulator
+from helper.sandbox.demo import jobs
+from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from helper.settings import load_config
 
 DEPLOY_PARAMETERS = {"SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS"}
@@ -141,7 +141,7 @@ def test_deploy_job_comes_from_jenkins_jobs_when_the_emulator_can_load_it(tmp_pa
         jjb_dir.mkdir()
         (jjb_dir / "deploy.yaml").write_text(jjb)
     with JenkinsEmulator() as emulator:
-        found = demo_jobs.add_deploy_job(emulator, "true", jjb_dir)
+        found = jobs.add_deploy_job(emulator, "true", jjb_dir)
         info = jenkins.Jenkins(emulator.url, "admin", "token", timeout=10).get_job_info("deploy")
 
     assert found == (str(jjb_dir) if source == "jjb" else source)

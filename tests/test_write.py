@@ -7,7 +7,7 @@ import os
 import pytest
 
 from helper.errors import OutputError
-from helper.write import (
+from helper.files.write import (
     BEGIN,
     END,
     merge_managed_block,
@@ -247,8 +247,8 @@ def test_prune_keeps_a_file_without_final_newline_byte_identical():
 import stat  # noqa: E402
 import threading  # noqa: E402
 
-import helper.write as write  # noqa: E402
-from helper import safepath  # noqa: E402
+import helper.files.write as write  # noqa: E402
+from helper.files import safepath  # noqa: E402
 
 # nobody: a user the test process is not.
 OTHER_UID = 65534

@@ -1,0 +1,131 @@
+"""Build AWS clients for a site: credentials, region, endpoint and retry policy.
+
+This module is the only place that decides how we talk to AWS. Credentials come from
+the boto3/botocore chain (environment, shared files, instance role), a named profile,
+or a role assumed per site; keys in the config file are still honoured for
+compatibility. We build clients on botocore sessions (what boto3 wraps): the inventory
+needs only clients, and skipping boto3's resource layer and s3transfer imports saves a
+tenth of a second of CPU per run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import botocore.session
+from botocore.config import Config as BotoConfig
+
+from helper.config.document import SiteConfig, StaticCredentials
+
+# botocore's "standard" retry mode backs off with jitter on Throttling,
+# RequestLimitExceeded and 5xx. Eight attempts ride out a scale-out burst without
+# making a genuinely broken endpoint hang a pipeline stage for minutes.
+RETRY_MAX_ATTEMPTS = 8
+# A describe call over thousands of instances can take several seconds on a busy account.
+READ_TIMEOUT_S = 60
+CONNECT_TIMEOUT_S = 10
+# Long enough for one inventory run; short enough that a leaked token is soon useless.
+ASSUMED_ROLE_DURATION_S = 900
+
+BOTO_CONFIG = BotoConfig(
+    retries={"mode": "standard", "max_attempts": RETRY_MAX_ATTEMPTS},
+    read_timeout=READ_TIMEOUT_S,
+    connect_timeout=CONNECT_TIMEOUT_S,
+    user_agent_extra="aws-deploy-helper",
+)
+
+# The consumer retries throttled heartbeats and completions itself, between other
+# housekeeping; botocore's own retries stay short so one call never blocks the loop long.
+CONSUMER_BOTO_CONFIG = BotoConfig(
+    retries={"mode": "standard", "max_attempts": 3},
+    read_timeout=30,
+    connect_timeout=CONNECT_TIMEOUT_S,
+    user_agent_extra="aws-deploy-helper-consumer",
+)
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    """Everything that decides which account and endpoint a client talks to."""
+
+    region: str
+    profile: str | None = None
+    role_arn: str | None = None
+    endpoint_url: str | None = None
+    credentials: StaticCredentials | None = None
+
+    @classmethod
+    def for_site(cls, site: SiteConfig, endpoint_url: str | None,
+                 credentials: StaticCredentials | None, default_profile: str | None) -> "AccessKey":
+        return cls(
+            region=site.region,
+            profile=site.profile or default_profile,
+            role_arn=site.role_arn,
+            endpoint_url=endpoint_url,
+            credentials=credentials,
+        )
+
+
+class AwsClients:
+    """The clients one (account, region) needs, created on first use.
+
+    botocore sessions are not thread-safe, so each worker thread builds its own
+    AwsClients; the clients themselves may then be shared.
+    """
+
+    def __init__(self, key: AccessKey, session: botocore.session.Session | None = None,
+                 boto_config: BotoConfig = BOTO_CONFIG) -> None:
+        self.key = key
+        self._session = session
+        self._boto_config = boto_config
+
+    def _base_session(self) -> botocore.session.Session:
+        creds = self.key.credentials
+        session = botocore.session.Session(profile=self.key.profile if creds is None else None)
+        if creds is not None:
+            session.set_credentials(creds.access_key_id, creds.secret_access_key, creds.session_token)
+        # We never read a timestamp from a response, and parsing them with dateutil
+        # costs about a sixth of the CPU of describing 1,000 instances: keep the text.
+        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+        return session
+
+    @cached_property
+    def session(self) -> botocore.session.Session:
+        if self._session is not None:
+            return self._session
+        base = self._base_session()
+        if self.key.role_arn is None:
+            return base
+        sts = base.create_client("sts", region_name=self.key.region,
+                                 endpoint_url=self.key.endpoint_url, config=BOTO_CONFIG)
+        assumed = sts.assume_role(
+            RoleArn=self.key.role_arn,
+            RoleSessionName="aws-deploy-helper",
+            DurationSeconds=ASSUMED_ROLE_DURATION_S,
+        )["Credentials"]
+        session = botocore.session.Session()
+        session.set_credentials(assumed["AccessKeyId"], assumed["SecretAccessKey"], assumed["SessionToken"])
+        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+        return session
+
+    def client(self, service: str):
+        return self.session.create_client(
+            service, region_name=self.key.region, endpoint_url=self.key.endpoint_url, config=self._boto_config
+        )
+
+    @cached_property
+    def ec2(self):
+        return self.client("ec2")
+
+    @cached_property
+    def elb(self):
+        return self.client("elb")
+
+    @cached_property
+    def elbv2(self):
+        return self.client("elbv2")
+
+    @cached_property
+    def autoscaling(self):
+        return self.client("autoscaling")

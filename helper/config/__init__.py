@@ -1,0 +1,1 @@
+"""The configuration file: YAML with line numbers, field checks, sites, paths and the lifecycle section."""

@@ -1,0 +1,247 @@
+"""The configuration file: parse once, validate every field, and name file:line on error.
+
+The 2014 tool's file (aws: keys, path: ssh/cap files, sites: elb/region/keys) loads
+unchanged. Everything else is an addition with a default.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from helper.config import fields
+from helper.errors import ConfigError
+from helper.config.lifecycle import LifecycleConfig, parse_lifecycle
+from helper.config.output_mode import parse_output_mode
+from helper.config.yamlfile import Located
+
+log = logging.getLogger(__name__)
+
+
+# How a site names the instances that serve it: config key -> discovery source kind.
+# Several spellings map to one kind so both the original file and newer ones read well.
+SOURCE_KEYS = {
+    "elb": "classic_elb",
+    "load_balancer": "elbv2",
+    "alb": "elbv2",
+    "nlb": "elbv2",
+    "target_group": "target_group",
+    "auto_scaling_group": "auto_scaling_group",
+    "asg": "auto_scaling_group",
+    "tags": "tags",
+}
+
+ADDRESS_CHOICES = ("private", "public", "auto")
+SSH_CONFIG_MODES = ("file", "block")
+
+# Keys that a site may set, and that `defaults:` may set for every site.
+SITE_OPTION_KEYS = {
+    "region", "profile", "role_arn", "user", "port", "address", "proxy_jump", "bastion",
+    "keys", "identity_file", "roles",
+}
+PATH_KEYS = {
+    "ssh_config_file", "ssh_config_mode", "known_hosts_file", "cap_config_file",
+    "ansible_inventory_file", "json_file", "revision_dir", "output_mode",
+}
+AWS_KEYS = {"access_key_id", "secret_access_key", "session_token", "region", "profile"}
+TOP_KEYS = {"aws", "path", "defaults", "sites", "lifecycle"}
+
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # a value of SOURCE_KEYS
+    value: Any  # a name, DNS name or ARN; a {tag: value(s)} mapping for "tags"
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    name: str
+    source: Source
+    region: str = DEFAULT_REGION
+    profile: str | None = None
+    role_arn: str | None = None
+    user: str | None = None
+    port: int | None = None
+    address: str = "private"
+    proxy_jump: str | None = None
+    identity_file: str | None = None
+    roles: tuple[str, ...] = ()
+    where: str = ""  # file:line of the site, for messages
+
+
+@dataclass(frozen=True)
+class StaticCredentials:
+    """Keys written in the file: honoured for compatibility, warned about."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never print the secret, even in a traceback
+        return f"StaticCredentials(access_key_id={self.access_key_id[:4]}...)"
+
+
+@dataclass(frozen=True)
+class Paths:
+    ssh_config_file: str | None = None
+    ssh_config_mode: str = "file"
+    known_hosts_file: str | None = None
+    cap_config_file: str | None = None
+    ansible_inventory_file: str | None = None
+    json_file: str | None = None
+    # Where full deploys record each site's revision, so scale-up builds can pin it.
+    revision_dir: str | None = None
+    # Mode of the cap/Ansible/JSON outputs (helper.config.output_mode); None: 0600.
+    output_mode: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    sites: tuple[SiteConfig, ...]
+    paths: Paths = field(default_factory=Paths)
+    credentials: StaticCredentials | None = None
+    profile: str | None = None
+    lifecycle: "LifecycleConfig | None" = None
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+def _roles(doc: Located, value: Any, keys: tuple) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise fields.fail(doc, keys, "roles must be a list of names")
+    return tuple(fields.name(doc, role, keys + (i,), "role") for i, role in enumerate(value))
+
+
+def _tag_values(doc: Located, raw: Any, keys: tuple) -> tuple[str, ...]:
+    """A tag's wanted values as the user wrote them: `Enabled: true` wants "true"."""
+    items = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
+    values = tuple(fields.as_written(doc, value, keys if i is None else keys + (i,)) for i, value in items)
+    if not values or not all(isinstance(v, str) for v in values):
+        raise fields.fail(doc, keys, "tag value must be text or a list of texts (null and mappings are neither)")
+    return values
+
+
+def _source(doc: Located, site: dict, keys: tuple) -> Source:
+    found = [key for key in site if key in SOURCE_KEYS]
+    if len(found) != 1:
+        wanted = ", ".join(sorted(SOURCE_KEYS))
+        problem = "names no" if not found else f"names {len(found)} ({', '.join(found)}); give exactly one"
+        raise fields.fail(doc, keys, f"site {problem} instance source ({wanted})")
+    key = found[0]
+    value = site[key]
+    if key == "tags":
+        tags = fields.mapping(doc, value, keys + (key,))
+        if not tags:
+            raise fields.fail(doc, keys + (key,), "tags must name at least one tag")
+        return Source("tags", {tag: _tag_values(doc, values, keys + (key, tag)) for tag, values in tags.items()})
+    return Source(SOURCE_KEYS[key], fields.string(doc, value, keys + (key,)))
+
+
+def _site(doc: Located, name: Any, raw: Any, defaults: dict) -> SiteConfig:
+    keys = ("sites", name)
+    fields.name(doc, name, keys, "site name")
+    site = fields.mapping(doc, raw, keys, SITE_OPTION_KEYS | set(SOURCE_KEYS))
+    merged = {**defaults, **site}
+
+    def where(key: str) -> tuple:
+        return keys + (key,) if key in site else ("defaults", key)
+
+    if "keys" in merged and "identity_file" in merged:
+        raise fields.fail(doc, keys, "give keys or identity_file, not both")
+    if "bastion" in merged and "proxy_jump" in merged:
+        raise fields.fail(doc, keys, "give proxy_jump or bastion, not both")
+    identity_key = "keys" if "keys" in merged else "identity_file"
+    jump_key = "bastion" if "bastion" in merged else "proxy_jump"
+    return SiteConfig(
+        name=name,
+        source=_source(doc, site, keys),
+        region=fields.string(doc, merged.get("region"), where("region")) or DEFAULT_REGION,
+        profile=fields.string(doc, merged.get("profile"), where("profile")),
+        role_arn=fields.string(doc, merged.get("role_arn"), where("role_arn")),
+        user=fields.login_name(doc, merged.get("user"), where("user")),
+        port=fields.port(doc, merged.get("port"), where("port")),
+        address=fields.choice(doc, merged.get("address"), where("address"), ADDRESS_CHOICES, "private"),
+        proxy_jump=fields.string(doc, merged.get(jump_key), where(jump_key)),
+        identity_file=fields.string(doc, merged.get(identity_key), where(identity_key)),
+        roles=_roles(doc, merged.get("roles"), where("roles")),
+        where=doc.where(*keys),
+    )
+
+
+def _credentials(doc: Located, aws: dict) -> StaticCredentials | None:
+    key_id = fields.string(doc, aws.get("access_key_id"), ("aws", "access_key_id"))
+    secret = fields.string(doc, aws.get("secret_access_key"), ("aws", "secret_access_key"))
+    if key_id is None and secret is None:
+        return None
+    if key_id is None or secret is None:
+        raise fields.fail(doc, ("aws",), "give both access_key_id and secret_access_key, or neither")
+    log.warning(
+        "event=static_credentials file=%s advice=%s", doc.where("aws"),
+        "keys in the config file are deprecated; remove aws: and use the AWS credential chain, a profile or role_arn",
+    )
+    token = fields.string(doc, aws.get("session_token"), ("aws", "session_token"))
+    return StaticCredentials(key_id, secret, token)
+
+
+def parse(doc: Located) -> Config:
+    """Turn a loaded YAML document into a validated Config."""
+    top = fields.mapping(doc, doc.data, (), TOP_KEYS)
+    if not top:
+        raise ConfigError(f"{doc.path}: empty configuration; it needs a sites: mapping")
+    aws = fields.mapping(doc, top.get("aws"), ("aws",), AWS_KEYS)
+    paths_raw = fields.mapping(doc, top.get("path"), ("path",), PATH_KEYS)
+    defaults = fields.mapping(doc, top.get("defaults"), ("defaults",), SITE_OPTION_KEYS)
+    if "region" in aws and "region" not in defaults:
+        defaults = {**defaults, "region": aws["region"]}
+    sites_raw = fields.mapping(doc, top.get("sites"), ("sites",))
+    if not sites_raw:
+        raise fields.fail(doc, ("sites",), "no sites configured")
+    sites = tuple(_site(doc, name, raw, defaults) for name, raw in sites_raw.items())
+    _check_role_names(doc, sites)
+    paths = Paths(
+        **{key: fields.string(doc, paths_raw.get(key), ("path", key))
+           for key in PATH_KEYS - {"ssh_config_mode", "output_mode"}},
+        output_mode=parse_output_mode(doc, paths_raw.get("output_mode"), ("path", "output_mode")),
+        ssh_config_mode=fields.choice(
+            doc, paths_raw.get("ssh_config_mode"), ("path", "ssh_config_mode"), SSH_CONFIG_MODES, "file"
+        ),
+    )
+    lifecycle = None
+    if top.get("lifecycle") is not None:
+        default_region = defaults.get("region") or DEFAULT_REGION
+        lifecycle = parse_lifecycle(doc, top["lifecycle"], {s.name for s in sites}, default_region)
+    return Config(
+        path=doc.path,
+        sites=sites,
+        paths=paths,
+        credentials=_credentials(doc, aws),
+        profile=fields.string(doc, aws.get("profile"), ("aws", "profile")),
+        lifecycle=lifecycle,
+    )
+
+
+def _check_role_names(doc: Located, sites: tuple[SiteConfig, ...]) -> None:
+    # Roles and sites share one group namespace in the Ansible inventory.
+    site_names = {site.name for site in sites}
+    for site in sites:
+        for role in site.roles:
+            if role in site_names:
+                raise fields.fail(doc, ("sites", site.name, "roles"), f"role {role!r} has the name of a site")

@@ -1,0 +1,175 @@
+"""The `lifecycle:` section: how the consumer reaches SQS, Jenkins and Auto Scaling.
+
+Jenkins credentials are never read from this file: JENKINS_USER and JENKINS_API_TOKEN
+come from the environment, or `jenkins.credentials_file` names a file holding
+`user:token` (mode 0600, readable by the consumer only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from helper.config import fields
+from helper.config.yamlfile import Located
+
+RESULTS = ("CONTINUE", "ABANDON")
+# Jenkins build results (and our two pseudo-results) that a policy can map.
+POLICY_KEYS = ("SUCCESS", "UNSTABLE", "FAILURE", "ABORTED", "NOT_BUILT", "CANCELLED", "UNREACHABLE")
+DEFAULT_POLICY = {
+    "SUCCESS": "CONTINUE",
+    # An unstable deploy shipped something broken more often than not: replace the instance.
+    "UNSTABLE": "ABANDON",
+    "FAILURE": "ABANDON",
+    "ABORTED": "ABANDON",
+    "NOT_BUILT": "ABANDON",
+    "CANCELLED": "ABANDON",
+    "UNREACHABLE": "ABANDON",
+}
+WARM_POOL_POLICIES = ("continue", "deploy")
+
+GROUP_KEYS = {"site", "job", "terminate_job"}
+JENKINS_KEYS = {"url", "job", "credentials_file", "timeout_s"}
+SECTION_KEYS = {
+    "queue_url", "region", "jenkins", "groups", "batch_window_s", "batch_max_instances",
+    "visibility_timeout_s", "heartbeat_fraction", "poll_interval_s", "jenkins_deadline_s",
+    "result_on", "warm_pool", "reconcile_interval_s", "grace_period_s",
+    "metrics_host", "metrics_port", "stall_after_s", "heartbeat_interval_s", "receive_wait_s",
+    # Read by `hooks install` and `doctor` only (helper/setup/hooks.py).
+    "hook_name", "terminate_hook_name", "hook_heartbeat_timeout_s", "hook_default_result", "hook_role_name",
+}
+
+
+@dataclass(frozen=True)
+class GroupRoute:
+    group: str
+    site: str
+    job: str
+    terminate_job: str | None = None
+
+
+@dataclass(frozen=True)
+class JenkinsConfig:
+    url: str
+    job: str
+    credentials_file: str | None = None
+    # python-jenkins waits forever without a timeout; a hung Jenkins must not hang us.
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    queue_url: str
+    region: str
+    jenkins: JenkinsConfig
+    groups: dict[str, GroupRoute]
+    # Launches within this window share one build: a scale-out of 10 is one deploy.
+    batch_window_s: float = 3.0
+    batch_max_instances: int = 20
+    # Long enough to survive a slow receive loop; we extend it while a build runs.
+    visibility_timeout_s: int = 120
+    # Heartbeat when this fraction of the hook's HeartbeatTimeout has passed: at 0.4
+    # two heartbeats can fail (throttling) before the action times out.
+    heartbeat_fraction: float = 0.4
+    # A fixed interval instead, for hooks whose clock runs fast (the sandbox) or for
+    # operators who want it explicit. None: heartbeat_fraction of the hook's timeout.
+    heartbeat_interval_s: float | None = None
+    # SQS long poll; shortened automatically when a batch or reconciliation is due. The
+    # loop sees SIGTERM only between polls, so 5 s keeps shutdown prompt (well inside a
+    # 30 s stop timeout) for one cheap ReceiveMessage per 5 s.
+    receive_wait_s: int = 5
+    poll_interval_s: float = 2.0
+    # How long Jenkins may stay unreachable before we give up on a deploy and apply
+    # result_on.UNREACHABLE. Must fit inside the hook's global timeout.
+    jenkins_deadline_s: float = 1800.0
+    result_on: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_POLICY))
+    warm_pool: str = "continue"
+    reconcile_interval_s: float = 300.0
+    grace_period_s: float = 30.0
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
+    # /healthz fails when no receive has completed for this long.
+    stall_after_s: float = 120.0
+    # --- what `hooks install` creates (the consumer itself reads hook names from messages) ---
+    # The name the sandbox and the README use; any name works, the consumer routes by group.
+    hook_name: str = "deploy-on-launch"
+    terminate_hook_name: str = "deploy-on-terminate"
+    # Longer than a typical deploy (5-10 min), so one missed heartbeat during a throttled
+    # scale-out does not time the action out; global timeout 100x = 25 h covers any deadline.
+    hook_heartbeat_timeout_s: int = 900
+    # ABANDON: an instance whose deploy timed out or crashed must not take traffic with the
+    # old revision (CodeDeploy's known pain); Auto Scaling launches a replacement instead.
+    hook_default_result: str = "ABANDON"
+    # None: `<queue name>-hook`, so staging and production queues in one account get a role each.
+    hook_role_name: str | None = None
+
+
+def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str) -> LifecycleConfig:
+    # Imported here: config imports this module.
+    keys = ("lifecycle",)
+    section = fields.mapping(doc, raw, keys, SECTION_KEYS)
+    queue_url = fields.string(doc, section.get("queue_url"), keys + ("queue_url",))
+    if queue_url is None:
+        raise fields.fail(doc, keys, "queue_url is required")
+    jraw = fields.mapping(doc, section.get("jenkins"), keys + ("jenkins",), JENKINS_KEYS)
+    jurl = fields.string(doc, jraw.get("url"), keys + ("jenkins", "url"))
+    jjob = fields.string(doc, jraw.get("job"), keys + ("jenkins", "job"))
+    if jurl is None or jjob is None:
+        raise fields.fail(doc, keys + ("jenkins",), "jenkins.url and jenkins.job are required")
+    jenkins = JenkinsConfig(
+        url=jurl, job=jjob,
+        credentials_file=fields.string(doc, jraw.get("credentials_file"), keys + ("jenkins", "credentials_file")),
+        timeout_s=fields.number(doc, jraw.get("timeout_s", 30.0), keys + ("jenkins", "timeout_s"), 1, 600),
+    )
+    groups: dict[str, GroupRoute] = {}
+    for group, route in fields.mapping(doc, section.get("groups"), keys + ("groups",)).items():
+        where = keys + ("groups", group)
+        route = fields.as_written(doc, route, where)
+        route = {"site": route} if isinstance(route, str) else fields.mapping(doc, route, where, GROUP_KEYS)
+        site = fields.as_written(doc, route.get("site"), where + ("site",))
+        if site not in site_names:
+            raise fields.fail(doc, where, f"site {site!r} is not one of the configured sites")
+        groups[str(group)] = GroupRoute(
+            group=str(group), site=site,
+            job=fields.string(doc, route.get("job"), where + ("job",)) or jjob,
+            terminate_job=fields.string(doc, route.get("terminate_job"), where + ("terminate_job",)),
+        )
+    if not groups:
+        raise fields.fail(doc, keys + ("groups",), "map at least one Auto Scaling group to a site")
+    policy = dict(DEFAULT_POLICY)
+    for name, result in fields.mapping(doc, section.get("result_on"), keys + ("result_on",), set(POLICY_KEYS)).items():
+        policy[name] = fields.choice(doc, result, keys + ("result_on", name), RESULTS, "ABANDON")
+    if policy["SUCCESS"] != "CONTINUE":
+        raise fields.fail(doc, keys + ("result_on", "SUCCESS"), "a successful deploy must CONTINUE")
+    number = lambda name, default, low, high: fields.number(doc, section.get(name, default), keys + (name,), low, high)  # noqa: E731
+    port = section.get("metrics_port")
+    return LifecycleConfig(
+        queue_url=queue_url,
+        region=fields.string(doc, section.get("region"), keys + ("region",)) or default_region,
+        jenkins=jenkins,
+        groups=groups,
+        batch_window_s=number("batch_window_s", 3.0, 0, 300),
+        batch_max_instances=int(number("batch_max_instances", 20, 1, 1000)),
+        visibility_timeout_s=int(number("visibility_timeout_s", 120, 1, 43200)),
+        heartbeat_fraction=number("heartbeat_fraction", 0.4, 0.05, 0.9),
+        heartbeat_interval_s=None if section.get("heartbeat_interval_s") is None
+        else number("heartbeat_interval_s", None, 0.01, 7200),
+        receive_wait_s=int(number("receive_wait_s", 5, 0, 20)),
+        poll_interval_s=number("poll_interval_s", 2.0, 0.01, 300),
+        jenkins_deadline_s=number("jenkins_deadline_s", 1800.0, 1, 172800),
+        result_on=policy,
+        warm_pool=fields.choice(doc, section.get("warm_pool"), keys + ("warm_pool",), WARM_POOL_POLICIES, "continue"),
+        reconcile_interval_s=number("reconcile_interval_s", 300.0, 0.1, 86400),
+        grace_period_s=number("grace_period_s", 30.0, 0, 3600),
+        metrics_host=fields.string(doc, section.get("metrics_host"), keys + ("metrics_host",)) or "127.0.0.1",
+        metrics_port=None if port is None else int(fields.number(doc, port, keys + ("metrics_port",), 0, 65535)),
+        stall_after_s=number("stall_after_s", 120.0, 1, 86400),
+        hook_name=fields.string(doc, section.get("hook_name"), keys + ("hook_name",)) or "deploy-on-launch",
+        terminate_hook_name=fields.string(doc, section.get("terminate_hook_name"), keys + ("terminate_hook_name",))
+        or "deploy-on-terminate",
+        # AWS's accepted HeartbeatTimeout range.
+        hook_heartbeat_timeout_s=int(number("hook_heartbeat_timeout_s", 900, 30, 7200)),
+        hook_default_result=fields.choice(doc, section.get("hook_default_result"), keys + ("hook_default_result",),
+                                    RESULTS, "ABANDON"),
+        hook_role_name=fields.string(doc, section.get("hook_role_name"), keys + ("hook_role_name",)),
+    )
+

@@ -1,0 +1,1 @@
+"""Inventory: config -> discover -> select -> name -> render -> write."""

@@ -1,0 +1,121 @@
+"""Render an Ansible YAML inventory: a group per site and a group per role.
+
+Ansible connects with its own ssh command line, not through our ssh config, so
+each host carries the same host-key options (helper.inventory.render.ssh) in
+ansible_ssh_common_args.
+
+Every text host variable is written `!unsafe`: Ansible templates inventory values, so a
+`{{ lookup('pipe', ...) }}` in a user, a key path or a host name would otherwise run a
+command on the controller. Unsafe values are used as they are, never templated.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections import defaultdict
+from collections.abc import Sequence
+
+from helper.errors import OutputError
+from helper.inventory.model import Host, SiteInventory
+from helper.inventory.render import YamlDumper, dump_yaml, ordered_sites
+from helper.inventory.render.ssh import config_value, key_checking_options
+
+# Ansible warns about, and may rewrite, group names with other characters.
+_INVALID_GROUP_CHARS = re.compile(r"[^A-Za-z0-9_]")
+# Names Ansible defines itself; a site or role of that name would merge into them.
+_RESERVED_GROUPS = frozenset({"all", "ungrouped"})
+
+# hostvar -> how to read it from a Host; None values are left out.
+_HOSTVARS = {
+    "ansible_host": lambda h: h.address,
+    "ansible_user": lambda h: h.user,
+    "ansible_port": lambda h: h.port,
+    "ansible_ssh_private_key_file": lambda h: h.identity_file,
+    "ec2_instance_id": lambda h: h.instance.instance_id,
+    "ec2_availability_zone": lambda h: h.instance.availability_zone,
+    "ec2_private_ip": lambda h: h.instance.private_ip,
+    "ec2_public_ip": lambda h: h.instance.public_ip,
+    "ec2_private_dns": lambda h: h.instance.private_dns,
+    "ec2_public_dns": lambda h: h.instance.public_dns,
+    "ec2_state": lambda h: h.instance.state,
+    # The membership source's word ("InService", "healthy", ...), not the EC2 state.
+    "membership_status": lambda h: h.status,
+}
+
+
+class _Unsafe(str):
+    """A host variable Ansible must take as text, never as a template."""
+
+
+class _AnsibleDumper(YamlDumper):
+    pass
+
+
+# Always quoted: with an explicit tag PyYAML would write `!unsafe yes` bare, which reads
+# as text to Ansible but not to a person.
+_AnsibleDumper.add_representer(
+    _Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style="'")
+)
+
+
+def group_name(name: str) -> str:
+    """`name` with every character outside [A-Za-z0-9_] replaced by `_`."""
+    return _INVALID_GROUP_CHARS.sub("_", name)
+
+
+def ssh_common_args(host: Host, known_hosts_file: str) -> str:
+    """`-o` options for ssh, quoted for ssh (inner) and for shlex.split (outer).
+
+    Ansible splits the string with shlex and ssh parses each `keyword=value` like
+    a config line, so a path with spaces needs both layers.
+    """
+    options = key_checking_options(host, known_hosts_file)
+    if host.proxy_jump:
+        options.append(("ProxyJump", host.proxy_jump))
+    return " ".join(
+        f"-o {shlex.quote(f'{keyword}={config_value(keyword, value)}')}"
+        for keyword, value in options
+    )
+
+
+def _hostvars(host: Host, known_hosts_file: str) -> dict:
+    hostvars = {name: read(host) for name, read in _HOSTVARS.items()}
+    hostvars["ansible_ssh_common_args"] = ssh_common_args(host, known_hosts_file)
+    return {
+        name: _Unsafe(value) if isinstance(value, str) else value
+        for name, value in hostvars.items()
+        if value is not None
+    }
+
+
+def _claim(owners: dict[str, str], name: str, owner: str) -> str:
+    """Register group `name` for `owner`; two owners of one group would merge hosts."""
+    group = group_name(name)
+    if group in _RESERVED_GROUPS:
+        raise OutputError(f"{owner} cannot be an Ansible group: {group!r} is reserved")
+    if owners.setdefault(group, owner) != owner:
+        raise OutputError(
+            f"{owner} and {owners[group]} would both be Ansible group {group!r}; rename one"
+        )
+    return group
+
+
+def render_ansible(sites: Sequence[SiteInventory], known_hosts_file: str) -> str:
+    """A YAML inventory: `all: children:` with a group per site and per role."""
+    children: dict[str, dict] = {}
+    owners: dict[str, str] = {}
+    role_aliases: dict[str, list[str]] = defaultdict(list)
+    for inventory in ordered_sites(sites):
+        group = _claim(owners, inventory.site, f"site {inventory.site!r}")
+        hosts = {h.alias: _hostvars(h, known_hosts_file) for h in inventory.hosts}
+        # An empty site stays a group, so plays that target it match nothing
+        # instead of failing on an unknown pattern.
+        children[group] = {"hosts": hosts} if hosts else {}
+        for host in inventory.hosts:
+            for role in host.roles:
+                role_aliases[role].append(host.alias)
+    for role, aliases in role_aliases.items():
+        group = _claim(owners, role, f"role {role!r}")
+        children[group] = {"hosts": {alias: None for alias in aliases}}
+    return dump_yaml({"all": {"children": children}}, dumper=_AnsibleDumper)

@@ -1,0 +1,56 @@
+"""Choose which of a site's instances the deploy step should reach. Pure functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from helper.inventory.discover import LIVE_STATES
+from helper.errors import DiscoveryError
+from helper.inventory.model import Instance, Membership
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How to choose: the default is "in service now"."""
+
+    include_out_of_service: bool = False
+    # A scale-up build names the instances it deploys; they are still in Pending:Wait,
+    # so naming them includes them whatever their service state.
+    instance_ids: frozenset[str] = frozenset()
+
+
+def select(
+    memberships: tuple[Membership, ...],
+    instances: dict[str, Instance],
+    selection: Selection,
+) -> list[tuple[Instance, Membership]]:
+    """The (instance, membership) pairs to deploy to, sorted by instance id.
+
+    Always left out: instances EC2 reports stopped or terminated (a load balancer can
+    still list them for a while). Left out unless asked for: instances the source does
+    not call in service (Pending:Wait, unhealthy, draining, still starting). A chosen
+    instance that EC2 described with an unusable address fails the site.
+    """
+    by_id = {m.instance_id: m for m in memberships}
+    if selection.instance_ids:
+        missing = sorted(selection.instance_ids - by_id.keys())
+        if missing:
+            raise DiscoveryError(f"instance(s) {', '.join(missing)} are not part of the site")
+        chosen = [by_id[i] for i in selection.instance_ids]
+    elif selection.include_out_of_service:
+        chosen = list(memberships)
+    else:
+        chosen = [m for m in memberships if m.in_service]
+    wanted_states = LIVE_STATES if (selection.include_out_of_service or selection.instance_ids) else ("running",)
+    picked = []
+    for member in chosen:
+        instance = instances.get(member.instance_id)
+        if instance is not None and instance.state in wanted_states:
+            picked.append((instance, member))
+    for instance, _ in picked:
+        if instance.problem:
+            raise DiscoveryError(f"instance {instance.instance_id}: {instance.problem}")
+    if selection.instance_ids and len(picked) != len(selection.instance_ids):
+        gone = sorted(selection.instance_ids - {inst.instance_id for inst, _ in picked})
+        raise DiscoveryError(f"instance(s) {', '.join(gone)} are not running")
+    return sorted(picked, key=lambda pair: pair[0].instance_id)

@@ -1,0 +1,1 @@
+"""Gated scale-up: receive -> parse -> route -> batch -> deploy -> complete -> delete."""

@@ -1,0 +1,202 @@
+"""The Auto Scaling seam: complete, heartbeat, read hook timeouts, list waiting instances.
+
+Like lifecycled's AutoscalingClient, cut down to the calls we make, so the rest of the
+consumer can be read (and tested) against four methods.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from helper.lifecycle.action import LAUNCHING, TERMINATING, LifecycleAction
+from helper.aws.errors import error_code, explain
+from helper.errors import HelperError
+
+# AWS's default HeartbeatTimeout when a hook does not say, and its minimum.
+DEFAULT_HEARTBEAT_TIMEOUT_S = 3600
+MIN_HEARTBEAT_TIMEOUT_S = 30
+# DescribeAutoScalingGroups takes at most 50 names a call, DescribeAutoScalingInstances 50 ids.
+GROUPS_PER_DESCRIBE = 50
+INSTANCES_PER_DESCRIBE = 50
+# The states an instance holds while an action of each transition waits for us; in any
+# other state a message about it is forged or stale, and no build is started for it.
+WAITING_STATES = {
+    LAUNCHING: frozenset({"Pending:Wait", "Warmed:Pending:Wait"}),
+    TERMINATING: frozenset({"Terminating:Wait", "Warmed:Terminating:Wait"}),
+}
+# Why a message did not check out with Auto Scaling: the `reason` label of
+# adh_messages_rejected_total, a fixed set so attacker-chosen messages cannot grow it.
+NOT_IN_GROUP, NOT_WAITING, TOKEN_REJECTED = "not_in_group", "not_waiting", "token_rejected"
+REJECT_REASONS = (NOT_IN_GROUP, NOT_WAITING, TOKEN_REJECTED)
+
+
+class ActionGone(HelperError):
+    """AWS has no such action any more: completed, timed out, or the instance is gone.
+
+    Retrying is pointless (the incumbents that retry it loop forever): acknowledge it.
+    """
+
+
+class Throttled(HelperError):
+    """Rate exceeded even after botocore's retries: try again later, with back-off."""
+
+
+class AutoScalingError(HelperError):
+    """Any other failure of an Auto Scaling call."""
+
+
+THROTTLING_CODES = {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
+
+
+def _raise(exc: Exception, what: str) -> None:
+    """Sort a failed call into the three kinds the consumer treats differently."""
+    code = error_code(exc)
+    if code == "ValidationError" and "No active Lifecycle Action" in explain(exc):
+        raise ActionGone(f"{what}: {exc.response['Error'].get('Message')}") from exc
+    if code in THROTTLING_CODES:
+        raise Throttled(f"{what}: {explain(exc)}") from exc
+    raise AutoScalingError(f"{what}: {explain(exc)}") from exc
+
+
+@dataclass(frozen=True)
+class Seen:
+    """An instance as DescribeAutoScalingInstances shows it."""
+
+    group: str
+    state: str
+
+
+def mismatch(action: LifecycleAction, seen: Seen | None) -> str | None:
+    """Why Auto Scaling does not hold this instance for this action (a REJECT_REASONS value), or None."""
+    if seen is None or seen.group != action.group:
+        return NOT_IN_GROUP
+    if seen.state not in WAITING_STATES.get(action.transition, ()):
+        return NOT_WAITING
+    return None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    group: str
+    instance_id: str
+    state: str  # "Pending:Wait", "Warmed:Pending:Wait", ...
+
+
+class AutoScaling:
+    def __init__(self, client) -> None:
+        self._client = client
+        # group -> its hooks, read once: the hook name (for reconciled actions) and the
+        # heartbeat timeout come from here, not from a describe call per heartbeat.
+        self._hooks: dict[str, list[dict]] = {}
+        self._lock = threading.Lock()
+
+    def _hooks_of(self, group: str) -> list[dict]:
+        with self._lock:
+            if group in self._hooks:
+                return self._hooks[group]
+        try:
+            hooks = self._client.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
+        except (ClientError, BotoCoreError) as exc:
+            _raise(exc, f"describe hooks of {group}")
+        with self._lock:
+            self._hooks[group] = hooks
+        return hooks
+
+    def _hook(self, action: LifecycleAction) -> dict | None:
+        """The action's hook: by name, or for reconciled actions by transition."""
+        for hook in self._hooks_of(action.group):
+            if (hook["LifecycleHookName"] == action.hook if action.hook
+                    else hook["LifecycleTransition"] == action.transition):
+                return hook
+        return None
+
+    def _target(self, action: LifecycleAction, by_instance: bool = False) -> dict:
+        hook = action.hook
+        if hook is None:
+            found = self._hook(action)
+            if found is None:
+                raise AutoScalingError(f"group {action.group} has no {action.transition} hook")
+            hook = found["LifecycleHookName"]
+        target = {"AutoScalingGroupName": action.group, "LifecycleHookName": hook}
+        if action.token and not by_instance:
+            target["LifecycleActionToken"] = action.token
+        else:
+            target["InstanceId"] = action.instance_id
+        return target
+
+    def complete(self, action: LifecycleAction, result: str) -> None:
+        """Complete the action of the instance we deployed, named by its id, never by token.
+
+        AWS checks that a token is real, not that it belongs to the instance a message names:
+        a message that pairs a waiting instance with another instance's genuine token passes
+        the heartbeat check. Completing by token would then let that other instance in
+        without a deploy; by instance id, CONTINUE reaches only the instance the build served.
+        """
+        target = self._target(action, by_instance=True)
+        try:
+            self._client.complete_lifecycle_action(LifecycleActionResult=result, **target)
+        except (ClientError, BotoCoreError) as exc:
+            _raise(exc, f"complete {action.reference()} with {result}")
+
+    def heartbeat(self, action: LifecycleAction) -> None:
+        target = self._target(action)
+        try:
+            self._client.record_lifecycle_action_heartbeat(**target)
+        except (ClientError, BotoCoreError) as exc:
+            _raise(exc, f"heartbeat {action.reference()}")
+
+    def heartbeat_timeout_s(self, action: LifecycleAction) -> int:
+        """The hook's HeartbeatTimeout (AWS's default when the hook is not found)."""
+        try:
+            hook = self._hook(action)
+        except (Throttled, AutoScalingError):
+            # Heartbeating more often than needed is harmless; too seldom loses the action.
+            return MIN_HEARTBEAT_TIMEOUT_S
+        return int((hook or {}).get("HeartbeatTimeout", DEFAULT_HEARTBEAT_TIMEOUT_S))
+
+    def describe_instances(self, instance_ids: list[str]) -> dict[str, Seen]:
+        """Group and lifecycle state of each instance Auto Scaling knows; unknown ids are absent."""
+        ids = sorted(set(instance_ids))
+        seen: dict[str, Seen] = {}  # no ids, no call: without InstanceIds it would list every instance
+        for start in range(0, len(ids), INSTANCES_PER_DESCRIBE):
+            try:
+                pages = self._client.get_paginator("describe_auto_scaling_instances").paginate(
+                    InstanceIds=ids[start:start + INSTANCES_PER_DESCRIBE])
+                for page in pages:
+                    for inst in page["AutoScalingInstances"]:
+                        seen[inst["InstanceId"]] = Seen(inst["AutoScalingGroupName"], inst["LifecycleState"])
+            except (ClientError, BotoCoreError) as exc:
+                _raise(exc, "describe instances")
+        return seen
+
+    def waiting_instances(self, groups: list[str]) -> list[Waiting]:
+        """Instances of these groups held by a launching hook right now."""
+        found = []
+        for start in range(0, len(groups), GROUPS_PER_DESCRIBE):
+            names = groups[start:start + GROUPS_PER_DESCRIBE]
+            try:
+                pages = self._client.get_paginator("describe_auto_scaling_groups").paginate(
+                    AutoScalingGroupNames=names
+                )
+                for page in pages:
+                    for group in page["AutoScalingGroups"]:
+                        for inst in group.get("Instances", []):
+                            if inst["LifecycleState"].endswith("Pending:Wait"):
+                                found.append(Waiting(group["AutoScalingGroupName"], inst["InstanceId"],
+                                                     inst["LifecycleState"]))
+            except (ClientError, BotoCoreError) as exc:
+                _raise(exc, "describe groups")
+        return found
+
+
+def reconciled_action(waiting: Waiting) -> LifecycleAction:
+    """An action for an instance found waiting without a message: completed by instance id."""
+    return LifecycleAction(
+        group=waiting.group,
+        instance_id=waiting.instance_id,
+        transition=LAUNCHING,
+        destination="WarmPool" if waiting.state.startswith("Warmed:") else "AutoScalingGroup",
+    )

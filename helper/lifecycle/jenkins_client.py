@@ -1,0 +1,310 @@
+"""The Jenkins seam: queue a build, find the build that serves an action, follow it.
+
+Jenkins is the shared record of which action has a build: every scale-up build carries
+its actions in the LIFECYCLE_ACTIONS parameter, so any consumer replica (or the same
+one after a crash) can find it instead of starting a second build.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from urllib.parse import quote, unquote, urlsplit
+
+import jenkins
+import requests
+
+from helper.lifecycle.action import LifecycleAction
+from helper.errors import ConfigError, HelperError
+
+log = logging.getLogger(__name__)
+
+ACTIONS_PARAM = "LIFECYCLE_ACTIONS"
+# Every parameter a scale-up build is given (helper/lifecycle/deployment.py): the deploy job must define
+# each one, which `doctor` checks.
+BUILD_PARAMETERS = ("SITE", "INSTANCE_IDS", "REVISION", ACTIONS_PARAM, "DRY_RUN", "SKIP_TESTS")
+# How many recent builds to search for one that already serves an action. A consumer
+# that was down longer than it takes the job to run this many builds finds none and
+# queues a new build, which is still correct, only slower.
+SEARCH_BUILDS = 100
+# The build parameters, and what each must say, that make a build the consumer's own deploy
+# (helper/lifecycle/deployment.py parameters()): anything else that names an action deploys something else.
+OWN_BUILD = (("DRY_RUN", "false"), ("REVISION", ""))
+CAUSE_ACTION = "hudson.model.CauseAction"
+
+
+class JenkinsUnavailable(HelperError):
+    """Jenkins did not answer usefully (down, 5xx, timeout): retry until the deadline."""
+
+
+class JobMissing(JenkinsUnavailable):
+    """Jenkins has no such job (404). Retried like an outage: someone may be creating or
+    renaming it, and a deploy that waits keeps its action, where one that fails loses it."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """A queue item or build whose LIFECYCLE_ACTIONS names some of our actions."""
+
+    queue_id: int | None
+    build_number: int | None
+    refs: tuple[str, ...]
+    result: str | None = None
+    building: bool = False
+    params: dict = field(default_factory=dict, compare=False, hash=False)
+    user: str | None = None  # the UserIdCause's userId: who queued it
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a queued build is now."""
+
+    build_number: int | None = None
+    result: str | None = None  # set once finished; "CANCELLED" for a cancelled item
+    gone: bool = False  # the queue item expired before we saw it start
+
+
+# As ssh treats a private key: any permission for group or others (read, or write, which lets
+# them swap the token) means the token may already be someone else's.
+CREDENTIALS_FORBIDDEN_MODE = 0o077
+# One `user:token` line is well under this; a larger "credentials file" is the wrong file.
+CREDENTIALS_MAX_CHARS = 4096
+
+
+def read_credentials(environ, credentials_file: str | None) -> tuple[str, str]:
+    """JENKINS_USER and JENKINS_API_TOKEN, or `user:token` in a file; never the config."""
+    user, token = environ.get("JENKINS_USER"), environ.get("JENKINS_API_TOKEN")
+    if user and token:
+        return user, token
+    if credentials_file:
+        try:
+            with open(os.path.expanduser(credentials_file), encoding="utf-8") as handle:
+                # The mode of the file we opened, not of whatever the path names a moment later.
+                mode = os.fstat(handle.fileno()).st_mode & 0o777
+                if mode & CREDENTIALS_FORBIDDEN_MODE:
+                    raise ConfigError(
+                        f"{credentials_file}: Jenkins credentials file is open to group or others "
+                        f"(mode {mode:04o}); run: chmod 600 {credentials_file}")
+                text = handle.read(CREDENTIALS_MAX_CHARS + 1)
+        except OSError as exc:
+            raise ConfigError(f"{credentials_file}: cannot read Jenkins credentials: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{credentials_file}: Jenkins credentials are not UTF-8 text") from None
+        if len(text) > CREDENTIALS_MAX_CHARS:
+            raise ConfigError(f"{credentials_file}: expected one line user:api-token, "
+                              f"found more than {CREDENTIALS_MAX_CHARS} characters")
+        text = text.strip()
+        user, sep, token = text.partition(":")
+        if sep and user and token:
+            return user, token
+        raise ConfigError(f"{credentials_file}: expected one line user:api-token")
+    raise ConfigError("Jenkins credentials missing: set JENKINS_USER and JENKINS_API_TOKEN "
+                      "or lifecycle.jenkins.credentials_file")
+
+
+def refs_of(parameters: list[dict]) -> tuple[str, ...]:
+    for p in parameters or ():
+        if p.get("name") == ACTIONS_PARAM and isinstance(p.get("value"), str):
+            return tuple(p["value"].split())
+    return ()
+
+
+def parse_ref(ref: str) -> tuple[str, str, str] | None:
+    """(group as written, instance, token) of `group:instance:token`.
+
+    Instance ids and tokens never hold a colon, so the last two fields are unambiguous
+    whatever the group's name holds: this also reads references written before group
+    names were percent-encoded (helper/lifecycle/action.py reference()).
+    """
+    head, sep, token = ref.rpartition(":")
+    group, sep2, instance = head.rpartition(":")
+    if not (sep and sep2 and group and instance):
+        return None
+    return group, instance, token
+
+
+def covers(ref: str, action: LifecycleAction) -> bool:
+    """Does a LIFECYCLE_ACTIONS reference name exactly this action?
+
+    By its own token; an action without one (found by reconciliation) only by `-`, the
+    mark of a build queued for a tokenless action. `-` never stands in for a real token:
+    a build queued by hand with it would otherwise complete any action of the instance.
+    """
+    parsed = parse_ref(ref)
+    if parsed is None:
+        return False
+    group, instance, token = parsed
+    # Encoded now; as written before encoding (today's form) when it differs.
+    if action.group not in (unquote(group), group) or instance != action.instance_id:
+        return False
+    return token == (action.token or "-")
+
+
+def _flat(parameters: list[dict]) -> dict:
+    return {p["name"]: p.get("value") for p in parameters or () if isinstance(p, dict) and "name" in p}
+
+
+def _text(value) -> str:
+    # A boolean parameter's value is JSON true/false; a string parameter's is text.
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def not_ours(found: Found, site: str, user: str) -> str | None:
+    """Why a build that names one of our actions is not the consumer's own deploy, or None.
+
+    Ours: queued by the consumer's own Jenkins user, for the route's site, not a dry run,
+    with the revision left to the build. The job is already the route's (find() asks it).
+    """
+    for name, wanted in (("SITE", site),) + OWN_BUILD:
+        value = _text(found.params.get(name, ""))
+        if value != wanted:
+            return f"{name} is {value!r}"
+    if found.user != user:
+        return f"queued by {found.user!r}"
+    return None
+
+
+def serves(found: Found, action: LifecycleAction) -> bool:
+    """The build names this very action and deploys to its instance."""
+    instances = str(found.params.get("INSTANCE_IDS") or "").split(",")
+    return action.instance_id in instances and any(covers(r, action) for r in found.refs)
+
+
+def _actions_part(actions, wanted: str) -> list:
+    for entry in actions or ():
+        if isinstance(entry, dict) and wanted in entry:
+            return entry[wanted] or []
+    return []
+
+
+def _user(actions) -> str | None:
+    for entry in actions or ():
+        if isinstance(entry, dict) and entry.get("_class", CAUSE_ACTION) == CAUSE_ACTION:
+            for cause in entry.get("causes") or ():
+                if isinstance(cause, dict) and cause.get("userId"):
+                    return cause["userId"]
+    return None
+
+
+def job_of_url(url: str) -> str | None:
+    """A job's full name from its URL, whatever the host and any proxy prefix before it.
+
+    Jenkins writes its own root URL into task URLs; the consumer may know it by another
+    spelling (localhost for 127.0.0.1, a proxy's path). Only the trailing job/<name>
+    pairs name the job.
+    """
+    parts = [unquote(p) for p in urlsplit(url).path.split("/") if p]
+    names = []
+    while len(parts) >= 2 and parts[-2] == "job":
+        names.insert(0, parts[-1])
+        parts = parts[:-2]
+    return "/".join(names) or None
+
+
+class JenkinsJobs:
+    def __init__(self, server: jenkins.Jenkins) -> None:
+        self._server = server
+        self._base = server.server.rstrip("/") + "/"
+        self._user_id: str | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def connect(cls, url: str, user: str, token: str, timeout_s: float) -> "JenkinsJobs":
+        return cls(jenkins.Jenkins(url, username=user, password=token, timeout=timeout_s))
+
+    def _get(self, path: str) -> dict:
+        try:
+            text = self._server.jenkins_open(requests.Request("GET", self._base + path))
+            return json.loads(text)
+        except jenkins.NotFoundException:
+            raise
+        except (jenkins.JenkinsException, requests.RequestException, ValueError, OSError) as exc:
+            raise JenkinsUnavailable(f"GET {path}: {exc}") from exc
+
+    @staticmethod
+    def _job_path(job: str) -> str:
+        return "".join(f"job/{quote(part, safe='')}/" for part in job.split("/"))
+
+    def user_id(self) -> str:
+        """The consumer's own Jenkins user id, as Jenkins records it in a build's cause (asked once)."""
+        with self._lock:
+            if self._user_id is None:
+                me = self._get("me/api/json?tree=id")
+                if not isinstance(me.get("id"), str):
+                    raise JenkinsUnavailable("GET me/api/json: no user id in the answer")
+                self._user_id = me["id"]
+            return self._user_id
+
+    def queue_build(self, job: str, parameters: dict[str, str]) -> int:
+        try:
+            return int(self._server.build_job(job, parameters))
+        except jenkins.NotFoundException as exc:
+            raise JobMissing(f"Jenkins has no job {job!r}") from exc
+        except (jenkins.JenkinsException, requests.RequestException, OSError) as exc:
+            raise JenkinsUnavailable(f"queue {job}: {exc}") from exc
+
+    def find(self, job: str, site: str, actions: list[LifecycleAction]) -> list[Found]:
+        """Queue items and recent builds of `job` that are the consumer's deploy of any of these actions."""
+        user = self.user_id()
+        found: list[Found] = []
+        tree = "items[id,task[name,url],actions[parameters[name,value],causes[userId]]]"
+        for item in self._get(f"queue/api/json?tree={tree}").get("items", []):
+            if job_of_url((item.get("task") or {}).get("url", "")) != job:
+                continue
+            found.append(self._found(item, queue_id=item.get("id"), build_number=None))
+        tree = ("builds[number,queueId,result,building,actions[parameters[name,value],causes[userId]]]"
+                f"{{0,{SEARCH_BUILDS}}}")
+        try:
+            builds = self._get(f"{self._job_path(job)}api/json?tree={tree}").get("builds", [])
+        except jenkins.NotFoundException as exc:
+            raise JobMissing(f"Jenkins has no job {job!r}") from exc
+        for build in builds:
+            found.append(self._found(build, queue_id=build.get("queueId"), build_number=build["number"],
+                                     result=build.get("result"), building=bool(build.get("building"))))
+        return [f for f in found if any(serves(f, a) for a in actions) and self._ours(f, job, site, user)]
+
+    @staticmethod
+    def _found(entry: dict, **where) -> Found:
+        params = _flat(_actions_part(entry.get("actions"), "parameters"))
+        value = params.get(ACTIONS_PARAM)
+        refs = tuple(value.split()) if isinstance(value, str) else ()
+        return Found(refs=refs, params=params, user=_user(entry.get("actions")), **where)
+
+    @staticmethod
+    def _ours(found: Found, job: str, site: str, user: str) -> bool:
+        reason = not_ours(found, site, user)
+        if reason is not None:
+            log.warning("event=build_not_adopted job=%s queue_id=%s build=%s reason=%r",
+                        job, found.queue_id, found.build_number, reason)
+        return reason is None
+
+    def progress(self, job: str, queue_id: int | None, build_number: int | None) -> Progress:
+        if build_number is None:
+            try:
+                item = self._server.get_queue_item(queue_id)
+            except jenkins.NotFoundException:
+                return Progress(gone=True)
+            except (jenkins.JenkinsException, requests.RequestException, OSError) as exc:
+                raise JenkinsUnavailable(f"queue item {queue_id}: {exc}") from exc
+            if item.get("cancelled"):
+                return Progress(result="CANCELLED")
+            executable = item.get("executable")
+            if not executable:
+                return Progress()
+            build_number = int(executable["number"])
+        try:
+            build = self._server.get_build_info(job, build_number)
+        except (jenkins.JenkinsException, requests.RequestException, OSError) as exc:
+            raise JenkinsUnavailable(f"build {job} #{build_number}: {exc}") from exc
+        if build.get("building"):
+            return Progress(build_number=build_number)
+        return Progress(build_number=build_number, result=build.get("result") or "NOT_BUILT")
+
+    def cancel(self, queue_id: int) -> None:
+        try:
+            self._server.cancel_queue(queue_id)
+        except (jenkins.JenkinsException, requests.RequestException, OSError) as exc:
+            raise JenkinsUnavailable(f"cancel queue item {queue_id}: {exc}") from exc

@@ -1,0 +1,174 @@
+"""How a group with lifecycle hooks scales in the sandbox.
+
+New instances of a group with a launching hook wait in Pending:Wait, out of every load
+balancer, until their action completes; instances chosen by a scale-in wait in
+Terminating:Wait when there is a terminating hook. Results are applied as AWS applies them:
+launch CONTINUE -> InService and registered; launch ABANDON -> terminated and replaced;
+terminate (either result) -> terminated. Callers hold lifecycle_actions.LOCK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from helper.sandbox.aws import faults, load_balancers, notify
+from helper.sandbox.aws.actions import ActionBook, PendingAction, SandboxClock
+from helper.sandbox.aws.notify import LAUNCHING, TERMINATING
+
+CONTINUE, ABANDON = "CONTINUE", "ABANDON"
+WAIT_STATE = {LAUNCHING: "Pending:Wait", TERMINATING: "Terminating:Wait"}
+# States that count towards desired capacity: an instance waiting to launch already fills a slot.
+COUNTED_STATES = {"InService", "Pending", "Pending:Wait", "Pending:Proceed"}
+
+
+@dataclass
+class Switches:
+    delivery_shape: str = notify.DIRECT
+
+
+CLOCK = SandboxClock()
+BOOK = ActionBook(CLOCK)
+SWITCHES = Switches()
+
+
+def _backend_has(group: Any) -> bool:
+    return group.autoscaling_backend.autoscaling_groups.get(group.name) is group
+
+
+def hooks_for(group: Any, transition: str) -> list[Any]:
+    """The group's hooks for a transition; none while the group is being created or deleted."""
+    if not _backend_has(group) or getattr(group, "_sandbox_deleting", False):
+        return []
+    return [
+        hook
+        for hook in group.autoscaling_backend.lifecycle_hooks.values()
+        if hook.auto_scaling_group_name == group.name and hook.lifecycle_transition == transition
+    ]
+
+
+def has_hooks(group: Any) -> bool:
+    return bool(hooks_for(group, LAUNCHING) or hooks_for(group, TERMINATING))
+
+
+def send(hook: Any, message: dict, group: Any) -> None:
+    """Deliver one message to the hook's target in the current shape; raises TargetNotFound."""
+    target = hook.notification_target_arn
+    if not target:
+        return
+    backend = group.autoscaling_backend
+    # An SNS topic wraps the message itself, so only a queue target takes the chosen shape.
+    shape = notify.DIRECT if target.split(":")[2] == "sns" else SWITCHES.delivery_shape
+    body = notify.render(
+        message, shape, region=backend.region_name, group_arn=group.arn, moment=notify.now()
+    )
+    if body is not None:
+        notify.deliver(target, body, backend.account_id, backend.region_name, faults.delivery_copies())
+
+
+def start_action(group: Any, state: Any, hook: Any) -> PendingAction:
+    backend = group.autoscaling_backend
+    state.lifecycle_state = WAIT_STATE[hook.lifecycle_transition]
+    action = BOOK.start(
+        instance_id=state.instance.id,
+        group_name=group.name,
+        hook_name=hook.name,
+        transition=hook.lifecycle_transition,
+        default_result=hook.default_result,
+        heartbeat_timeout_s=hook.heartbeat_timeout,
+        account_id=backend.account_id,
+        region=backend.region_name,
+    )
+    message = notify.lifecycle_message(
+        action, getattr(hook, "notification_metadata", None), notify.now()
+    )
+    try:
+        send(hook, message, group)
+    except notify.TargetNotFound:
+        pass  # AWS drops a notification whose queue was deleted; the action still times out
+    return action
+
+
+def on_launched(group: Any, new_states: list[Any]) -> None:
+    """Put freshly launched instances of a hooked group into Pending:Wait."""
+    hooks = hooks_for(group, LAUNCHING)
+    if not hooks:
+        return
+    for state in new_states:
+        # One action per instance: with several launching hooks the first one governs (see lifecycle.py).
+        start_action(group, state, hooks[0])
+
+
+def reconcile(group: Any, new_capacity: int | None) -> None:
+    """set_desired_capacity for a group with hooks."""
+    group.desired_capacity = group.min_size if new_capacity is None else new_capacity
+    counted = [s for s in group.instance_states if s.lifecycle_state in COUNTED_STATES]
+    delta = (group.desired_capacity or 0) - len(counted)
+    if delta > 0:
+        group.replace_autoscaling_group_instances(delta, group.get_propagated_tags())
+    elif delta < 0:
+        scale_in(group, -delta)
+    refresh_load_balancers(group)
+
+
+def refresh_load_balancers(group: Any) -> None:
+    if _backend_has(group):
+        group.autoscaling_backend.update_attached_elbs(group.name)
+        load_balancers.update_attached_target_groups(group.autoscaling_backend, group.name)
+
+
+def scale_in(group: Any, count: int) -> None:
+    candidates = [
+        s for s in group.instance_states if s.lifecycle_state in COUNTED_STATES and not s.protected_from_scale_in
+    ]
+    # Instances still waiting to launch serve no traffic, so they go first; then the oldest.
+    candidates.sort(key=lambda s: s.lifecycle_state == "InService")
+    terminating_hooks = hooks_for(group, TERMINATING)
+    for state in candidates[:count]:
+        if state.lifecycle_state == "InService" and terminating_hooks:
+            load_balancers.deregister_everywhere(group.autoscaling_backend, group, state.instance.id)
+            start_action(group, state, terminating_hooks[0])
+        else:
+            BOOK.drop_instance(state.instance.id)
+            terminate(group, state)
+
+
+def terminate(group: Any, state: Any) -> None:
+    """Terminate in EC2, leave the group, leave every load balancer."""
+    backend = group.autoscaling_backend
+    group.instance_states = [s for s in group.instance_states if s is not state]
+    backend.ec2_backend.terminate_instances([state.instance.id])
+    load_balancers.deregister_everywhere(backend, group, state.instance.id)
+
+
+def find_state(action: PendingAction) -> tuple[Any, Any] | tuple[None, None]:
+    from moto.autoscaling.models import autoscaling_backends
+
+    group = autoscaling_backends[action.account_id][action.region].autoscaling_groups.get(action.group_name)
+    if group is None:
+        return None, None
+    state = next((s for s in group.instance_states if s.instance.id == action.instance_id), None)
+    if state is None or state.lifecycle_state != WAIT_STATE[action.transition]:
+        return None, None
+    return group, state
+
+
+def apply_result(action: PendingAction, result: str) -> None:
+    group, state = find_state(action)
+    if group is None:
+        return  # the instance left some other way (EC2 TerminateInstances, group deleted)
+    if action.transition == LAUNCHING and result == CONTINUE:
+        state.lifecycle_state = "InService"
+        refresh_load_balancers(group)
+    elif action.transition == LAUNCHING:
+        terminate(group, state)
+        group.set_desired_capacity(group.desired_capacity)  # launches the replacement
+    else:
+        terminate(group, state)
+        refresh_load_balancers(group)
+
+
+def expire_due() -> None:
+    """Apply each timed-out action's DefaultResult; the ticker calls this."""
+    for action in BOOK.take_expired():
+        apply_result(action, action.default_result)

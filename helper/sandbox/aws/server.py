@@ -1,0 +1,113 @@
+"""moto in server mode on loopback, with this project's extensions loaded in-process.
+
+The server serves the in-process moto backends, so anything we patch into those backends
+(see lifecycle.py) is what boto3 clients of the server see. A thin WSGI layer in front of
+moto answers the sandbox's own control endpoint (control.py), so a consumer in
+another process can be tested against throttling or duplicate deliveries:
+
+    GET|POST|DELETE <url>/_sandbox/faults
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Callable, Iterable
+
+import requests
+
+# Credentials moto accepts; they never reach a real account because every client
+# built for the sandbox is pointed at the loopback endpoint.
+SANDBOX_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+CONTROL_PATH = "/_sandbox/faults"
+
+
+class SandboxControlApp:
+    """WSGI middleware: the control endpoint, everything else to moto."""
+
+    def __init__(self, moto_app: Callable[..., Iterable[bytes]]) -> None:
+        self._moto_app = moto_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").rstrip("/") != CONTROL_PATH:
+            return self._moto_app(environ, start_response)
+        from werkzeug.wrappers import Request
+
+        from helper.sandbox.aws import control
+
+        request = Request(environ)
+        status, document = 200, None
+        try:
+            if request.method == "GET":
+                document = control.state()
+            elif request.method == "POST":
+                document = control.apply(json.loads(request.get_data(as_text=True) or "{}"))
+            elif request.method == "DELETE":
+                document = control.clear()
+            else:
+                status, document = 405, {"error": f"{request.method} not allowed; use GET, POST or DELETE"}
+        except ValueError as error:  # includes json.JSONDecodeError
+            status, document = 400, {"error": str(error)}
+        body = json.dumps(document).encode()
+        reason = {200: "OK", 400: "Bad Request", 405: "Method Not Allowed"}[status]
+        start_response(
+            f"{status} {reason}",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+
+class MotoServer:
+    """One moto server bound to 127.0.0.1; port 0 picks a free port."""
+
+    def __init__(self, port: int = 0) -> None:
+        self._port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        from helper.sandbox.aws import extensions
+
+        extensions.install()
+        app = SandboxControlApp(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+        self._thread.start()
+        host, port = self._server.server_address[:2]
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    def reset(self) -> None:
+        """Forget every resource and every sandbox switch, as a fresh server would."""
+        from helper.sandbox.aws import extensions
+
+        # Before as well as after: no pending action may fire into the backends being reset.
+        extensions.reset()
+        requests.post(f"{self.url}/moto-api/reset", timeout=30).raise_for_status()
+        extensions.reset()
+
+    def stop(self) -> None:
+        from helper.sandbox.aws import extensions
+
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        extensions.shutdown()

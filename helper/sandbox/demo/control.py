@@ -1,0 +1,230 @@
+"""`aws-deploy-helper sandbox up|down|status|serve|scale`.
+
+`serve` runs both emulators (moto and Jenkins) on 127.0.0.1 in the foreground; `up` starts
+`serve` as a detached process and waits until it has written its state file, so the endpoints
+it prints are ready. The state file (mode 0600) holds the Jenkins API token, which is made up
+at start and never logged: only `up` and `status` print it, as export lines for the user's shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from helper.errors import HelperError
+from helper.sandbox.demo import jobs
+from helper.sandbox.aws import fleet
+from helper.sandbox.jenkins.emulator import JenkinsEmulator
+from helper.sandbox.aws.server import SANDBOX_ENV, MotoServer
+from helper.files.write import write_atomic
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+CREDENTIALS_FILE = "jenkins-credentials"
+LOG_FILE = "sandbox.log"
+SECRET_MODE = 0o600  # state.json and the credentials file hold the API token
+JENKINS_USER = "sandbox"
+# 128 bits: as much as Jenkins puts in its own API tokens.
+TOKEN_BYTES = 16
+# Seeding the demo fleet takes about a second on a quiet machine; allow for a slow CI.
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+POLL_INTERVAL_S = 0.05
+
+
+def _state_path(state_dir: str) -> Path:
+    return Path(state_dir).resolve() / STATE_FILE
+
+
+def read_state(state_dir: str) -> dict | None:
+    try:
+        return json.loads(_state_path(state_dir).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def environment(state: dict) -> dict[str, str]:
+    """What a shell needs to point boto3, the helper and python-jenkins at the sandbox."""
+    return {**SANDBOX_ENV, "AWS_ENDPOINT_URL": state["aws_endpoint"], "JENKINS_URL": state["jenkins_url"],
+            "JENKINS_USER": state["jenkins_user"], "JENKINS_API_TOKEN": state["jenkins_api_token"]}
+
+
+def _print_state(state: dict) -> None:
+    print(f"local AWS (moto):  {state['aws_endpoint']}")
+    print(f"local Jenkins:     {state['jenkins_url']} (job {state['jenkins_job']})")
+    print(f"lifecycle queue:   {state['queue_url']}")
+    print(f"dead-letter queue: {state['dlq_url']}")
+    print(f"demo config:       {state['config']}")
+    print(f"sandbox clock:     x{state['time_scale']:g}")
+    print("# to point boto3, the helper and python-jenkins at it, run these in your shell:")
+    for name, value in environment(state).items():
+        print(f"export {name}={shlex.quote(value)}")
+
+
+def _start_jenkins(port: int, token: str) -> JenkinsEmulator:
+    emulator = JenkinsEmulator(port=port, users={}, api_tokens={JENKINS_USER: token},
+                               quiet_period_s=jobs.QUIET_PERIOD_S)
+    emulator.start()
+    return emulator
+
+
+def _seed(directory: Path, aws_url: str, jenkins: JenkinsEmulator, token: str) -> dict:
+    """The demo fleet, its config and the deploy job; returns the state to write."""
+    from helper.sandbox.aws import lifecycle
+
+    demo = fleet.seed_demo(aws_url)
+    credentials = directory / CREDENTIALS_FILE
+    write_atomic(credentials, f"{JENKINS_USER}:{token}\n", mode=SECRET_MODE)
+    where = fleet.DemoJenkins(jenkins.url, jobs.DEPLOY_JOB, str(credentials))
+    config = fleet.write_demo_config(demo, directory, where)
+    jobs.record_initial_revisions(config)
+    source = jobs.add_deploy_job(jenkins, jobs.deploy_command(config, directory, aws_url))
+    log.info("event=sandbox_ready aws=%s jenkins=%s job_from=%s", aws_url, jenkins.url, source)
+    return {
+        "pid": os.getpid(), "aws_endpoint": aws_url, "region": demo.region,
+        "jenkins_url": jenkins.url, "jenkins_user": JENKINS_USER, "jenkins_api_token": token,
+        "jenkins_job": jobs.DEPLOY_JOB, "queue_url": demo.queue_url, "queue_arn": demo.queue_arn,
+        "dlq_url": demo.dlq_url, "config": str(config), "time_scale": lifecycle.time_scale(),
+    }
+
+
+def serve(state_dir: str, port: int = 0, ready: threading.Event | None = None,
+          stop: threading.Event | None = None, jenkins_port: int = 0) -> None:
+    directory = Path(state_dir).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+    with contextlib.ExitStack() as running:
+        moto = MotoServer(port=port)
+        aws_url = moto.start()
+        running.callback(moto.stop)
+        token = secrets.token_hex(TOKEN_BYTES)
+        jenkins = _start_jenkins(jenkins_port, token)
+        running.callback(jenkins.stop)
+        running.callback((directory / CREDENTIALS_FILE).unlink, missing_ok=True)  # its token dies with us
+        state = _seed(directory, aws_url, jenkins, token)
+        running.callback((directory / STATE_FILE).unlink, missing_ok=True)  # first out: `status` stops at once
+        write_atomic(directory / STATE_FILE, json.dumps(state, indent=2) + "\n", mode=SECRET_MODE)
+        if ready is not None:
+            ready.set()
+        stop.wait()
+
+
+def _serve_argv(directory: Path, port: int, jenkins_port: int) -> list[str]:
+    argv = [sys.executable, "-m", "helper", "sandbox", "serve", "--state-dir", str(directory), "--port", str(port)]
+    # Only passed when asked for, so `up` works with a parser that lacks the flag.
+    return argv + (["--jenkins-port", str(jenkins_port)] if jenkins_port else [])
+
+
+def _time_scale_env(environ, time_scale: float) -> dict[str, str]:
+    # Imported here: it loads moto, which `status` and `down` do without.
+    from helper.sandbox.aws.lifecycle import TIME_SCALE_ENV
+
+    # The server reads it when it installs the lifecycle extension.
+    return {**environ, TIME_SCALE_ENV: str(time_scale)}
+
+
+def up(state_dir: str, port: int = 0, jenkins_port: int = 0, time_scale: float | None = None) -> dict:
+    existing = read_state(state_dir)
+    if existing and _alive(existing["pid"]):
+        return existing
+    directory = Path(state_dir).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    _state_path(state_dir).unlink(missing_ok=True)
+    env = None if time_scale is None else _time_scale_env(os.environ, time_scale)
+    with open(directory / LOG_FILE, "ab") as sandbox_log:
+        process = subprocess.Popen(
+            _serve_argv(directory, port, jenkins_port), env=env,
+            stdin=subprocess.DEVNULL, stdout=sandbox_log, stderr=sandbox_log, start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        state = read_state(state_dir)
+        if state is not None:
+            return state
+        if process.poll() is not None:
+            raise HelperError(f"sandbox exited with status {process.returncode}; see {directory / LOG_FILE}")
+        time.sleep(POLL_INTERVAL_S)
+    process.kill()
+    raise HelperError(f"sandbox did not start within {START_TIMEOUT_S:.0f} s; see {directory / LOG_FILE}")
+
+
+def down(state_dir: str) -> bool:
+    state = read_state(state_dir)
+    if state is None or not _alive(state["pid"]):
+        _state_path(state_dir).unlink(missing_ok=True)
+        return False
+    os.kill(state["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _alive(state["pid"]) and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL_S)
+    if _alive(state["pid"]):
+        os.kill(state["pid"], signal.SIGKILL)
+    _state_path(state_dir).unlink(missing_ok=True)
+    return True
+
+
+def scale(state: dict, state_dir: str, group: str, desired: int | None) -> list[str]:
+    """Set a demo group's desired capacity (if given); describe each instance, one a line."""
+    asg = fleet.client("autoscaling", state["aws_endpoint"], state.get("region", "us-east-1"))
+    if desired is not None:
+        asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=desired)
+    found = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"]
+    if not found:
+        raise HelperError(f"no Auto Scaling group {group!r} in the sandbox")
+    hosts = Path(state_dir).resolve() / "hosts"
+    lines = []
+    for inst in sorted(found[0]["Instances"], key=lambda i: i["InstanceId"]):
+        deployed = sorted(hosts.glob(f"*-{inst['InstanceId']}.revision"))
+        revision = deployed[0].read_text().strip() if deployed else "none yet"
+        lines.append(f"{group} {inst['InstanceId']} {inst['LifecycleState']} revision={revision}")
+    return lines
+
+
+def run(action: str, args) -> int:
+    # --jenkins-port and --time-scale are optional: older parsers do not define them.
+    jenkins_port = getattr(args, "jenkins_port", 0) or 0
+    time_scale = getattr(args, "time_scale", None)
+    if action == "serve":
+        if time_scale is not None:
+            os.environ.update(_time_scale_env({}, time_scale))
+        serve(args.state_dir, args.port, jenkins_port=jenkins_port)
+        return 0
+    if action == "up":
+        _print_state(up(args.state_dir, args.port, jenkins_port, time_scale))
+        return 0
+    if action == "down":
+        print("sandbox stopped" if down(args.state_dir) else "sandbox was not running")
+        return 0
+    state = read_state(args.state_dir)
+    if state is None or not _alive(state["pid"]):
+        print("sandbox is not running")
+        return 1
+    if action == "scale":
+        print("\n".join(scale(state, args.state_dir, args.group, args.desired)))
+        return 0
+    _print_state(state)
+    return 0

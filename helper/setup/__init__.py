@@ -1,0 +1,1 @@
+"""Operator commands: hooks install/remove, iam-policy, doctor."""

@@ -1,0 +1,198 @@
+"""`doctor`: check every setting a lifecycle deploy depends on, one line per finding with a fix.
+
+Most lifecycle-hook trouble reported against other tools is a wrong setting: a hook that
+notifies another queue, a heartbeat timeout shorter than a deploy, no dead-letter queue, a
+Jenkins job without the parameters the consumer sends, a stale token. Each check here is a
+pure function over what was observed (helper/setup/hooks_apply.py's Observed, the inventory's
+results, the Jenkins probe), so each can be read, and tested, on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+from helper.errors import ConfigError, HelperError
+from helper.lifecycle.action import LAUNCHING, TERMINATING
+from helper.setup.hooks import Desired, Observed, desired, global_timeout_s
+from helper.config.lifecycle import LifecycleConfig
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+PROG = "aws-deploy-helper"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # OK, WARN (a deploy still works) or FAIL (a deploy would break)
+    subject: str  # "hook web-asg/deploy-on-launch", "queue hooks", "jenkins", ...
+    text: str
+    fix: str | None = None
+
+    def line(self) -> str:
+        fix = f" — {self.fix}" if self.fix and self.level != OK else ""
+        # One line whatever a server put in its error message.
+        return " ".join(f"{self.level} {self.subject} {self.text}{fix}".split())
+
+
+def install_fix(config_path: str) -> str:
+    return f"run: {PROG} hooks install -c {config_path}"
+
+
+def days(seconds: float) -> str:
+    return f"{seconds / 86400:g} d" if seconds >= 86400 else f"{seconds:g} s"
+
+
+# --- the queue -----------------------------------------------------------------------------
+
+
+def check_queue(want: Desired, seen: Observed, lc: LifecycleConfig, fix: str) -> list[Finding]:
+    subject = f"queue {want.queue}"
+    attrs = seen.queue
+    if attrs is None:
+        return [Finding(FAIL, subject, f"does not exist in {want.region}", fix)]
+    if attrs.get("FifoQueue") == "true":
+        return [Finding(FAIL, subject, "is a FIFO queue; hooks can only notify standard queues",
+                        "point lifecycle.queue_url at a standard queue, then " + fix)]
+    found = []
+    visibility = int(attrs.get("VisibilityTimeout", 30))
+    if visibility < lc.visibility_timeout_s:
+        found.append(Finding(WARN, subject, f"visibility timeout {visibility} s is shorter than "
+                             f"lifecycle.visibility_timeout_s {lc.visibility_timeout_s} s (the consumer sets its "
+                             "own on each receive, other readers would not)", fix))
+    retention = int(attrs.get("MessageRetentionPeriod", 345600))
+    longest = max([global_timeout_s(int(h.get("HeartbeatTimeout", 3600)))
+                   for hooks in seen.hooks.values() for h in hooks] or [0])
+    if retention < longest:
+        found.append(Finding(WARN, subject, f"keeps messages {days(retention)}, less than the hooks' global "
+                             f"timeout {days(longest)}: a notification can expire before its action (the consumer's "
+                             "reconciliation then has to find the instance)", fix))
+    redrive = json.loads(attrs.get("RedrivePolicy") or "{}")
+    if not redrive:
+        found.append(Finding(FAIL, subject, "has no dead-letter queue: a message the consumer cannot handle is "
+                             "redelivered forever and hides the ones behind it", fix))
+        return found
+    target = redrive.get("deadLetterTargetArn", "").rsplit(":", 1)[-1]
+    exists = seen.dlq is not None if target == want.dlq else seen.redrive_target_exists
+    if not exists:
+        found.append(Finding(FAIL, subject, f"redrives to {target}, which does not exist", fix))
+        return found
+    found.append(Finding(OK, subject, f"visibility {visibility} s, retention {days(retention)}, dead-letter queue "
+                         f"{target} after {redrive.get('maxReceiveCount')} receives"))
+    return found
+
+
+# --- the hooks -----------------------------------------------------------------------------
+
+
+def heartbeat_interval_s(lc: LifecycleConfig, hook_timeout_s: int) -> float:
+    """The interval the consumer will heartbeat at (helper/lifecycle/deployment.py _heartbeat_interval_s)."""
+    return lc.heartbeat_interval_s or hook_timeout_s * lc.heartbeat_fraction
+
+
+def _pick(hooks: tuple[dict, ...], transition: str, name: str) -> dict | None:
+    mine = [h for h in hooks if h.get("LifecycleTransition") == transition]
+    return next((h for h in mine if h["LifecycleHookName"] == name), mine[0] if mine else None)
+
+
+def _check_hook(want: Desired, hook: dict, lc: LifecycleConfig, fix: str, subject: str) -> list[Finding]:
+    target = hook.get("NotificationTargetARN")
+    if target != want.queue_arn():
+        return [Finding(FAIL, subject, f"targets {target}, not the configured queue {want.queue}", fix)]
+    found = []
+    timeout = int(hook.get("HeartbeatTimeout", 3600))
+    interval = heartbeat_interval_s(lc, timeout)
+    if interval >= timeout:
+        found.append(Finding(FAIL, subject, f"heartbeat timeout {timeout} s is not longer than the consumer's "
+                             f"heartbeat interval {interval:g} s: actions time out between heartbeats",
+                             f"lower lifecycle.heartbeat_interval_s or raise lifecycle.hook_heartbeat_timeout_s, "
+                             f"then {fix}"))
+    overall = int(hook.get("GlobalTimeout") or global_timeout_s(timeout))
+    if overall <= lc.jenkins_deadline_s:
+        found.append(Finding(FAIL, subject, f"heartbeat timeout {timeout} s gives a global timeout of {overall} s, "
+                             f"shorter than lifecycle.jenkins_deadline_s {lc.jenkins_deadline_s:g} s: a deploy that "
+                             "waits on Jenkins outlives its action",
+                             f"set lifecycle.hook_heartbeat_timeout_s above {lc.jenkins_deadline_s / 100:g}, "
+                             f"then {fix}"))
+    if hook.get("LifecycleTransition") == LAUNCHING and hook.get("DefaultResult") == "CONTINUE":
+        found.append(Finding(WARN, subject, "DefaultResult CONTINUE puts an instance whose deploy timed out into "
+                             "service with whatever it booted with", fix))
+    if not any(f.level == FAIL for f in found):
+        found.append(Finding(OK, subject, f"targets queue {want.queue}; heartbeat timeout {timeout} s (consumer "
+                             f"heartbeats every {interval:g} s), global {overall} s"))
+    return found
+
+
+def check_hooks(want: Desired, seen: Observed, lc: LifecycleConfig, fix: str) -> list[Finding]:
+    found = []
+    for route in lc.groups.values():
+        if route.group not in seen.groups:
+            found.append(Finding(FAIL, f"group {route.group}", f"not found in {want.region}",
+                                 "fix lifecycle.groups or lifecycle.region"))
+            continue
+        needed = [(LAUNCHING, lc.hook_name)] + ([(TERMINATING, lc.terminate_hook_name)] if route.terminate_job else [])
+        for transition, name in needed:
+            hook = _pick(seen.hooks.get(route.group, ()), transition, name)
+            kind = transition.split("_")[-1].lower()
+            if hook is None:
+                found.append(Finding(FAIL, f"group {route.group}", f"has no {kind} hook", fix))
+                continue
+            subject = f"hook {route.group}/{hook['LifecycleHookName']}"
+            found += _check_hook(want, hook, lc, fix, subject)
+    return found
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def check_sites(settings) -> list[Finding]:
+    from helper.inventory import collect
+    from helper.settings import Outputs, Settings
+
+    results = collect.collect(Settings(config=settings.config, outputs=Outputs(), endpoint_url=settings.endpoint_url))
+    found = []
+    for r in results:
+        if r.error:
+            found.append(Finding(FAIL, f"site {r.site}", f"does not resolve: {r.error}",
+                                 "check the site's source name, region and credentials"))
+        elif not r.inventory.hosts:
+            found.append(Finding(WARN, f"site {r.site}", "has no instance in service (a full deploy would do nothing)"))
+        else:
+            found.append(Finding(OK, f"site {r.site}", f"resolves to {len(r.inventory.hosts)} instance(s) in service"))
+    return found
+
+
+def diagnose(settings, api, probe_factory: Callable | None = None) -> list[Finding]:
+    """Everything, in the order a deploy depends on it; later checks skip what cannot work."""
+    from helper.setup.doctor_jenkins import check_jenkins
+    from helper.inventory.sshcheck import check_ssh_config
+
+    config = settings.config
+    lc = config.lifecycle
+    found = [Finding(OK, "config", f"{config.path} loads: {len(config.sites)} site(s)"
+                     + ("" if lc else ", no lifecycle: section (hooks, queue and Jenkins not checked)"))]
+    try:
+        identity = api.identity()
+    except HelperError as exc:
+        return found + [Finding(FAIL, "aws", f"credentials do not work: {exc}",
+                                "configure credentials (AWS_PROFILE, an instance role, or aws configure)")]
+    found.append(Finding(OK, "aws", f"credentials work: {identity.get('Arn')}"))
+    found += check_sites(settings) + check_ssh_config(config)
+    if lc is None:
+        return found
+    fix = install_fix(config.path)
+    try:
+        want = desired(lc, identity["Account"])
+        seen = api.observe(want, with_role=False)
+    except (ConfigError, HelperError) as exc:
+        found.append(Finding(FAIL, "lifecycle", str(exc), fix))
+    else:
+        found += check_queue(want, seen, lc, fix) + check_hooks(want, seen, lc, fix)
+    return found + check_jenkins(settings, probe_factory)
+
+
+def report(findings: list[Finding]) -> tuple[list[str], bool]:
+    """The lines to print and whether anything would break a deploy."""
+    counts = {level: sum(f.level == level for f in findings) for level in (OK, WARN, FAIL)}
+    summary = f"doctor: {counts[OK]} ok, {counts[WARN]} warning(s), {counts[FAIL]} failure(s)"
+    return [f.line() for f in findings] + [summary], counts[FAIL] > 0

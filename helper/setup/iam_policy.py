@@ -1,0 +1,132 @@
+"""Least-privilege IAM policies, derived from one table of the AWS calls the code makes.
+
+CALLS lists every (botocore service, operation) the package calls, the IAM action that
+authorises it, who makes it and which resource it can be scoped to (a call appears twice
+when two principals need it on different resources). The policy documents
+are generated from it, and tests/test_iam_policy.py records the calls the real inventory,
+consumer and setup code paths make against moto and checks each one is in this table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+from helper.config.document import Config
+from helper.setup.hooks import POLICY_VERSION, queue_name
+
+HELPER, CONSUMER, HOOK_ROLE, SETUP = "helper", "consumer", "hook-role", "setup"
+# Printed by default; `setup` (whoever runs `hooks install` and `doctor`) on request.
+DEFAULT_PRINCIPALS = (HELPER, CONSUMER, HOOK_ROLE)
+PRINCIPALS = DEFAULT_PRINCIPALS + (SETUP,)
+# Resource kinds a call can be scoped to; "*" where the action has no resource-level permissions.
+ANY, QUEUE, QUEUES, DLQ, GROUP, ROLE, SITE_ROLE = "*", "queue", "queues", "dlq", "group", "role", "site-role"
+STATEMENT_IDS = {ANY: "AnyResource", QUEUE: "HookQueue", QUEUES: "HookQueueAndDeadLetterQueue",
+                 DLQ: "DeadLetterQueue", GROUP: "ConfiguredGroups", ROLE: "HookRole", SITE_ROLE: "SiteRoles"}
+
+
+@dataclass(frozen=True)
+class Call:
+    service: str  # botocore's service name
+    operation: str  # botocore's operation name
+    action: str | None  # the IAM action; None: AWS needs no permission for it
+    principals: tuple[str, ...]
+    resource: str = ANY
+
+
+CALLS = (
+    # Inventory (helper/inventory/discover.py); the consumer's reconciler shares DescribeAutoScalingGroups.
+    Call("ec2", "DescribeInstances", "ec2:DescribeInstances", (HELPER,)),
+    Call("elb", "DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancers", (HELPER,)),
+    Call("elb", "DescribeInstanceHealth", "elasticloadbalancing:DescribeInstanceHealth", (HELPER,)),
+    Call("elbv2", "DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancers", (HELPER,)),
+    Call("elbv2", "DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroups", (HELPER,)),
+    Call("elbv2", "DescribeTargetHealth", "elasticloadbalancing:DescribeTargetHealth", (HELPER,)),
+    Call("autoscaling", "DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingGroups",
+         (HELPER, CONSUMER, SETUP)),
+    Call("sts", "AssumeRole", "sts:AssumeRole", (HELPER,), SITE_ROLE),
+    # The consumer (helper/lifecycle/sqs.py, helper/lifecycle/autoscaling.py).
+    Call("sqs", "ReceiveMessage", "sqs:ReceiveMessage", (CONSUMER,), QUEUE),
+    Call("sqs", "DeleteMessage", "sqs:DeleteMessage", (CONSUMER,), QUEUE),
+    Call("sqs", "ChangeMessageVisibility", "sqs:ChangeMessageVisibility", (CONSUMER,), QUEUE),
+    Call("sqs", "GetQueueAttributes", "sqs:GetQueueAttributes", (CONSUMER,), QUEUE),
+    Call("autoscaling", "CompleteLifecycleAction", "autoscaling:CompleteLifecycleAction", (CONSUMER,), GROUP),
+    Call("autoscaling", "RecordLifecycleActionHeartbeat", "autoscaling:RecordLifecycleActionHeartbeat",
+         (CONSUMER,), GROUP),
+    Call("autoscaling", "DescribeLifecycleHooks", "autoscaling:DescribeLifecycleHooks", (CONSUMER, SETUP)),
+    # Checking messages before a build, and moving those that do not check out (helper/lifecycle/deployment.py).
+    Call("autoscaling", "DescribeAutoScalingInstances", "autoscaling:DescribeAutoScalingInstances", (CONSUMER,)),
+    Call("sqs", "SendMessage", "sqs:SendMessage", (CONSUMER,), DLQ),
+    # Auto Scaling itself, with the hook role (AutoScalingNotificationAccessRole's actions).
+    Call("sqs", "SendMessage", "sqs:SendMessage", (HOOK_ROLE,), QUEUE),
+    Call("sqs", "GetQueueUrl", "sqs:GetQueueUrl", (HOOK_ROLE,), QUEUE),
+    Call("sns", "Publish", "sns:Publish", (HOOK_ROLE,), QUEUE),
+    # `hooks install/remove` and `doctor` (helper/setup/hooks_apply.py).
+    Call("sts", "GetCallerIdentity", None, (SETUP,)),
+    Call("sqs", "GetQueueUrl", "sqs:GetQueueUrl", (SETUP,), QUEUES),
+    Call("sqs", "GetQueueAttributes", "sqs:GetQueueAttributes", (SETUP,), QUEUES),
+    Call("sqs", "CreateQueue", "sqs:CreateQueue", (SETUP,), QUEUES),
+    Call("sqs", "SetQueueAttributes", "sqs:SetQueueAttributes", (SETUP,), QUEUES),
+    Call("sqs", "DeleteQueue", "sqs:DeleteQueue", (SETUP,), QUEUES),
+    # install changes and remove deletes only queues and a role carrying its managed-by tag.
+    Call("sqs", "ListQueueTags", "sqs:ListQueueTags", (SETUP,), QUEUES),
+    Call("sqs", "TagQueue", "sqs:TagQueue", (SETUP,), QUEUES),  # not an API call: CreateQueue's tags
+    Call("iam", "TagRole", "iam:TagRole", (SETUP,), ROLE),  # not an API call: CreateRole's Tags
+    Call("iam", "GetRole", "iam:GetRole", (SETUP,), ROLE),
+    Call("iam", "CreateRole", "iam:CreateRole", (SETUP,), ROLE),
+    Call("iam", "DeleteRole", "iam:DeleteRole", (SETUP,), ROLE),
+    Call("iam", "UpdateAssumeRolePolicy", "iam:UpdateAssumeRolePolicy", (SETUP,), ROLE),
+    Call("iam", "ListRolePolicies", "iam:ListRolePolicies", (SETUP,), ROLE),
+    Call("iam", "GetRolePolicy", "iam:GetRolePolicy", (SETUP,), ROLE),
+    Call("iam", "PutRolePolicy", "iam:PutRolePolicy", (SETUP,), ROLE),
+    Call("iam", "DeleteRolePolicy", "iam:DeleteRolePolicy", (SETUP,), ROLE),
+    # PutLifecycleHook passes the hook role to Auto Scaling.
+    Call("autoscaling", "PutLifecycleHook", "autoscaling:PutLifecycleHook", (SETUP,), GROUP),
+    Call("autoscaling", "DeleteLifecycleHook", "autoscaling:DeleteLifecycleHook", (SETUP,), GROUP),
+    Call("iam", "PassRole", "iam:PassRole", (SETUP,), ROLE),  # not an API call: PutLifecycleHook's RoleARN
+)
+
+
+def resources(config: Config | None) -> dict[str, list[str]]:
+    """Resource kind -> ARNs; without a config (or a lifecycle: section) every kind is "*"."""
+    lc = config.lifecycle if config else None
+    site_roles = sorted({s.role_arn for s in config.sites if s.role_arn}) if config else ["*"]
+    if lc is None:
+        return {ANY: ["*"], QUEUE: ["*"], QUEUES: ["*"], DLQ: ["*"], GROUP: ["*"], ROLE: ["*"],
+                SITE_ROLE: site_roles}
+    parts = urlparse(lc.queue_url).path.strip("/").split("/")
+    account = parts[0] if parts and parts[0].isdigit() else "*"
+    name = queue_name(lc.queue_url)
+    queue = f"arn:aws:sqs:{lc.region}:{account}:{name}"
+    role = lc.hook_role_name or f"{name}-hook"[:64]
+    return {
+        ANY: ["*"], QUEUE: [queue], QUEUES: [queue, f"{queue}-dlq"], DLQ: [f"{queue}-dlq"],
+        GROUP: [f"arn:aws:autoscaling:{lc.region}:{account}:autoScalingGroup:*:autoScalingGroupName/{g}"
+                for g in sorted(lc.groups)],
+        ROLE: [f"arn:aws:iam::{account}:role/{role}"],
+        SITE_ROLE: site_roles,
+    }
+
+
+def document(principal: str, config: Config | None = None) -> dict:
+    """One policy document: a statement per resource kind, actions sorted, no duplicates."""
+    scoped = resources(config)
+    by_kind: dict[str, set[str]] = {}
+    for call in CALLS:
+        if principal in call.principals and call.action and scoped[call.resource]:
+            by_kind.setdefault(call.resource, set()).add(call.action)
+    statements = []
+    for kind in sorted(by_kind):
+        arns = scoped[kind]
+        statements.append({"Sid": STATEMENT_IDS[kind],
+                           "Effect": "Allow", "Action": sorted(by_kind[kind]),
+                           "Resource": arns[0] if len(arns) == 1 else arns})
+    return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def render(config: Config | None, principal: str | None = None) -> str:
+    """One bare document for `principal` (ready for put-role-policy), else a mapping of them."""
+    if principal is not None:
+        return json.dumps(document(principal, config), indent=2) + "\n"
+    return json.dumps({p: document(p, config) for p in DEFAULT_PRINCIPALS}, indent=2) + "\n"
