@@ -16,6 +16,7 @@ from functools import cached_property
 import botocore.session
 from botocore.config import Config as BotoConfig
 
+from helper import PROG
 from helper.config.document import SiteConfig, StaticCredentials
 
 # botocore's "standard" retry mode backs off with jitter on Throttling,
@@ -32,7 +33,7 @@ BOTO_CONFIG = BotoConfig(
     retries={"mode": "standard", "max_attempts": RETRY_MAX_ATTEMPTS},
     read_timeout=READ_TIMEOUT_S,
     connect_timeout=CONNECT_TIMEOUT_S,
-    user_agent_extra="aws-deploy-helper",
+    user_agent_extra=PROG,
 )
 
 # The consumer retries throttled heartbeats and completions itself, between other
@@ -41,7 +42,7 @@ CONSUMER_BOTO_CONFIG = BotoConfig(
     retries={"mode": "standard", "max_attempts": 3},
     read_timeout=30,
     connect_timeout=CONNECT_TIMEOUT_S,
-    user_agent_extra="aws-deploy-helper-consumer",
+    user_agent_extra=f"{PROG}-consumer",
 )
 
 
@@ -101,7 +102,7 @@ class AwsClients:
                                  endpoint_url=self.key.endpoint_url, config=BOTO_CONFIG)
         assumed = sts.assume_role(
             RoleArn=self.key.role_arn,
-            RoleSessionName="aws-deploy-helper",
+            RoleSessionName=PROG,
             DurationSeconds=ASSUMED_ROLE_DURATION_S,
         )["Credentials"]
         session = botocore.session.Session()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from helper.aws.hook_timeouts import MAX_HEARTBEAT_TIMEOUT_S, MIN_HEARTBEAT_TIMEOUT_S
+from helper.aws.names import ROLE_NAME_MAX_CHARS, queue_account, queue_name
 from helper.config import fields
 from helper.config.yamlfile import Located
 
@@ -102,6 +104,26 @@ class LifecycleConfig:
     # None: `<queue name>-hook`, so staging and production queues in one account get a role each.
     hook_role_name: str | None = None
 
+    @property
+    def queue_name(self) -> str:
+        return queue_name(self.queue_url)
+
+    @property
+    def queue_account(self) -> str | None:
+        """The account the queue URL names; None for a URL without one (a local endpoint)."""
+        return queue_account(self.queue_url)
+
+    @property
+    def hook_role(self) -> str:
+        """The role the hooks use to notify the queue: hook_role_name, else `<queue name>-hook`."""
+        return self.hook_role_name or f"{self.queue_name}-hook"[:ROLE_NAME_MAX_CHARS]
+
+    def heartbeat_interval_for_s(self, hook_timeout_s: int) -> float:
+        """How often the consumer heartbeats an action of a hook with this HeartbeatTimeout:
+        heartbeat_interval_s when set, else heartbeat_fraction of the timeout. The deployment
+        paces its heartbeats by it and `doctor` checks it against the hooks."""
+        return self.heartbeat_interval_s or hook_timeout_s * self.heartbeat_fraction
+
 
 def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str) -> LifecycleConfig:
     # Imported here: config imports this module.
@@ -166,8 +188,8 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         hook_name=fields.string(doc, section.get("hook_name"), keys + ("hook_name",)) or "deploy-on-launch",
         terminate_hook_name=fields.string(doc, section.get("terminate_hook_name"), keys + ("terminate_hook_name",))
         or "deploy-on-terminate",
-        # AWS's accepted HeartbeatTimeout range.
-        hook_heartbeat_timeout_s=int(number("hook_heartbeat_timeout_s", 900, 30, 7200)),
+        hook_heartbeat_timeout_s=int(number("hook_heartbeat_timeout_s", 900, MIN_HEARTBEAT_TIMEOUT_S,
+                                            MAX_HEARTBEAT_TIMEOUT_S)),
         hook_default_result=fields.choice(doc, section.get("hook_default_result"), keys + ("hook_default_result",),
                                     RESULTS, "ABANDON"),
         hook_role_name=fields.string(doc, section.get("hook_role_name"), keys + ("hook_role_name",)),

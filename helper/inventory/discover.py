@@ -1,7 +1,7 @@
 """Ask AWS which instances a site's source knows about, and describe them.
 
 Thin fetch functions, one paginator or call each, like amazon.aws's aws_ec2 plugin:
-no filtering policy lives here (see select.py). Every lookup is by name, DNS name or
+no filtering policy lives here (see selection.py). Every lookup is by name, DNS name or
 ARN, never by position.
 """
 
@@ -16,10 +16,11 @@ from typing import Iterable, Iterator
 from botocore.exceptions import ClientError
 
 from helper.aws.clients import AwsClients
-from helper.aws.errors import error_code
+from helper.aws.errors import error_code, error_message
+from helper.aws.names import INSTANCE_ID_IN_TEXT_RE, is_instance_id
 from helper.config.document import SiteConfig
 from helper.errors import DiscoveryError
-from helper.inventory.model import Instance, Membership
+from helper.inventory.model import LIVE_STATES, Instance, Membership
 
 # DescribeInstances accepts this many ids per request on AWS; one call per 1,000
 # instances is also the benchmark's budget.
@@ -28,17 +29,12 @@ DESCRIBE_BATCH = 1000
 # (InvalidInstanceID.NotFound names it); drop the missing ids and ask again, a bounded
 # number of times so a misbehaving endpoint cannot loop us.
 NOT_FOUND_RETRIES = 3
-INSTANCE_ID_RE = re.compile(r"\bi-[0-9a-f]+\b")
 
 # What EC2 says is checked where it is read: these values end up in ssh configs and
 # inventories, where a newline or a space would change their meaning.
-INSTANCE_ID_FULL_RE = re.compile(r"i-[0-9a-f]{8,17}")
 # RFC 1035 labels (letters, digits, inner hyphens, 1-63 characters), at most 253 in all.
 _DNS_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _DNS_NAME_MAX_CHARS = 253
-
-# EC2 states a reachable instance can be in; terminated or stopped ones never are.
-LIVE_STATES = ("pending", "running")
 
 # Health words from each source that mean "takes traffic now".
 IN_SERVICE = {"InService", "healthy"}
@@ -214,7 +210,7 @@ def is_dns_name(text: str) -> bool:
 
 # Instance field -> (its name in messages, the check its value must pass).
 _CHECKS = {
-    "instance_id": ("instance id", INSTANCE_ID_FULL_RE.fullmatch),
+    "instance_id": ("instance id", is_instance_id),
     "private_ip": ("private IP address", is_ip_address),
     "public_ip": ("public IP address", is_ip_address),
     "private_dns": ("private DNS name", is_dns_name),
@@ -278,7 +274,7 @@ def describe_instances(clients: AwsClients, instance_ids: Iterable[str]) -> dict
             except ClientError as exc:
                 if error_code(exc) != "InvalidInstanceID.NotFound":
                     raise
-                missing = set(INSTANCE_ID_RE.findall(exc.response["Error"].get("Message", "")))
+                missing = set(INSTANCE_ID_IN_TEXT_RE.findall(error_message(exc)))
                 if not missing & set(chunk):
                     raise
                 chunk = [i for i in chunk if i not in missing]

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# EC2 states a reachable instance can be in; terminated or stopped ones never are. Here, with
+# the data, so selection (pure) does not import discover and with it botocore.
+LIVE_STATES = ("pending", "running")
+
 
 @dataclass(frozen=True)
 class Membership:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from helper.aws.names import is_instance_id
 from helper.config.document import SiteConfig
 from helper.errors import DiscoveryError
 from helper.inventory.model import Host, Instance, Membership, SiteInventory
-from helper.settings import INSTANCE_ID_RE
 
 
 def alias(site: str, instance_id: str) -> str:
@@ -29,7 +29,7 @@ def is_alias_of(site: str, name: str, sites: Iterable[str] = ()) -> bool:
 
 def _named_for(site: str, name: str) -> bool:
     prefix = f"{site}-"
-    return name.startswith(prefix) and INSTANCE_ID_RE.fullmatch(name[len(prefix):]) is not None
+    return name.startswith(prefix) and is_instance_id(name[len(prefix):])
 
 
 def _private(inst: Instance) -> str | None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from helper.inventory.discover import LIVE_STATES
 from helper.errors import DiscoveryError
-from helper.inventory.model import Instance, Membership
+from helper.inventory.model import LIVE_STATES, Instance, Membership
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import quote
 
+from helper.aws.names import INSTANCE_ID_RE  # used with fullmatch, as every pattern here
+
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
 TEST_NOTIFICATION = "autoscaling:TEST_NOTIFICATION"
@@ -33,8 +35,6 @@ EVENTBRIDGE_TYPES = {
     "EC2 Instance-terminate Lifecycle Action": TERMINATING,
 }
 
-# Used with fullmatch: `$` would let a value end in a newline.
-INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
 # Group and hook names: 1-255 characters without control characters.
 NAME_RE = re.compile(r"[^\x00-\x1f]{1,255}")
 # Tokens are UUIDs; the API takes exactly 36 characters, so anything else could never be

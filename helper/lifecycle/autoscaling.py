@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from helper.lifecycle.action import LAUNCHING, TERMINATING, LifecycleAction
-from helper.aws.errors import error_code, explain
+from helper.aws.errors import error_code, error_message, explain
+from helper.aws.hook_timeouts import MIN_HEARTBEAT_TIMEOUT_S, heartbeat_timeout_s
 from helper.errors import HelperError
 
-# AWS's default HeartbeatTimeout when a hook does not say, and its minimum.
-DEFAULT_HEARTBEAT_TIMEOUT_S = 3600
-MIN_HEARTBEAT_TIMEOUT_S = 30
 # DescribeAutoScalingGroups takes at most 50 names a call, DescribeAutoScalingInstances 50 ids.
 GROUPS_PER_DESCRIBE = 50
 INSTANCES_PER_DESCRIBE = 50
@@ -55,7 +53,7 @@ def _raise(exc: Exception, what: str) -> None:
     """Sort a failed call into the three kinds the consumer treats differently."""
     code = error_code(exc)
     if code == "ValidationError" and "No active Lifecycle Action" in explain(exc):
-        raise ActionGone(f"{what}: {exc.response['Error'].get('Message')}") from exc
+        raise ActionGone(f"{what}: {error_message(exc)}") from exc
     if code in THROTTLING_CODES:
         raise Throttled(f"{what}: {explain(exc)}") from exc
     raise AutoScalingError(f"{what}: {explain(exc)}") from exc
@@ -155,7 +153,7 @@ class AutoScaling:
         except (Throttled, AutoScalingError):
             # Heartbeating more often than needed is harmless; too seldom loses the action.
             return MIN_HEARTBEAT_TIMEOUT_S
-        return int((hook or {}).get("HeartbeatTimeout", DEFAULT_HEARTBEAT_TIMEOUT_S))
+        return heartbeat_timeout_s(hook or {})
 
     def describe_instances(self, instance_ids: list[str]) -> dict[str, Seen]:
         """Group and lifecycle state of each instance Auto Scaling knows; unknown ids are absent."""

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from urllib.parse import urlparse
 
-from helper.lifecycle.action import LAUNCHING, TERMINATING
-from helper.errors import ConfigError, HelperError
+from helper import PROG
+from helper.aws.hook_timeouts import global_timeout_s
 from helper.config.lifecycle import LifecycleConfig
+from helper.errors import ConfigError, HelperError
+from helper.lifecycle.action import LAUNCHING, TERMINATING
 
 # A message the consumer failed on this often is poison: park it for a human (the
 # consumer's own message handling assumes redrive exists; see Consumer.handle).
@@ -28,27 +29,17 @@ MIN_RETENTION_S = 4 * 24 * 3600
 # SQS's maximum. The DLQ gets it so nothing expires before someone looks; AWS counts a
 # redriven message's age from its first enqueue, so the DLQ must keep longer than the queue.
 MAX_RETENTION_S = 14 * 24 * 3600
-# AWS: global timeout = min(100 x HeartbeatTimeout, 48 h).
-GLOBAL_TIMEOUT_FACTOR, GLOBAL_TIMEOUT_MAX_S = 100, 172800
 # Both results terminate on a terminating hook; CONTINUE lets other terminating hooks still run.
 TERMINATE_DEFAULT_RESULT = "CONTINUE"
-ROLE_POLICY_NAME = "aws-deploy-helper-hook-notify"
+ROLE_POLICY_NAME = f"{PROG}-hook-notify"
 POLICY_VERSION = "2012-10-17"
 # What AWS's managed AutoScalingNotificationAccessRole grants, scoped to our queue.
 HOOK_ROLE_ACTIONS = ("sns:Publish", "sqs:GetQueueUrl", "sqs:SendMessage")
 # Put on the role and queues install creates: the proof that they are ours to change or delete.
-MANAGED_TAG_KEY, MANAGED_TAG_VALUE = "managed-by", "aws-deploy-helper"
+MANAGED_TAG_KEY, MANAGED_TAG_VALUE = "managed-by", PROG
 # Messages in a queue, in every state SQS counts (a deleted queue takes them all with it).
 MESSAGE_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
                   "ApproximateNumberOfMessagesDelayed")
-
-
-def global_timeout_s(heartbeat_timeout_s: int) -> int:
-    return min(GLOBAL_TIMEOUT_FACTOR * heartbeat_timeout_s, GLOBAL_TIMEOUT_MAX_S)
-
-
-def queue_name(queue_url: str) -> str:
-    return urlparse(queue_url).path.rstrip("/").rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -106,13 +97,12 @@ class Desired:
 
 
 def desired(lc: LifecycleConfig, account: str) -> Desired:
-    name = queue_name(lc.queue_url)
+    name = lc.queue_name
     if name.endswith(".fifo"):
         raise ConfigError(f"lifecycle.queue_url: {name} is a FIFO queue; lifecycle hooks can only target "
                           "standard queues")
-    url_account = urlparse(lc.queue_url).path.strip("/").split("/")[0]
-    if url_account.isdigit() and url_account != account:
-        raise ConfigError(f"lifecycle.queue_url names account {url_account}, but the AWS credentials "
+    if lc.queue_account not in (None, account):
+        raise ConfigError(f"lifecycle.queue_url names account {lc.queue_account}, but the AWS credentials "
                           f"are for account {account}")
     hooks = []
     for route in lc.groups.values():
@@ -123,7 +113,7 @@ def desired(lc: LifecycleConfig, account: str) -> Desired:
                                   TERMINATE_DEFAULT_RESULT))
     return Desired(
         account=account, region=lc.region, queue=name,
-        role=lc.hook_role_name or f"{name}-hook"[:64],
+        role=lc.hook_role,
         visibility_timeout_s=lc.visibility_timeout_s,
         retention_s=min(MAX_RETENTION_S,
                         max(MIN_RETENTION_S, 2 * global_timeout_s(lc.hook_heartbeat_timeout_s))),

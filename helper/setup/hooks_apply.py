@@ -15,7 +15,7 @@ from typing import Callable
 from botocore.exceptions import BotoCoreError, ClientError
 
 from helper.lifecycle.autoscaling import GROUPS_PER_DESCRIBE
-from helper.aws.errors import error_code, explain
+from helper.aws.errors import error_code, error_message, explain
 from helper.errors import ConfigError, HelperError
 from helper.setup.hooks import (MANAGED_TAG_KEY, MANAGED_TAG_VALUE, Change, Desired, Observed, ObservedRole, desired,
                           is_managed, plan_install, plan_remove)
@@ -162,7 +162,7 @@ class SetupApi:
                 self._autoscaling.put_lifecycle_hook(**hook)
                 return
             except ClientError as exc:
-                unpublished = "Unable to publish test message" in exc.response.get("Error", {}).get("Message", "")
+                unpublished = "Unable to publish test message" in error_message(exc)
                 if not (self._role_created and unpublished) or attempt == ROLE_PROPAGATION_ATTEMPTS:
                     raise
                 log.info("event=role_propagating attempt=%d", attempt)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from urllib.parse import urlparse
 
 from helper.config.document import Config
-from helper.setup.hooks import POLICY_VERSION, queue_name
+from helper.setup.hooks import POLICY_VERSION
 
 HELPER, CONSUMER, HOOK_ROLE, SETUP = "helper", "consumer", "hook-role", "setup"
 # Printed by default; `setup` (whoever runs `hooks install` and `doctor`) on request.
@@ -95,16 +94,13 @@ def resources(config: Config | None) -> dict[str, list[str]]:
     if lc is None:
         return {ANY: ["*"], QUEUE: ["*"], QUEUES: ["*"], DLQ: ["*"], GROUP: ["*"], ROLE: ["*"],
                 SITE_ROLE: site_roles}
-    parts = urlparse(lc.queue_url).path.strip("/").split("/")
-    account = parts[0] if parts and parts[0].isdigit() else "*"
-    name = queue_name(lc.queue_url)
-    queue = f"arn:aws:sqs:{lc.region}:{account}:{name}"
-    role = lc.hook_role_name or f"{name}-hook"[:64]
+    account = lc.queue_account or "*"
+    queue = f"arn:aws:sqs:{lc.region}:{account}:{lc.queue_name}"
     return {
         ANY: ["*"], QUEUE: [queue], QUEUES: [queue, f"{queue}-dlq"], DLQ: [f"{queue}-dlq"],
         GROUP: [f"arn:aws:autoscaling:{lc.region}:{account}:autoScalingGroup:*:autoScalingGroupName/{g}"
                 for g in sorted(lc.groups)],
-        ROLE: [f"arn:aws:iam::{account}:role/{role}"],
+        ROLE: [f"arn:aws:iam::{account}:role/{lc.hook_role}"],
         SITE_ROLE: site_roles,
     }
 

@@ -1,0 +1,33 @@
+"""What AWS's identifiers look like, and what an SQS queue URL says. Pure; no botocore.
+
+Every module that checks an instance id or reads a queue's account imports it from here,
+so the consumer, the inventory and the command line agree on one rule.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlparse
+
+# EC2 instance ids: `i-` and 8 (old) or 17 (current) hex digits. Use fullmatch: `$` would
+# let a value end in a newline.
+INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
+# The same, found inside a text (EC2's error messages name the ids they did not find).
+INSTANCE_ID_IN_TEXT_RE = re.compile(rf"\b{INSTANCE_ID_RE.pattern}\b")
+# IAM's limit on a role name.
+ROLE_NAME_MAX_CHARS = 64
+
+
+def is_instance_id(text: str) -> bool:
+    return INSTANCE_ID_RE.fullmatch(text) is not None
+
+
+def queue_name(queue_url: str) -> str:
+    """`hooks` of https://sqs.us-east-1.amazonaws.com/123456789012/hooks."""
+    return urlparse(queue_url).path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def queue_account(queue_url: str) -> str | None:
+    """The account id an SQS queue URL names, or None when it names none (a local endpoint)."""
+    parts = urlparse(queue_url).path.strip("/").split("/")
+    return parts[0] if parts and parts[0].isdigit() else None
