@@ -1,7 +1,9 @@
 """One Settings object per run: the config file plus command-line flags plus environment.
 
 This is the only module that reads environment variables (twine's Settings, lifecycled's
-DefaultEnvars); nothing below it sees argparse or os.environ.
+DefaultEnvars); nothing below it sees argparse or os.environ. It imports no AWS SDK:
+`revision get`, which every scale-up build runs, loads this module and nothing of botocore
+(tests/test_edges.py).
 """
 
 from __future__ import annotations
@@ -11,19 +13,20 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
+from helper import PROG
+from helper.aws.names import is_instance_id
 from helper.config import document as config_mod
 from helper.config import yamlfile
-from helper.errors import ConfigError
+from helper.config.credentials import read_credentials
 from helper.config.output_mode import DEFAULT_OUTPUT_MODE
+from helper.errors import ConfigError
 from helper.inventory.selection import Selection
 
 # Two per core is plenty: the workers spend their time waiting on AWS, and more
 # parallel describe calls per account only invite throttling.
 DEFAULT_MAX_WORKERS = 8
 
-INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")  # fullmatch: `$` would allow a final newline
-
-KNOWN_HOSTS_NAME = "aws-deploy-helper_known_hosts"
+KNOWN_HOSTS_NAME = f"{PROG}_known_hosts"
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def _instance_ids(values) -> frozenset[str]:
         for part in re.split(r"[,\s]+", value.strip()):
             if not part:
                 continue
-            if not INSTANCE_ID_RE.fullmatch(part):
+            if not is_instance_id(part):
                 raise ConfigError(f"--instance-ids: {part!r} is not an EC2 instance id")
             ids.add(part)
     return frozenset(ids)
@@ -177,8 +180,6 @@ class ConsumerSettings:
 
     @classmethod
     def from_args(cls, args, environ: Mapping[str, str] | None = None) -> "ConsumerSettings":
-        from helper.lifecycle.jenkins_client import read_credentials
-
         environ = os.environ if environ is None else environ
         config = load_config(args.config)
         if config.lifecycle is None:
@@ -207,8 +208,6 @@ class SetupSettings:
 
     @classmethod
     def from_args(cls, args, environ: Mapping[str, str] | None = None) -> "SetupSettings":
-        from helper.lifecycle.jenkins_client import read_credentials
-
         environ = os.environ if environ is None else environ
         config = load_config(args.config)
         user = token = problem = None

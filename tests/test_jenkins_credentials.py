@@ -3,6 +3,7 @@ reader itself, by `consume` (one line, exit 2) and in `doctor`'s findings (issue
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import yaml
 
 from helper.cli import main
 from helper.errors import ConfigError
-from helper.lifecycle.jenkins_client import read_credentials
+from helper.config.credentials import read_credentials
 
 TOKEN = "s3cret-token-9f1c"
 
@@ -42,6 +43,19 @@ def test_credentials_file_only_its_owner_can_read_is_used(tmp_path, mode):
 def test_environment_credentials_never_open_the_file(tmp_path):
     environ = {"JENKINS_USER": "env-user", "JENKINS_API_TOKEN": "env-token"}
     assert read_credentials(environ, credentials(tmp_path, 0o644)) == ("env-user", "env-token")
+
+
+def test_a_fifo_as_the_credentials_file_is_refused_at_once_not_waited_on(tmp_path):
+    fifo = tmp_path / "jenkins-credentials"
+    os.mkfifo(fifo, 0o600)
+    # In a subprocess with a deadline: a reader that opened the FIFO would wait for a writer forever.
+    code = f"from helper.config.credentials import read_credentials; read_credentials({{}}, {str(fifo)!r})"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("reading the credentials waited on a FIFO")
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"helper.errors.ConfigError: {fifo}: cannot read Jenkins credentials: is a FIFO, not a regular file")
 
 
 def _config(tmp_path, aws, credentials_file: str) -> str:

@@ -8,9 +8,9 @@ is visited once, duplicate keys are refused, and mapping keys are the text as wr
 
 from __future__ import annotations
 
+import errno
 import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from helper.errors import ConfigError
+from helper.files.read import TooLarge, Unreadable, read_regular
 
 # A config of a thousand sites is about 150 KiB. The densest YAML of 256 KiB still loads
 # in about 3 s and 100 MB with PyYAML's pure-Python loader; 1 MiB took 12 s and 360 MB.
@@ -38,16 +39,6 @@ _NON_TEXT_TAGS = frozenset(
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 # How long a scalar may be when quoted in a message: enough to recognise it.
 _SHOWN_CHARS = 40
-
-# stat's file type -> the words for it in "is a FIFO, not a regular file".
-_FILE_TYPES = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
 
 @dataclass(frozen=True)
 class Located:
@@ -189,50 +180,15 @@ def load_text(text: str, path: str) -> Located:
     return Located(path=path, data=data, lines=lines, written=written)
 
 
-def _file_type(mode: int) -> str:
-    for is_type, words in _FILE_TYPES:
-        if is_type(mode):
-            return words
-    return "an unknown kind of file"
-
-
-def _read_at_most(fd: int, limit_bytes: int) -> bytes:
-    chunks: list[bytes] = []
-    left = limit_bytes
-    while left > 0:
-        chunk = os.read(fd, left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def read_regular_file(path: str | Path, limit_bytes: int) -> bytes:
-    """The bytes of a regular file of at most `limit_bytes`; anything else is a ConfigError.
-
-    O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused right after).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise ConfigError(f"{path}: is {_file_type(mode)}, not a regular file")
-        data = _read_at_most(fd, limit_bytes + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(data) > limit_bytes:
-        raise ConfigError(f"{path}: larger than {limit_bytes // 1024} KiB; is it the right file?")
-    return data
-
-
 def load_file(path: str | Path) -> Located:
-    data = read_regular_file(path, MAX_CONFIG_BYTES)
+    try:
+        data = read_regular(path, MAX_CONFIG_BYTES)
+    except TooLarge:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; is it the right file?") from None
+    except Unreadable as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if data is None:
+        raise ConfigError(f"{path}: cannot read: {os.strerror(errno.ENOENT)}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -12,7 +12,7 @@ through here first, because a path a user names may lead somewhere nobody meant:
   that user could otherwise make root overwrite any file.
 - Devices, FIFOs, sockets and directories. Replacing /dev/null with a regular file breaks
   the machine; reading /dev/zero or a FIFO never ends. Only regular files are read or
-  replaced; reads never block on open and stop at a size limit.
+  replaced; reads (helper/files/read.py) never block on open and stop at a size limit.
 """
 
 from __future__ import annotations
@@ -21,27 +21,17 @@ import os
 import stat
 
 from helper.errors import OutputError
+from helper.files.read import Unreadable, not_regular, read_regular
 
 # The largest file the helper reads back: ~50,000 hosts at ~600 bytes per known_hosts or
 # ssh config entry is 30 MB. Anything larger is not ours, and reading it whole costs memory.
 MAX_READ_BYTES = 32 * 1024 * 1024
-# Reads go in pieces this big, so a small file never costs a MAX_READ_BYTES buffer.
-_READ_CHUNK_BYTES = 1024 * 1024
 # The kernel's own limit on links in one lookup (MAXSYMLINKS); more is a loop.
 MAX_LINK_HOPS = 40
 # Whoever has these bits on a directory can swap its entries.
 _SHARED_WRITE = stat.S_IWGRP | stat.S_IWOTH
 # Owners whose links we follow besides ourselves: only root can change what root owns.
 _ROOT_UID = 0
-
-_KINDS = {
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFDIR: "a directory",
-    stat.S_IFLNK: "a symlink",
-}
 
 
 def others_can_write(mode: int) -> bool:
@@ -50,9 +40,9 @@ def others_can_write(mode: int) -> bool:
 
 def require_regular(path: str, mode: int) -> None:
     """Refuse anything but a regular file, naming what it is."""
-    if not stat.S_ISREG(mode):
-        kind = _KINDS.get(stat.S_IFMT(mode), "not a file")
-        raise OutputError(f"{path}: is {kind}, not a regular file")
+    refused = not_regular(mode)
+    if refused:
+        raise OutputError(f"{path}: {refused}")
 
 
 def _parts(path: str) -> list[str]:
@@ -108,46 +98,22 @@ def _check_link(link: str, info: os.stat_result, directory: str) -> None:
         )
 
 
-def _check_size(shown: str, size_bytes: int, limit_bytes: int) -> None:
-    if size_bytes > limit_bytes:
-        raise OutputError(f"{shown}: is {size_bytes} bytes, more than the {limit_bytes} bytes the helper reads")
-
-
-def _read_at_most(handle, limit_bytes: int) -> bytes:
-    """Up to `limit_bytes`, in chunks: files in /proc say size 0 and still have text."""
-    chunks: list[bytes] = []
-    left = limit_bytes
-    while left > 0:
-        chunk = handle.read(min(_READ_CHUNK_BYTES, left))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
 def read_text(path: str | os.PathLike, limit_bytes: int = MAX_READ_BYTES) -> str | None:
     """The UTF-8 text of the regular file at `path`, or None when there is none.
 
-    Never opens a device (lstat first), never waits on a FIFO (O_NONBLOCK), never follows a
-    link swapped in after resolve() (O_NOFOLLOW), and never reads more than `limit_bytes`.
-    Line endings are kept as they are.
+    Every link on the way is checked (resolve()); then helper.files.read opens the real file
+    without following a link swapped in since (O_NOFOLLOW), never a device or a FIFO, and
+    reads at most `limit_bytes`. Line endings are kept as they are.
     """
     shown = os.fspath(path)
     try:
-        target = resolve(path)
-        require_regular(shown, os.lstat(target).st_mode)
-        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
+        data = read_regular(resolve(path), limit_bytes, follow_links=False)
+    except Unreadable as exc:
+        raise OutputError(f"{shown}: {exc}") from None
+    except OSError as exc:  # resolve(): a component that is a file, a directory we may not enter
         raise OutputError(f"{shown}: cannot read: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        require_regular(shown, info.st_mode)
-        _check_size(shown, info.st_size, limit_bytes)
-        data = _read_at_most(handle, limit_bytes + 1)  # one more: a file that grew since fstat
-        _check_size(shown, len(data), limit_bytes)
+    if data is None:
+        return None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from helper.errors import OutputError
+from helper.files.read import Unreadable, read_regular
 from helper.files.safepath import others_can_write, require_regular, resolve
 
 log = logging.getLogger(__name__)
@@ -117,9 +118,10 @@ def _lstat(path: str) -> os.stat_result | None:
 def _holds(target: str, data: bytes, existing: os.stat_result) -> bool:
     if existing.st_size != len(data):  # no need to read a file of another size, however big
         return False
-    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read(len(data) + 1) == data
+    try:
+        return read_regular(target, len(data), follow_links=False) == data
+    except Unreadable:  # swapped or grown since: not the same, so write it (the write checks again)
+        return False
 
 
 def _write_temp(target: str, data: bytes, mode: int, existing: os.stat_result | None) -> str:
