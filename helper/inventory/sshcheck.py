@@ -13,12 +13,9 @@ too many is better than a silent gap).
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 
-from helper.errors import OutputError
-from helper.files.safepath import read_text
 from helper.files.write import BEGIN, END
 
 # keyword (lower case) -> values that leave our hosts' keys unchecked.
@@ -101,21 +98,3 @@ def _glob(pattern: str, name: str) -> bool:
     """ssh's patterns: `*` and `?` only, case-insensitive like ssh's host matching."""
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.fullmatch(regex, name, re.IGNORECASE | re.DOTALL) is not None
-
-
-def check_ssh_config(config) -> list:
-    """doctor's findings for a managed block in the configured ssh config."""
-    from helper.setup.doctor import OK, WARN, Finding
-
-    paths = config.paths
-    if not paths.ssh_config_file or paths.ssh_config_mode != "block":
-        return []
-    path = os.path.expanduser(paths.ssh_config_file)
-    try:
-        text = read_text(path)
-    except OutputError as exc:
-        return [Finding(WARN, "ssh-config", str(exc), "fix the file, or point path.ssh_config_file elsewhere")]
-    warnings = weakened_host_key_checking(text or "", path)
-    if not warnings:
-        return [Finding(OK, "ssh-config", f"{path}: nothing above the managed block weakens host-key checking")]
-    return [Finding(WARN, "ssh-config", warning, "move the managed block above that line") for warning in warnings]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
@@ -18,7 +17,7 @@ import jenkins
 import requests
 
 from helper.lifecycle.action import LifecycleAction
-from helper.errors import ConfigError, HelperError
+from helper.errors import HelperError
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +37,26 @@ CAUSE_ACTION = "hudson.model.CauseAction"
 
 class JenkinsUnavailable(HelperError):
     """Jenkins did not answer usefully (down, 5xx, timeout): retry until the deadline."""
+
+
+class JenkinsRejected(JenkinsUnavailable):
+    """401/403: the user or token is wrong, or lacks a permission. The consumer retries it as an
+    outage (a rotated token can be put back); `doctor` reports it as its own finding."""
+
+    def __init__(self, what: str, status: int) -> None:
+        super().__init__(f"{what}: HTTP {status} (credentials rejected)")
+        self.status = status
+
+
+# python-jenkins tells 401/403 apart from a 500 only in its message: "... failed [401]: ...".
+_REJECTED_STATUSES = (401, 403)
+
+
+def _unavailable(what: str, exc: Exception) -> JenkinsUnavailable:
+    for status in _REJECTED_STATUSES:
+        if isinstance(exc, jenkins.JenkinsException) and f"[{status}]" in str(exc):
+            return JenkinsRejected(what, status)
+    return JenkinsUnavailable(f"{what}: {exc}")
 
 
 class JobMissing(JenkinsUnavailable):
@@ -65,44 +84,6 @@ class Progress:
     build_number: int | None = None
     result: str | None = None  # set once finished; "CANCELLED" for a cancelled item
     gone: bool = False  # the queue item expired before we saw it start
-
-
-# As ssh treats a private key: any permission for group or others (read, or write, which lets
-# them swap the token) means the token may already be someone else's.
-CREDENTIALS_FORBIDDEN_MODE = 0o077
-# One `user:token` line is well under this; a larger "credentials file" is the wrong file.
-CREDENTIALS_MAX_CHARS = 4096
-
-
-def read_credentials(environ, credentials_file: str | None) -> tuple[str, str]:
-    """JENKINS_USER and JENKINS_API_TOKEN, or `user:token` in a file; never the config."""
-    user, token = environ.get("JENKINS_USER"), environ.get("JENKINS_API_TOKEN")
-    if user and token:
-        return user, token
-    if credentials_file:
-        try:
-            with open(os.path.expanduser(credentials_file), encoding="utf-8") as handle:
-                # The mode of the file we opened, not of whatever the path names a moment later.
-                mode = os.fstat(handle.fileno()).st_mode & 0o777
-                if mode & CREDENTIALS_FORBIDDEN_MODE:
-                    raise ConfigError(
-                        f"{credentials_file}: Jenkins credentials file is open to group or others "
-                        f"(mode {mode:04o}); run: chmod 600 {credentials_file}")
-                text = handle.read(CREDENTIALS_MAX_CHARS + 1)
-        except OSError as exc:
-            raise ConfigError(f"{credentials_file}: cannot read Jenkins credentials: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{credentials_file}: Jenkins credentials are not UTF-8 text") from None
-        if len(text) > CREDENTIALS_MAX_CHARS:
-            raise ConfigError(f"{credentials_file}: expected one line user:api-token, "
-                              f"found more than {CREDENTIALS_MAX_CHARS} characters")
-        text = text.strip()
-        user, sep, token = text.partition(":")
-        if sep and user and token:
-            return user, token
-        raise ConfigError(f"{credentials_file}: expected one line user:api-token")
-    raise ConfigError("Jenkins credentials missing: set JENKINS_USER and JENKINS_API_TOKEN "
-                      "or lifecycle.jenkins.credentials_file")
 
 
 def refs_of(parameters: list[dict]) -> tuple[str, ...]:
@@ -215,14 +196,18 @@ class JenkinsJobs:
     def connect(cls, url: str, user: str, token: str, timeout_s: float) -> "JenkinsJobs":
         return cls(jenkins.Jenkins(url, username=user, password=token, timeout=timeout_s))
 
-    def _get(self, path: str) -> dict:
+    def _get(self, path: str, missing_ok: bool = True) -> dict:
+        """GET a JSON answer; a 404 is NotFoundException when `missing_ok` (a job may be
+        missing), else an outage (no Jenkins answers 404 for its own me/ or root)."""
         try:
             text = self._server.jenkins_open(requests.Request("GET", self._base + path))
             return json.loads(text)
-        except jenkins.NotFoundException:
+        except jenkins.NotFoundException as exc:
+            if not missing_ok:
+                raise JenkinsUnavailable(f"GET {path}: {exc} (is this Jenkins?)") from exc
             raise
         except (jenkins.JenkinsException, requests.RequestException, ValueError, OSError) as exc:
-            raise JenkinsUnavailable(f"GET {path}: {exc}") from exc
+            raise _unavailable(f"GET {path}", exc) from exc
 
     @staticmethod
     def _job_path(job: str) -> str:
@@ -232,11 +217,24 @@ class JenkinsJobs:
         """The consumer's own Jenkins user id, as Jenkins records it in a build's cause (asked once)."""
         with self._lock:
             if self._user_id is None:
-                me = self._get("me/api/json?tree=id")
+                me = self._get("me/api/json?tree=id", missing_ok=False)
                 if not isinstance(me.get("id"), str):
                     raise JenkinsUnavailable("GET me/api/json: no user id in the answer")
                 self._user_id = me["id"]
             return self._user_id
+
+    def root_url(self) -> str | None:
+        """Jenkins's own root URL (its "Jenkins URL" setting); None when it has none. For `doctor`."""
+        return self._get("api/json?tree=url", missing_ok=False).get("url") or None
+
+    def job_parameters(self, job: str) -> list[str] | None:
+        """The names of the job's parameters; None when there is no such job. For `doctor`."""
+        try:
+            info = self._get(f"{self._job_path(job)}api/json?tree=property[parameterDefinitions[name]]")
+        except jenkins.NotFoundException:
+            return None
+        return [d["name"] for prop in info.get("property") or () if isinstance(prop, dict)
+                for d in prop.get("parameterDefinitions") or () if isinstance(d, dict) and "name" in d]
 
     def queue_build(self, job: str, parameters: dict[str, str]) -> int:
         try:

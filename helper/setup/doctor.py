@@ -4,36 +4,25 @@ Most lifecycle-hook trouble reported against other tools is a wrong setting: a h
 notifies another queue, a heartbeat timeout shorter than a deploy, no dead-letter queue, a
 Jenkins job without the parameters the consumer sends, a stale token. Each check here is a
 pure function over what was observed (helper/setup/hooks_apply.py's Observed, the inventory's
-results, the Jenkins probe), so each can be read, and tested, on its own.
+results, what Jenkins answers), so each can be read, and tested, on its own.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
 from typing import Callable
 
-from helper.errors import ConfigError, HelperError
-from helper.lifecycle.action import LAUNCHING, TERMINATING
-from helper.setup.hooks import Desired, Observed, desired, global_timeout_s
+from helper import PROG
+from helper.aws.hook_timeouts import global_timeout_s, heartbeat_timeout_s
 from helper.config.lifecycle import LifecycleConfig
-
-OK, WARN, FAIL = "OK", "WARN", "FAIL"
-PROG = "aws-deploy-helper"
-
-
-@dataclass(frozen=True)
-class Finding:
-    level: str  # OK, WARN (a deploy still works) or FAIL (a deploy would break)
-    subject: str  # "hook web-asg/deploy-on-launch", "queue hooks", "jenkins", ...
-    text: str
-    fix: str | None = None
-
-    def line(self) -> str:
-        fix = f" — {self.fix}" if self.fix and self.level != OK else ""
-        # One line whatever a server put in its error message.
-        return " ".join(f"{self.level} {self.subject} {self.text}{fix}".split())
-
+from helper.errors import ConfigError, HelperError, OutputError
+from helper.files.safepath import read_text
+from helper.inventory.sshcheck import weakened_host_key_checking
+from helper.lifecycle.action import LAUNCHING, TERMINATING
+from helper.setup.doctor_jenkins import check_jenkins
+from helper.setup.findings import FAIL, OK, WARN, Finding
+from helper.setup.hooks import Desired, Observed, desired
 
 def install_fix(config_path: str) -> str:
     return f"run: {PROG} hooks install -c {config_path}"
@@ -61,7 +50,7 @@ def check_queue(want: Desired, seen: Observed, lc: LifecycleConfig, fix: str) ->
                              f"lifecycle.visibility_timeout_s {lc.visibility_timeout_s} s (the consumer sets its "
                              "own on each receive, other readers would not)", fix))
     retention = int(attrs.get("MessageRetentionPeriod", 345600))
-    longest = max([global_timeout_s(int(h.get("HeartbeatTimeout", 3600)))
+    longest = max([global_timeout_s(heartbeat_timeout_s(h))
                    for hooks in seen.hooks.values() for h in hooks] or [0])
     if retention < longest:
         found.append(Finding(WARN, subject, f"keeps messages {days(retention)}, less than the hooks' global "
@@ -85,11 +74,6 @@ def check_queue(want: Desired, seen: Observed, lc: LifecycleConfig, fix: str) ->
 # --- the hooks -----------------------------------------------------------------------------
 
 
-def heartbeat_interval_s(lc: LifecycleConfig, hook_timeout_s: int) -> float:
-    """The interval the consumer will heartbeat at (helper/lifecycle/deployment.py _heartbeat_interval_s)."""
-    return lc.heartbeat_interval_s or hook_timeout_s * lc.heartbeat_fraction
-
-
 def _pick(hooks: tuple[dict, ...], transition: str, name: str) -> dict | None:
     mine = [h for h in hooks if h.get("LifecycleTransition") == transition]
     return next((h for h in mine if h["LifecycleHookName"] == name), mine[0] if mine else None)
@@ -100,8 +84,8 @@ def _check_hook(want: Desired, hook: dict, lc: LifecycleConfig, fix: str, subjec
     if target != want.queue_arn():
         return [Finding(FAIL, subject, f"targets {target}, not the configured queue {want.queue}", fix)]
     found = []
-    timeout = int(hook.get("HeartbeatTimeout", 3600))
-    interval = heartbeat_interval_s(lc, timeout)
+    timeout = heartbeat_timeout_s(hook)
+    interval = lc.heartbeat_interval_for_s(timeout)
     if interval >= timeout:
         found.append(Finding(FAIL, subject, f"heartbeat timeout {timeout} s is not longer than the consumer's "
                              f"heartbeat interval {interval:g} s: actions time out between heartbeats",
@@ -162,11 +146,24 @@ def check_sites(settings) -> list[Finding]:
     return found
 
 
-def diagnose(settings, api, probe_factory: Callable | None = None) -> list[Finding]:
-    """Everything, in the order a deploy depends on it; later checks skip what cannot work."""
-    from helper.setup.doctor_jenkins import check_jenkins
-    from helper.inventory.sshcheck import check_ssh_config
+def check_ssh_config(config) -> list[Finding]:
+    """A managed block in the configured ssh config that options above it weaken (helper/inventory/sshcheck.py)."""
+    paths = config.paths
+    if not paths.ssh_config_file or paths.ssh_config_mode != "block":
+        return []
+    path = os.path.expanduser(paths.ssh_config_file)
+    try:
+        text = read_text(path)
+    except OutputError as exc:
+        return [Finding(WARN, "ssh-config", str(exc), "fix the file, or point path.ssh_config_file elsewhere")]
+    warnings = weakened_host_key_checking(text or "", path)
+    if not warnings:
+        return [Finding(OK, "ssh-config", f"{path}: nothing above the managed block weakens host-key checking")]
+    return [Finding(WARN, "ssh-config", warning, "move the managed block above that line") for warning in warnings]
 
+
+def diagnose(settings, api, jobs_factory: Callable | None = None) -> list[Finding]:
+    """Everything, in the order a deploy depends on it; later checks skip what cannot work."""
     config = settings.config
     lc = config.lifecycle
     found = [Finding(OK, "config", f"{config.path} loads: {len(config.sites)} site(s)"
@@ -188,7 +185,7 @@ def diagnose(settings, api, probe_factory: Callable | None = None) -> list[Findi
         found.append(Finding(FAIL, "lifecycle", str(exc), fix))
     else:
         found += check_queue(want, seen, lc, fix) + check_hooks(want, seen, lc, fix)
-    return found + check_jenkins(settings, probe_factory)
+    return found + check_jenkins(settings, jobs_factory)
 
 
 def report(findings: list[Finding]) -> tuple[list[str], bool]:

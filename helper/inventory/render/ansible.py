@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from helper.errors import OutputError
 from helper.inventory.model import Host, SiteInventory
-from helper.inventory.render import YamlDumper, dump_yaml, ordered_sites
+from helper.inventory.render.common import YamlDumper, dump_yaml, ordered_sites
 from helper.inventory.render.ssh import config_value, key_checking_options
 
 # Ansible warns about, and may rewrite, group names with other characters.

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from helper.inventory.model import SiteInventory
-from helper.inventory.render import dump_yaml, ordered_sites
+from helper.inventory.render.common import dump_yaml, ordered_sites
 
 
 def render_capistrano(sites: Sequence[SiteInventory]) -> str:

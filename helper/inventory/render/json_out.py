@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 
 from helper.inventory.model import Host, SiteInventory
-from helper.inventory.render import ordered_sites
+from helper.inventory.render.common import ordered_sites
 
 # field -> how to read it from a Host. Unset values stay as null, so every host
 # object has the same keys and consumers need no existence checks.

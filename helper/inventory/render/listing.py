@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from helper.inventory.model import SiteInventory
-from helper.inventory.render import ordered_sites
+from helper.inventory.render.common import ordered_sites
 
 
 def render_list(sites: Sequence[SiteInventory]) -> str:
