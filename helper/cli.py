@@ -1,7 +1,8 @@
-"""Command line: the only place that reads flags, and the one error boundary.
+"""The command line: the only place that reads flags, and the one error boundary.
 
 Every HelperError becomes one line on stderr and a non-zero exit; nothing else in the
-package catches broad exceptions.
+package catches broad exceptions. Commands import their flow when they run, so a command
+loads only what it uses (`revision get` loads no AWS SDK: tests/test_edges.py).
 """
 
 from __future__ import annotations
@@ -11,11 +12,25 @@ import gc
 import logging
 import sys
 
-from helper import __version__
+from helper import PROG, __version__
 from helper.errors import ConfigError, HelperError
 from helper.logfmt import configure_logging
 
-PROG = "aws-deploy-helper"
+# What `aws-deploy-helper --help` tells its users; the commands list themselves below it.
+DESCRIPTION = """\
+Tells a deploy job which EC2 instances serve each site, and holds the instances an Auto
+Scaling group launches until a deploy has reached them.
+
+The two main commands:
+  inventory   ask AWS which instances serve each site (load balancer, target group, Auto
+              Scaling group or tags) and write the SSH config and Capistrano, Ansible or
+              JSON inventories a deploy step reads
+  consume     read the lifecycle hook's queue, deploy each new instance through Jenkins,
+              then let it into service (CONTINUE) or replace it (ABANDON)
+
+`hooks install` creates the queue and hooks `consume` reads, `doctor` checks every setting,
+and `sandbox up` runs a local AWS and Jenkins to try it all without an account."""
+EPILOG = "Documentation: README.md for a first run, docs/ for the config reference, the Jenkins wiring and more."
 
 # Exit codes: 1 = a site or an action failed; 2 = the command line or config is wrong
 # (argparse also uses 2); 130 = interrupted.
@@ -24,15 +39,28 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
+def _parent(*flags: str, **argument) -> argparse.ArgumentParser:
+    """A flag several commands share, declared once (argparse parents)."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(*flags, **argument)
+    return parent
+
+
+# Each shared flag means the same for every command that takes it.
+CONFIG = _parent("-c", "--config", required=True, help="the YAML configuration file")
+CONFIG_OPTIONAL = _parent("-c", "--config", help="the YAML configuration file")
+ENDPOINT = _parent("--endpoint-url", help="AWS endpoint for every service (default: $AWS_ENDPOINT_URL)")
+DRY_RUN = _parent("--dry-run", action="store_true", help="show what would change; change nothing")
+
+
 def _inventory_parser(sub) -> None:
-    p = sub.add_parser("inventory", help="write the SSH config and deploy inventories for each site")
-    p.add_argument("-c", "--config", required=True, help="the YAML configuration file")
+    p = sub.add_parser("inventory", parents=[CONFIG, ENDPOINT, DRY_RUN],
+                       help="write the SSH config and deploy inventories for each site")
     p.add_argument("--site", action="append", metavar="NAME", help="only this site (repeatable)")
     p.add_argument("--instance-ids", action="append", metavar="IDS",
                    help="only these instances of the one --site, in service or not (comma separated)")
     p.add_argument("--include-out-of-service", action="store_true",
                    help="also instances that are pending, unhealthy, draining or in Pending:Wait")
-    p.add_argument("--endpoint-url", help="AWS endpoint for every service (default: $AWS_ENDPOINT_URL)")
     p.add_argument("--ssh-config", metavar="PATH", help="write the SSH config here (overrides path.ssh_config_file)")
     p.add_argument("--ssh-config-block", action="store_true",
                    help="keep our hosts in a managed block inside an existing SSH config")
@@ -43,7 +71,6 @@ def _inventory_parser(sub) -> None:
     p.add_argument("--list", action="store_true", help="print the host aliases on stdout, one a line")
     p.add_argument("--keep-going", action="store_true",
                    help="write the sites that worked even if others failed (still exits non-zero)")
-    p.add_argument("--dry-run", action="store_true", help="show what would change as a diff; write nothing")
     p.set_defaults(func=_run_inventory)
 
 
@@ -69,22 +96,24 @@ def _sandbox_parser(sub) -> None:
 
 
 def _revision_parser(sub) -> None:
-    p = sub.add_parser("revision", help="read, record or check the revision a site runs (for scale-up builds)")
-    p.add_argument("action", choices=("get", "set", "check"),
+    p = sub.add_parser("revision", parents=[CONFIG_OPTIONAL],
+                       help="read, record, check or resolve the revision a site deploys")
+    p.add_argument("action", choices=("get", "set", "check", "resolve"),
                    help="get/set: the site's recorded revision; check: print --revision if it is one the"
-                        " helper would deploy, else exit 2")
-    p.add_argument("-c", "--config", help="the YAML configuration file (get and set)")
-    p.add_argument("--site", help="the site (get and set)")
-    p.add_argument("--revision", help="with set: the revision that was deployed; with check: the one to check")
+                        " helper would deploy, else exit 2; resolve: print the revision a build deploys")
+    p.add_argument("--site", help="the site (get, set and resolve)")
+    p.add_argument("--revision", help="with set: the revision that was deployed; with check: the one to check;"
+                                      " with resolve: the one asked for (empty: none)")
+    p.add_argument("--scale-up", action="store_true",
+                   help="with resolve: a scale-up build, which deploys the site's recorded revision")
     p.set_defaults(func=_run_revision)
 
 
 def _consume_parser(sub) -> None:
-    p = sub.add_parser("consume", help="deploy instances held by a launching lifecycle hook, then complete them")
-    p.add_argument("-c", "--config", required=True, help="the YAML configuration file (with lifecycle:)")
+    p = sub.add_parser("consume", parents=[CONFIG, ENDPOINT],
+                       help="deploy instances held by a launching lifecycle hook, then complete them")
     p.add_argument("--once", action="store_true",
                    help="handle what is in the queue, wait for the deploys it started, and exit")
-    p.add_argument("--endpoint-url", help="AWS endpoint for SQS and Auto Scaling (default: $AWS_ENDPOINT_URL)")
     p.set_defaults(func=_run_consume)
 
 
@@ -93,10 +122,7 @@ def _hooks_parser(sub) -> None:
     actions = p.add_subparsers(dest="hooks_action", required=True)
     for name, text in (("install", "make AWS match the lifecycle: section (idempotent)"),
                        ("remove", "delete the hooks, then the queue and DLQ, then the hook role")):
-        a = actions.add_parser(name, help=text)
-        a.add_argument("-c", "--config", required=True, help="the YAML configuration file (with lifecycle:)")
-        a.add_argument("--dry-run", action="store_true", help="print what would change, one line each; change nothing")
-        a.add_argument("--endpoint-url", help="AWS endpoint for every service (default: $AWS_ENDPOINT_URL)")
+        a = actions.add_parser(name, parents=[CONFIG, DRY_RUN, ENDPOINT], help=text)
         if name == "remove":
             a.add_argument("--force", action="store_true",
                            help="delete the queue and dead-letter queue even when they hold messages")
@@ -107,6 +133,7 @@ def _iam_policy_parser(sub) -> None:
     from helper.setup.iam_policy import PRINCIPALS
 
     p = sub.add_parser("iam-policy", help="print least-privilege IAM policies for the helper, consumer and hook role")
+    # Not CONFIG: here the file only narrows the resources, and every document prints without it.
     p.add_argument("-c", "--config", help="scope resources to this config's queue, groups and roles (default: *)")
     p.add_argument("--principal", choices=PRINCIPALS,
                    help="print only this one document (setup: whoever runs hooks install and doctor)")
@@ -114,9 +141,8 @@ def _iam_policy_parser(sub) -> None:
 
 
 def _doctor_parser(sub) -> None:
-    p = sub.add_parser("doctor", help="check config, AWS, sites, hooks, queue and Jenkins; one line per finding")
-    p.add_argument("-c", "--config", required=True, help="the YAML configuration file")
-    p.add_argument("--endpoint-url", help="AWS endpoint for every service (default: $AWS_ENDPOINT_URL)")
+    p = sub.add_parser("doctor", parents=[CONFIG, ENDPOINT],
+                       help="check config, AWS, sites, hooks, queue and Jenkins; one line per finding")
     p.set_defaults(func=_run_doctor)
 
 
@@ -128,7 +154,8 @@ def _positive_float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
     parser.add_argument("--log-json", action="store_true", help="log one JSON object a line")
@@ -191,17 +218,27 @@ def _run_revision(args) -> int:
         raise ConfigError(f"revision {args.action} needs -c CONFIG and --site SITE")
     config = load_config(args.config)
     site = site_named(config, args.site)
-    if not config.paths.revision_dir:
-        raise ConfigError(f"{config.path}: path.revision_dir is not set")
-    if args.action == "get":
-        found = revision.read(config.paths.revision_dir, site.name)
+
+    def revision_dir() -> str:
+        if not config.paths.revision_dir:
+            raise ConfigError(f"{config.path}: path.revision_dir is not set")
+        return config.paths.revision_dir
+
+    def recorded() -> str:
+        found = revision.read(revision_dir(), site.name)
         if found is None:
-            raise HelperError(f"site {site.name}: no revision recorded yet in {config.paths.revision_dir}")
-        print(found)
-        return 0
-    if not args.revision:
-        raise ConfigError("revision set needs --revision")
-    revision.record(config.paths.revision_dir, site.name, args.revision)
+            raise HelperError(f"site {site.name}: no revision recorded yet in {revision_dir()}")
+        return found
+
+    if args.action == "get":
+        print(recorded())
+    elif args.action == "resolve":
+        print(revision.resolve(args.revision, args.scale_up, recorded))
+    else:
+        where = revision_dir()
+        if not args.revision:
+            raise ConfigError("revision set needs --revision")
+        revision.record(where, site.name, args.revision)
     return 0
 
 
@@ -260,14 +297,15 @@ def _run_iam_policy(args) -> int:
 
 
 def _run_doctor(args) -> int:
-    from helper.setup import doctor
-    from helper.setup.hooks_apply import SetupApi
     from helper.settings import SetupSettings
+    from helper.setup import doctor
+    from helper.setup.findings import FAIL, Finding
+    from helper.setup.hooks_apply import SetupApi
 
     try:
         settings = SetupSettings.from_args(args)
     except ConfigError as exc:  # a finding like any other, not a usage error
-        print(doctor.Finding(doctor.FAIL, "config", str(exc), "fix the file and run doctor again").line())
+        print(Finding(FAIL, "config", str(exc), "fix the file and run doctor again").line())
         return EXIT_FAILED
     api = SetupApi.from_settings(settings)
     lines, broken = doctor.report(doctor.diagnose(settings, api))

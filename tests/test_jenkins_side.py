@@ -33,7 +33,7 @@ HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
 STUB_TIMEOUT_S = 120
 # The Jenkins emulator runs one stub build; generous for a loaded CI machine.
 BUILD_TIMEOUT_S = 120
-STAGES = ["Setup", "Test", "Resolve revision", "Inventory", "Deploy", "Verify"]
+STAGES = ["Setup", "Test", "Resolve revision", "Inventory", "Deploy", "Verify", "Record revision"]
 PARAMETERS = {"SITE": "string", "INSTANCE_IDS": "string", "REVISION": "string", "LIFECYCLE_ACTIONS": "string",
               "DRY_RUN": "bool", "SKIP_TESTS": "bool"}
 # Stand-ins for the agent's programs: fast, local, and leaving evidence in the workspace.
@@ -203,9 +203,9 @@ def test_a_full_deploy_runs_every_stage_but_an_unconfigured_verify(default_listi
 
 
 @pytest.mark.parametrize("params, env, skipped", [
-    (["LIFECYCLE_ACTIONS=web-asg:i-0123456789abcdef0:tok", "INSTANCE_IDS=i-0123456789abcdef0"], {}, {"Test"}),
+    (["LIFECYCLE_ACTIONS=web-asg:i-0123456789abcdef0:tok", "INSTANCE_IDS=i-0123456789abcdef0"], {}, {"Test", "Record revision"}),
     (["SKIP_TESTS=true"], {}, {"Test"}),
-    (["DRY_RUN=true"], {}, {"Deploy", "Verify"}),
+    (["DRY_RUN=true"], {}, {"Deploy", "Verify", "Record revision"}),
     ([], {"HELPER_BIN": "/usr/bin/aws-deploy-helper"}, {"Setup"}),
 ], ids=["scale-up-skips-tests", "skip-tests", "dry-run-deploys-nothing", "installed-helper-skips-setup"])
 def test_when_conditions_skip_exactly_these_stages(stub, tmp_path, params, env, skipped):
@@ -293,7 +293,8 @@ def test_full_deploy_writes_the_inventory_deploys_the_branch_head_and_records_it
     out = workspace / "deploy-out"
     assert result.returncode == 0, result.stdout
     assert stage_lines(result.stdout) == {"Setup": "skipped (when)", "Test": "ran", "Resolve revision": "ran",
-                                          "Inventory": "ran", "Deploy": "ran", "Verify": "skipped (when)"}
+                                          "Inventory": "ran", "Deploy": "ran", "Verify": "skipped (when)",
+                                          "Record revision": "ran"}
     assert (workspace / "tests-ran").exists()
     assert sorted(cap_hosts(out / "cap.yml")) == [f"web-{i}" for i in instance_ids(aws)]
     assert all(f"Host web-{i}" in (out / "ssh_config").read_text() for i in instance_ids(aws))
@@ -327,7 +328,7 @@ def test_scale_up_build_queued_through_jenkins_deploys_the_recorded_revision_to_
     assert not (workspace / "tests-ran").exists()
     assert (workspace / "deployed-revision").read_text() == "v1.4.2\n"
     assert cap_hosts(workspace / "deployed-cap.yml") == [f"web-{new}"]
-    assert "revision record unchanged" in build.console
+    assert stage_lines(build.console)["Record revision"] == "skipped (when)"
     assert (tmp_path / "revisions" / "web.revision").read_text() == "v1.4.2\n"
 
 
@@ -382,7 +383,7 @@ def test_a_canary_build_deploys_its_revision_but_leaves_the_sites_record_alone(s
     assert result.returncode == 0, result.stdout
     assert (workspace / "deployed-revision").read_text() == f"{params.get('REVISION', head)}\n"
     assert cap_hosts(workspace / "deployed-cap.yml") == [f"web-{one}"]
-    assert "revision record unchanged" in result.stdout
+    assert stage_lines(result.stdout)["Record revision"] == "skipped (when)"
     assert (tmp_path / "revisions" / "web.revision").read_text() == "v1\n"
 
 
@@ -392,7 +393,8 @@ def test_the_resolve_stage_checks_the_revision_with_the_helper(stub, aws, tmp_pa
     workspace.mkdir()
     result = run_build(config, workspace, REVISION="v1.0")
     assert result.returncode == 0, result.stdout
-    assert "revision check --revision=v1.0" in result.stdout  # the shell's `set -x` trace
+    resolve = next(line for line in result.stdout.splitlines() if " revision resolve " in line)
+    assert "--revision=v1.0" in resolve  # the shell's `set -x` trace
 
 
 def test_the_ssh_config_a_build_writes_works_from_any_directory(stub, aws, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Callable
 
 from helper.errors import ConfigError, HelperError
 from helper.files.safepath import read_text
@@ -48,3 +49,18 @@ def read(revision_dir: str, site: str) -> str | None:
 
 def record(revision_dir: str, site: str, revision: str) -> bool:
     return write_atomic(_path(revision_dir, site), validate(revision) + "\n", mode=0o644)
+
+
+def resolve(asked: str | None, scale_up: bool, recorded: Callable[[], str]) -> str:
+    """The revision a build deploys: the one asked for (checked), else for a scale-up build the
+    site's record (`recorded()`, read when the build starts), else there is none to choose.
+
+    The deploy job's one rule (`revision resolve` in the Jenkinsfile): a full deploy or a canary
+    passes the revision it wants, the checked-out branch head when nobody named one.
+    """
+    if asked:
+        return validate(asked)
+    if scale_up:
+        return recorded()
+    raise ConfigError("no revision to deploy: pass --revision (a full deploy passes its branch head,"
+                      " `git rev-parse HEAD`) or --scale-up to deploy the site's recorded revision")
