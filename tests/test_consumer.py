@@ -15,6 +15,11 @@ from helper.sandbox.aws import faults, lifecycle
 from tests.scenario import GROUP, Scenario, wait_for
 
 
+def counted(consumer, name: str, **labels: str) -> float:
+    """A counter's value, read as a scrape reads it (0 until first counted)."""
+    return consumer.metrics.registry.get_sample_value(f"adh_{name}_total", labels) or 0.0
+
+
 @pytest.fixture
 def world(aws, tmp_path, request):
     marker = request.node.get_closest_marker("scenario")
@@ -103,15 +108,15 @@ def test_malformed_body_goes_to_the_dead_letter_queue_and_the_loop_lives_on(worl
     assert dead[0]["Body"] == "{not json"
     new = world.scale_to(3)
     wait_for(lambda: world.all_in_service(new), what="the loop still deploys")
-    assert consumer.metrics.malformed._value.get() == 1, "logged and counted once"
-    assert consumer.metrics.dead_lettered._value.get() == 1
+    assert counted(consumer, "messages_malformed") == 1, "logged and counted once"
+    assert counted(consumer, "messages_dead_lettered") == 1
 
 
 def test_test_notification_is_deleted(world):
     assert world.queue_depth() == 1  # the hook's TEST_NOTIFICATION
     consumer, _ = world.start_consumer()
     wait_for(lambda: world.queue_depth() == 0, what="test notification deleted")
-    assert consumer.metrics.skipped.labels("test")._value.get() == 1
+    assert counted(consumer, "messages_skipped", reason="test") == 1
     assert world.builds() == []
 
 
@@ -127,9 +132,9 @@ def test_expired_action_has_its_message_deleted_without_a_crash(world):
     consumer, _ = world.start_consumer()
     (new,) = world.scale_to(3)
     wait_for(lambda: world.all_in_service([new]), what="the hook times out with its default result")
-    wait_for(lambda: consumer.metrics.actions_gone._value.get() == 1, what="ValidationError taken as gone")
+    wait_for(lambda: counted(consumer, "actions_gone") == 1, what="ValidationError taken as gone")
     wait_for(lambda: world.queue_depth() == 0, what="its message deleted")
-    assert consumer.metrics.completed.labels("CONTINUE")._value.get() == 0
+    assert counted(consumer, "actions_completed", result="CONTINUE") == 0
     assert len(consumer.inflight) == 0 and world.builds()[0].result == "SUCCESS"
 
 
@@ -140,11 +145,11 @@ def test_build_longer_than_the_heartbeat_timeout_survives_on_heartbeats(world):
     consumer, _ = world.start_consumer()
     new = world.scale_to(3)
     wait_for(lambda: world.all_in_service(new), timeout_s=30, what="CONTINUE after a long build")
-    assert consumer.metrics.heartbeats._value.get() >= 5
-    assert consumer.metrics.actions_gone._value.get() == 0
+    assert counted(consumer, "heartbeats") >= 5
+    assert counted(consumer, "actions_gone") == 0
     # The message stayed invisible for the whole build, though its visibility timeout
     # was a second: renewed, never handed out again.
-    assert consumer.metrics.received._value.get() == 2  # the test notification and the action
+    assert counted(consumer, "messages_received") == 2  # the test notification and the action
 
 
 @pytest.mark.scenario(grace_period_s=0, heartbeat_interval_s=100)
@@ -160,7 +165,7 @@ def test_sigterm_mid_build_loses_nothing_and_the_next_consumer_resumes(world):
     assert len(world.builds()) == 1
     # A redelivered action's hook timer has run for an unknown while: heartbeat at once,
     # not a full interval (here 100 s) later.
-    assert successor.metrics.heartbeats._value.get() >= 1
+    assert counted(successor, "heartbeats") >= 1
 
 
 @pytest.mark.scenario(visibility_timeout_s=2)
@@ -248,8 +253,9 @@ def test_jenkins_unreachable_past_the_deadline_applies_the_configured_result(wor
     consumer, _ = world.start_consumer()
     (new,) = world.scale_to(3)
     wait_for(lambda: new not in world.instances(), timeout_s=30, what="ABANDON after the Jenkins deadline")
-    assert consumer.metrics.completed.labels("ABANDON")._value.get() >= 1
-    assert consumer.metrics.jenkins_errors._value.get() >= 1
+    # Counted just after AWS answers the completion, which the instance's end may beat: wait for it.
+    wait_for(lambda: counted(consumer, "actions_completed", result="ABANDON") >= 1, what="the ABANDON counted")
+    assert counted(consumer, "jenkins_errors") >= 1
     world.jenkins.up()
 
 
@@ -287,8 +293,8 @@ def test_warm_pool_entry_continues_without_a_deploy(world):
             "EC2InstanceId": new, "LifecycleActionToken": token}
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(body))
     consumer, _ = world.start_consumer()
-    wait_for(lambda: consumer.metrics.completed.labels("CONTINUE")._value.get()
-             + consumer.metrics.actions_gone._value.get() >= 1, what="the warm-pool action handled")
+    wait_for(lambda: counted(consumer, "actions_completed", result="CONTINUE")
+             + counted(consumer, "actions_gone") >= 1, what="the warm-pool action handled")
     assert world.builds() == [], "warm_pool: continue deploys when the instance leaves the pool"
     wait_for(lambda: world.queue_depth() == 0, what="message deleted")
 
@@ -311,4 +317,4 @@ def test_a_build_that_finished_before_a_crash_is_adopted_not_repeated(world):
     consumer, _ = world.start_consumer()
     wait_for(lambda: world.all_in_service([new]), what="completed from the finished build")
     assert len(world.builds()) == 1
-    assert consumer.metrics.builds_adopted._value.get() == 1 and consumer.metrics.builds_queued._value.get() == 0
+    assert counted(consumer, "builds_adopted") == 1 and counted(consumer, "builds_queued") == 0

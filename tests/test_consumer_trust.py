@@ -21,8 +21,9 @@ def world(aws, tmp_path, request):
     scenario.close()
 
 
-def counted(counter) -> float:
-    return counter._value.get()
+def counted(consumer, name: str, **labels: str) -> float:
+    """A counter's value, read as a scrape reads it (0 until first counted)."""
+    return consumer.metrics.registry.get_sample_value(f"adh_{name}_total", labels) or 0.0
 
 
 # --- item 1: adopt only what the consumer itself would have queued --------------------------------
@@ -55,7 +56,7 @@ def test_a_build_queued_by_hand_that_is_not_the_consumers_deploy_is_not_adopted(
     consumer, _ = world.start_consumer()
     wait_for(lambda: world.all_in_service([new]), what="CONTINUE after the consumer's own deploy")
     assert world.revision_of(new) == "v1"
-    assert counted(consumer.metrics.builds_adopted) == 0 and counted(consumer.metrics.builds_queued) == 1
+    assert counted(consumer, "builds_adopted") == 0 and counted(consumer, "builds_queued") == 1
     ours = world.builds()[-1]
     assert ours.params == consumers_parameters(new, notice["LifecycleActionToken"])
 
@@ -71,7 +72,7 @@ def test_a_forged_copy_with_another_token_cannot_take_over_the_action(world, for
     consumer, _ = world.start_consumer()
     if forged_first:
         world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(forged))
-        wait_for(lambda: counted(consumer.metrics.received) >= 2, what="the forged copy received first")
+        wait_for(lambda: counted(consumer, "messages_received") >= 2, what="the forged copy received first")
         world.release(receipt)
     else:
         world.release(receipt)
@@ -81,8 +82,8 @@ def test_a_forged_copy_with_another_token_cannot_take_over_the_action(world, for
     assert world.revision_of(new) == "v1"
     wait_for(lambda: world.queue_depth() == 0, what="both messages handled")
     assert [d["LifecycleActionToken"] for d in world.dead_letters()] == [forged["LifecycleActionToken"]]
-    assert counted(consumer.metrics.completed.labels("CONTINUE")) == 1
-    assert counted(consumer.rejected.labels("token_rejected")) == 1
+    assert counted(consumer, "actions_completed", result="CONTINUE") == 1
+    assert counted(consumer, "messages_rejected", reason="token_rejected") == 1
     (build,) = world.scale_up_builds_for(new)
     assert build.params["LIFECYCLE_ACTIONS"] == f"{GROUP}:{new}:{genuine['LifecycleActionToken']}"
 
@@ -95,7 +96,7 @@ def test_a_message_pairing_one_instance_with_anothers_genuine_token_lets_no_unde
     forged = {**notice_y, "LifecycleActionToken": notice_x["LifecycleActionToken"]}
     consumer, _ = world.start_consumer()
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(forged))
-    wait_for(lambda: counted(consumer.metrics.completed.labels("CONTINUE")) == 1, what="the deploy it asked for")
+    wait_for(lambda: counted(consumer, "actions_completed", result="CONTINUE") == 1, what="the deploy it asked for")
     assert world.all_in_service([y]) and world.revision_of(y) == "v1", "the instance the build deployed"
     assert world.instances("Pending:Wait") == [x] and world.revision_of(x) is None, "not the token's owner"
     world.release(receipt_x)
@@ -119,8 +120,8 @@ def test_forty_forged_messages_for_instances_not_waiting_start_no_build_and_are_
     consumer, _ = world.start_consumer()
     wait_for(lambda: world.queue_depth(world.dlq_url) == 40, what="all forty dead-lettered")
     # Counted just after each move: wait for the last count rather than race it.
-    wait_for(lambda: [counted(consumer.rejected.labels(r)) for r in ("not_waiting", "not_in_group")] == [20, 20],
-             what="each rejection counted by its reason")
+    wait_for(lambda: [counted(consumer, "messages_rejected", reason=r) for r in ("not_waiting", "not_in_group")]
+             == [20, 20], what="each rejection counted by its reason")
     assert world.builds() == []
     wait_for(lambda: world.queue_depth() == 0, what="none left on the hook queue")
     new = world.scale_to(3)  # and the real scale-up behind them still deploys
@@ -139,7 +140,7 @@ def test_a_restarted_consumer_adopts_the_running_build_of_a_group_named_with_a_s
     successor, _ = world.start_consumer()
     wait_for(lambda: world.all_in_service(new), timeout_s=30, what="resumed and completed")
     assert len(world.builds()) == 1
-    assert counted(successor.metrics.builds_adopted) == 1 and counted(successor.metrics.builds_queued) == 0
+    assert counted(successor, "builds_adopted") == 1 and counted(successor, "builds_queued") == 0
 
 
 # --- item 5: Jenkins's own root URL spelled differently -------------------------------------------------
@@ -151,12 +152,12 @@ def test_a_restarted_consumer_finds_its_queued_item_when_jenkins_spells_its_root
     world.set_jenkins_url(world.jenkins.url.replace("127.0.0.1", "localhost"))
     first, _ = world.start_consumer()
     (new,) = world.scale_to(3)
-    wait_for(lambda: counted(first.metrics.builds_queued) == 1, what="the first consumer queued the build")
+    wait_for(lambda: counted(first, "builds_queued") == 1, what="the first consumer queued the build")
     world.stop_consumers()
     assert world.builds() == [], "still in the quiet period"
     successor, _ = world.start_consumer()
     wait_for(lambda: world.all_in_service([new]), timeout_s=30, what="CONTINUE after the queued build")
-    assert counted(successor.metrics.builds_adopted) == 1 and counted(successor.metrics.builds_queued) == 0
+    assert counted(successor, "builds_adopted") == 1 and counted(successor, "builds_queued") == 0
     assert len(world.builds()) == 1
 
 
@@ -167,8 +168,9 @@ def test_a_missing_job_is_waited_out_like_a_jenkins_outage_then_the_configured_r
     consumer, _ = world.start_consumer()
     (new,) = world.scale_to(3)
     wait_for(lambda: new not in world.instances(), what="ABANDON after lifecycle.jenkins_deadline_s")
-    assert counted(consumer.metrics.completed.labels("ABANDON")) >= 1
-    assert counted(consumer.job_missing) >= 1
+    # Counted just after AWS answers the completion, which the instance's end may beat: wait for it.
+    wait_for(lambda: counted(consumer, "actions_completed", result="ABANDON") >= 1, what="the ABANDON counted")
+    assert counted(consumer, "jenkins_job_missing") >= 1
     assert world.queue_depth(world.dlq_url) == 0, "not burnt through its redeliveries"
 
 
@@ -176,7 +178,7 @@ def test_a_missing_job_is_waited_out_like_a_jenkins_outage_then_the_configured_r
 def test_a_job_created_while_the_consumer_backs_off_is_then_used(world):
     consumer, _ = world.start_consumer()
     (new,) = world.scale_to(3)
-    wait_for(lambda: counted(consumer.job_missing) >= 2, what="the missing job retried")
+    wait_for(lambda: counted(consumer, "jenkins_job_missing") >= 2, what="the missing job retried")
     world.add_deploy_job("deploy-late")
     wait_for(lambda: world.all_in_service([new]), what="deployed once the job exists")
     assert world.revision_of(new) == "v1" and world.queue_depth(world.dlq_url) == 0
