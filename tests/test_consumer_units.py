@@ -11,11 +11,12 @@ import pytest
 from helper.lifecycle.action import LAUNCHING, TERMINATING, LifecycleAction
 from helper.lifecycle.batcher import Batcher
 from helper.config.document import parse as parse_config
-from helper.lifecycle.deployment import BACKOFF_BASE_S, BACKOFF_MAX_S, backoff_s
+from helper.lifecycle.backoff import BACKOFF_BASE_S, BACKOFF_MAX_S, backoff_s
 from helper.errors import ConfigError
 from helper.lifecycle.inflight import RECENTLY_DONE_MAX, InFlight
 from helper.lifecycle.autoscaling import Seen, mismatch
-from helper.lifecycle.jenkins_client import ACTIONS_PARAM, Found, covers, job_of_url, not_ours, read_credentials, refs_of, serves
+from helper.config.credentials import read_credentials
+from helper.lifecycle.jenkins_client import ACTIONS_PARAM, Found, covers, job_of_url, not_ours, refs_of, serves
 from helper.lifecycle.sqs import Message, dead_letter_url
 from helper.config.yamlfile import load_text
 
@@ -414,7 +415,8 @@ def test_lifecycle_errors_name_file_line_and_key(text, where, message):
 
 
 def test_a_scale_up_build_gets_exactly_the_parameters_doctor_checks_for():
-    from helper.lifecycle.deployment import Deployment, Plan
+    from helper.lifecycle.deployment import Deployment
+    from helper.lifecycle.plan import Plan
     from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
 
     assert tuple(Deployment(None, Plan(site="web", job="deploy", tracked=[])).parameters()) == BUILD_PARAMETERS

@@ -12,20 +12,22 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
+from functools import partial
 
-from prometheus_client import Counter
-
-from helper.lifecycle.action import TERMINATING, LifecycleAction, Malformed, Skip, parse
-from helper.lifecycle.autoscaling import REJECT_REASONS, AutoScaling, AutoScalingError, Throttled, reconciled_action
-from helper.lifecycle.batcher import Batcher
-from helper.lifecycle.deployment import Deployment, Plan, backoff_s
-from helper.lifecycle.inflight import InFlight, Tracked
-from helper.lifecycle.jenkins_client import Found, JenkinsJobs, serves
 from helper.config.lifecycle import LifecycleConfig
+from helper.lifecycle.action import TERMINATING, LifecycleAction, Malformed, Skip, parse
+from helper.lifecycle.autoscaling import AutoScaling, AutoScalingError, Throttled, reconciled_action
+from helper.lifecycle.backoff import backoff_s
+from helper.lifecycle.batcher import Batcher
+from helper.lifecycle.context import Context
+from helper.lifecycle.deployment import Deployment
+from helper.lifecycle.inflight import Admission, InFlight, Tracked
+from helper.lifecycle.jenkins_client import JenkinsJobs
+from helper.lifecycle.messages import Messages
 from helper.lifecycle.metrics import Metrics
+from helper.lifecycle.plan import Handover, Plan
 from helper.lifecycle.sqs import Message, Queue, QueueError
 
 log = logging.getLogger(__name__)
@@ -33,9 +35,6 @@ log = logging.getLogger(__name__)
 # Deployments waiting on Jenkins at once. Each is a thread that mostly sleeps; the
 # batch size keeps a burst of 200 launches near ten of them.
 MAX_DEPLOYMENTS = 64
-# Remember this many message ids we already logged as malformed or unroutable, so each
-# is logged once however often SQS redelivers it before redrive.
-LOGGED_IDS_MAX = 10_000
 
 
 class Consumer:
@@ -50,23 +49,15 @@ class Consumer:
         self.inflight = InFlight(clock)
         self.metrics.in_flight.set_function(lambda: len(self.inflight))
         self.batcher: Batcher[Tracked] = Batcher(config.batch_window_s, config.batch_max_instances)
+        self.messages = Messages(queue, self.metrics)
         # Set after the grace period on shutdown: deployments release their actions.
         self.release = threading.Event()
+        self.context = Context(config, self.messages, autoscaling, jobs, self.metrics, clock, self.release)
         self._pool = ThreadPoolExecutor(max_workers=MAX_DEPLOYMENTS, thread_name_prefix="deploy")
         self._futures: set[Future] = set()
         self._futures_lock = threading.Lock()
-        self._logged: OrderedDict[str, None] = OrderedDict()
-        self._logged_lock = threading.Lock()  # deployments reject messages from their threads
         self._waiting_seen: dict[tuple[str, str], float] = {}
         self._max_receive: int | None = None
-        # On the Metrics registry, beside its counters (helper/lifecycle/metrics.py is shared with the
-        # inventory side; these two belong to the checks made here and in helper/lifecycle/deployment.py).
-        self.rejected = Counter("adh_messages_rejected", "Messages that did not check out with Auto Scaling, "
-                                "dead-lettered (or left for redrive)", ["reason"], registry=self.metrics.registry)
-        for reason in REJECT_REASONS:  # a fixed set, shown at 0 from the start
-            self.rejected.labels(reason)
-        self.job_missing = Counter("adh_jenkins_job_missing", "Jenkins answers that the configured job does not "
-                                   "exist", registry=self.metrics.registry)
 
     @classmethod
     def from_settings(cls, settings) -> "Consumer":
@@ -83,42 +74,16 @@ class Consumer:
 
     # --- receive -> parse -> route -------------------------------------------------
 
-    def _log_once(self, message: Message, level: int, text: str, *args) -> bool:
-        with self._logged_lock:
-            if message.message_id in self._logged:
-                return False
-            self._logged[message.message_id] = None
-            while len(self._logged) > LOGGED_IDS_MAX:
-                self._logged.popitem(last=False)
-        log.log(level, text, *args)
-        return True
-
-    def reject(self, message: Message, action: LifecycleAction, reason: str) -> None:
-        """A message that did not check out with Auto Scaling: never a build, never silently deleted.
-
-        Moved to the dead-letter queue now, where someone will see it; without one it is
-        left for redrive (and checked again, but logged and counted once).
-        """
-        try:
-            moved = self.queue.dead_letter(message)
-        except QueueError as exc:
-            moved = False
-            self.metrics.aws_errors.labels("SendMessage").inc()
-            log.warning("event=dead_letter_failed message=%s error=%r", message.message_id, str(exc))
-        if self._log_once(message, logging.WARNING, "event=message_rejected message=%s action=%s reason=%s "
-                          "dead_lettered=%s", message.message_id, action.reference(), reason, moved):
-            self.rejected.labels(reason).inc()
-
     def handle(self, message: Message) -> None:
         self.metrics.received.inc()
         parsed = parse(message.body)
         if isinstance(parsed, Skip):
             log.info("event=message_skipped message=%s reason=%r", message.message_id, parsed.reason)
             self.metrics.skipped.labels(parsed.reason.split()[0]).inc()
-            self._delete(message)
+            self.messages.delete(message)
         elif isinstance(parsed, Malformed):
             # Left alone: the queue's redrive policy moves it to the dead-letter queue.
-            if self._log_once(message, logging.WARNING, "event=message_malformed message=%s reason=%r",
+            if self.messages.log_once(message, logging.WARNING, "event=message_malformed message=%s reason=%r",
                               message.message_id, parsed.reason):
                 self.metrics.malformed.inc()
             if self._max_receive is not None and message.receive_count >= self._max_receive:
@@ -131,18 +96,18 @@ class Consumer:
         if route is None:
             # Not ours to complete: another consumer may own this group, and if none
             # does the message ends in the dead-letter queue where someone will see it.
-            if message is None or self._log_once(
+            if message is None or self.messages.log_once(
                     message, logging.WARNING, "event=unknown_group group=%s action=%s message=%s",
                     action.group, action.reference(), message.message_id):
                 self.metrics.unknown_group.inc()
             return
-        status, tracked = self.inflight.admit(action, message)
-        if status == "done":
+        admitted, tracked = self.inflight.admit(action, message)
+        if admitted is Admission.DONE:
             log.info("event=duplicate_of_completed action=%s", action.reference())
             if message is not None:
-                self._delete(message)
+                self.messages.delete(message)
             return
-        if status == "duplicate":
+        if admitted is Admission.DUPLICATE:
             log.info("event=duplicate_attached action=%s", action.reference())
             return
         warm = action.launching and action.into_warm_pool
@@ -152,66 +117,52 @@ class Consumer:
         log.info("event=action_accepted action=%s site=%s source=%s", action.reference(), route.site,
                  "message" if message else "reconcile")
 
-    def _delete(self, message: Message) -> None:
-        try:
-            self.queue.delete(message)
-            self.metrics.deleted.inc()
-        except QueueError as exc:
-            self.metrics.aws_errors.labels("DeleteMessage").inc()
-            log.warning("event=delete_failed message=%s error=%r", message.message_id, str(exc))
-
     # --- batch -> deploy ------------------------------------------------------------
 
     def _plan(self, key, tracked: list[Tracked]) -> Plan:
         site, transition, job, warm = key
         if transition == TERMINATING:
-            return Plan(site, job, tracked, terminating=True)  # job None: CONTINUE at once
+            return Plan(site, job, tuple(tracked), terminating=True)  # job None: CONTINUE at once
         if warm and self.config.warm_pool == "continue":
             # Into the warm pool: it is stopped there; we deploy when it leaves the pool.
-            return Plan(site, None, tracked)
-        return Plan(site, job, tracked)
+            return Plan(site, None, tuple(tracked))
+        return Plan(site, job, tuple(tracked))
 
-    def _submit(self, deployment: Deployment) -> None:
+    def _submit(self, plan: Plan) -> None:
+        deployment = Deployment(self.context, plan)
         future = self._pool.submit(deployment.run)
         with self._futures_lock:
             self._futures.add(future)
-        future.add_done_callback(self._deployment_done)
+        future.add_done_callback(partial(self._deployment_done, deployment))
 
-    def _deployment_done(self, future: Future) -> None:
-        with self._futures_lock:
-            self._futures.discard(future)
-        if not future.cancelled() and future.exception() is not None:
+    def _deployment_done(self, deployment: Deployment, future: Future) -> None:
+        """Start what a deployment handed over, or forget the actions it settled.
+
+        The handed-over plans are submitted before the finished future leaves the set, so
+        teardown never sees an empty set while work is still being passed on.
+        """
+        try:
             exc = future.exception()
-            log.error("event=deployment_crashed error=%r", f"{type(exc).__name__}: {exc}")
+            if exc is not None:
+                log.error("event=deployment_crashed error=%r", f"{type(exc).__name__}: {exc}")
+                # Its actions were released: forget them, so their next delivery starts afresh.
+                for tracked in deployment.plan.tracked:
+                    self.inflight.finish(tracked, completed=tracked.gone)
+                return
+            ended = future.result()
+            if isinstance(ended, Handover):
+                for plan in ended.plans:
+                    self._submit(plan)
+            else:
+                for tracked, completed in ended.actions:
+                    self.inflight.finish(tracked, completed)
+        finally:
+            with self._futures_lock:
+                self._futures.discard(future)
 
     def start_due(self, batches) -> None:
         for key, tracked in batches:
-            self._submit(Deployment(self, self._plan(key, tracked)))
-
-    def split(self, deployment: Deployment, found: list[Found]) -> None:
-        """Hand actions that existing builds already serve to deployments that follow them."""
-        def rank(f: Found):  # in progress first, lowest queue id; then the newest finished
-            in_progress = f.build_number is None or f.building
-            return (0, f.queue_id or 0) if in_progress else (1, -(f.build_number or 0))
-
-        keep, adopted = [], {}
-        for tracked in deployment.plan.tracked:
-            serving = sorted((f for f in found if serves(f, tracked.action)), key=rank)
-            if serving:
-                adopted.setdefault(serving[0], []).append(tracked)
-            else:
-                keep.append(tracked)
-        deployment.plan.tracked = keep
-        for build, tracked in adopted.items():
-            self.metrics.builds_adopted.inc()
-            log.info("event=build_adopted site=%s queue_id=%s build=%s actions=%d",
-                     deployment.plan.site, build.queue_id, build.build_number, len(tracked))
-            plan = Plan(deployment.plan.site, deployment.plan.job, tracked, adopt=build,
-                        terminating=deployment.plan.terminating, checked=True)
-            self._submit(Deployment(self, plan))
-
-    def finished(self, tracked: Tracked, completed: bool) -> None:
-        self.inflight.finish(tracked, completed)
+            self._submit(self._plan(key, tracked))
 
     # --- reconcile --------------------------------------------------------------------
 
@@ -293,11 +244,7 @@ class Consumer:
         for key, tracked in self.batcher.drain():
             if stopping:  # not started: let the next consumer have them now
                 for t in tracked:
-                    for message in t.take_messages():
-                        try:
-                            self.queue.set_visibility(message, 0)
-                        except QueueError as exc:
-                            log.warning("event=release_failed message=%s error=%r", message.message_id, str(exc))
+                    self.messages.release(t.take_messages())
                     self.inflight.finish(t, completed=False)
             else:
                 self.start_due([(key, tracked)])

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from enum import Enum
 
 from helper.lifecycle.action import LifecycleAction
 from helper.lifecycle.sqs import Message
@@ -18,6 +19,14 @@ from helper.lifecycle.sqs import Message
 # Remember this many finished actions, so a duplicate that arrives after we completed
 # and deleted the first copy is deleted at once (a scale-out of 200 fits many times).
 RECENTLY_DONE_MAX = 10_000
+
+
+class Admission(str, Enum):
+    """What admitting an action did. A str as well, so a table of expected values can name it."""
+
+    NEW = "new"  # first seen: it joins a batch
+    DUPLICATE = "duplicate"  # in flight already: the message joins its claim
+    DONE = "done"  # completed lately: the message is only deleted
 
 
 def identity(action: LifecycleAction) -> tuple[str, str, str]:
@@ -44,6 +53,16 @@ class Claim:
         return (not self.confirmed, self.action.token is None)
 
 
+@dataclass
+class Schedule:
+    """When an action's upkeep is next due, in monotonic seconds. It lives on the action, not on
+    the deployment, so an action handed to another deployment keeps its timers."""
+
+    heartbeat_at: float | None = None  # None: at once
+    heartbeat_failures: int = 0
+    renew_at: dict[str, float] = field(default_factory=dict)  # receipt handle -> when to renew its invisibility
+
+
 class Tracked:
     """One instance's action for one transition, and every claim made for it."""
 
@@ -52,6 +71,7 @@ class Tracked:
         self.received_at = received_at  # monotonic seconds, when the first message or discovery arrived
         self.gone = False  # AWS ended the action without us
         self.rejected = False  # no claim checked out with AWS: nothing to deploy
+        self.schedule = Schedule()
         self._lock = threading.RLock()
 
     def served(self) -> Claim:
@@ -118,21 +138,21 @@ class InFlight:
         self._tracked: dict[tuple, Tracked] = {}
         self._done: OrderedDict[tuple, str] = OrderedDict()
 
-    def admit(self, action: LifecycleAction, message: Message | None) -> tuple[str, Tracked | None]:
-        """("new", tracked) | ("duplicate", tracked) | ("done", None)."""
+    def admit(self, action: LifecycleAction, message: Message | None) -> tuple[Admission, Tracked | None]:
+        """(NEW, tracked) | (DUPLICATE, tracked) | (DONE, None)."""
         key = identity(action)
         with self._lock:
             if key in self._done and (action.token is None or self._done[key] in (action.token, "")):
-                return "done", None
+                return Admission.DONE, None
             tracked = self._tracked.get(key)
             if tracked is not None:
                 # A copy joins its claim; another token (or a reconciled action's first one)
                 # is a claim of its own, until AWS says which is real.
                 tracked.claim(action, message)
-                return "duplicate", tracked
+                return Admission.DUPLICATE, tracked
             tracked = Tracked(action, self._clock(), [message] if message else [])
             self._tracked[key] = tracked
-            return "new", tracked
+            return Admission.NEW, tracked
 
     def finish(self, tracked: Tracked, completed: bool) -> None:
         """Forget an action; remember it as done only if its lifecycle action was completed."""

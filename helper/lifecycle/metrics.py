@@ -21,6 +21,8 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from helper.lifecycle.autoscaling import REJECT_REASONS
+
 # From a quick deploy (tens of seconds) to a hook's 2-hour heartbeat ceiling.
 LATENCY_BUCKETS_S = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 # A scrape or a health probe sends its request as soon as it connects; a connection silent
@@ -61,6 +63,13 @@ class Metrics:
         self.latency = Histogram(
             "adh_notification_to_completion_seconds", "From notification (or discovery) to completion",
             buckets=LATENCY_BUCKETS_S, registry=r)
+        # The checks of helper/lifecycle/claims.py and the Jenkins wait of helper/lifecycle/deployment.py.
+        self.rejected = Counter("adh_messages_rejected", "Messages that did not check out with Auto Scaling, "
+                                "dead-lettered (or left for redrive)", ["reason"], registry=r)
+        for reason in REJECT_REASONS:  # a fixed set, shown at 0 from the start
+            self.rejected.labels(reason)
+        self.job_missing = Counter("adh_jenkins_job_missing", "Jenkins answers that the configured job does not "
+                                   "exist", registry=r)
         self._clock = clock
         self._wall = wall
         self._last_poll = clock()
