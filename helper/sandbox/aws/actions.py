@@ -24,11 +24,6 @@ GLOBAL_TIMEOUT_CAP_S = 172_800
 # notification appears well inside a test's polling deadline, long enough to cost nothing.
 TICK_INTERVAL_S = 0.02
 
-# One lock for every change the sandbox makes to moto's backends, taken by request
-# threads and by the ticker alike, so an expiry never interleaves with a CompleteLifecycleAction.
-LOCK = threading.RLock()
-
-
 class SandboxClock:
     """Monotonic seconds that run `scale` times faster than real time."""
 
@@ -84,7 +79,7 @@ class PendingAction:
 
 
 class ActionBook:
-    """The active actions, by token. Callers hold LOCK."""
+    """The active actions, by token. Callers hold SandboxState.lock."""
 
     def __init__(self, clock: SandboxClock) -> None:
         self._clock = clock

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from helper.sandbox.aws import faults, lifecycle
+from helper.sandbox.aws.notify import SHAPES
+from helper.sandbox.aws.state import ThrottleRule, current
 
 THROTTLE_KEYS = {"fraction", "every_nth", "seed"}
 DOCUMENT_KEYS = {"throttle", "duplicate_delivery", "delivery_shape", "time_scale"}
 
 
 def state() -> dict[str, Any]:
-    return {**faults.snapshot(), "delivery_shape": lifecycle.delivery_shape(), "time_scale": lifecycle.time_scale()}
+    sandbox = current()
+    return {**sandbox.faults.snapshot(), "delivery_shape": sandbox.delivery_shape, "time_scale": sandbox.clock.scale}
 
 
 def apply(document: Any) -> dict[str, Any]:
@@ -37,35 +39,29 @@ def apply(document: Any) -> dict[str, Any]:
         if rule is not None and (not isinstance(rule, dict) or set(rule) - THROTTLE_KEYS):
             raise ValueError(f"throttle rule for {action} must be null or an object with {sorted(THROTTLE_KEYS)}")
         if rule is not None:
-            faults.ThrottleRule(action=action, **rule)  # validates the values
-    if "delivery_shape" in document and document["delivery_shape"] not in lifecycle_shapes():
-        raise ValueError(f"delivery_shape must be one of {lifecycle_shapes()}")
+            ThrottleRule(action=action, **rule)  # validates the values
+    if "delivery_shape" in document and document["delivery_shape"] not in SHAPES:
+        raise ValueError(f"delivery_shape must be one of {SHAPES}")
     if "time_scale" in document and not (
         isinstance(document["time_scale"], (int, float)) and document["time_scale"] > 0
     ):
         raise ValueError("time_scale must be a number > 0")
 
+    sandbox = current()
     for action, rule in throttles.items():
         if rule is None:
-            faults.stop_throttling(action)
+            sandbox.faults.stop_throttling(action)
         else:
-            faults.throttle(action, **rule)
+            sandbox.faults.throttle(action, **rule)
     if "duplicate_delivery" in document:
-        faults.set_duplicate_delivery(bool(document["duplicate_delivery"]))
+        sandbox.faults.set_duplicate_delivery(bool(document["duplicate_delivery"]))
     if "delivery_shape" in document:
-        lifecycle.set_delivery_shape(document["delivery_shape"])
+        sandbox.set_delivery_shape(document["delivery_shape"])
     if "time_scale" in document:
-        lifecycle.set_time_scale(document["time_scale"])
+        sandbox.clock.set_scale(document["time_scale"])
     return state()
 
 
 def clear() -> dict[str, Any]:
-    faults.clear()
-    lifecycle.reset_switches()
+    current().reset_switches()
     return state()
-
-
-def lifecycle_shapes() -> tuple[str, ...]:
-    from helper.sandbox.aws.notify import SHAPES
-
-    return SHAPES

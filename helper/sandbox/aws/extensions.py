@@ -1,7 +1,7 @@
 """The single place that loads this project's in-process changes to moto.
 
-Each extension module exposes install() (idempotent) and reset() (forget state kept
-outside moto's own backends); a module that runs threads also exposes shutdown().
+lifecycle.install() patches moto once and makes the sandbox's one state object (state.py);
+reset() forgets what that state holds, shutdown() stops its ticker thread.
 """
 
 from __future__ import annotations
@@ -9,32 +9,29 @@ from __future__ import annotations
 _installed = False
 
 
-def _modules():
-    # Imported lazily: moto is a sandbox-only dependency.
-    from helper.sandbox.aws import faults, lifecycle
-
-    return [faults, lifecycle]
-
-
-def install() -> None:
+def install(time_scale: float = 1.0) -> None:
+    """Idempotent; `time_scale`: how much faster than real time the sandbox clock runs."""
     global _installed
     if _installed:
         return
-    for module in _modules():
-        module.install()
+    # Imported here: moto is a sandbox-only dependency.
+    from helper.sandbox.aws import lifecycle
+
+    lifecycle.install(time_scale)
     _installed = True
 
 
 def reset() -> None:
-    for module in _modules():
-        module.reset()
+    from helper.sandbox.aws import state
+
+    state.current().reset()
 
 
 def shutdown() -> None:
-    """Stop the extensions' background threads; install() starts them again."""
+    """Stop the extension's background thread; install() starts it again."""
     global _installed
-    for module in _modules():
-        stop = getattr(module, "shutdown", None)
-        if stop is not None:
-            stop()
+    from helper.sandbox.aws import state
+
+    if _installed:
+        state.current().ticker.stop()
     _installed = False

@@ -14,12 +14,13 @@ Emulated (see ../shared/aws-lifecycle-reference.md for AWS's behaviour):
 - CompleteLifecycleAction / RecordLifecycleActionHeartbeat by token or instance id; an unknown or
   finished action is ValidationError "No active Lifecycle Action found with token <t>" /
   "... with instance ID <id>". Heartbeat and global timeouts apply DefaultResult, on a sandbox
-  clock that can run fast (set_time_scale, or SANDBOX_TIME_SCALE read at install), from a
+  clock that can run fast (install(time_scale), set_time_scale), from a
   background ticker, so replacements notify without any client call.
 - Delivery shapes for queue targets: "direct" (plain JSON), "sns" (SNS Notification envelope,
   synthetic TopicArn and signature), "eventbridge" (EventBridge event). SNS topic targets get
   the plain message published to the topic (moto's SNS then wraps it for its subscribers).
 - Faults (faults.py): Throttling for chosen actions; duplicate SQS delivery.
+- State: every switch and pending action lives in one SandboxState (state.py), made by install().
 - Target groups: instances enter only when InService and leave when terminated; a terminated
   target no longer reports healthy, whoever terminated it.
 
@@ -35,19 +36,18 @@ to the hook's own target, not through rules.
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Any
 
 from moto.autoscaling.exceptions import ValidationError
 from moto.core.responses import EmptyResult
 
-from helper.sandbox.aws import faults, load_balancers, notify, scaling
-from helper.sandbox.aws.actions import LOCK, PendingAction, Ticker, global_timeout_s
-from helper.sandbox.aws.notify import LAUNCHING, SHAPES, TERMINATING
-from helper.sandbox.aws.scaling import ABANDON, BOOK, CLOCK, CONTINUE, SWITCHES
+from helper.sandbox.aws import load_balancers, notify, scaling, state
+from helper.sandbox.aws.actions import PendingAction, global_timeout_s
+from helper.sandbox.aws.notify import LAUNCHING, TERMINATING
+from helper.sandbox.aws.scaling import ABANDON, CONTINUE
+from helper.sandbox.aws.state import SandboxState
 
-TIME_SCALE_ENV = "SANDBOX_TIME_SCALE"
 # AWS's accepted range and default for HeartbeatTimeout, in seconds.
 HEARTBEAT_TIMEOUT_MIN_S, HEARTBEAT_TIMEOUT_MAX_S = 30, 7200
 DEFAULT_HEARTBEAT_TIMEOUT_S = 3600
@@ -58,8 +58,7 @@ THROTTLING_XML = (
     "<Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>{}</RequestId></ErrorResponse>"
 )
 
-_ticker = Ticker(lambda: _expire_due())
-_default_time_scale = 1.0
+# moto's own methods that the patches below wrap: patch bookkeeping, not sandbox state.
 _originals: dict[str, Any] = {}
 
 
@@ -67,27 +66,25 @@ _originals: dict[str, Any] = {}
 
 def set_time_scale(scale: float) -> None:
     """Run the sandbox clock `scale` times faster than real time (60.0: a 30 s timeout takes 0.5 s)."""
-    CLOCK.set_scale(scale)
+    state.current().clock.set_scale(scale)
 
 
 def time_scale() -> float:
-    return CLOCK.scale
+    return state.current().clock.scale
 
 
 def set_delivery_shape(shape: str) -> None:
     """"direct" (default), "sns" or "eventbridge": how notifications reach a queue target."""
-    if shape not in SHAPES:
-        raise ValueError(f"unknown delivery shape {shape!r}; expected one of {SHAPES}")
-    SWITCHES.delivery_shape = shape
+    state.current().set_delivery_shape(shape)
 
 
 def delivery_shape() -> str:
-    return SWITCHES.delivery_shape
+    return state.current().delivery_shape
 
 
-def _expire_due() -> None:
-    with LOCK:
-        scaling.expire_due()
+def _expire_due(sandbox: SandboxState) -> None:
+    with sandbox.lock:
+        scaling.expire_due(sandbox)
 
 
 # ---- AutoScalingResponse handlers (moto dispatches by method name) ----------------------------
@@ -96,7 +93,8 @@ def _put_lifecycle_hook(self: Any) -> EmptyResult:
     backend = self.autoscaling_backend
     group_name = self._get_param("AutoScalingGroupName")
     name = self._get_param("LifecycleHookName")
-    with LOCK:
+    sandbox = state.current()
+    with sandbox.lock:
         group = backend.autoscaling_groups.get(group_name)
         if group is None:
             raise ValidationError(f"AutoScalingGroup name not found - AutoScalingGroup {group_name} not found")
@@ -126,7 +124,7 @@ def _put_lifecycle_hook(self: Any) -> EmptyResult:
         if target:
             test = notify.test_message(backend.account_id, group.name, group.arn, notify.now())
             try:
-                scaling.send(hook, test, group)
+                scaling.send(sandbox, hook, test, group)
             except notify.TargetNotFound:
                 # AWS refuses a hook whose test message cannot be published.
                 if old is None:
@@ -140,23 +138,23 @@ def _put_lifecycle_hook(self: Any) -> EmptyResult:
     return EmptyResult()
 
 
-def _find_action(self: Any) -> PendingAction:
+def _find_action(self: Any, sandbox: SandboxState) -> PendingAction:
     token = self._get_param("LifecycleActionToken")
     instance_id = self._get_param("InstanceId")
     group_name = self._get_param("AutoScalingGroupName")
     hook_name = self._get_param("LifecycleHookName")
     if token:
-        action = BOOK.by_token(token)
+        action = sandbox.book.by_token(token)
         if action is not None and (action.group_name, action.hook_name) != (group_name, hook_name):
             action = None
         missing = f"No active Lifecycle Action found with token {token}"
     elif instance_id:
-        action = BOOK.by_instance(instance_id, group_name, hook_name)
+        action = sandbox.book.by_instance(instance_id, group_name, hook_name)
         missing = f"No active Lifecycle Action found with instance ID {instance_id}"
     else:
         raise ValidationError("Either LifecycleActionToken or InstanceId must be specified")
     if action is not None and scaling.find_state(action)[0] is None:
-        BOOK.finish(action)  # the instance left by another road; its action died with it
+        sandbox.book.finish(action)  # the instance left by another road; its action died with it
         action = None
     if action is None:
         raise ValidationError(missing)
@@ -167,21 +165,23 @@ def _complete_lifecycle_action(self: Any) -> EmptyResult:
     result = self._get_param("LifecycleActionResult")
     if result not in (CONTINUE, ABANDON):
         raise ValidationError(f"Invalid LifecycleActionResult: {result}; expected CONTINUE or ABANDON")
-    with LOCK:
-        action = _find_action(self)
-        BOOK.finish(action)
+    sandbox = state.current()
+    with sandbox.lock:
+        action = _find_action(self, sandbox)
+        sandbox.book.finish(action)
         scaling.apply_result(action, result)
     return EmptyResult()
 
 
 def _record_lifecycle_action_heartbeat(self: Any) -> EmptyResult:
-    with LOCK:
-        BOOK.heartbeat(_find_action(self))
+    sandbox = state.current()
+    with sandbox.lock:
+        sandbox.book.heartbeat(_find_action(self, sandbox))
     return EmptyResult()
 
 
 def _call_action(self: Any) -> Any:
-    if faults.should_throttle(self._get_action()):
+    if state.current().faults.should_throttle(self._get_action()):
         request_id = str(uuid.uuid4())
         return 400, {"Content-Type": "text/xml", "x-amzn-RequestId": request_id}, THROTTLING_XML.format(request_id)
     return _originals["call_action"](self)
@@ -190,17 +190,19 @@ def _call_action(self: Any) -> Any:
 # ---- model patches ---------------------------------------------------------------------------
 
 def _set_desired_capacity(group: Any, new_capacity: int | None) -> None:
-    with LOCK:
+    sandbox = state.current()
+    with sandbox.lock:
         if not scaling.has_hooks(group):
             return _originals["set_desired_capacity"](group, new_capacity)
-        scaling.reconcile(group, new_capacity)
+        scaling.reconcile(sandbox, group, new_capacity)
 
 
 def _replace_instances(group: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
-    with LOCK:
+    sandbox = state.current()
+    with sandbox.lock:
         before = {s.instance.id for s in group.instance_states}
         _originals["replace_autoscaling_group_instances"](group, count_needed, propagated_tags)
-        scaling.on_launched(group, [s for s in group.instance_states if s.instance.id not in before])
+        scaling.on_launched(sandbox, group, [s for s in group.instance_states if s.instance.id not in before])
 
 
 def _update_attached_target_groups(backend: Any, group_name: str) -> None:
@@ -208,11 +210,12 @@ def _update_attached_target_groups(backend: Any, group_name: str) -> None:
 
 
 def _delete_auto_scaling_group(backend: Any, group_name: str) -> None:
-    with LOCK:
+    sandbox = state.current()
+    with sandbox.lock:
         group = backend.autoscaling_groups.get(group_name)
         if group is not None:
             group._sandbox_deleting = True  # hooks no longer hold anything up
-            BOOK.drop_group(group_name)
+            sandbox.book.drop_group(group_name)
             for key in [k for k, h in backend.lifecycle_hooks.items() if h.auto_scaling_group_name == group_name]:
                 del backend.lifecycle_hooks[key]  # AWS deletes a group's hooks with it
             for state in list(group.instance_states):
@@ -225,41 +228,37 @@ def _patch(owner: Any, name: str, replacement: Any) -> None:
     setattr(owner, name, replacement)
 
 
-def install() -> None:
-    """Patch moto (once) and start the timeout ticker; reads SANDBOX_TIME_SCALE."""
-    global _default_time_scale
+def install(time_scale: float = 1.0) -> SandboxState:
+    """Patch moto (once), make the sandbox's state with its clock `time_scale` times faster than
+    real time (also what reset() returns to), and start the timeout ticker."""
     from moto.autoscaling.models import AutoScalingBackend, FakeAutoScalingGroup
     from moto.autoscaling.responses import AutoScalingResponse
 
-    with LOCK:
-        if not _originals:
-            _patch(AutoScalingResponse, "call_action", _call_action)
-            AutoScalingResponse.put_lifecycle_hook = _put_lifecycle_hook
-            AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action
-            AutoScalingResponse.record_lifecycle_action_heartbeat = _record_lifecycle_action_heartbeat
-            _patch(FakeAutoScalingGroup, "set_desired_capacity", _set_desired_capacity)
-            _patch(FakeAutoScalingGroup, "replace_autoscaling_group_instances", _replace_instances)
-            _patch(AutoScalingBackend, "update_attached_target_groups", _update_attached_target_groups)
-            _patch(AutoScalingBackend, "delete_auto_scaling_group", _delete_auto_scaling_group)
-            load_balancers.install()
-        _default_time_scale = float(os.environ.get(TIME_SCALE_ENV, "1.0"))
-        set_time_scale(_default_time_scale)
-    _ticker.start()
+    if not _originals:
+        _patch(AutoScalingResponse, "call_action", _call_action)
+        AutoScalingResponse.put_lifecycle_hook = _put_lifecycle_hook
+        AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action
+        AutoScalingResponse.record_lifecycle_action_heartbeat = _record_lifecycle_action_heartbeat
+        _patch(FakeAutoScalingGroup, "set_desired_capacity", _set_desired_capacity)
+        _patch(FakeAutoScalingGroup, "replace_autoscaling_group_instances", _replace_instances)
+        _patch(AutoScalingBackend, "update_attached_target_groups", _update_attached_target_groups)
+        _patch(AutoScalingBackend, "delete_auto_scaling_group", _delete_auto_scaling_group)
+        load_balancers.install()
+    sandbox = state.create(time_scale, _expire_due)
+    sandbox.ticker.start()
+    return sandbox
 
 
 def reset_switches() -> None:
-    """The default delivery shape and the install-time clock scale."""
-    SWITCHES.delivery_shape = notify.DIRECT
-    set_time_scale(_default_time_scale)
+    """No faults, the default delivery shape and the install-time clock scale."""
+    state.current().reset_switches()
 
 
 def reset() -> None:
     """Forget pending actions and restore the default switches."""
-    with LOCK:
-        BOOK.clear()
-        reset_switches()
+    state.current().reset()
 
 
 def shutdown() -> None:
-    """Stop the ticker thread; install() starts it again."""
-    _ticker.stop()
+    """Stop the ticker thread; install() starts a new one."""
+    state.current().ticker.stop()

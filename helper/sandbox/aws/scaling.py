@@ -4,32 +4,22 @@ New instances of a group with a launching hook wait in Pending:Wait, out of ever
 balancer, until their action completes; instances chosen by a scale-in wait in
 Terminating:Wait when there is a terminating hook. Results are applied as AWS applies them:
 launch CONTINUE -> InService and registered; launch ABANDON -> terminated and replaced;
-terminate (either result) -> terminated. Callers hold lifecycle_actions.LOCK.
+terminate (either result) -> terminated. Callers hold the state's lock and pass the state in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from helper.sandbox.aws import faults, load_balancers, notify
-from helper.sandbox.aws.actions import ActionBook, PendingAction, SandboxClock
+from helper.sandbox.aws import load_balancers, notify
+from helper.sandbox.aws.actions import PendingAction
 from helper.sandbox.aws.notify import LAUNCHING, TERMINATING
+from helper.sandbox.aws.state import SandboxState
 
 CONTINUE, ABANDON = "CONTINUE", "ABANDON"
 WAIT_STATE = {LAUNCHING: "Pending:Wait", TERMINATING: "Terminating:Wait"}
 # States that count towards desired capacity: an instance waiting to launch already fills a slot.
 COUNTED_STATES = {"InService", "Pending", "Pending:Wait", "Pending:Proceed"}
-
-
-@dataclass
-class Switches:
-    delivery_shape: str = notify.DIRECT
-
-
-CLOCK = SandboxClock()
-BOOK = ActionBook(CLOCK)
-SWITCHES = Switches()
 
 
 def _backend_has(group: Any) -> bool:
@@ -51,25 +41,25 @@ def has_hooks(group: Any) -> bool:
     return bool(hooks_for(group, LAUNCHING) or hooks_for(group, TERMINATING))
 
 
-def send(hook: Any, message: dict, group: Any) -> None:
+def send(sandbox: SandboxState, hook: Any, message: dict, group: Any) -> None:
     """Deliver one message to the hook's target in the current shape; raises TargetNotFound."""
     target = hook.notification_target_arn
     if not target:
         return
     backend = group.autoscaling_backend
     # An SNS topic wraps the message itself, so only a queue target takes the chosen shape.
-    shape = notify.DIRECT if target.split(":")[2] == "sns" else SWITCHES.delivery_shape
+    shape = notify.DIRECT if target.split(":")[2] == "sns" else sandbox.delivery_shape
     body = notify.render(
         message, shape, region=backend.region_name, group_arn=group.arn, moment=notify.now()
     )
     if body is not None:
-        notify.deliver(target, body, backend.account_id, backend.region_name, faults.delivery_copies())
+        notify.deliver(target, body, backend.account_id, backend.region_name, sandbox.faults.delivery_copies())
 
 
-def start_action(group: Any, state: Any, hook: Any) -> PendingAction:
+def start_action(sandbox: SandboxState, group: Any, state: Any, hook: Any) -> PendingAction:
     backend = group.autoscaling_backend
     state.lifecycle_state = WAIT_STATE[hook.lifecycle_transition]
-    action = BOOK.start(
+    action = sandbox.book.start(
         instance_id=state.instance.id,
         group_name=group.name,
         hook_name=hook.name,
@@ -83,23 +73,23 @@ def start_action(group: Any, state: Any, hook: Any) -> PendingAction:
         action, getattr(hook, "notification_metadata", None), notify.now()
     )
     try:
-        send(hook, message, group)
+        send(sandbox, hook, message, group)
     except notify.TargetNotFound:
         pass  # AWS drops a notification whose queue was deleted; the action still times out
     return action
 
 
-def on_launched(group: Any, new_states: list[Any]) -> None:
+def on_launched(sandbox: SandboxState, group: Any, new_states: list[Any]) -> None:
     """Put freshly launched instances of a hooked group into Pending:Wait."""
     hooks = hooks_for(group, LAUNCHING)
     if not hooks:
         return
     for state in new_states:
         # One action per instance: with several launching hooks the first one governs (see lifecycle.py).
-        start_action(group, state, hooks[0])
+        start_action(sandbox, group, state, hooks[0])
 
 
-def reconcile(group: Any, new_capacity: int | None) -> None:
+def reconcile(sandbox: SandboxState, group: Any, new_capacity: int | None) -> None:
     """set_desired_capacity for a group with hooks."""
     group.desired_capacity = group.min_size if new_capacity is None else new_capacity
     counted = [s for s in group.instance_states if s.lifecycle_state in COUNTED_STATES]
@@ -107,7 +97,7 @@ def reconcile(group: Any, new_capacity: int | None) -> None:
     if delta > 0:
         group.replace_autoscaling_group_instances(delta, group.get_propagated_tags())
     elif delta < 0:
-        scale_in(group, -delta)
+        scale_in(sandbox, group, -delta)
     refresh_load_balancers(group)
 
 
@@ -117,7 +107,7 @@ def refresh_load_balancers(group: Any) -> None:
         load_balancers.update_attached_target_groups(group.autoscaling_backend, group.name)
 
 
-def scale_in(group: Any, count: int) -> None:
+def scale_in(sandbox: SandboxState, group: Any, count: int) -> None:
     candidates = [
         s for s in group.instance_states if s.lifecycle_state in COUNTED_STATES and not s.protected_from_scale_in
     ]
@@ -127,9 +117,9 @@ def scale_in(group: Any, count: int) -> None:
     for state in candidates[:count]:
         if state.lifecycle_state == "InService" and terminating_hooks:
             load_balancers.deregister_everywhere(group.autoscaling_backend, group, state.instance.id)
-            start_action(group, state, terminating_hooks[0])
+            start_action(sandbox, group, state, terminating_hooks[0])
         else:
-            BOOK.drop_instance(state.instance.id)
+            sandbox.book.drop_instance(state.instance.id)
             terminate(group, state)
 
 
@@ -168,7 +158,7 @@ def apply_result(action: PendingAction, result: str) -> None:
         refresh_load_balancers(group)
 
 
-def expire_due() -> None:
+def expire_due(sandbox: SandboxState) -> None:
     """Apply each timed-out action's DefaultResult; the ticker calls this."""
-    for action in BOOK.take_expired():
+    for action in sandbox.book.take_expired():
         apply_result(action, action.default_result)

@@ -64,10 +64,12 @@ class SandboxControlApp:
 
 
 class MotoServer:
-    """One moto server bound to 127.0.0.1; port 0 picks a free port."""
+    """One moto server bound to 127.0.0.1; port 0 picks a free port. Its sandbox clock runs
+    `time_scale` times faster than real time (60.0: a 30 s hook timeout passes in 0.5 s)."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, time_scale: float = 1.0) -> None:
         self._port = port
+        self._time_scale = time_scale
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -82,7 +84,7 @@ class MotoServer:
 
         from helper.sandbox.aws import extensions
 
-        extensions.install()
+        extensions.install(self._time_scale)
         app = SandboxControlApp(DomainDispatcherApplication(create_backend_app))
         self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
