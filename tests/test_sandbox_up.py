@@ -10,8 +10,10 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +23,12 @@ import pytest
 import requests
 
 from tests.polling import wait_for
+from helper.errors import HelperError
 from helper.sandbox.demo import jobs
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from helper.settings import load_config
 
+ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_PARAMETERS = {"SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS"}
 REGION = "us-east-1"
 EXPORT_RE = re.compile(r"^export [A-Z_]+=")
@@ -64,8 +68,8 @@ class Sandbox:
                                timeout=10)
 
 
-def start(state_dir: Path, **extra_env: str) -> Sandbox:
-    up = cli("up", "--state-dir", str(state_dir), **extra_env)
+def start(state_dir: Path, *flags: str) -> Sandbox:
+    up = cli("up", "--state-dir", str(state_dir), *flags)
     return Sandbox(state_dir, up.stdout, exports(up.stdout))
 
 
@@ -130,23 +134,78 @@ JJB_DEPLOY = """\
 """
 
 
-@pytest.mark.parametrize("jjb, source, extra", [
-    (JJB_DEPLOY, "jjb", {"ENVIRONMENT"}),
-    (JJB_DEPLOY.replace("- choice:", "- file:"), "built-in", set()),  # a type the emulator cannot load
-    (None, "built-in", set()),  # no jenkins/jobs/ in the repository
-])
-def test_deploy_job_comes_from_jenkins_jobs_when_the_emulator_can_load_it(tmp_path, jjb, source, extra):
-    jjb_dir = tmp_path / "jobs"
-    if jjb is not None:
-        jjb_dir.mkdir()
-        (jjb_dir / "deploy.yaml").write_text(jjb)
+def test_deploy_job_comes_from_its_jenkins_job_builder_file(tmp_path):
+    definition = tmp_path / "deploy.yaml"
+    definition.write_text(JJB_DEPLOY)
     with JenkinsEmulator() as emulator:
-        found = jobs.add_deploy_job(emulator, "true", jjb_dir)
+        found = jobs.add_deploy_job(emulator, "true", definition)
         info = jenkins.Jenkins(emulator.url, "admin", "token", timeout=10).get_job_info("deploy")
 
-    assert found == (str(jjb_dir) if source == "jjb" else source)
+    assert found == str(definition)
     (definitions,) = [p["parameterDefinitions"] for p in info["property"] if "parameterDefinitions" in p]
-    assert {d["name"] for d in definitions} == DEPLOY_PARAMETERS | extra
+    assert {d["name"] for d in definitions} == DEPLOY_PARAMETERS | {"ENVIRONMENT"}
+
+
+@pytest.mark.parametrize("jjb, refusal", [
+    (JJB_DEPLOY.replace("- choice:", "- file:"), "the Jenkins emulator cannot load it"),  # a type it cannot load
+    (JJB_DEPLOY.replace("name: deploy", "name: release"), "defines no 'deploy' job"),
+    (None, "is missing; reinstall aws-deploy-helper"),  # e.g. a wheel built without its package data
+], ids=["unloadable", "no-deploy-job", "missing"])
+def test_a_deploy_job_definition_it_cannot_use_is_an_error_not_a_silent_fallback(tmp_path, jjb, refusal):
+    definition = tmp_path / "deploy.yaml"
+    if jjb is not None:
+        definition.write_text(jjb)
+    with JenkinsEmulator() as emulator, pytest.raises(HelperError, match=refusal):
+        jobs.add_deploy_job(emulator, "true", definition)
+
+
+def test_the_packaged_job_definition_is_jenkins_jobs_deploy_yaml():
+    assert jobs.JOB_DEFINITION.read_bytes() == (ROOT / "jenkins" / "jobs" / "deploy.yaml").read_bytes()
+
+
+def test_a_wheel_carries_the_job_definition_and_the_sandbox_reads_it_from_there(tmp_path):
+    source = tmp_path / "src"
+    tracked = subprocess.run(["git", "ls-files", "-z", "--", "helper", "jenkins/jobs", "setup.cfg", "pyproject.toml",
+                              "README.md"], cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+    packaged = "helper/sandbox/jenkins/jobs/deploy.yaml"
+    for name in sorted(set(filter(None, tracked)) | {packaged}):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, source / name, follow_symlinks=False)  # the package keeps its symlink
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", ".", "-w", str(tmp_path)],
+                           cwd=source, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("aws_deploy_helper-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read(packaged) == (ROOT / "jenkins" / "jobs" / "deploy.yaml").read_bytes()
+        archive.extractall(tmp_path / "installed")
+
+    # Run from the unpacked wheel, away from the checkout: the job's parameters come from the packaged file.
+    probe = (
+        "import jenkins; from helper.sandbox.demo import jobs; from helper.sandbox.jenkins.emulator import JenkinsEmulator\n"
+        "with JenkinsEmulator() as e:\n"
+        "    print(jobs.add_deploy_job(e, 'true'))\n"
+        "    info = jenkins.Jenkins(e.url, 'admin', 'token', timeout=10).get_job_info('deploy')\n"
+        "print(' '.join(d['name'] for p in info['property'] for d in p.get('parameterDefinitions', [])))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path / "installed")})
+    assert ran.returncode == 0, ran.stderr
+    where, names = ran.stdout.splitlines()
+    assert where == str(tmp_path / "installed" / packaged)
+    assert set(names.split()) == DEPLOY_PARAMETERS
+
+
+def test_sandbox_up_without_the_sandbox_extra_says_what_to_install(tmp_path):
+    # A `moto` that cannot be imported, first on the path: as if the extra were not installed.
+    (tmp_path / "shadow" / "moto").mkdir(parents=True)
+    (tmp_path / "shadow" / "moto" / "__init__.py").write_text("raise ImportError(\"No module named 'moto'\")\n")
+
+    up = cli("up", "--state-dir", str(tmp_path / "state"), check=False, PYTHONPATH=str(tmp_path / "shadow"))
+
+    assert up.returncode == 1
+    assert up.stderr == ("aws-deploy-helper: the sandbox needs moto, which is not installed: "
+                         "pip install 'aws-deploy-helper[sandbox]'\n")
+    assert up.stdout == "" and not (tmp_path / "state" / "state.json").exists()
 
 
 # -- one command -----------------------------------------------------------------------------------------
@@ -261,7 +320,7 @@ def test_parameters_are_data_not_shell(sandbox, tmp_path):
 
 def test_down_stops_both_emulators_and_the_process(tmp_path):
     try:
-        sandbox = start(tmp_path, SANDBOX_TIME_SCALE="30")
+        sandbox = start(tmp_path, "--time-scale", "30")
         state = sandbox.state
         down = cli("down", "--state-dir", str(tmp_path))
     finally:

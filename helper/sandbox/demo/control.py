@@ -4,11 +4,13 @@
 `serve` as a detached process and waits until it has written its state file, so the endpoints
 it prints are ready. The state file (mode 0600) holds the Jenkins API token, which is made up
 at start and never logged: only `up` and `status` print it, as export lines for the user's shell.
+`up` and `serve` need the `sandbox` extra (moto); `status`, `scale` and `down` do not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -41,6 +43,20 @@ TOKEN_BYTES = 16
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 POLL_INTERVAL_S = 0.05
+# What the `sandbox` extra of setup.cfg installs for `up` and `serve`: moto, and Flask for its server.
+SANDBOX_EXTRA_MODULES = ("moto", "flask")
+INSTALL_SANDBOX = "pip install 'aws-deploy-helper[sandbox]'"
+# The sandbox clock runs in real time unless --time-scale says otherwise.
+REAL_TIME = 1.0
+
+
+def require_sandbox_extra() -> None:
+    """A one-line HelperError naming what to install, instead of an ImportError from deep inside moto."""
+    for module in SANDBOX_EXTRA_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise HelperError(f"the sandbox needs {module}, which is not installed: {INSTALL_SANDBOX}") from None
 
 
 def _state_path(state_dir: str) -> Path:
@@ -89,10 +105,8 @@ def _start_jenkins(port: int, token: str) -> JenkinsEmulator:
     return emulator
 
 
-def _seed(directory: Path, aws_url: str, jenkins: JenkinsEmulator, token: str) -> dict:
+def _seed(directory: Path, aws_url: str, jenkins: JenkinsEmulator, token: str, time_scale: float) -> dict:
     """The demo fleet, its config and the deploy job; returns the state to write."""
-    from helper.sandbox.aws import lifecycle
-
     demo = fleet.seed_demo(aws_url)
     credentials = directory / CREDENTIALS_FILE
     write_atomic(credentials, f"{JENKINS_USER}:{token}\n", mode=SECRET_MODE)
@@ -105,12 +119,12 @@ def _seed(directory: Path, aws_url: str, jenkins: JenkinsEmulator, token: str) -
         "pid": os.getpid(), "aws_endpoint": aws_url, "region": demo.region,
         "jenkins_url": jenkins.url, "jenkins_user": JENKINS_USER, "jenkins_api_token": token,
         "jenkins_job": jobs.DEPLOY_JOB, "queue_url": demo.queue_url, "queue_arn": demo.queue_arn,
-        "dlq_url": demo.dlq_url, "config": str(config), "time_scale": lifecycle.time_scale(),
+        "dlq_url": demo.dlq_url, "config": str(config), "time_scale": time_scale,
     }
 
 
 def serve(state_dir: str, port: int = 0, ready: threading.Event | None = None,
-          stop: threading.Event | None = None, jenkins_port: int = 0) -> None:
+          stop: threading.Event | None = None, jenkins_port: int = 0, time_scale: float = REAL_TIME) -> None:
     directory = Path(state_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
@@ -118,14 +132,14 @@ def serve(state_dir: str, port: int = 0, ready: threading.Event | None = None,
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     with contextlib.ExitStack() as running:
-        moto = MotoServer(port=port)
+        moto = MotoServer(port=port, time_scale=time_scale)
         aws_url = moto.start()
         running.callback(moto.stop)
         token = secrets.token_hex(TOKEN_BYTES)
         jenkins = _start_jenkins(jenkins_port, token)
         running.callback(jenkins.stop)
         running.callback((directory / CREDENTIALS_FILE).unlink, missing_ok=True)  # its token dies with us
-        state = _seed(directory, aws_url, jenkins, token)
+        state = _seed(directory, aws_url, jenkins, token, time_scale)
         running.callback((directory / STATE_FILE).unlink, missing_ok=True)  # first out: `status` stops at once
         write_atomic(directory / STATE_FILE, json.dumps(state, indent=2) + "\n", mode=SECRET_MODE)
         if ready is not None:
@@ -133,18 +147,11 @@ def serve(state_dir: str, port: int = 0, ready: threading.Event | None = None,
         stop.wait()
 
 
-def _serve_argv(directory: Path, port: int, jenkins_port: int) -> list[str]:
+def _serve_argv(directory: Path, port: int, jenkins_port: int, time_scale: float | None) -> list[str]:
     argv = [sys.executable, "-m", "helper", "sandbox", "serve", "--state-dir", str(directory), "--port", str(port)]
-    # Only passed when asked for, so `up` works with a parser that lacks the flag.
-    return argv + (["--jenkins-port", str(jenkins_port)] if jenkins_port else [])
-
-
-def _time_scale_env(environ, time_scale: float) -> dict[str, str]:
-    # Imported here: it loads moto, which `status` and `down` do without.
-    from helper.sandbox.aws.lifecycle import TIME_SCALE_ENV
-
-    # The server reads it when it installs the lifecycle extension.
-    return {**environ, TIME_SCALE_ENV: str(time_scale)}
+    # Only passed when asked for, so `up` works with a parser that lacks the flags.
+    argv += ["--jenkins-port", str(jenkins_port)] if jenkins_port else []
+    return argv + (["--time-scale", repr(time_scale)] if time_scale is not None else [])
 
 
 def up(state_dir: str, port: int = 0, jenkins_port: int = 0, time_scale: float | None = None) -> dict:
@@ -154,10 +161,9 @@ def up(state_dir: str, port: int = 0, jenkins_port: int = 0, time_scale: float |
     directory = Path(state_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     _state_path(state_dir).unlink(missing_ok=True)
-    env = None if time_scale is None else _time_scale_env(os.environ, time_scale)
     with open(directory / LOG_FILE, "ab") as sandbox_log:
         process = subprocess.Popen(
-            _serve_argv(directory, port, jenkins_port), env=env,
+            _serve_argv(directory, port, jenkins_port, time_scale),
             stdin=subprocess.DEVNULL, stdout=sandbox_log, stderr=sandbox_log, start_new_session=True,
         )
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -208,10 +214,11 @@ def run(action: str, args) -> int:
     # --jenkins-port and --time-scale are optional: older parsers do not define them.
     jenkins_port = getattr(args, "jenkins_port", 0) or 0
     time_scale = getattr(args, "time_scale", None)
+    if action in ("up", "serve"):
+        require_sandbox_extra()
     if action == "serve":
-        if time_scale is not None:
-            os.environ.update(_time_scale_env({}, time_scale))
-        serve(args.state_dir, args.port, jenkins_port=jenkins_port)
+        serve(args.state_dir, args.port, jenkins_port=jenkins_port,
+              time_scale=REAL_TIME if time_scale is None else time_scale)
         return 0
     if action == "up":
         _print_state(up(args.state_dir, args.port, jenkins_port, time_scale))

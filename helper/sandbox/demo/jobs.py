@@ -1,32 +1,46 @@
-"""The sandbox Jenkins's `deploy` job, and the script its builds run.
+"""The sandbox Jenkins's `deploy` job, and the script its builds run: the one deploy job of the
+demo and of the tests' scenarios (tests/scenario.py).
 
 A build "deploys" by asking the helper for the site's hosts, exactly as a real job would,
-then writing the revision each host now runs into `<state-dir>/hosts/<alias>.revision`:
+then writing the revision each host now runs into `<state-dir>/hosts/<alias>.revision`; a full
+deploy (no INSTANCE_IDS, not a dry run) records the site's revision, as the Jenkinsfile does:
 
     python -m helper.sandbox.demo.jobs --config demo.yml --state-dir .sandbox --endpoint-url URL
 
+Files in the state directory make builds misbehave, for tests and for a demo of an ABANDON:
+`delay_s` (seconds every build waits first), `fail/once` (the next deploy fails, and the file
+goes), `fail/<instance id>` (every deploy to that instance fails).
+
 Build parameters arrive in the environment only (the emulator, like Jenkins, exports them);
-they are passed on as argv elements, never pasted into a shell string.
+they are passed on as argv elements, never pasted into a shell string. The job's parameters
+come from the Jenkins Job Builder file shipped in the package (jenkins/jobs/deploy.yaml).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import os
 import shlex
-import subprocess
 import sys
+import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Mapping
+
+try:
+    from importlib.resources.abc import Traversable
+except ImportError:  # Python 3.10
+    from importlib.abc import Traversable
 
 import yaml
 
 from helper.lifecycle import revision
-from helper.errors import ConfigError
-from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
+from helper.errors import ConfigError, HelperError
 from helper.sandbox.aws.server import SANDBOX_ENV
 from helper.settings import load_config
 from helper.files.write import write_atomic
@@ -34,23 +48,9 @@ from helper.files.write import write_atomic
 log = logging.getLogger(__name__)
 
 DEPLOY_JOB = "deploy"
-_DESCRIPTIONS = {
-    "SITE": "the site to deploy (a name in the config)",
-    "INSTANCE_IDS": "only these instances (comma separated)",
-    "REVISION": "what to deploy; empty: the site's recorded revision",
-    "LIFECYCLE_ACTIONS": "set by the lifecycle consumer",
-    "DRY_RUN": "show, change nothing",
-    "SKIP_TESTS": "skip the smoke tests",
-}
-_FLAGS = ("DRY_RUN", "SKIP_TESTS")
-# The job's parameters when jenkins/jobs/ is not there: exactly the ones the consumer sends.
-DEPLOY_PARAMETERS = tuple(
-    {"name": name, "type": "bool" if name in _FLAGS else "string", "default": False if name in _FLAGS else "",
-     "description": _DESCRIPTIONS[name]}
-    for name in BUILD_PARAMETERS
-)
-# The repository's Jenkins Job Builder definitions, when it has them: the real job's parameters.
-JJB_DIR = Path(__file__).resolve().parents[2] / "jenkins" / "jobs"
+# The real job's definition, as package data (setup.cfg): a symlink to jenkins/jobs/deploy.yaml in
+# a checkout, a copy in a wheel. The sandbox has no other source for the job's parameters.
+JOB_DEFINITION = resources.files("helper.sandbox.jenkins") / "jobs" / "deploy.yaml"
 # Jenkins folds identical queued builds together during the quiet period; a second is
 # enough for a burst of launch notifications and barely noticeable in a demo.
 QUIET_PERIOD_S = 1.0
@@ -67,18 +67,21 @@ def deploy_command(config: Path, state_dir: Path, endpoint_url: str) -> str:
     return "exec " + shlex.join(argv)
 
 
-def add_deploy_job(emulator, command: str, jjb_dir: Path = JJB_DIR) -> str:
-    """Define `deploy` from jenkins/jobs/ when the emulator can read it there; returns where from."""
-    if jjb_dir.is_dir():
+def add_deploy_job(emulator, command: str, definition: Traversable | Path = JOB_DEFINITION) -> str:
+    """Define `deploy` from its Jenkins Job Builder file; returns where it came from.
+
+    A definition that is missing, unreadable or without a `deploy` job is a HelperError: a
+    sandbox whose job silently lacked the real job's parameters would test the wrong thing."""
+    if not definition.is_file():
+        raise HelperError(f"the deploy job's definition {definition} is missing; reinstall aws-deploy-helper")
+    with resources.as_file(definition) as path:
         try:
-            names = emulator.add_jobs_from_jjb(jjb_dir, commands={DEPLOY_JOB: command})
+            names = emulator.add_jobs_from_jjb(path, commands={DEPLOY_JOB: command})
         except (ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
-            log.warning("event=jjb_unreadable path=%s error=%r", jjb_dir, str(exc))
-            names = []
-        if DEPLOY_JOB in names:
-            return str(jjb_dir)
-    emulator.add_job(DEPLOY_JOB, list(DEPLOY_PARAMETERS), command=command, concurrent=False)
-    return "built-in"
+            raise HelperError(f"{definition}: the Jenkins emulator cannot load it: {exc}") from None
+    if DEPLOY_JOB not in names:
+        raise HelperError(f"{definition} defines no {DEPLOY_JOB!r} job")
+    return str(definition)
 
 
 def record_initial_revisions(config_path: Path) -> None:
@@ -118,34 +121,39 @@ class BuildFailed(Exception):
     """One line for the console; the build fails."""
 
 
-def _helper(args: list[str], env: dict[str, str]) -> str:
-    argv = [sys.executable, "-m", "helper", *args]
+def _helper(args: list[str]) -> str:
+    """The helper's command line, run as a job's shell runs it but in this process: every build
+    of the tests' scenarios would otherwise pay a Python start (and boto3's import) per call."""
+    from helper.cli import main as helper_main
+
     print(f"+ aws-deploy-helper {shlex.join(args)}", flush=True)
-    done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True)
-    sys.stdout.write(done.stderr)
-    if done.returncode != 0:
-        raise BuildFailed(f"aws-deploy-helper {args[0]} exited with status {done.returncode}")
-    return done.stdout
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = helper_main(args)
+    if status != 0:
+        raise BuildFailed(f"aws-deploy-helper {args[0]} exited with status {status}")
+    return out.getvalue()
 
 
-def _hosts(params: BuildParams, config: str, build_dir: Path, env: dict[str, str]) -> list[str]:
+def _hosts(params: BuildParams, config: str, build_dir: Path) -> list[tuple[str, str]]:
+    """(alias, instance id) of each host the helper's inventory gives the build."""
     args = ["inventory", "-c", config, "--site", params.site, "--json", str(build_dir / "inventory.json"),
             "--ssh-config", str(build_dir / "ssh_config"), "--known-hosts", str(build_dir / "known_hosts"),
             "--cap-config", str(build_dir / "cap_config.yml"),
             "--ansible-inventory", str(build_dir / "inventory.yml")]
     if params.instance_ids:
         args += ["--instance-ids", params.instance_ids]
-    _helper(args, env)
+    _helper(args)
     found = json.loads((build_dir / "inventory.json").read_text(encoding="utf-8"))["sites"].get(params.site, [])
-    return [host["alias"] for host in found]
+    return [(host["alias"], host["instance_id"]) for host in found]
 
 
-def _revision(params: BuildParams, config: str, env: dict[str, str]) -> str:
+def _revision(params: BuildParams, config: str) -> str:
     if params.revision:
         chosen = params.revision
     elif params.lifecycle_actions:
         # A scale-up installs exactly what the site's other instances run.
-        chosen = _helper(["revision", "get", "-c", config, "--site", params.site], env).strip()
+        chosen = _helper(["revision", "get", "-c", config, "--site", params.site]).strip()
     else:
         chosen = INITIAL_REVISION
     try:
@@ -154,24 +162,47 @@ def _revision(params: BuildParams, config: str, env: dict[str, str]) -> str:
         raise BuildFailed(str(exc)) from None
 
 
-def deploy(params: BuildParams, config: str, state_dir: Path, endpoint_url: str) -> None:
+def _misbehave_first(state_dir: Path) -> None:
+    delay = state_dir / "delay_s"
+    if delay.exists():
+        time.sleep(float(delay.read_text()))
+
+
+def _fail_once(state_dir: Path) -> None:
+    once = state_dir / "fail" / "once"
+    if once.exists():
+        once.unlink()
+        raise BuildFailed("deploy failed (fail/once)")
+
+
+def is_full_deploy(params: BuildParams) -> bool:
+    """The Jenkinsfile's rule for recording the site's revision: every instance, for real."""
+    return not (params.lifecycle_actions or params.instance_ids or params.dry_run)
+
+
+def deploy(params: BuildParams, config: str, state_dir: Path) -> None:
+    """One build; the helper's AWS clients use this process's environment (see main)."""
+    _misbehave_first(state_dir)
     if not params.site:
         raise BuildFailed("SITE is empty: name the site to deploy")
-    env = {**os.environ, **SANDBOX_ENV, "AWS_ENDPOINT_URL": endpoint_url}
-    env.pop("AWS_PROFILE", None)  # a developer's profile must not steer the sandbox's clients
     build_dir = state_dir / "builds" / params.build_id
     build_dir.mkdir(parents=True, exist_ok=True)
-    hosts = _hosts(params, config, build_dir, env)
+    hosts = _hosts(params, config, build_dir)
     if params.instance_ids and not hosts:
         raise BuildFailed(f"none of {params.instance_ids} is in site {params.site}")
-    chosen = _revision(params, config, env)
+    chosen = _revision(params, config)
     print("smoke tests: skipped" if params.skip_tests else "smoke tests: passed (demo)")
-    for alias in hosts:
+    if not params.dry_run:
+        _fail_once(state_dir)
+    for alias, instance_id in hosts:
         print(f"{'would deploy' if params.dry_run else 'deploy'} {chosen} -> {alias}")
-        if not params.dry_run:
-            write_atomic(state_dir / "hosts" / f"{alias}.revision", chosen + "\n")
-    if not params.instance_ids and not params.dry_run:
-        _helper(["revision", "set", "-c", config, "--site", params.site, "--revision", chosen], env)
+        if params.dry_run:
+            continue
+        if (state_dir / "fail" / instance_id).exists():
+            raise BuildFailed(f"deploy to {instance_id} failed (fail/{instance_id})")
+        write_atomic(state_dir / "hosts" / f"{alias}.revision", chosen + "\n")
+    if is_full_deploy(params):
+        _helper(["revision", "set", "-c", config, "--site", params.site, "--revision", chosen])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,8 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--endpoint-url", required=True)
     args = parser.parse_args(argv)
+    params = BuildParams.from_environ(os.environ)
+    os.environ.update({**SANDBOX_ENV, "AWS_ENDPOINT_URL": args.endpoint_url})
+    os.environ.pop("AWS_PROFILE", None)  # a developer's profile must not steer the sandbox's clients
     try:
-        deploy(BuildParams.from_environ(os.environ), args.config, args.state_dir, args.endpoint_url)
+        deploy(params, args.config, args.state_dir)
     except BuildFailed as exc:
         print(f"ERROR: {exc}", flush=True)
         return 1
