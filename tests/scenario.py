@@ -9,15 +9,16 @@ poll with deadlines; nothing sleeps a fixed time.
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from pathlib import Path
 
 import yaml
 
+from helper.lifecycle import revision
 from helper.lifecycle.consumer import Consumer
 from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
 from helper.sandbox.aws import fleet, lifecycle
+from helper.sandbox.demo import jobs
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from helper.settings import ConsumerSettings
 from tests.polling import wait_for
@@ -30,36 +31,11 @@ JENKINS_USER, JENKINS_TOKEN = "deployer", "s3cret-token"
 # Someone else with Build rights on the same job: their builds are never the consumer's.
 OTHER_USER, OTHER_TOKEN = "operator", "0ther-token"
 
-# The deploy job: resolve the revision when the build starts (REVISION empty = what the
-# site runs now), "install" it on each instance, record it for full deploys. A file
-# fail/<instance id> makes the deploy of that instance fail, fail/once the next build;
-# delay_s slows every build.
-DEPLOY_SCRIPT = r'''
-import os, pathlib, sys, time
-state = pathlib.Path(sys.argv[1])
-delay = state / "delay_s"
-if delay.exists():
-    time.sleep(float(delay.read_text()))
-if os.environ.get("DRY_RUN") == "true":
-    print("dry run: nothing deployed"); sys.exit(0)
-site, revision = os.environ["SITE"], os.environ.get("REVISION", "")
-record = state / "revisions" / site
-if not revision:
-    revision = record.read_text().strip()
-once = state / "fail" / "once"
-if once.exists():
-    once.unlink(); print("deploy failed (fail/once)"); sys.exit(1)
-ids = [i for i in os.environ.get("INSTANCE_IDS", "").split(",") if i]
-if not ids:
-    ids = [p.stem for p in (state / "hosts").glob("i-*.revision")] + os.environ.get("FULL_EXTRA", "").split()
-for instance in filter(None, ids):
-    if (state / "fail" / instance).exists():
-        print(f"deploy to {instance} failed"); sys.exit(1)
-    (state / "hosts" / f"{instance}.revision").write_text(revision)
-if not os.environ.get("LIFECYCLE_ACTIONS"):
-    record.write_text(revision)
-print(f"deployed {revision} to {len(ids)} instance(s)")
-'''
+# The deploy job is the sandbox's own (helper/sandbox/demo/jobs.py): it asks the helper's
+# inventory for the site's hosts, resolves the revision when the build starts (REVISION empty on a
+# scale-up = what the site runs now), "installs" it as hosts/<alias>.revision and records it for
+# full deploys. Files in the scenario's directory make it misbehave: fail/<instance id> fails the
+# deploy of that instance, fail/once the next build; delay_s slows every build.
 
 
 class Scenario:
@@ -71,7 +47,7 @@ class Scenario:
         self.group_name = group
         for sub in ("hosts", "revisions", "fail"):
             (tmp / sub).mkdir(parents=True, exist_ok=True)
-        (tmp / "revisions" / SITE).write_text("v1")
+        revision.record(str(tmp / "revisions"), SITE, "v1")
         self.asg = fleet.client("autoscaling", aws_url, REGION)
         self.sqs = fleet.client("sqs", aws_url, REGION)
         self.elb = fleet.client("elb", aws_url, REGION)
@@ -88,14 +64,12 @@ class Scenario:
             self.sqs.set_queue_attributes(QueueUrl=self.queue_url, Attributes={"RedrivePolicy": json.dumps({
                 "deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"], "maxReceiveCount": str(max_receive_count)})})
         fleet.launch_hook(aws_url, REGION, group, queue_arn, heartbeat_timeout_s=heartbeat_timeout_s)
-        for i in self.instances():  # the first two run v1 already
-            (tmp / "hosts" / f"{i}.revision").write_text("v1")
+        for i in self.instances():  # the first two run v1 already (named as the inventory names them)
+            (tmp / "hosts" / f"{SITE}-{i}.revision").write_text("v1\n")
         self.jenkins = JenkinsEmulator(users={}, api_tokens={JENKINS_USER: JENKINS_TOKEN, OTHER_USER: OTHER_TOKEN},
                                        quiet_period_s=quiet_period_s, executors=4)
         self.jenkins.start()
-        script = tmp / "deploy.py"
-        script.write_text(DEPLOY_SCRIPT)
-        self.deploy_command = f"{sys.executable} {script} {tmp}"
+        self.deploy_command = jobs.deploy_command(tmp / "deploy.yml", tmp, aws_url)
         self.add_deploy_job(JOB)
         self._site, self._overrides, self._job_name = site or {"asg": group}, lifecycle_overrides, job_name
         self.config_path = self._write_config(self.jenkins.url)
@@ -122,7 +96,7 @@ class Scenario:
         }
         config = {"sites": {SITE: site}, "lifecycle": section,
                   "path": {"revision_dir": str(self.tmp / "revisions")}}
-        path = self.tmp / "deploy.yml"
+        path = self.tmp / "deploy.yml"  # where deploy_command's builds read it
         path.write_text(yaml.safe_dump(config))
         return path
 
@@ -186,8 +160,9 @@ class Scenario:
         return {d["Target"]["Id"] for d in health if d["TargetHealth"]["State"] == "healthy"}
 
     def revision_of(self, instance_id: str) -> str | None:
-        path = self.tmp / "hosts" / f"{instance_id}.revision"
-        return path.read_text() if path.exists() else None
+        """What the deploy job last installed on the instance (hosts/<alias>.revision)."""
+        found = sorted((self.tmp / "hosts").glob(f"*-{instance_id}.revision"))
+        return found[0].read_text().strip() if found else None
 
     def builds(self):
         return self.jenkins.builds(JOB)

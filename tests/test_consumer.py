@@ -198,7 +198,7 @@ def test_scale_out_during_a_full_deploy_gets_the_new_revision(world):
     import jenkins
 
     client = jenkins.Jenkins(world.jenkins.url, "deployer", "s3cret-token", timeout=10)
-    client.build_job("deploy", {"SITE": "web", "REVISION": "v2", "INSTANCE_IDS": ",".join(world.instances())})
+    client.build_job("deploy", {"SITE": "web", "REVISION": "v2"})
     wait_for(lambda: any(b.building for b in world.builds()), what="full deploy running")
     new = world.scale_to(3)
     wait_for(lambda: world.all_in_service(new), timeout_s=30, what="CONTINUE")
