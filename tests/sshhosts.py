@@ -1,0 +1,487 @@
+"""Real SSH hosts for tests: one network namespace per instance, each running Debian's sshd.
+
+A `HostNetwork` puts a Linux bridge in the root namespace that carries the gateway address of a
+CIDR (by default moto's default-VPC range), so the private IP moto gives an instance is reachable
+from the test runner as it is. `add_host(ip)` makes a namespace holding that IP, joined to the
+bridge by a veth pair, with `/usr/sbin/sshd` running inside it and inside a mount namespace of its
+own: a private directory is bind-mounted over the deploy root (`/srv`), so hosts never share
+deploy files. `add_bastion()` makes a host that is also the only way into a second, inner subnet.
+
+Nothing here contacts anything but these namespaces: each CIDR is checked against the runner's
+routes before it is used, and an inner subnet gets an `unreachable` route in the root namespace
+so a direct attempt fails at once instead of leaving by the default route.
+
+Everything a network makes is recorded on an undo stack as it is made; `close()` unwinds it, also
+after a failure half-way through, and a second `close()` does nothing. Needs root, `ip`
+(iproute2), `unshare` and Debian's `openssh-server`; `available()` says why not, for pytest.skip.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+SSHD = "/usr/sbin/sshd"  # absolute: sshd re-executes itself per connection and refuses a relative path
+# moto's default VPC; its default subnets are /20s from the bottom, so the top address is never an instance's.
+DEFAULT_CIDR = "172.31.0.0/16"
+DEFAULT_DEPLOY_ROOT = "/srv"  # exists on Debian and is empty, so a bind mount over it hides nothing
+SSH_PORT = 22
+# sshd is up in ~50 ms; the margin is for a loaded CI machine. Reached only when something is wrong.
+START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 5.0
+# Two networks with one CIDR cannot share the root namespace's routing table; a second one waits this long.
+LOCK_TIMEOUT_S = 120.0
+POLL_INTERVAL_S = 0.02
+CONNECT_PROBE_S = 0.2
+IFNAMSIZ = 15  # the kernel's interface-name limit, without the terminating NUL
+CLONE_NEWNET = 0x40000000  # from <sched.h>; Python's os.setns arrives only in 3.12
+
+_network_count = 0
+_network_count_lock = threading.Lock()
+_cidrs_held_here: set[ipaddress.IPv4Network] = set()
+
+
+class HostError(RuntimeError):
+    """Test hosts could not be made or removed; the message says which command failed and why."""
+
+
+def available() -> str | None:
+    """Why real hosts cannot be made here (for pytest.skip), or None when they can."""
+    if os.geteuid() != 0:
+        return "real SSH hosts need root (network namespaces, bind mounts)"
+    for tool in ("ip", "unshare", "ssh", "ssh-keygen"):
+        if shutil.which(tool) is None:
+            return f"`{tool}` is not installed (iproute2, util-linux, openssh-client)"
+    if not os.access(SSHD, os.X_OK):
+        return f"{SSHD} is missing: apt-get install openssh-server"
+    probe = f"adhprobe{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        return f"`ip netns add` is not permitted here: {made.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+def _run(argv: Sequence[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(list(argv), check=True, capture_output=True, text=True, **kwargs)
+    except subprocess.CalledProcessError as error:
+        raise HostError(f"`{' '.join(argv)}` failed ({error.returncode}): {error.stderr.strip()}") from None
+
+
+def _ip(*args: str, netns: str | None = None) -> str:
+    return _run(["ip", *(("-n", netns) if netns else ()), *args]).stdout
+
+
+def _ifname(name: str) -> str:
+    if len(name) > IFNAMSIZ:
+        raise HostError(f"interface name {name!r} is longer than the kernel's {IFNAMSIZ} characters")
+    return name
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, digit = divmod(number, 36)
+        text = digits[digit] + text
+        if not number:
+            return text
+
+
+def _wait(predicate: Callable[[], object], what: str, timeout_s: float, detail: Callable[[], str] = str):
+    deadline = time.monotonic() + timeout_s
+    tick = threading.Event()
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise HostError(f"timed out after {timeout_s} s waiting for {what}{detail()}")
+        tick.wait(POLL_INTERVAL_S)
+
+
+def _keygen(path: Path, comment: str) -> None:
+    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)])
+
+
+def _pub(key: Path) -> Path:
+    return key.with_name(key.name + ".pub")  # not with_suffix: host keys are numbered `key.1`, `key.2`
+
+
+def _socket_in(netns: str | None) -> socket.socket:
+    """A TCP socket in `netns` (None: the runner's). A socket stays in the namespace it was made in,
+    so only a short-lived thread switches namespace; the test process itself never moves."""
+    if netns is None:
+        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    made: dict[str, object] = {}
+
+    def make() -> None:
+        fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), f"setns into {netns}")
+            made["socket"] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        except OSError as error:
+            made["error"] = error
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    if "error" in made:
+        raise HostError(f"cannot open a socket in {netns}: {made['error']}")
+    return made["socket"]  # type: ignore[return-value]
+
+
+def _accepts(ip: str, netns: str | None) -> bool:
+    with _socket_in(netns) as probe:
+        probe.settimeout(CONNECT_PROBE_S)
+        return probe.connect_ex((ip, SSH_PORT)) == 0
+
+
+def _netns_pids(netns: str) -> list[int]:
+    return [int(pid) for pid in _ip("netns", "pids", netns).split()]
+
+
+def _kill_all_in(netns: str) -> None:
+    """End every process in the namespace: sshd's per-connection children leave its process group."""
+    def gone() -> bool:
+        pids = _netns_pids(netns)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return not pids
+    _wait(gone, f"the processes in {netns} to end", STOP_TIMEOUT_S)
+
+
+@dataclass
+class _Subnet:
+    """A CIDR with its gateway: the runner's bridge, or a bastion's inner bridge."""
+    cidr: ipaddress.IPv4Network
+    bridge: str
+    netns: str | None  # the namespace holding the bridge; None is the runner's
+    gateway: ipaddress.IPv4Address = field(init=False)
+    used: set[ipaddress.IPv4Address] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        if self.cidr.prefixlen > 30:
+            raise HostError(f"{self.cidr} is too small for a gateway and hosts")
+        self.gateway = self.cidr.broadcast_address - 1  # the last usable address: moto never hands it out
+
+    def claim(self, ip: str) -> ipaddress.IPv4Address:
+        address = ipaddress.IPv4Address(ip)
+        if address not in self.cidr or address in (self.cidr.network_address, self.cidr.broadcast_address):
+            raise HostError(f"{ip} is not a host address of {self.cidr}")
+        if address == self.gateway or address in self.used:
+            raise HostError(f"{ip} is already taken on {self.cidr}")
+        self.used.add(address)
+        return address
+
+
+class SshHost:
+    """One host: a network namespace with an IP, its own sshd, host key and deploy root."""
+
+    def __init__(self, network: HostNetwork, name: str, ip: str, netns: str, workdir: Path,
+                 *, bastion: bool = False) -> None:
+        self.network, self.name, self.ip, self.netns = network, name, ip, netns
+        self.workdir = workdir
+        self.deploy_dir = workdir / "deploy-root"  # the runner's view of this host's deploy root
+        self.deploy_dir.mkdir(parents=True)
+        self.config_path = workdir / "sshd_config"
+        self.log_path = workdir / "sshd.log"
+        self._bastion = bastion
+        self._key_generation = 0
+        self._own_key = self._new_host_key()
+        self._served_key = self._own_key
+        self._sshd: subprocess.Popen | None = None
+        # The vantage point that checks sshd is up: the runner, or the bastion for an inner host.
+        self._probe_netns: str | None = None
+
+    def __repr__(self) -> str:
+        return f"SshHost({self.name!r}, {self.ip!r})"
+
+    @property
+    def host_key_pub(self) -> str:
+        """The public host key line sshd serves now ("ssh-ed25519 AAAA... comment")."""
+        return _pub(self._served_key).read_text().strip()
+
+    @property
+    def running(self) -> bool:
+        return self._sshd is not None and self._sshd.poll() is None
+
+    def start(self) -> None:
+        """Start sshd (no-op when running) and return once its port accepts connections."""
+        if self.running:
+            return
+        self._write_config()
+        with open(self.log_path, "ab") as log:
+            self._sshd = subprocess.Popen(self._in_host([SSHD, "-D", "-e", "-f", str(self.config_path)]),
+                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+        def up() -> bool:
+            if self._sshd.poll() is not None:
+                raise HostError(f"sshd for {self.name} ({self.ip}) exited with {self._sshd.returncode}"
+                                f"{self._log_tail()}")
+            return _accepts(self.ip, self._probe_netns)
+        _wait(up, f"sshd for {self.name} at {self.ip}:{SSH_PORT}", START_TIMEOUT_S, self._log_tail)
+
+    def stop(self) -> None:
+        """Stop sshd and every process in the host's namespace (open sessions too); the port is closed."""
+        if self._sshd is not None:
+            self._sshd.terminate()
+            try:
+                self._sshd.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._sshd.kill()
+                self._sshd.wait()
+            self._sshd = None
+        _kill_all_in(self.netns)
+
+    def restart(self, new_host_key: bool = True) -> None:
+        """Stop and start at the same IP, with a new host key (or its own again, ending `impersonate`)."""
+        self.stop()
+        if new_host_key:
+            self._own_key = self._new_host_key()
+        self._served_key = self._own_key
+        self.start()
+
+    def impersonate(self, other: SshHost) -> None:
+        """Serve `other`'s host key from this host's address, as a machine taking over an address would."""
+        self.stop()
+        self._served_key = other._served_key
+        self.start()
+
+    def read(self, path: str) -> str:
+        """A file's text as the host sees it, also while sshd is stopped: under the deploy root from
+        the host's own directory, following links the host's way (Capistrano's `current` points at
+        an absolute path under the deploy root); elsewhere the host shares the runner's files."""
+        return self._runner_path(path).read_text()
+
+    def run(self, cmd: Sequence[str] | str, check: bool = True, timeout_s: float = 30.0,
+            ) -> subprocess.CompletedProcess[str]:
+        """Run a command in the host's namespaces (network and deploy root); a string goes to `sh -c`."""
+        argv = ["sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        result = subprocess.run(self._in_host(argv), capture_output=True, text=True, timeout=timeout_s)
+        if check and result.returncode != 0:
+            raise HostError(f"{argv} on {self.name} failed ({result.returncode}): {result.stderr.strip()}")
+        return result
+
+    def _in_host(self, argv: list[str]) -> list[str]:
+        # `unshare` gives the command a mount namespace of its own, private so the bind mount never
+        # reaches the runner; if the mount fails, the command does not run at all.
+        root = self.network.deploy_root
+        return ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--propagation", "private",
+                "sh", "-c", 'mount --bind "$1" "$2" && shift 2 && exec "$@"', "sh",
+                str(self.deploy_dir), root, *argv]
+
+    def _new_host_key(self) -> Path:
+        self._key_generation += 1
+        path = self.workdir / f"ssh_host_ed25519_key.{self._key_generation}"
+        _keygen(path, f"{self.name}-{self._key_generation}")
+        return path
+
+    def _write_config(self) -> None:
+        options = {
+            "ListenAddress": f"{self.ip}:{SSH_PORT}",
+            "HostKey": str(self._served_key),
+            "PidFile": str(self.workdir / "sshd.pid"),
+            "AuthorizedKeysFile": str(self.network.authorized_keys),
+            "PermitRootLogin": "prohibit-password",  # tests run as root, so the deploy user is root
+            "PasswordAuthentication": "no",
+            "KbdInteractiveAuthentication": "no",
+            "UsePAM": "no",
+            "StrictModes": "no",  # the keys live in temp dirs whose modes sshd would otherwise judge
+            # No AcceptEnv line: the client's environment (LANG, LC_*) never reaches the host.
+            "AllowTcpForwarding": "yes" if self._bastion else "no",  # ProxyJump works only via the bastion
+            "X11Forwarding": "no",
+            "PrintMotd": "no",
+            "UseDNS": "no",
+            "LogLevel": "VERBOSE",
+            "Subsystem": "sftp internal-sftp",
+        }
+        self.config_path.write_text("".join(f"{key} {value}\n" for key, value in options.items()))
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()[-20:]
+        except FileNotFoundError:
+            return "; no sshd log"
+        return f"; sshd log {self.log_path}:\n" + "\n".join(lines)
+
+    def _runner_path(self, path: str) -> Path:
+        host_path = PurePosixPath(path)
+        if not host_path.is_absolute():
+            raise HostError(f"{path!r}: give the host's absolute path")
+        pending, resolved, hops = list(host_path.parts[1:]), PurePosixPath("/"), 0
+        while pending:
+            part = pending.pop(0)
+            if part == "..":
+                resolved = resolved.parent
+                continue
+            if part == ".":
+                continue
+            candidate = resolved / part
+            if self._on_runner(candidate).is_symlink():
+                hops += 1
+                if hops > 40:  # the kernel's own limit on links in one lookup (ELOOP)
+                    raise HostError(f"{path}: too many levels of symbolic links")
+                target = PurePosixPath(os.readlink(self._on_runner(candidate)))
+                pending = list((resolved / target).parts[1:]) + pending
+                resolved = PurePosixPath("/")
+                continue
+            resolved = candidate
+        return self._on_runner(resolved)
+
+    def _on_runner(self, host_path: PurePosixPath) -> Path:
+        root = PurePosixPath(self.network.deploy_root)
+        if host_path == root or root in host_path.parents:
+            return self.deploy_dir / host_path.relative_to(root)
+        return Path(host_path)
+
+
+class HostNetwork:
+    """A bridge on the runner for `cidr` plus the hosts on it; `close()` removes all of it."""
+
+    def __init__(self, cidr: str = DEFAULT_CIDR, *, deploy_root: str = DEFAULT_DEPLOY_ROOT) -> None:
+        global _network_count
+        with _network_count_lock:
+            _network_count += 1
+            # pid + counter: unique among live processes and networks, short enough for IFNAMSIZ.
+            self.tag = _base36(os.getpid()) + _base36(_network_count)
+        self.deploy_root = deploy_root
+        self.hosts: list[SshHost] = []
+        self._undo: list[tuple[str, Callable[[], None]]] = []
+        self._host_count = 0
+        self._bastion_subnets: dict[str, _Subnet] = {}
+        try:
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"adh-hosts-{self.tag}-"))
+            self._push(f"remove {self.workdir}", lambda: shutil.rmtree(self.workdir, ignore_errors=True))
+            self.subnet = _Subnet(ipaddress.IPv4Network(cidr), _ifname(f"adhb{self.tag}"), None)
+            self._claim_cidr(self.subnet.cidr)
+            self.deploy_key = self.workdir / "deploy_key"
+            _keygen(self.deploy_key, f"deploy-{self.tag}")
+            self.authorized_keys = self.workdir / "authorized_keys"
+            shutil.copyfile(_pub(self.deploy_key), self.authorized_keys)
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation directory
+            bridge = self.subnet.bridge
+            _ip("link", "add", bridge, "type", "bridge")
+            self._push(f"delete bridge {bridge}", lambda: _ip("link", "del", bridge))
+            _ip("addr", "add", f"{self.subnet.gateway}/{self.subnet.cidr.prefixlen}", "dev", bridge)
+            _ip("link", "set", bridge, "up")
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> HostNetwork:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def gateway(self) -> str:
+        return str(self.subnet.gateway)
+
+    def add_host(self, ip: str, name: str | None = None, *, behind: SshHost | None = None,
+                 start: bool = True) -> SshHost:
+        """A host at `ip` on the runner's subnet, or on `behind`'s inner subnet; sshd is up unless start=False."""
+        subnet = self.subnet if behind is None else self._bastion_subnets.get(behind.name)
+        if subnet is None:
+            raise HostError(f"{behind!r} is not a bastion of this network")
+        host = self._make_host(subnet, ip, name)
+        host._probe_netns = None if behind is None else behind.netns
+        if start:
+            host.start()
+        return host
+
+    def add_bastion(self, ip: str, inner_cidr: str, name: str = "bastion") -> SshHost:
+        """A host at `ip` that holds the bridge of `inner_cidr`: the runner reaches hosts added with
+        `behind=` only through it (ProxyJump). The runner's route to `inner_cidr` is `unreachable`."""
+        bastion = self._make_host(self.subnet, ip, name, bastion=True)
+        inner = _Subnet(ipaddress.IPv4Network(inner_cidr), "inner0", bastion.netns)
+        self._claim_cidr(inner.cidr)
+        _ip("route", "add", "unreachable", str(inner.cidr))
+        self._push(f"delete the route to {inner.cidr}", lambda: _ip("route", "del", "unreachable", str(inner.cidr)))
+        _ip("link", "add", inner.bridge, "type", "bridge", netns=bastion.netns)
+        _ip("addr", "add", f"{inner.gateway}/{inner.cidr.prefixlen}", "dev", inner.bridge, netns=bastion.netns)
+        _ip("link", "set", inner.bridge, "up", netns=bastion.netns)
+        self._bastion_subnets[bastion.name] = inner
+        bastion.start()
+        return bastion
+
+    def close(self) -> None:
+        """Remove sshd processes, namespaces, veths, routes, the bridge and temp files; safe to repeat."""
+        problems = []
+        while self._undo:
+            what, undo = self._undo.pop()
+            try:
+                undo()
+            except Exception as error:  # keep unwinding: one stuck step must not strand the rest
+                problems.append(f"{what}: {error}")
+        if problems:
+            raise HostError("test hosts not fully removed:\n" + "\n".join(problems))
+
+    def _push(self, what: str, undo: Callable[[], None]) -> None:
+        self._undo.append((what, undo))
+
+    def _make_host(self, subnet: _Subnet, ip: str, name: str | None, bastion: bool = False) -> SshHost:
+        index = _base36(self._host_count + 1)
+        name = name or f"h{index}"
+        if any(host.name == name for host in self.hosts):
+            raise HostError(f"a host named {name!r} exists already")
+        address = subnet.claim(ip)
+        self._host_count += 1
+        netns = f"adh{self.tag}-{name}"
+        _ip("netns", "add", netns)
+        self._push(f"delete namespace {netns}", lambda: (_kill_all_in(netns), _ip("netns", "del", netns)))
+        # The host's end is created inside its namespace, so `eth0` never clashes with the runner's.
+        outside = _ifname(f"adh{self.tag}h{index}")
+        _ip("link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", netns, netns=subnet.netns)
+        self._push(f"delete veth {outside}", lambda: _ip("link", "del", outside, netns=subnet.netns))
+        _ip("link", "set", outside, "master", subnet.bridge, "up", netns=subnet.netns)
+        _ip("addr", "add", f"{address}/{subnet.cidr.prefixlen}", "dev", "eth0", netns=netns)
+        _ip("link", "set", "eth0", "up", netns=netns)
+        _ip("link", "set", "lo", "up", netns=netns)
+        _ip("route", "add", "default", "via", str(subnet.gateway), netns=netns)
+        host = SshHost(self, name, str(address), netns, self.workdir / name, bastion=bastion)
+        self._push(f"stop sshd of {name}", host.stop)
+        self.hosts.append(host)
+        return host
+
+    def _claim_cidr(self, cidr: ipaddress.IPv4Network) -> None:
+        """Hold the CIDR for this network: wait for another test's network on it, refuse a real route."""
+        if cidr in _cidrs_held_here:  # waiting on our own lock would only time out
+            raise HostError(f"another HostNetwork in this process holds {cidr}; close it first")
+        _cidrs_held_here.add(cidr)
+        self._push(f"release {cidr}", lambda: _cidrs_held_here.discard(cidr))
+        lock_path = Path(tempfile.gettempdir()) / f"adh-sshhosts-{cidr.network_address}-{cidr.prefixlen}.lock"
+        lock = open(lock_path, "a")
+        self._push(f"release {lock_path}", lock.close)  # closing the file releases the flock
+
+        def acquired() -> bool:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                return False
+        _wait(acquired, f"{lock_path} (another HostNetwork on {cidr}, maybe in this process)", LOCK_TIMEOUT_S)
+        for route in json.loads(_ip("-j", "route", "show")):
+            if route["dst"] == "default":
+                continue
+            if ipaddress.IPv4Network(route["dst"], strict=False).overlaps(cidr):
+                raise HostError(f"the runner already routes {route['dst']} ({route.get('dev') or route.get('type')}),"
+                                f" which overlaps {cidr}; a network left over from a killed run? see `ip route`")

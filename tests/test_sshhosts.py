@@ -1,0 +1,216 @@
+"""The test hosts of issue 12 are real: OpenSSH's own client reaches each one, with host-key checking on.
+
+Every connection goes through an ssh config like the one the helper writes (HostKeyAlias, a
+known_hosts file of its own, `StrictHostKeyChecking accept-new`), so what these tests prove about
+the hosts holds for the deploy tests built on them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.sshhosts import HostError, HostNetwork, SshHost, available
+
+UNAVAILABLE = available()
+pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")
+
+CHANGED_KEY = "REMOTE HOST IDENTIFICATION HAS CHANGED"
+CONNECT_TIMEOUT_S = 2  # an unreachable host must fail fast, not hang the suite
+SSH_TIMEOUT_S = 20  # a guard: a connection that works takes well under a second
+INNER_CIDR = "10.99.0.0/24"
+
+
+@pytest.fixture
+def network():
+    hosts = HostNetwork()
+    try:
+        yield hosts
+    finally:
+        hosts.close()
+
+
+class Ssh:
+    """OpenSSH's client with a generated config: one `Host` block per alias, checking host keys."""
+
+    def __init__(self, tmp_path: Path, network: HostNetwork) -> None:
+        self.config = tmp_path / "ssh_config"
+        self.known_hosts = tmp_path / "known_hosts"
+        self.network = network
+        self.blocks: list[str] = []
+
+    def add(self, alias: str, host: SshHost, proxy_jump: str | None = None) -> str:
+        jump = f"    ProxyJump {proxy_jump}\n" if proxy_jump else ""
+        self.blocks.append(f"Host {alias}\n    HostName {host.ip}\n    HostKeyAlias {alias}\n{jump}")
+        return alias
+
+    def __call__(self, alias: str, command: str = "true") -> subprocess.CompletedProcess[str]:
+        self.config.write_text("".join(self.blocks) + (
+            "Host *\n"
+            "    User root\n"
+            f"    IdentityFile {self.network.deploy_key}\n"
+            "    IdentitiesOnly yes\n"
+            f"    UserKnownHostsFile {self.known_hosts}\n"
+            "    GlobalKnownHostsFile /dev/null\n"
+            "    StrictHostKeyChecking accept-new\n"
+            "    UpdateHostKeys no\n"
+            "    BatchMode yes\n"
+            f"    ConnectTimeout {CONNECT_TIMEOUT_S}\n"
+            "    ControlMaster no\n"
+            "    ControlPath none\n"))
+        return subprocess.run(["ssh", "-F", str(self.config), alias, command],
+                              capture_output=True, text=True, timeout=SSH_TIMEOUT_S)
+
+    def ok(self, alias: str, command: str = "true") -> str:
+        result = self(alias, command)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def known_key(self, alias: str) -> list[str]:
+        """The key type and key known_hosts holds for the alias."""
+        lines = [line.split() for line in self.known_hosts.read_text().splitlines()]
+        return [fields[1:3] for fields in lines if fields[0] == alias][0]
+
+
+def key_of(host: SshHost) -> list[str]:
+    return host.host_key_pub.split()[:2]
+
+
+def test_two_hosts_at_moto_addresses_answer_with_their_own_host_keys(tmp_path, network):
+    ssh = Ssh(tmp_path, network)
+    first, second = network.add_host("172.31.0.10"), network.add_host("172.31.16.20")
+
+    assert ssh.ok(ssh.add("web-1", first), "ip -4 -o addr show eth0").split()[3] == "172.31.0.10/16"
+    assert ssh.ok(ssh.add("web-2", second), "ip -4 -o addr show eth0").split()[3] == "172.31.16.20/16"
+
+    assert ssh.known_key("web-1") == key_of(first)
+    assert ssh.known_key("web-2") == key_of(second)
+    assert key_of(first) != key_of(second)
+
+
+def test_each_host_deploys_into_a_deploy_root_of_its_own(tmp_path, network):
+    ssh = Ssh(tmp_path, network)
+    first, second = network.add_host("172.31.0.10"), network.add_host("172.31.0.11")
+    marker = f"/srv/marker-{network.tag}"
+
+    ssh.ok(ssh.add("web-1", first), f"echo first > {marker}")
+
+    assert first.read(marker) == "first\n"
+    assert ssh(ssh.add("web-2", second), f"test -e {marker}").returncode == 1
+    assert not Path(marker).exists()
+
+
+def test_reading_a_host_file_follows_the_hosts_own_links(tmp_path, network):
+    ssh = Ssh(tmp_path, network)
+    host = network.add_host("172.31.0.10")
+
+    ssh.ok(ssh.add("web-1", host), "mkdir -p /srv/app/releases/1 && echo abc123 > /srv/app/releases/1/REVISION"
+                                   " && ln -s /srv/app/releases/1 /srv/app/current")
+
+    assert host.read("/srv/app/current/REVISION") == "abc123\n"
+    assert host.run("cat /srv/app/current/REVISION").stdout == "abc123\n"
+
+
+def test_a_stopped_host_refuses_and_answers_again_once_started(tmp_path, network):
+    ssh = Ssh(tmp_path, network)
+    host = network.add_host("172.31.0.10")
+    alias = ssh.add("web-1", host)
+    ssh.ok(alias)
+
+    host.stop()
+    refused = ssh(alias)
+    host.start()
+
+    assert refused.returncode == 255 and "Connection refused" in refused.stderr
+    ssh.ok(alias)
+
+
+def test_a_host_restarted_with_a_new_key_fails_host_key_checking(tmp_path, network):
+    ssh = Ssh(tmp_path, network)
+    host = network.add_host("172.31.0.10")
+    alias = ssh.add("web-1", host)
+    ssh.ok(alias)
+    old_key = key_of(host)
+
+    host.restart(new_host_key=True)
+    changed = ssh(alias)
+
+    assert key_of(host) != old_key and host.ip == "172.31.0.10"
+    assert changed.returncode == 255 and CHANGED_KEY in changed.stderr
+    assert ssh.known_key(alias) == old_key
+
+
+def test_a_host_answering_with_another_hosts_key_fails_host_key_checking(tmp_path, network):
+    ssh = Ssh(tmp_path, network)
+    first, second = network.add_host("172.31.0.10"), network.add_host("172.31.0.11")
+    ssh.ok(ssh.add("web-1", first))
+    ssh.ok(ssh.add("web-2", second))
+
+    first.impersonate(second)
+    changed = ssh("web-1")
+    first.restart(new_host_key=False)
+
+    assert changed.returncode == 255 and CHANGED_KEY in changed.stderr
+    ssh.ok("web-1")
+
+
+def test_a_host_behind_the_bastion_is_reachable_only_through_proxy_jump(tmp_path, network):
+    ssh = Ssh(tmp_path, network)
+    bastion = network.add_bastion("172.31.255.1", INNER_CIDR)
+    inner = network.add_host("10.99.0.10", behind=bastion)
+    ssh.add("bastion", bastion)
+    ssh.add("direct", inner)
+    ssh.add("jumped", inner, proxy_jump="bastion")
+
+    started = time.monotonic()
+    direct = ssh("direct")
+    direct_s = time.monotonic() - started
+
+    assert direct.returncode == 255 and direct_s < CONNECT_TIMEOUT_S + 1, direct.stderr
+    assert ssh.ok("jumped", "ip -4 -o addr show eth0").split()[3] == "10.99.0.10/24"
+    assert ssh.known_key("jumped") == key_of(inner)
+    assert ssh.known_key("bastion") == key_of(bastion)
+
+
+def test_close_removes_everything_the_network_made_even_after_a_failure(tmp_path):
+    network = HostNetwork()
+    try:
+        ssh = Ssh(tmp_path, network)
+        ssh.ok(ssh.add("web-1", network.add_host("172.31.0.10")))
+        bastion = network.add_bastion("172.31.255.1", INNER_CIDR)
+        ssh.add("bastion", bastion)
+        ssh.ok(ssh.add("inner", network.add_host("10.99.0.10", behind=bastion), proxy_jump="bastion"))
+        with pytest.raises(HostError, match="overlaps"):  # fails half-way: its namespace and veth exist
+            network.add_bastion("172.31.255.2", "172.31.128.0/24", name="bastion-2")
+    finally:
+        network.close()
+    network.close()
+
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout)
+    routes = subprocess.run(["ip", "route"], capture_output=True, text=True, check=True).stdout
+    sshd = subprocess.run(["pgrep", "-f", str(network.workdir)], capture_output=True, text=True)
+    assert [line for line in namespaces.splitlines() if line.startswith(f"adh{network.tag}-")] == []
+    assert [link["ifname"] for link in links if link["ifname"].startswith((f"adhb{network.tag}",
+                                                                           f"adh{network.tag}h"))] == []
+    assert "172.31.0.0/16" not in routes and INNER_CIDR not in routes
+    assert sshd.returncode == 1, sshd.stdout
+    assert not network.workdir.exists()
+
+
+def test_a_host_whose_sshd_cannot_start_says_why_from_its_log():
+    with HostNetwork("10.98.0.0/24", deploy_root="/nonexistent-deploy-root") as network:
+        with pytest.raises(HostError, match=r"(?s)exited with .*sshd log.*nonexistent-deploy-root"):
+            network.add_host("10.98.0.10")
+
+
+def test_addresses_outside_the_subnet_or_taken_are_refused(network):
+    network.add_host("172.31.0.10", start=False)
+
+    for ip in ("10.0.0.1", "172.31.0.0", "172.31.255.255", network.gateway, "172.31.0.10"):
+        with pytest.raises(HostError):
+            network.add_host(ip, start=False)
