@@ -16,14 +16,15 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from helper import PROG
 from helper.errors import OutputError
 from helper.files.read import Unreadable, read_regular
 from helper.files.safepath import others_can_write, require_regular, resolve
 
 log = logging.getLogger(__name__)
 
-BEGIN = "# BEGIN aws-deploy-helper"
-END = "# END aws-deploy-helper"
+BEGIN = f"# BEGIN {PROG}"
+END = f"# END {PROG}"
 
 # Lines end at \n only, as ssh and the readers of our files see them; a \r before
 # it stays part of the line, so CRLF files come back byte for byte.

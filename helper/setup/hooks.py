@@ -196,8 +196,8 @@ ATTRIBUTE_FITS = {
 
 def not_ours(subject: str, adopt: str, rename: str) -> HelperError:
     """One line: the resource, why we leave it alone, and the two ways forward."""
-    return HelperError(f"{subject} exists and was not created by aws-deploy-helper (no tag "
-                       f"{MANAGED_TAG_KEY}={MANAGED_TAG_VALUE}), so it is left alone; to let aws-deploy-helper "
+    return HelperError(f"{subject} exists and was not created by {PROG} (no tag "
+                       f"{MANAGED_TAG_KEY}={MANAGED_TAG_VALUE}), so it is left alone; to let {PROG} "
                        f"manage it, tag it yourself ({adopt}), or {rename}")
 
 

@@ -16,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from helper.lifecycle.autoscaling import GROUPS_PER_DESCRIBE
 from helper.aws.errors import error_code, error_message, explain
+from helper import PROG
 from helper.errors import ConfigError, HelperError
 from helper.setup.hooks import (MANAGED_TAG_KEY, MANAGED_TAG_VALUE, Change, Desired, Observed, ObservedRole, desired,
                           is_managed, plan_install, plan_remove)
@@ -130,7 +131,7 @@ class SetupApi:
 
     def _create_role(self, name: str, trust: dict, policy_name: str, policy: dict) -> None:
         self._iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
-                              Description="Lets Auto Scaling lifecycle hooks notify aws-deploy-helper's queue",
+                              Description=f"Lets Auto Scaling lifecycle hooks notify {PROG}'s queue",
                               Tags=[{"Key": MANAGED_TAG_KEY, "Value": MANAGED_TAG_VALUE}])
         self._iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))
         self._role_created = True
