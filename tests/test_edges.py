@@ -1,0 +1,211 @@
+"""The package's shape: side effects at the edges, one home for each rule, no circle of imports.
+
+The settings and `revision get` (which every scale-up build runs) must not load botocore; no
+module outside helper/aws/ reads inside a botocore error; each rule below is written in one
+module and imported everywhere else; no module imports itself round a circle, and none is
+named like a standard-library module (`python helper/cli.py` once imported helper/queue.py as
+`queue`).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "helper"
+HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
+# The interpreter and the helper start in well under a second; this only stops a hang.
+CLI_TIMEOUT_S = 60
+
+# Imported before anything else by every Python started with it on PYTHONPATH: any import of
+# botocore (or boto3, which imports it) fails loudly, naming the importer in the traceback.
+BLOCK_BOTOCORE = """\
+import sys
+
+
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("botocore", "boto3"):
+            raise ImportError(f"{name} imported by a command that must not load the AWS SDK")
+        return None
+
+
+sys.meta_path.insert(0, _Blocked())
+"""
+
+
+def modules() -> dict[str, Path]:
+    """Dotted name -> file of every module under helper/."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def source_files(skip: tuple[str, ...] = ()) -> list[Path]:
+    return [path for path in modules().values()
+            if not any(path.relative_to(ROOT).as_posix().startswith(prefix) for prefix in skip)]
+
+
+# --- edges stay at the edges ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_botocore_env(tmp_path) -> dict[str, str]:
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(BLOCK_BOTOCORE)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT)])}
+
+
+def test_the_blocker_really_blocks_botocore(no_botocore_env):
+    """The control: without it the tests below would pass for a blocker that never ran."""
+    done = subprocess.run([sys.executable, "-c", "import botocore"], env=no_botocore_env,
+                          capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+    assert done.returncode != 0 and "must not load the AWS SDK" in done.stderr
+
+
+def test_importing_the_settings_loads_no_botocore():
+    done = subprocess.run([sys.executable, "-c", "import helper.settings, sys; assert 'botocore' not in sys.modules"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def recorded_site(tmp_path) -> Path:
+    config = tmp_path / "deploy.yml"
+    config.write_text(yaml.safe_dump({"path": {"revision_dir": str(tmp_path / "revisions")},
+                                      "sites": {"web": {"asg": "web-asg", "region": "us-east-1"}}}))
+    (tmp_path / "revisions").mkdir()
+    (tmp_path / "revisions" / "web.revision").write_text("v1.4.2\n")
+    return config
+
+
+@pytest.mark.parametrize("command", [
+    ["revision", "get", "--site", "web"],
+    ["revision", "resolve", "--site", "web", "--scale-up", "--revision="],
+], ids=["revision get", "revision resolve --scale-up"])
+def test_what_a_scale_up_build_runs_loads_no_botocore(no_botocore_env, recorded_site, command):
+    done = subprocess.run([str(HELPER_BIN), *command, "-c", str(recorded_site)], env=no_botocore_env,
+                          capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "v1.4.2\n", "")
+
+
+def test_no_module_outside_the_aws_edge_reads_a_botocore_error():
+    reads = re.compile(r"\.response\s*(\[|\.get\()")
+    offenders = [f"{path.relative_to(ROOT)}:{number}" for path in source_files(skip=("helper/aws/",))
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if reads.search(line)]
+    assert offenders == [], "read it through helper/aws/errors.py"
+
+
+# --- one home for each rule ---------------------------------------------------------------------------
+
+# rule -> (how its own spelling looks in source, the one module that may spell it). The sandbox
+# stands in for AWS and Jenkins and keeps their own numbers and names: not scanned.
+RULES = {
+    "the instance-id pattern": (r"i-\[0-9a-f\]", "helper/aws/names.py"),
+    "the program name": (r"[\"']aws-deploy-helper", "helper/__init__.py"),
+    "the hook role name": (r"\}-hook[\"']", "helper/config/lifecycle.py"),
+    "the queue account and name": (r"urlparse\(", "helper/aws/names.py"),
+    "AWS's default heartbeat timeout": (r"[\"']HeartbeatTimeout[\"'],|HEARTBEAT_TIMEOUT_S\s*=\s*3600",
+                                        "helper/aws/hook_timeouts.py"),
+    "the heartbeat interval": (r"heartbeat_fraction\b(?!:)", "helper/config/lifecycle.py"),
+    "the global timeout": (r"GLOBAL_TIMEOUT_FACTOR\s*\*|100 \* heartbeat", "helper/aws/hook_timeouts.py"),
+}
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_each_rule_is_written_in_one_module(rule):
+    pattern, home = RULES[rule]
+    spelled = {path.relative_to(ROOT).as_posix() for path in source_files(skip=("helper/sandbox/",))
+               if re.search(pattern, path.read_text())}
+    assert spelled == {home}, f"{rule}: import it from {home}"
+
+
+def test_one_jenkins_client_serves_the_consumer_and_doctor():
+    imports = {name for name, path in modules().items() if not name.startswith("helper.sandbox")
+               and re.search(r"^\s*(import jenkins|from jenkins import)", path.read_text(), re.MULTILINE)}
+    assert imports == {"helper.lifecycle.jenkins_client"}
+
+
+def test_one_bounded_reader_reads_the_files_the_helper_did_not_write():
+    reads = re.compile(r"os\.read\(|fdopen\(.*[\"']rb[\"']|with open\(|open\(.*encoding=")
+    readers = {path.relative_to(ROOT).as_posix() for path in source_files(skip=("helper/sandbox/",))
+               if reads.search(path.read_text())}
+    assert readers == {"helper/files/read.py"}
+
+
+# --- no circle of imports, no module named like the standard library --------------------------------
+
+
+def imports_of(path: Path, known: dict[str, Path]) -> set[str]:
+    """The helper modules a file imports, at its top or inside a function (a lazy import that
+    dodges a circle is still one)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            for alias in node.names:
+                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
+    return {name for name in found if name in known}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected group of more than one module, and every self-import (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while not group or group[-1] != node:
+                group.append(stack.pop())
+            if len(group) > 1 or node in graph[node]:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_circle_of_imports():
+    known = modules()
+    graph = {name: imports_of(path, known) - {name} for name, path in known.items()}
+    assert cycles(graph) == []
+
+
+def test_no_module_or_package_is_named_like_a_standard_library_module():
+    named = {part for name in modules() for part in name.split(".")[1:]}
+    assert sorted(named & set(sys.stdlib_module_names)) == []
