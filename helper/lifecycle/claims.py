@@ -30,7 +30,10 @@ class Claims:
         self.ctx = ctx
 
     def _heartbeat_interval_s(self, tracked: Tracked) -> float:
-        return self.ctx.config.heartbeat_interval_for_s(self.ctx.autoscaling.heartbeat_timeout_s(tracked.action))
+        cfg = self.ctx.config
+        if cfg.heartbeat_interval_s:  # fixed: no DescribeLifecycleHooks call needed for the hook's timeout
+            return cfg.heartbeat_interval_s
+        return cfg.heartbeat_interval_for_s(self.ctx.autoscaling.heartbeat_timeout_s(tracked.action))
 
     def action_gone(self, tracked: Tracked, why: str) -> None:
         tracked.gone = True
