@@ -261,22 +261,51 @@ def test_unknown_sections_fail_the_build_before_any_step_runs(stub, tmp_path, wh
     assert not (tmp_path / "ran").exists()
 
 
-def test_stub_steps_see_parameters_scoped_environments_and_a_timeout_as_jenkins_does(stub, tmp_path):
+NOT_SUPPORTED = {  # name: (where it goes in a one-stage pipeline, the text, the error)
+    "echo": ("step", "echo 'hi'", "step 'echo' is not supported by the stub"),
+    "dir": ("step", "dir('sub') { sh 'true' }", "step 'dir' is not supported by the stub"),
+    "script": ("step", "script { sh 'true' }", "step 'script' is not supported by the stub"),
+    "sh-returnStdout": ("step", "sh(script: 'true', returnStdout: true)",
+                        "sh with named arguments (returnStdout, returnStatus, label, ...) is not supported by the stub"),
+    "timestamps": ("pipeline", "options { timestamps() }", "options: option 'timestamps' is not supported by the stub"),
+    "choice": ("pipeline", "parameters { choice(name: 'C', choices: ['a', 'b']) }",
+               "parameters: parameter type 'choice' is not supported by the stub"),
+    "post-success": ("pipeline", "post { success { sh 'true' } }",
+                     "post: condition 'success' is not supported by the stub"),
+    "stage-environment": ("stage", "environment { X = '1' }",
+                          "stage 'First': section 'environment' is not supported by the stub"),
+    "stage-post": ("stage", "post { always { sh 'true' } }", "stage 'First': section 'post' is not supported by the stub"),
+    "when-not": ("stage", "when { not { expression { false } } }", "when: condition 'not' is not supported by the stub"),
+}
+
+
+@pytest.mark.parametrize("name", list(NOT_SUPPORTED))
+def test_what_the_jenkinsfile_does_not_use_is_refused_as_not_supported(stub, tmp_path, name):
+    where, text, message = NOT_SUPPORTED[name]
+    top, inner, step = {"pipeline": (text, "", ""), "stage": ("", text, ""), "step": ("", "", text)}[where]
+    stage = f"stage('First') {{ {inner}\n steps {{\n {step}\n sh 'touch ran' }} }}"
+    (tmp_path / "Jenkinsfile").write_text(f"pipeline {{\n agent any\n {top}\n stages {{ {stage} }}\n}}\n")
+    result = run_stub("Jenkinsfile", cwd=tmp_path)
+    assert result.returncode == 1
+    assert message in result.stdout
+    assert result.stdout.rstrip().endswith("RESULT: FAILURE")
+    assert not (tmp_path / "ran").exists()
+
+
+def test_stub_steps_see_parameters_environment_when_and_the_timeout_option_as_jenkins_does(stub, tmp_path):
     shutil.copy(FIXTURES / "steps.Jenkinsfile", tmp_path / "Jenkinsfile")
-    result = run_stub("-P", "COLOUR=blue", "Jenkinsfile", cwd=tmp_path)
+    result = run_stub("-P", "NAME=blue", "Jenkinsfile", cwd=tmp_path, env={"STUB_TEST_UNSET": ""})
     saw = [line.removeprefix("SAW ") for line in result.stdout.splitlines() if line.startswith("SAW ")]
 
     assert saw == [
-        "read=from writeFile|hello world blue yes stdout=world",  # env {} called a function; dir, params
-        "lock=hello lock",
-        "status=3",  # returnStatus: a non-zero exit does not fail the step
-        "later stage_only=unset scoped=unset from_script=world",  # scopes end, env.X = ... persists
-        "aborted result=ABORTED",  # the timeout step killed `sleep 30`
-        "cleanup",
+        "env=hello blue fallback name=blue loud=false",  # environment {} read params and env (?: fallback)
+        "quiet",  # when { allOf { expression ... } } saw params and the pipeline's environment
     ]
-    assert "ERROR: post unsuccessful: unknown step 'notAStep'" in result.stdout  # inside script {}: at run time
-    assert stage_lines(result.stdout) == {"Steps": "ran", "Later": "failed", "Never": "skipped (earlier failure)"}
-    assert not (tmp_path / "never-ran").exists()
+    assert stage_lines(result.stdout) == {"Steps": "ran", "Quiet": "ran", "Loud": "skipped (when)",
+                                          "Later": "failed", "Never": "skipped (earlier failure)"}
+    assert "ERROR: stage Later: timeout reached while running sh" in result.stdout  # the timeout option
+    assert "ARCHIVE out/**: out/kept.txt" in result.stdout and "POST always: ran" in result.stdout
+    assert not (tmp_path / "never-ran").exists() and not (tmp_path / "loud-ran").exists()
     assert result.returncode == 4 and result.stdout.rstrip().endswith("RESULT: ABORTED")
 
 

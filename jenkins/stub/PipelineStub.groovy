@@ -1,5 +1,8 @@
 // A stand-in for Jenkins' declarative pipeline, enough to run this project's Jenkinsfile on Groovy 2.4
-// (the Groovy Jenkins core runs) without a Jenkins: the sections and steps below, nothing else.
+// (the Groovy Jenkins core runs) without a Jenkins: exactly the sections, options, conditions and steps
+// that Jenkinsfile uses, nothing else. Anything Jenkins has but the stub does not implement fails the
+// build with "... is not supported by the stub" instead of being emulated untested; when the
+// Jenkinsfile starts using it, implement it here together with a test in tests/test_jenkins_side.py.
 //
 //   groovy PipelineStub.groovy [-P NAME=VALUE]... [--workspace DIR] JENKINSFILE   run it
 //   groovy PipelineStub.groovy --list [-P NAME=VALUE]... JENKINSFILE                which stages would run
@@ -8,8 +11,8 @@
 // A parameter's value comes from -P, else from the environment variable of its name (the Jenkins
 // emulator runs a build's command with its parameters in the environment), else its default.
 // `sh` really runs, as Jenkins does: `/bin/sh -xe -c SCRIPT` in the workspace, with the process
-// environment + parameters + environment {} + withEnv. Sections and steps it does not know fail
-// the build with their names, before any step runs where that can be told from the source.
+// environment + parameters + environment {}. Sections and steps it does not know fail the build
+// with their names, before any step runs where that can be told from the source.
 // Prints `STAGE name: ran|skipped (...)|failed` per stage and `RESULT: X`; exit 0 only for SUCCESS.
 
 import java.nio.file.FileSystems
@@ -28,20 +31,27 @@ import org.codehaus.groovy.control.Phases
 class StubError extends RuntimeException { StubError(String m) { super(m) } }
 /** A step failed (sh exit status, error step): the stage and the build fail. */
 class StepFailure extends RuntimeException { StepFailure(String m) { super(m) } }
-/** The timeout option or step ran out: the build is ABORTED, as Jenkins marks it. */
+/** The timeout option ran out: the build is ABORTED, as Jenkins marks it. */
 class BuildTimeout extends RuntimeException { BuildTimeout(String m) { super(m) } }
 
 class Stub {
-    // Steps the stub implements; anything else called in steps {} or post {} is rejected.
-    static final Set<String> STEPS = ['sh', 'echo', 'error', 'script', 'withEnv', 'dir', 'archiveArtifacts',
-                                      'timeout', 'lock', 'writeFile', 'readFile'] as Set
+    // Steps the stub implements: the ones the Jenkinsfile calls.
+    static final Set<String> STEPS = ['sh', 'archiveArtifacts'] as Set
+    // Steps of Jenkins and its common plugins that the stub refuses as "not supported", as opposed
+    // to names nobody knows ("unknown step": a typo, or a plugin the controller may not have).
+    static final Set<String> NOT_SUPPORTED_STEPS = ['echo', 'error', 'script', 'withEnv', 'dir', 'timeout', 'lock',
+                                                    'writeFile', 'readFile', 'fileExists', 'retry', 'sleep',
+                                                    'catchError', 'warnError', 'unstable', 'stash', 'unstash',
+                                                    'withCredentials', 'sshagent', 'checkout', 'git', 'input',
+                                                    'parallel', 'build', 'junit', 'deleteDir', 'bat',
+                                                    'powershell', 'waitUntil', 'milestone', 'node', 'ws'] as Set
     // Blocks whose calls are steps, and blocks of plain Groovy (checked only when they run).
-    static final Set<String> STEP_BLOCKS = ['steps', 'always', 'success', 'failure', 'unstable', 'aborted',
-                                            'unsuccessful', 'cleanup'] as Set
-    static final Set<String> CODE_BLOCKS = ['script', 'expression'] as Set
-    // Jenkins' post order, restricted to the conditions that need no build history.
-    static final List<String> POST_ORDER = ['always', 'aborted', 'success', 'unstable', 'failure',
-                                            'unsuccessful', 'cleanup']
+    static final Set<String> STEP_BLOCKS = ['steps', 'always'] as Set
+    static final Set<String> CODE_BLOCKS = ['expression'] as Set
+    // The post conditions the stub runs; Jenkins' others are refused as not supported.
+    static final List<String> POST_ORDER = ['always']
+    static final Set<String> NOT_SUPPORTED_POST = ['changed', 'fixed', 'regression', 'aborted', 'failure', 'success',
+                                                   'unstable', 'unsuccessful', 'cleanup'] as Set
     static final Map<String, Integer> EXIT_CODES = [SUCCESS: 0, FAILURE: 1, UNSTABLE: 3, ABORTED: 4]
     // Worst first, as Jenkins' Result ordering: a build result only ever gets worse.
     static final List<String> SEVERITY = ['SUCCESS', 'UNSTABLE', 'FAILURE', 'ABORTED']
@@ -60,6 +70,11 @@ class Stub {
 
     static void once(Set<String> seen, String section, String where) {
         if (!seen.add(section)) throw new StubError("${where}: more than one ${section} section")
+    }
+
+    static String stepProblem(String name) {
+        if (NOT_SUPPORTED_STEPS.contains(name)) return "step '${name}' is not supported by the stub"
+        return "unknown step '${name}' (the stub knows: ${STEPS.sort().join(', ')})"
     }
 }
 
@@ -81,26 +96,25 @@ class SourceCheck extends CodeVisitorSupport {
 
     void visitMethodCallExpression(MethodCallExpression call) {
         String name = call.methodAsString
-        if (call.implicitThis && name != null && inStepBlock()) {
-            if (!Stub.STEPS.contains(name)) problems << "${file}:${call.lineNumber}: unknown step '${name}'".toString()
+        boolean step = call.implicitThis && name != null && inStepBlock()
+        if (step) {
+            if (!Stub.STEPS.contains(name)) problems << "${file}:${call.lineNumber}: ${Stub.stepProblem(name)}".toString()
             if (name == 'sh' && interpolated(call)) {
                 problems << ("${file}:${call.lineNumber}: sh with Groovy string interpolation; use a single-quoted " +
                              "script and pass values through the environment").toString()
             }
         }
-        stack.add(name ?: '')
+        // A step's own block (dir('x') { ... }) holds steps too, so they are checked as well.
+        stack.add(step ? '<step>' : (name ?: ''))
         super.visitMethodCallExpression(call)
         stack.remove(stack.size() - 1)
     }
 
     private boolean inStepBlock() {
-        for (int i = stack.size() - 1; i >= 0; i--) {
-            String outer = stack[i]
-            if (Stub.CODE_BLOCKS.contains(outer)) return false
-            if (Stub.STEP_BLOCKS.contains(outer)) return true
-            if (!Stub.STEPS.contains(outer)) return false  // when {}, stage {}: not a step context
-        }
-        return false
+        if (!stack) return false
+        String outer = stack[-1]
+        if (Stub.CODE_BLOCKS.contains(outer)) return false
+        return outer == '<step>' || Stub.STEP_BLOCKS.contains(outer)  // when {}, stage {}: not a step context
     }
 
     private static boolean interpolated(MethodCallExpression call) {
@@ -118,8 +132,7 @@ class SourceCheck extends CodeVisitorSupport {
 
 class StageModel {
     String name
-    Closure when, steps, environment
-    Map<String, Closure> post = [:]
+    Closure when, steps
 }
 
 class PipelineModel {
@@ -137,17 +150,12 @@ class PipelineSection {
     static final Set<String> UNSUPPORTED = ['triggers', 'tools', 'libraries', 'input', 'matrix', 'parallel'] as Set
 
     def getAny() { 'any' }
-    def getNone() { 'none' }
+    def getNone() { throw new StubError("pipeline: agent none is not supported by the stub (only agent any)") }
 
     void agent(Object kind) {
         Stub.once(seen, 'agent', 'pipeline')
-        if (kind instanceof Closure) {
-            def agent = new AgentSection()
-            Stub.bind((Closure) kind, agent).call()
-            model.agent = "label ${agent.label}"
-        } else {
-            model.agent = kind.toString()
-        }
+        if (kind != 'any') throw new StubError("pipeline: agent ${kind instanceof Closure ? '{ ... }' : kind} is not supported by the stub (only agent any)")
+        model.agent = kind
     }
     void options(Closure body) { Stub.once(seen, 'options', 'pipeline'); Stub.bind(body, new OptionsSection(model.options)).call() }
     void parameters(Closure body) { Stub.once(seen, 'parameters', 'pipeline'); Stub.bind(body, new ParametersSection(model.parameters)).call() }
@@ -162,26 +170,21 @@ class PipelineSection {
     def propertyMissing(String name) { throw new MissingPropertyException(name, PipelineSection) }
 }
 
-class AgentSection {
-    String label = ''
-    void label(String value) { label = value }
-    void node(Closure body) { Stub.bind(body, this).call() }
-    void customWorkspace(String ignored) {}
-    def methodMissing(String name, args) { throw new StubError("agent: '${name}' is not supported by the stub") }
-}
-
 class OptionsSection {
     Map<String, Object> options
     OptionsSection(Map<String, Object> options) { this.options = options }
-    static final Set<String> FLAGS = ['disableConcurrentBuilds', 'timestamps', 'skipDefaultCheckout',
-                                      'disableResume', 'skipStagesAfterUnstable'] as Set
+    static final Set<String> NOT_SUPPORTED = ['timestamps', 'skipDefaultCheckout', 'disableResume',
+                                              'skipStagesAfterUnstable', 'retry', 'quietPeriod', 'checkoutToSubdirectory',
+                                              'preserveStashes', 'parallelsAlwaysFailFast', 'ansiColor'] as Set
 
-    void timeout(Map spec) { options.timeout = spec }
+    // Recorded, with no effect on a single run: the stub runs one build at a time and keeps none.
+    void disableConcurrentBuilds() { options.disableConcurrentBuilds = true }
     void buildDiscarder(Object strategy) { options.buildDiscarder = strategy }
     Map logRotator(Map spec) { spec }
+    void timeout(Map spec) { options.timeout = spec }
     def methodMissing(String name, args) {
-        if (!FLAGS.contains(name)) throw new StubError("options: unknown option '${name}'")
-        options[name] = true
+        if (NOT_SUPPORTED.contains(name)) throw new StubError("options: option '${name}' is not supported by the stub")
+        throw new StubError("options: unknown option '${name}'")
     }
     def propertyMissing(String name) { throw new MissingPropertyException(name, OptionsSection) }
 }
@@ -194,18 +197,16 @@ class ParametersSection {
         if (!spec.name) throw new StubError("parameters: ${type} needs a name")
         if (parameters.any { it.name == spec.name }) throw new StubError("parameters: ${spec.name} is declared twice")
         parameters << [name: spec.name.toString(), type: type,
-                       default: spec.containsKey('defaultValue') ? spec.defaultValue : fallback, choices: null]
+                       default: spec.containsKey('defaultValue') ? spec.defaultValue : fallback]
     }
+    static final Set<String> NOT_SUPPORTED = ['text', 'choice', 'password', 'file', 'run', 'credentials'] as Set
+
     void string(Map spec) { add('string', spec, '') }
-    void text(Map spec) { add('string', spec, '') }
     void booleanParam(Map spec) { add('boolean', spec, false) }
-    void choice(Map spec) {
-        def choices = spec.choices instanceof String ? spec.choices.readLines() : (spec.choices ?: []).collect { it.toString() }
-        if (!choices) throw new StubError("parameters: choice ${spec.name} has no choices")
-        add('choice', spec, choices[0])
-        parameters[-1].choices = choices
+    def methodMissing(String name, args) {
+        if (NOT_SUPPORTED.contains(name)) throw new StubError("parameters: parameter type '${name}' is not supported by the stub")
+        throw new StubError("parameters: unknown parameter type '${name}'")
     }
-    def methodMissing(String name, args) { throw new StubError("parameters: unknown parameter type '${name}'") }
 }
 
 class StagesSection {
@@ -225,7 +226,8 @@ class StagesSection {
 class StageSection {
     StageModel model
     private Set<String> seen = [] as Set
-    static final Set<String> UNSUPPORTED = ['agent', 'options', 'input', 'tools', 'stages', 'parallel', 'matrix'] as Set
+    static final Set<String> UNSUPPORTED = ['agent', 'options', 'input', 'tools', 'stages', 'parallel', 'matrix',
+                                            'environment', 'post', 'failFast'] as Set
     StageSection(String name) { model = new StageModel(name: name) }
 
     void when(Closure body) {
@@ -236,8 +238,6 @@ class StageSection {
         model.when = section.all()
     }
     void steps(Closure body) { Stub.once(seen, 'steps', "stage '${model.name}'"); model.steps = body }
-    void environment(Closure body) { Stub.once(seen, 'environment', "stage '${model.name}'"); model.environment = body }
-    void post(Closure body) { Stub.once(seen, 'post', "stage '${model.name}'"); Stub.bind(body, new PostSection(model.post)).call() }
     def methodMissing(String name, args) {
         if (UNSUPPORTED.contains(name)) throw new StubError("stage '${model.name}': section '${name}' is not supported by the stub")
         throw new StubError("stage '${model.name}': unknown section '${name}'")
@@ -249,7 +249,8 @@ class StageSection {
 class WhenSection {
     List<Closure> conditions = []
     static final Set<String> UNSUPPORTED = ['branch', 'tag', 'buildingTag', 'changelog', 'changeset',
-                                            'changeRequest', 'triggeredBy'] as Set
+                                            'changeRequest', 'triggeredBy', 'not', 'anyOf', 'environment',
+                                            'equals', 'beforeAgent', 'beforeInput', 'beforeOptions'] as Set
 
     Closure all() { List<Closure> cs = conditions; return { Runner r -> cs.every { it(r) } } }
 
@@ -259,18 +260,7 @@ class WhenSection {
         return section.conditions
     }
     void expression(Closure body) { conditions << { Runner r -> r.run(body) as boolean } }
-    void not(Closure body) {
-        List<Closure> inner = nested(body)
-        if (inner.size() != 1) throw new StubError("when: not needs exactly one condition")
-        conditions << { Runner r -> !inner[0](r) }
-    }
     void allOf(Closure body) { List<Closure> inner = nested(body); conditions << { Runner r -> inner.every { it(r) } } }
-    void anyOf(Closure body) { List<Closure> inner = nested(body); conditions << { Runner r -> inner.any { it(r) } } }
-    void environment(Map spec) { conditions << { Runner r -> r.env[spec.name.toString()] == spec.value?.toString() } }
-    void equals(Map spec) { conditions << { Runner r -> spec.expected == spec.actual } }
-    void beforeAgent(boolean ignored) {}
-    void beforeInput(boolean ignored) {}
-    void beforeOptions(boolean ignored) {}
     def methodMissing(String name, args) {
         if (UNSUPPORTED.contains(name)) throw new StubError("when: condition '${name}' is not supported by the stub")
         throw new StubError("when: unknown condition '${name}'")
@@ -282,8 +272,9 @@ class PostSection {
     PostSection(Map<String, Closure> post) { this.post = post }
 
     def methodMissing(String name, args) {
+        if (Stub.NOT_SUPPORTED_POST.contains(name)) throw new StubError("post: condition '${name}' is not supported by the stub")
         if (!Stub.POST_ORDER.contains(name)) {
-            throw new StubError("post: condition '${name}' is unknown or not supported by the stub (known: ${Stub.POST_ORDER.join(', ')})")
+            throw new StubError("post: unknown condition '${name}' (the stub knows: ${Stub.POST_ORDER.join(', ')})")
         }
         if (post.containsKey(name)) throw new StubError("post: more than one ${name}")
         post[name] = (Closure) args[0]
@@ -302,127 +293,48 @@ class CurrentBuild {
     }
 }
 
-/** The delegate of steps {}, post conditions, script {} and when expressions: the steps and env/params. */
+/** The delegate of steps {}, post conditions and when expressions: the steps and env/params. */
 class Runner {
     Map<String, String> env
     Map<String, Object> params
     CurrentBuild currentBuild = new CurrentBuild()
     File cwd
     long deadlineMs = Long.MAX_VALUE
-    Script script
     List<String> archived = []
 
     def run(Closure body) { Stub.bind(body, this).call() }
 
-    def methodMissing(String name, args) {
-        // Functions the Jenkinsfile defines itself are callable from script {} blocks.
-        if (definesFunction(name, args)) return script.invokeMethod(name, args)
-        throw new StubError("unknown step '${name}' (the stub knows: ${Stub.STEPS.sort().join(', ')})")
-    }
+    def methodMissing(String name, args) { throw new StubError(Stub.stepProblem(name)) }
     def propertyMissing(String name) { throw new MissingPropertyException(name, Runner) }
 
-    boolean definesFunction(String name, args) {
-        return script != null && script.metaClass.respondsTo(script, name, args as Object[])
-    }
-
-    void echo(Object message) { println message }
-    void error(String message) { throw new StepFailure(message) }
-    def script(Closure body) { run(body) }
-
-    def sh(Object spec) {
-        Map opts = spec instanceof Map ? (Map) spec : [script: spec]
-        String text = opts.script?.toString()
-        if (!text) throw new StubError("sh needs a script")
-        println "+ sh ${opts.label ?: ''}".trim()
-        System.out.flush()
-        List<String> command = ['/bin/sh', '-xe', '-c', text]
-        File scriptFile = null
-        if (text.startsWith('#!')) {  // Jenkins runs such a script with its own interpreter
-            scriptFile = File.createTempFile('stub-sh', '.sh', cwd)
-            scriptFile.text = text
-            scriptFile.setExecutable(true)
-            command = [scriptFile.absolutePath]
+    /** sh 'script': the one form the Jenkinsfile uses (its value is the build's console, not returned). */
+    void sh(Object spec) {
+        if (spec instanceof Map) {
+            throw new StubError("sh with named arguments (returnStdout, returnStatus, label, ...) is not supported by the stub")
         }
-        ProcessBuilder builder = new ProcessBuilder(command).directory(cwd)
+        String text = spec?.toString()
+        if (!text) throw new StubError("sh needs a script")
+        if (text.startsWith('#!')) throw new StubError("sh with a #! interpreter line is not supported by the stub")
+        println "+ sh"
+        System.out.flush()
+        ProcessBuilder builder = new ProcessBuilder(['/bin/sh', '-xe', '-c', text]).directory(cwd)
         builder.environment().clear()
         builder.environment().putAll(env.findAll { k, v -> v != null }.collectEntries { k, v -> [k, v.toString()] })
-        if (opts.returnStdout) {
-            builder.redirectError(ProcessBuilder.Redirect.INHERIT).redirectOutput(ProcessBuilder.Redirect.PIPE)
-        } else {  // one console, in order, as Jenkins shows it
-            builder.redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.INHERIT)
-        }
+        builder.redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.INHERIT)  // one console, in order
         Process process = builder.start()
-        StringBuilder out = new StringBuilder()
-        Thread reader = opts.returnStdout ? process.consumeProcessOutputStream(out) : null
-        try {
-            long left = deadlineMs - System.currentTimeMillis()
-            if (!process.waitFor(Math.max(left, 0L), TimeUnit.MILLISECONDS)) {
-                process.descendants().each { it.destroyForcibly() }
-                process.destroyForcibly()
-                throw new BuildTimeout("timeout reached while running sh")
-            }
-            reader?.join()
-        } finally {
-            scriptFile?.delete()
+        long left = deadlineMs - System.currentTimeMillis()
+        if (!process.waitFor(Math.max(left, 0L), TimeUnit.MILLISECONDS)) {
+            process.descendants().each { it.destroyForcibly() }
+            process.destroyForcibly()
+            throw new BuildTimeout("timeout reached while running sh")
         }
         int status = process.exitValue()
-        if (opts.returnStatus) return status
         if (status != 0) throw new StepFailure("script returned exit code ${status}")
-        return opts.returnStdout ? out.toString() : null
-    }
-
-    def withEnv(List<String> overrides, Closure body) {
-        Map<String, String> values = [:]
-        overrides.each { String pair ->
-            int eq = pair.indexOf('=')
-            if (eq < 1) throw new StubError("withEnv: '${pair}' is not NAME=VALUE")
-            values[pair.substring(0, eq)] = pair.substring(eq + 1)
-        }
-        Map<String, String> saved = scope(values.keySet())
-        env.putAll(values)
-        try { return run(body) } finally { restore(saved) }
-    }
-
-    /** The current values of `names` (null: unset), to put back when a scope ends. */
-    Map<String, String> scope(Collection<String> names) {
-        return names.collectEntries { [it, env.containsKey(it) ? env[it] : null] }
-    }
-
-    /** Ends a scope: only the names it set go back, so `env.X = ...` inside it persists, as in Jenkins. */
-    void restore(Map<String, String> saved) {
-        saved.each { String name, String value -> if (value == null) env.remove(name) else env[name] = value }
-    }
-
-    def dir(String path, Closure body) {
-        File saved = cwd
-        cwd = resolve(path)
-        cwd.mkdirs()
-        try { return run(body) } finally { cwd = saved }
-    }
-
-    def timeout(Map spec, Closure body) {
-        long saved = deadlineMs
-        deadlineMs = Math.min(deadlineMs, System.currentTimeMillis() + millis(spec))
-        try { return run(body) } finally { deadlineMs = saved }
     }
 
     static long millis(Map spec) {
         TimeUnit unit = TimeUnit.valueOf((spec.unit ?: 'MINUTES').toString())
         return unit.toMillis(spec.time as long)
-    }
-
-    def lock(Object resource, Closure body) { run(body) }
-    def lock(Closure body) { run(body) }
-
-    void writeFile(Map spec) {
-        File file = resolve(spec.file.toString())
-        file.parentFile?.mkdirs()
-        file.setText(spec.text.toString(), (spec.encoding ?: 'UTF-8').toString())
-    }
-
-    String readFile(Object spec) {
-        Map opts = spec instanceof Map ? (Map) spec : [file: spec]
-        return resolve(opts.file.toString()).getText((opts.encoding ?: 'UTF-8').toString())
     }
 
     void archiveArtifacts(Object spec) {
@@ -446,44 +358,20 @@ class Runner {
         println "ARCHIVE ${patterns}: ${found.sort().join(' ') ?: '(nothing)'}"
         if (!found && !opts.allowEmptyArchive) throw new StepFailure("archiveArtifacts: no file matches ${patterns}")
     }
-
-    private File resolve(String path) {
-        File file = new File(path)
-        return file.absolute ? file : new File(cwd, path)
-    }
 }
 
-/** The delegate of environment {}: NAME = value assignments into the runner's env. */
+/** The delegate of the pipeline's environment {}: NAME = value assignments into the runner's env. */
 class EnvironmentSection {
     Runner runner
-    Map<String, String> saved = [:]  // what the assigned names held before, for Runner.restore
     EnvironmentSection(Runner runner) { this.runner = runner }
     Map getEnv() { runner.env }
     Map getParams() { runner.params }
-    CurrentBuild getCurrentBuild() { runner.currentBuild }
-    def propertyMissing(String name, value) {
-        if (!saved.containsKey(name)) saved.putAll(runner.scope([name]))
-        runner.env[name] = value?.toString()
-    }
+    def propertyMissing(String name, value) { runner.env[name] = value?.toString() }
     def propertyMissing(String name) {
         if (runner.env.containsKey(name)) return runner.env[name]
         throw new MissingPropertyException(name, EnvironmentSection)
     }
-    def methodMissing(String name, args) {
-        if (runner.definesFunction(name, args)) return runner.script.invokeMethod(name, args)
-        throw new StubError("'${name}()' is not supported by the stub")
-    }
-}
-
-/** Jenkins resolves bare names in a Jenkinsfile to parameters and environment variables. */
-class PipelineBinding extends Binding {
-    Runner runner
-    Object getVariable(String name) {
-        if (getVariables().containsKey(name)) return super.getVariable(name)
-        if (runner != null && runner.params.containsKey(name)) return runner.params[name]
-        if (runner != null && runner.env.containsKey(name)) return runner.env[name]
-        throw new MissingPropertyException(name, Script)
-    }
+    def methodMissing(String name, args) { throw new StubError("environment: '${name}()' is not supported by the stub") }
 }
 
 abstract class JenkinsfileScript extends Script {
@@ -515,8 +403,6 @@ class Build {
             if (p.type == 'boolean') {
                 if (!(raw.toLowerCase() in ['true', 'false'])) throw new StubError("parameter ${p.name}: '${raw}' is not true or false")
                 values[p.name] = raw.toLowerCase() == 'true'
-            } else if (p.type == 'choice' && !(raw in p.choices)) {
-                throw new StubError("parameter ${p.name}: '${raw}' is not one of ${p.choices.join(', ')}")
             } else {
                 values[p.name] = raw
             }
@@ -541,35 +427,20 @@ class Build {
     private void runStage(StageModel stage) {
         if (failed) { println "STAGE ${stage.name}: skipped (earlier failure)"; return }
         println "[Pipeline] stage ${stage.name}"
-        def stageEnv = new EnvironmentSection(runner)
-        try {
-            boolean ok = attempt("stage ${stage.name}") {
-                if (stage.environment) Stub.bind(stage.environment, stageEnv).call()
-                if (!wouldRun(stage)) { println "STAGE ${stage.name}: skipped (when)"; return }
-                runner.run(stage.steps)
-                println "STAGE ${stage.name}: ran"
-            }
-            if (!ok) println "STAGE ${stage.name}: failed"
-            runPost(stage.post, "stage ${stage.name} post")
-        } finally {
-            runner.restore(stageEnv.saved)
+        boolean ok = attempt("stage ${stage.name}") {
+            if (!wouldRun(stage)) { println "STAGE ${stage.name}: skipped (when)"; return }
+            runner.run(stage.steps)
+            println "STAGE ${stage.name}: ran"
         }
+        if (!ok) println "STAGE ${stage.name}: failed"
     }
 
     private void runPost(Map<String, Closure> post, String where) {
-        Stub.POST_ORDER.each { String condition ->
-            if (post[condition] && applies(condition, runner.currentBuild.currentResult)) {
+        Stub.POST_ORDER.each { String condition ->  // `always`, the one the stub runs, applies to any result
+            if (post[condition]) {
                 boolean ok = attempt("${where} ${condition}") { runner.run(post[condition]) }
                 println "POST ${condition}: ${ok ? 'ran' : 'failed'}"
             }
-        }
-    }
-
-    private static boolean applies(String condition, String result) {
-        switch (condition) {
-            case 'always': case 'cleanup': return true
-            case 'unsuccessful': return result != 'SUCCESS'
-            default: return result == condition.toUpperCase()
         }
     }
 
@@ -581,7 +452,7 @@ class Build {
         } catch (BuildTimeout e) {
             println "ERROR: ${where}: ${e.message}"
             runner.currentBuild.worsen('ABORTED')
-        } catch (Exception e) {  // the interpreter's boundary: StepFailure, StubError, or Groovy errors in script {}
+        } catch (Exception e) {  // the interpreter's boundary: StepFailure, StubError, or Groovy errors in expressions
             println "ERROR: ${where}: ${e instanceof StepFailure || e instanceof StubError ? e.message : e.toString()}"
             runner.currentBuild.worsen('FAILURE')
         }
@@ -646,7 +517,7 @@ if (check.problems) fail(check.problems.join('\nERROR: '))
 
 def config = new CompilerConfiguration()
 config.scriptBaseClass = JenkinsfileScript.name
-def binding = new PipelineBinding()
+def binding = new Binding()
 def shell = new GroovyShell(this.class.classLoader, binding, config)
 Script script
 PipelineModel model
@@ -659,15 +530,13 @@ try {
     if (!model.agent) throw new StubError('pipeline: no agent section')
     if (!model.stages) throw new StubError('pipeline: no stages')
     Map<String, String> environ = System.getenv()
-    def runner = new Runner(env: new LinkedHashMap<String, String>(environ), cwd: workspace, script: script)
+    def runner = new Runner(env: new LinkedHashMap<String, String>(environ), cwd: workspace)
     runner.params = Collections.unmodifiableMap(Build.paramValues(model.parameters, given, environ))
     runner.params.each { k, v -> runner.env[k] = v?.toString() }
     runner.env.WORKSPACE = workspace.path
     if (!runner.env.BUILD_NUMBER) runner.env.BUILD_NUMBER = '1'
-    binding.runner = runner
     binding.setVariable('env', runner.env)
     binding.setVariable('params', runner.params)
-    binding.setVariable('currentBuild', runner.currentBuild)
     build = new Build(model, runner)
 } catch (Exception e) {  // the Jenkinsfile's own top-level code failed: report it as Jenkins would
     fail(e instanceof StubError ? e.message : e.toString())
