@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jenkins
+import pytest
 
 from helper.sandbox.aws import fleet
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
@@ -45,6 +46,13 @@ def unavailable() -> str | None:
         if shutil.which(tool) is None:
             return f"`{tool}` is not installed (Debian: {package})"
     return available()
+
+
+def needs_real_hosts():
+    """pytest's mark for these tests: skipped, with the reason, where real hosts cannot be made
+    (non-root dev machines); never on CI, which runs as root, so a broken CI machine fails loudly."""
+    reason = unavailable()
+    return pytest.mark.skipif(reason is not None and os.environ.get("CI") != "true", reason=reason or "")
 
 
 def app_repository(tmp: Path) -> tuple[str, dict[str, str]]:

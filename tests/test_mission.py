@@ -13,12 +13,11 @@ from __future__ import annotations
 import pytest
 
 from tests.polling import wait_for
-from tests.realdeploy import app_repository, scale_up_world, unavailable
+from tests.realdeploy import app_repository, needs_real_hosts, scale_up_world
 from tests.sshhosts import HostNetwork
 
 
-UNAVAILABLE = unavailable()
-pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")
+pytestmark = needs_real_hosts()
 
 
 @pytest.fixture

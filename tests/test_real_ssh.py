@@ -21,13 +21,12 @@ from moto.ec2.models import ec2_backends
 from helper.sandbox.aws import fleet
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from tests.realdeploy import (LIFECYCLE_TIMEOUT_S, ROOT, Builds, app_repository, deploy_job_command,
-                              deployed_revision, scale_up_world, unavailable)
+                              deployed_revision, needs_real_hosts, scale_up_world)
 from tests.scenario import JENKINS_TOKEN, JENKINS_USER, REGION, SITE, wait_for
 from tests.sshhosts import HostNetwork, SshHost
 
 
-UNAVAILABLE = unavailable()
-pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")
+pytestmark = needs_real_hosts()
 
 HOST_KEY_CHANGED = "does not match for"  # net-ssh's Net::SSH::HostKeyMismatch, as Capistrano prints it
 BASTION_IP = "172.31.255.1"  # the top /20 of moto's default VPC: no default subnet reaches it
