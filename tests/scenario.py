@@ -31,7 +31,7 @@ JENKINS_USER, JENKINS_TOKEN = "deployer", "s3cret-token"
 # Someone else with Build rights on the same job: their builds are never the consumer's.
 OTHER_USER, OTHER_TOKEN = "operator", "0ther-token"
 
-# The deploy job is the sandbox's own (helper/sandbox/demo/jobs.py): it asks the helper's
+# The deploy job is the sandbox's own (helper/sandbox/demo/build.py): it asks the helper's
 # inventory for the site's hosts, resolves the revision when the build starts (REVISION empty on a
 # scale-up = what the site runs now), "installs" it as hosts/<alias>.revision and records it for
 # full deploys. Files in the scenario's directory make it misbehave: fail/<instance id> fails the

@@ -1,36 +1,17 @@
-"""The sandbox Jenkins's `deploy` job, and the script its builds run: the one deploy job of the
-demo and of the tests' scenarios (tests/scenario.py).
+"""The sandbox Jenkins's `deploy` job: its definition, the command its builds run, and the
+revisions the demo fleet starts with. What a build does is build.py, the one deploy job of the demo
+and of the tests' scenarios (tests/scenario.py).
 
-A build "deploys" by asking the helper for the site's hosts, exactly as a real job would,
-then writing the revision each host now runs into `<state-dir>/hosts/<alias>.revision`; a full
-deploy (no INSTANCE_IDS, not a dry run) records the site's revision, as the Jenkinsfile does:
-
-    python -m helper.sandbox.demo.jobs --config demo.yml --state-dir .sandbox --endpoint-url URL
-
-Files in the state directory make builds misbehave, for tests and for a demo of an ABANDON:
-`delay_s` (seconds every build waits first), `fail/once` (the next deploy fails, and the file
-goes), `fail/<instance id>` (every deploy to that instance fails).
-
-Build parameters arrive in the environment only (the emulator, like Jenkins, exports them);
-they are passed on as argv elements, never pasted into a shell string. The job's parameters
-come from the Jenkins Job Builder file shipped in the package (jenkins/jobs/deploy.yaml).
+The job's parameters come from the Jenkins Job Builder file shipped in the package
+(jenkins/jobs/deploy.yaml); without it the sandbox refuses to start rather than guess them.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
-import json
-import logging
-import os
 import shlex
 import sys
-import time
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Mapping
 
 try:
     from importlib.resources.abc import Traversable
@@ -39,13 +20,9 @@ except ImportError:  # Python 3.10
 
 import yaml
 
+from helper.errors import HelperError
 from helper.lifecycle import revision
-from helper.errors import ConfigError, HelperError
-from helper.sandbox.aws.server import SANDBOX_ENV
 from helper.settings import load_config
-from helper.files.write import write_atomic
-
-log = logging.getLogger(__name__)
 
 DEPLOY_JOB = "deploy"
 # The real job's definition, as package data (setup.cfg): a symlink to jenkins/jobs/deploy.yaml in
@@ -57,12 +34,11 @@ QUIET_PERIOD_S = 1.0
 # What the seeded instances "run" before anyone deploys, so a scale-out right after
 # `sandbox up` finds a revision to pin.
 INITIAL_REVISION = "demo-1"
-TRUE_WORDS = ("true", "yes", "1")
 
 
 def deploy_command(config: Path, state_dir: Path, endpoint_url: str) -> str:
     """The job's shell command; only our own paths and URL appear in it, quoted."""
-    argv = [sys.executable, "-m", "helper.sandbox.demo.jobs", "--config", str(config),
+    argv = [sys.executable, "-m", "helper.sandbox.demo.build", "--config", str(config),
             "--state-dir", str(state_dir), "--endpoint-url", endpoint_url]
     return "exec " + shlex.join(argv)
 
@@ -90,137 +66,3 @@ def record_initial_revisions(config_path: Path) -> None:
     for site in config.sites:
         if revision.read(config.paths.revision_dir, site.name) is None:
             revision.record(config.paths.revision_dir, site.name, INITIAL_REVISION)
-
-
-# ---- inside a build ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class BuildParams:
-    site: str
-    instance_ids: str
-    revision: str
-    lifecycle_actions: str
-    dry_run: bool
-    skip_tests: bool
-    build_id: str
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> BuildParams:
-        flag = lambda name: environ.get(name, "").strip().lower() in TRUE_WORDS  # noqa: E731
-        return cls(
-            site=environ.get("SITE", "").strip(),
-            instance_ids=environ.get("INSTANCE_IDS", "").strip(),
-            revision=environ.get("REVISION", "").strip(),
-            lifecycle_actions=environ.get("LIFECYCLE_ACTIONS", "").strip(),
-            dry_run=flag("DRY_RUN"), skip_tests=flag("SKIP_TESTS"),
-            build_id=f"{environ.get('JOB_BASE_NAME', 'deploy')}-{environ.get('BUILD_NUMBER', os.getpid())}",
-        )
-
-
-class BuildFailed(Exception):
-    """One line for the console; the build fails."""
-
-
-def _helper(args: list[str]) -> str:
-    """The helper's command line, run as a job's shell runs it but in this process: every build
-    of the tests' scenarios would otherwise pay a Python start (and boto3's import) per call."""
-    from helper.cli import main as helper_main
-
-    print(f"+ aws-deploy-helper {shlex.join(args)}", flush=True)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = helper_main(args)
-    if status != 0:
-        raise BuildFailed(f"aws-deploy-helper {args[0]} exited with status {status}")
-    return out.getvalue()
-
-
-def _hosts(params: BuildParams, config: str, build_dir: Path) -> list[tuple[str, str]]:
-    """(alias, instance id) of each host the helper's inventory gives the build."""
-    args = ["inventory", "-c", config, "--site", params.site, "--json", str(build_dir / "inventory.json"),
-            "--ssh-config", str(build_dir / "ssh_config"), "--known-hosts", str(build_dir / "known_hosts"),
-            "--cap-config", str(build_dir / "cap_config.yml"),
-            "--ansible-inventory", str(build_dir / "inventory.yml")]
-    if params.instance_ids:
-        args += ["--instance-ids", params.instance_ids]
-    _helper(args)
-    found = json.loads((build_dir / "inventory.json").read_text(encoding="utf-8"))["sites"].get(params.site, [])
-    return [(host["alias"], host["instance_id"]) for host in found]
-
-
-def _revision(params: BuildParams, config: str) -> str:
-    if params.revision:
-        chosen = params.revision
-    elif params.lifecycle_actions:
-        # A scale-up installs exactly what the site's other instances run.
-        chosen = _helper(["revision", "get", "-c", config, "--site", params.site]).strip()
-    else:
-        chosen = INITIAL_REVISION
-    try:
-        return revision.validate(chosen)
-    except ConfigError as exc:
-        raise BuildFailed(str(exc)) from None
-
-
-def _misbehave_first(state_dir: Path) -> None:
-    delay = state_dir / "delay_s"
-    if delay.exists():
-        time.sleep(float(delay.read_text()))
-
-
-def _fail_once(state_dir: Path) -> None:
-    once = state_dir / "fail" / "once"
-    if once.exists():
-        once.unlink()
-        raise BuildFailed("deploy failed (fail/once)")
-
-
-def is_full_deploy(params: BuildParams) -> bool:
-    """The Jenkinsfile's rule for recording the site's revision: every instance, for real."""
-    return not (params.lifecycle_actions or params.instance_ids or params.dry_run)
-
-
-def deploy(params: BuildParams, config: str, state_dir: Path) -> None:
-    """One build; the helper's AWS clients use this process's environment (see main)."""
-    _misbehave_first(state_dir)
-    if not params.site:
-        raise BuildFailed("SITE is empty: name the site to deploy")
-    build_dir = state_dir / "builds" / params.build_id
-    build_dir.mkdir(parents=True, exist_ok=True)
-    hosts = _hosts(params, config, build_dir)
-    if params.instance_ids and not hosts:
-        raise BuildFailed(f"none of {params.instance_ids} is in site {params.site}")
-    chosen = _revision(params, config)
-    print("smoke tests: skipped" if params.skip_tests else "smoke tests: passed (demo)")
-    if not params.dry_run:
-        _fail_once(state_dir)
-    for alias, instance_id in hosts:
-        print(f"{'would deploy' if params.dry_run else 'deploy'} {chosen} -> {alias}")
-        if params.dry_run:
-            continue
-        if (state_dir / "fail" / instance_id).exists():
-            raise BuildFailed(f"deploy to {instance_id} failed (fail/{instance_id})")
-        write_atomic(state_dir / "hosts" / f"{alias}.revision", chosen + "\n")
-    if is_full_deploy(params):
-        _helper(["revision", "set", "-c", config, "--site", params.site, "--revision", chosen])
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="demo-deploy", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--state-dir", required=True, type=Path)
-    parser.add_argument("--endpoint-url", required=True)
-    args = parser.parse_args(argv)
-    params = BuildParams.from_environ(os.environ)
-    os.environ.update({**SANDBOX_ENV, "AWS_ENDPOINT_URL": args.endpoint_url})
-    os.environ.pop("AWS_PROFILE", None)  # a developer's profile must not steer the sandbox's clients
-    try:
-        deploy(params, args.config, args.state_dir)
-    except BuildFailed as exc:
-        print(f"ERROR: {exc}", flush=True)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
