@@ -1,0 +1,294 @@
+"""Telling a person: a breaker opened or closed, an instance was abandoned, a held action
+nears its timeout. Sent to an SNS topic and/or a Slack-compatible webhook.
+
+Sending never blocks a completion: `send()` puts the alert on a bounded queue and returns;
+one daemon worker delivers. A full queue drops the alert (counted, logged); a failing target
+is logged and counted, never retried (a retrying worker would back up behind a dead target,
+and the next alert says the same thing anyway).
+
+Webhook URLs allowed: `https://` to any host, or `http://` to the loopback addresses
+127.0.0.1 and [::1] only (a local relay, the tests). Plain http elsewhere would send the
+URL, which for Slack *is* the secret (hooks.slack.com/services/T/B/<secret>), in clear text.
+No user:password@ (put credentials where the service expects them). Redirects are never
+followed: a 3xx is a failure, so a compromised or misconfigured endpoint cannot bounce our
+POST to another host. Logs name only the URL's scheme, host and port, never its path or
+query (where webhook secrets live), and never the exception text (requests puts the whole
+URL in it).
+
+Values from outside (build URLs, group and instance names, results) are cleaned to one
+printable line of bounded length; for the webhook `&`, `<` and `>` are escaped as Slack
+requires, so a value cannot make a link, a `<!channel>` or a `<@user>` mention.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import requests
+from botocore.exceptions import BotoCoreError, ClientError
+
+from helper import PROG
+from helper.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Alerts come in bursts of a few (one per abandoned instance); 100 waiting means the targets
+# are down, and older alerts already say what the newer ones would.
+QUEUE_SIZE = 100
+# (connect, read): a webhook answers in well under a second; a slow one must not hold the
+# worker, and with it every later alert, for long.
+WEBHOOK_TIMEOUT_S = (3.0, 5.0)
+# A value from outside is cut here: a build URL or a reason is readable, a 1 MB one is not.
+MAX_VALUE_CHARS = 300
+# SNS: subjects are ASCII, one line, under 100 characters.
+MAX_SUBJECT_CHARS = 99
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
+SNS, WEBHOOK = "sns", "webhook"  # the `target` label: a fixed set
+SLACK_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def check_webhook_url(url: str) -> str:
+    """The URL if the policy above allows it; else ConfigError naming why (not echoing it)."""
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname, parts.port  # .port raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError("lifecycle.alerts.webhook_url is not a URL") from None
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("lifecycle.alerts.webhook_url must not hold user:password@")
+    if not host:
+        raise ConfigError("lifecycle.alerts.webhook_url has no host")
+    if parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK_HOSTS):
+        return url
+    raise ConfigError("lifecycle.alerts.webhook_url must be https:// (or http:// to 127.0.0.1 or [::1])")
+
+
+def safe_origin(url: str) -> str:
+    """scheme://host[:port] of a URL: what a log line may show of it."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+def clean(value) -> str:
+    """One printable line of at most MAX_VALUE_CHARS characters."""
+    text = "".join(c if c.isprintable() else " " for c in str(value))
+    return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS - 1] + "…"
+
+
+def slack_escape(text: str) -> str:
+    return "".join(SLACK_ESCAPES.get(c, c) for c in text)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Our template and the values it names; each target renders it its own way."""
+
+    kind: str  # breaker_opened, breaker_closed, abandoned, hold_near_timeout
+    site: str
+    template: str
+    values: dict = field(default_factory=dict)
+
+    def plain(self) -> str:
+        return self.template.format(**{k: clean(v) for k, v in self.values.items()})
+
+    def slack(self) -> str:
+        return self.template.format(**{k: slack_escape(clean(v)) for k, v in self.values.items()})
+
+    def subject(self) -> str:
+        text = f"{PROG}: {self.kind.replace('_', ' ')} ({self.site})"
+        return "".join(c if " " <= c <= "~" else "?" for c in text)[:MAX_SUBJECT_CHARS]
+
+
+# --- the texts -------------------------------------------------------------------------------
+
+def breaker_opened(site: str, revision: str, failures: int, why: str) -> Alert:
+    return Alert("breaker_opened", clean(site),
+                 "Breaker OPEN for site {site}: {failures} consecutive scale-up deploys of revision {revision} "
+                 "failed ({why}). No deploy starts for {site}; new instances wait in Pending:Wait until a full "
+                 "deploy records another revision or `" + PROG + " breaker reset --site {site}`.",
+                 {"site": site, "revision": revision or "(not recorded)", "failures": failures, "why": why})
+
+
+def breaker_closed(site: str, how: str, held: int = 0) -> Alert:
+    return Alert("breaker_closed", clean(site),
+                 "Breaker closed for site {site}: {how}. {held} held instance(s) are deployed now.",
+                 {"site": site, "how": how, "held": held})
+
+
+def abandoned(site: str, group: str, instance: str, result: str, build_url: str | None) -> Alert:
+    return Alert("abandoned", clean(site),
+                 "ABANDON on site {site}: instance {instance} of group {group} was not deployed ({result}, "
+                 "build {build}). Auto Scaling terminates it and launches a replacement.",
+                 {"site": site, "group": group, "instance": instance, "result": result,
+                  "build": build_url or "none"})
+
+
+def hold_near_timeout(site: str, group: str, instance: str, seconds_left: float, default_result: str) -> Alert:
+    return Alert("hold_near_timeout", clean(site),
+                 "Held instance {instance} of group {group} (site {site}, breaker open): in {minutes} min its "
+                 "hook's default result {result} applies. Reset the breaker or deploy a good revision to keep it.",
+                 {"site": site, "group": group, "instance": instance,
+                  "minutes": math.ceil(max(0.0, seconds_left) / 60), "result": default_result})
+
+
+# --- delivery --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AlertTargets:
+    sns_topic_arn: str | None = None
+    webhook_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.webhook_url is not None:
+            check_webhook_url(self.webhook_url)
+
+
+@dataclass
+class AlertCounters:
+    """Optional prometheus-client Counters, made on the caller's registry (see `counters_on`)."""
+
+    sent: object = None  # labels: target
+    failed: object = None  # labels: target
+    dropped: object = None
+
+
+def counters_on(registry) -> AlertCounters:
+    from prometheus_client import Counter
+
+    return AlertCounters(
+        sent=Counter("adh_alerts_sent", "Alerts delivered", ["target"], registry=registry),
+        failed=Counter("adh_alerts_failed", "Alert deliveries that failed", ["target"], registry=registry),
+        dropped=Counter("adh_alerts_dropped", "Alerts dropped: queue full or closed", registry=registry),
+    )
+
+
+_STOP = object()
+
+
+class Alerts:
+    def __init__(self, targets: AlertTargets, sns=None, session: requests.Session | None = None,
+                 counters: AlertCounters | None = None, queue_size: int = QUEUE_SIZE,
+                 webhook_timeout_s: tuple[float, float] = WEBHOOK_TIMEOUT_S) -> None:
+        if targets.sns_topic_arn and sns is None:
+            raise ValueError("an SNS topic needs an SNS client")
+        self.targets = targets
+        self._sns = sns
+        self._session = session or requests.Session()
+        self._counters = counters or AlertCounters()
+        self._timeout = webhook_timeout_s
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()  # the counters
+        self._send_lock = threading.Lock()
+        self._closed = False
+        self._abandon = threading.Event()  # close() ran out of time: drop the rest
+        self.sent = self.failed = self.dropped = 0
+        self._worker = threading.Thread(target=self._work, name="alerts", daemon=True)
+        self._worker.start()
+
+    @classmethod
+    def from_settings(cls, targets: AlertTargets, region: str, counters: AlertCounters | None = None) -> "Alerts":
+        import boto3
+        from botocore.config import Config
+
+        sns = None
+        if targets.sns_topic_arn:
+            # Short timeouts and few retries: the worker must not sit on one publish for minutes.
+            sns = boto3.client("sns", region_name=region, config=Config(
+                connect_timeout=3, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}))
+        return cls(targets, sns=sns, counters=counters)
+
+    def _count(self, name: str, target: str | None = None) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+        counter = getattr(self._counters, name)
+        if counter is not None:
+            (counter.labels(target=target) if target else counter).inc()
+
+    def send(self, alert: Alert) -> bool:
+        """Queue the alert; never blocks. False when it was dropped."""
+        if not (self.targets.sns_topic_arn or self.targets.webhook_url):
+            return False
+        try:
+            with self._send_lock:  # nothing slips in behind close()'s stop marker
+                if self._closed:
+                    raise queue.Full
+                self._queue.put_nowait(alert)
+            return True
+        except queue.Full:
+            self._count("dropped")
+            log.warning("event=alert_dropped kind=%s site=%s", alert.kind, alert.site)
+            return False
+
+    def _work(self) -> None:
+        while True:
+            alert = self._queue.get()
+            if alert is _STOP:
+                return
+            if self._abandon.is_set():
+                self._drop_rest(alert)
+                return
+            self._deliver(alert)
+
+    def _drop_rest(self, alert: Alert) -> None:
+        self._count("dropped")
+        while True:
+            try:
+                alert = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if alert is not _STOP:
+                self._count("dropped")
+
+    def _deliver(self, alert: Alert) -> None:
+        if self.targets.sns_topic_arn:
+            try:
+                self._sns.publish(TopicArn=self.targets.sns_topic_arn, Subject=alert.subject(),
+                                  Message=alert.plain())
+                self._count("sent", SNS)
+            except (ClientError, BotoCoreError) as exc:
+                self._count("failed", SNS)
+                log.warning("event=alert_failed target=sns kind=%s site=%s error=%s",
+                            alert.kind, alert.site, type(exc).__name__)
+        if self.targets.webhook_url:
+            origin = safe_origin(self.targets.webhook_url)
+            try:
+                reply = self._session.post(self.targets.webhook_url, json={"text": alert.slack()},
+                                           timeout=self._timeout, allow_redirects=False, stream=True)
+                reply.close()  # the body is of no use to us, and may be large
+                if not 200 <= reply.status_code < 300:
+                    raise requests.HTTPError(f"HTTP {reply.status_code}")
+                self._count("sent", WEBHOOK)
+            except requests.RequestException as exc:
+                self._count("failed", WEBHOOK)
+                status = exc.args[0] if isinstance(exc, requests.HTTPError) else type(exc).__name__
+                log.warning("event=alert_failed target=webhook url=%s kind=%s site=%s error=%s",
+                            origin, alert.kind, alert.site, status)
+
+    def close(self, timeout_s: float) -> bool:
+        """Deliver what is queued for up to `timeout_s`, then stop. True when all was delivered."""
+        with self._send_lock:
+            self._closed = True
+        deadline = time.monotonic() + timeout_s
+        try:
+            self._queue.put(_STOP, timeout=timeout_s)
+        except queue.Full:
+            pass
+        self._worker.join(max(0.0, deadline - time.monotonic()))
+        if self._worker.is_alive():
+            # Out of time: after its current delivery the worker drops (and counts) what is
+            # left and exits. A daemon thread, so it never holds up the process either way.
+            self._abandon.set()
+            return False
+        return True
