@@ -288,3 +288,49 @@ def test_user_that_is_not_a_login_name_is_refused_with_its_line(user):
         load(f"sites:\n  a:\n    elb: x\n    user: '{escaped}'\n")
     assert str(caught.value).startswith("deploy.yml:4: sites.a.user: "), str(caught.value)
     assert "login name" in str(caught.value)
+
+
+# --- lifecycle.breaker and lifecycle.alerts (issue 11) -------------------------------------------
+
+LIFECYCLE = """\
+sites:
+  web: {asg: web-asg}
+lifecycle:
+  queue_url: https://sqs.us-east-1.amazonaws.com/123456789012/hooks
+  jenkins: {url: 'http://jenkins:8080/', job: deploy}
+  groups: {web-asg: web}
+"""
+
+
+def test_breaker_and_alerts_default_to_three_failures_hold_and_no_target():
+    lc = parse(load_text(LIFECYCLE, "deploy.yml")).lifecycle
+    assert (lc.breaker.failures, lc.breaker.on_open, lc.breaker.margin_s) == (3, "hold", 1800.0)
+    assert (lc.alerts.sns_topic_arn, lc.alerts.webhook_url) == (None, None)
+
+
+def test_breaker_and_alerts_are_read():
+    lc = parse(load_text(LIFECYCLE + """\
+  breaker: {failures: 5, on_open: abandon, margin_s: 600}
+  alerts:
+    sns_topic_arn: arn:aws:sns:us-east-1:123456789012:deploys
+    webhook_url: https://hooks.slack.com/services/T0/B0/xyz
+""", "deploy.yml")).lifecycle
+    assert (lc.breaker.failures, lc.breaker.on_open, lc.breaker.margin_s) == (5, "abandon", 600)
+    assert lc.alerts.sns_topic_arn.endswith(":deploys") and lc.alerts.webhook_url.startswith("https://")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("  breaker: {failures: 0}\n", "deploy.yml:7: lifecycle.breaker.failures: "),
+    ("  breaker: {on_open: retry}\n", "deploy.yml:7: lifecycle.breaker.on_open: must be one of hold, abandon"),
+    ("  breaker: {margin_s: 0}\n", "deploy.yml:7: lifecycle.breaker.margin_s: "),
+    ("  breaker: {count: 3}\n", "deploy.yml:7: lifecycle.breaker.count: unknown key"),
+    ("  alerts: {sns_topic_arn: deploys}\n", "deploy.yml:7: lifecycle.alerts.sns_topic_arn: must be an SNS topic ARN"),
+    ("  alerts: {webhook_url: 'http://hooks.example.com/x'}\n",
+     "deploy.yml:7: lifecycle.alerts.webhook_url: lifecycle.alerts.webhook_url must be https://"),
+    ("  alerts: {webhook_url: 'https://u:p@hooks.example.com/x'}\n", "deploy.yml:7: lifecycle.alerts.webhook_url: "),
+])
+def test_bad_breaker_or_alerts_names_file_line_and_key(extra, message):
+    with pytest.raises(ConfigError) as caught:
+        parse(load_text(LIFECYCLE + extra, "deploy.yml"))
+    assert str(caught.value).startswith(message), str(caught.value)
+    assert "p@" not in str(caught.value), "the webhook URL (a secret) is never echoed"

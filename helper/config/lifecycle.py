@@ -7,6 +7,7 @@ come from the environment, or `jenkins.credentials_file` names a file holding
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from helper.aws.hook_timeouts import MAX_HEARTBEAT_TIMEOUT_S, MIN_HEARTBEAT_TIMEOUT_S
@@ -38,7 +39,62 @@ SECTION_KEYS = {
     "metrics_host", "metrics_port", "stall_after_s", "heartbeat_interval_s", "receive_wait_s",
     # Read by `hooks install` and `doctor` only (helper/setup/hooks.py).
     "hook_name", "terminate_hook_name", "hook_heartbeat_timeout_s", "hook_default_result", "hook_role_name",
+    "breaker", "alerts",
 }
+
+
+# --- lifecycle.breaker and lifecycle.alerts (issue 11; helper/lifecycle/breaker.py, alerts.py) ---
+BREAKER_KEYS = {"failures", "on_open", "margin_s"}
+ALERT_KEYS = {"sns_topic_arn", "webhook_url"}
+ON_OPEN = ("hold", "abandon")
+# A topic in any partition; names are 1-256 letters, digits, `-` and `_` (`.fifo` for FIFO topics).
+SNS_TOPIC_ARN_RE = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    # Three failed deploys of one revision is a pattern, not bad luck (one flaky host, one
+    # network blip); at most three instances churn before the breaker stops it.
+    failures: int = 3
+    # hold: new instances wait in Pending:Wait (no churn); abandon: replaced as before, no build.
+    on_open: str = "hold"
+    # Stop holding this long before the hook's global timeout and apply its default result
+    # ourselves (alerting a margin before that): 30 min leaves room for a consumer restart.
+    margin_s: float = 1800.0
+
+
+@dataclass(frozen=True)
+class AlertConfig:
+    sns_topic_arn: str | None = None
+    webhook_url: str | None = None
+
+
+def parse_breaker(doc: Located, raw) -> BreakerConfig:
+    keys = ("lifecycle", "breaker")
+    section = fields.mapping(doc, raw, keys, BREAKER_KEYS)
+    return BreakerConfig(
+        failures=int(fields.number(doc, section.get("failures", 3), keys + ("failures",), 1, 9999)),
+        on_open=fields.choice(doc, section.get("on_open"), keys + ("on_open",), ON_OPEN, "hold"),
+        margin_s=fields.number(doc, section.get("margin_s", 1800.0), keys + ("margin_s",), 1, 172800),
+    )
+
+
+def parse_alerts(doc: Located, raw) -> AlertConfig:
+    from helper.errors import ConfigError
+    from helper.lifecycle.alerts import check_webhook_url  # imported here: only a webhook needs it
+
+    keys = ("lifecycle", "alerts")
+    section = fields.mapping(doc, raw, keys, ALERT_KEYS)
+    topic = fields.string(doc, section.get("sns_topic_arn"), keys + ("sns_topic_arn",))
+    if topic is not None and not SNS_TOPIC_ARN_RE.fullmatch(topic):
+        raise fields.fail(doc, keys + ("sns_topic_arn",), "must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+    url = fields.string(doc, section.get("webhook_url"), keys + ("webhook_url",))
+    if url is not None:
+        try:
+            check_webhook_url(url)
+        except ConfigError as exc:
+            raise fields.fail(doc, keys + ("webhook_url",), str(exc)) from None
+    return AlertConfig(sns_topic_arn=topic, webhook_url=url)
 
 
 @dataclass(frozen=True)
@@ -103,6 +159,8 @@ class LifecycleConfig:
     hook_default_result: str = "ABANDON"
     # None: `<queue name>-hook`, so staging and production queues in one account get a role each.
     hook_role_name: str | None = None
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    alerts: AlertConfig = field(default_factory=AlertConfig)
 
     @property
     def queue_name(self) -> str:
@@ -193,5 +251,7 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         hook_default_result=fields.choice(doc, section.get("hook_default_result"), keys + ("hook_default_result",),
                                     RESULTS, "ABANDON"),
         hook_role_name=fields.string(doc, section.get("hook_role_name"), keys + ("hook_role_name",)),
+        breaker=parse_breaker(doc, section.get("breaker")),
+        alerts=parse_alerts(doc, section.get("alerts")),
     )
 

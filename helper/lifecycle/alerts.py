@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import requests
-from botocore.exceptions import BotoCoreError, ClientError
 
 from helper import PROG
 from helper.errors import ConfigError
@@ -252,6 +251,10 @@ class Alerts:
                 self._count("dropped")
 
     def _deliver(self, alert: Alert) -> None:
+        # Here, not at the top: the config checks a webhook URL with this module, and reading a
+        # config (every scale-up build does) must not load botocore (tests/test_edges.py).
+        from botocore.exceptions import BotoCoreError, ClientError
+
         if self.targets.sns_topic_arn:
             try:
                 self._sns.publish(TopicArn=self.targets.sns_topic_arn, Subject=alert.subject(),
