@@ -348,3 +348,25 @@ def test_scale_sets_the_desired_capacity_and_lists_each_instance(sandbox):
     assert all(line.startswith("workers-asg i-") and " revision=" in line for line in lines)
     missing = cli("scale", "--state-dir", str(sandbox.state_dir), "no-such-asg", check=False)
     assert missing.returncode == 1 and "no Auto Scaling group 'no-such-asg'" in missing.stderr
+
+
+def test_the_demo_shows_a_new_instance_outside_its_load_balancer_until_its_deploy_completes(sandbox):
+    def listed(instance_id: str) -> str:
+        shown = cli("scale", "--state-dir", str(sandbox.state_dir), "workers-asg").stdout.splitlines()
+        (line,) = [line for line in shown if f" {instance_id} " in line]
+        return line
+
+    before = cli("scale", "--state-dir", str(sandbox.state_dir), "workers-asg").stdout.splitlines()
+    in_service = [line for line in before if " InService " in line]
+    assert in_service and all(line.endswith(" load_balancer=in") for line in in_service)
+    new_id = scale_out_by_one(sandbox)
+    assert listed(new_id).endswith(" Pending:Wait revision=none yet load_balancer=out")
+
+    consume = subprocess.run(
+        [sys.executable, "-m", "helper", "consume", "-c", str(sandbox.state_dir / "demo.yml"), "--once"],
+        env={**os.environ, **sandbox.env}, capture_output=True, text=True, timeout=120)
+
+    assert consume.returncode == 0, consume.stderr
+    line = listed(new_id)
+    assert " InService " in line and line.endswith(" load_balancer=in"), line
+    assert " revision=none yet" not in line

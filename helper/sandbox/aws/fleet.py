@@ -157,11 +157,19 @@ class DemoFleet:
     dlq_url: str = ""
 
 
+WORKERS_ELB = "workers-elb"
+
+
 def seed_demo(endpoint_url: str) -> DemoFleet:
     region = "us-east-1"
     shop = classic_elb_site(endpoint_url, region, "shop-elb", 3)
     api = alb_site(endpoint_url, "eu-west-1", "api-alb", 2)[0]
-    workers = auto_scaling_site(endpoint_url, region, "workers-asg", 2)
+    # Behind a load balancer of its own, so the demo can show a new instance kept out of it
+    # until its deploy completes, and in it after.
+    client("elb", endpoint_url, region).create_load_balancer(
+        LoadBalancerName=WORKERS_ELB, AvailabilityZones=[f"{region}a", f"{region}b"],
+        Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 8080}])
+    workers = auto_scaling_site(endpoint_url, region, "workers-asg", 2, load_balancers=(WORKERS_ELB,))
     queue_url, queue_arn, dlq_url = lifecycle_queue(endpoint_url, region, "deploy-lifecycle")
     launch_hook(endpoint_url, region, workers, queue_arn)
     return DemoFleet(

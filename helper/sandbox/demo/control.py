@@ -202,12 +202,39 @@ def scale(state: dict, state_dir: str, group: str, desired: int | None) -> list[
     if not found:
         raise HelperError(f"no Auto Scaling group {group!r} in the sandbox")
     hosts = Path(state_dir).resolve() / "hosts"
+    serving = _behind_load_balancers(state, found[0])
     lines = []
     for inst in sorted(found[0]["Instances"], key=lambda i: i["InstanceId"]):
         deployed = sorted(hosts.glob(f"*-{inst['InstanceId']}.revision"))
         revision = deployed[0].read_text().strip() if deployed else "none yet"
-        lines.append(f"{group} {inst['InstanceId']} {inst['LifecycleState']} revision={revision}")
+        line = f"{group} {inst['InstanceId']} {inst['LifecycleState']} revision={revision}"
+        if serving is not None:
+            line += f" load_balancer={'in' if inst['InstanceId'] in serving else 'out'}"
+        lines.append(line)
     return lines
+
+
+def _behind_load_balancers(state: dict, group: dict) -> set[str] | None:
+    """Instances taking traffic from the group's classic ELBs or healthy in its target groups.
+
+    None when the group has no load balancer. This is what the gate is for: a new instance
+    shows `out` until its lifecycle action completes with CONTINUE.
+    """
+    names, target_groups = group.get("LoadBalancerNames", []), group.get("TargetGroupARNs", [])
+    if not names and not target_groups:
+        return None
+    region = state.get("region", "us-east-1")
+    serving: set[str] = set()
+    if names:
+        elb = fleet.client("elb", state["aws_endpoint"], region)
+        for lb in elb.describe_load_balancers(LoadBalancerNames=names)["LoadBalancerDescriptions"]:
+            serving.update(i["InstanceId"] for i in lb["Instances"])
+    elbv2 = fleet.client("elbv2", state["aws_endpoint"], region)
+    for arn in target_groups:
+        for d in elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]:
+            if d["TargetHealth"]["State"] == "healthy":
+                serving.add(d["Target"]["Id"])
+    return serving
 
 
 def run(action: str, args) -> int:
