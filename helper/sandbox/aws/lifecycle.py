@@ -21,6 +21,9 @@ Emulated (see ../shared/aws-lifecycle-reference.md for AWS's behaviour):
   the plain message published to the topic (moto's SNS then wraps it for its subscribers).
 - Faults (faults.py): Throttling for chosen actions; duplicate SQS delivery.
 - State: every switch and pending action lives in one SandboxState (state.py), made by install().
+- Suspended Terminate (a fleet hold, helper/lifecycle/hold.py): a scale-in keeps every InService
+  instance (instances in Pending:Wait may still go); when Terminate is resumed the group converges
+  to its desired capacity. moto itself stores suspended processes but never reads them.
 - Target groups: instances enter only when InService and leave when terminated; a terminated
   target no longer reports healthy, whoever terminated it.
 
@@ -192,9 +195,20 @@ def _call_action(self: Any) -> Any:
 def _set_desired_capacity(group: Any, new_capacity: int | None) -> None:
     sandbox = state.current()
     with sandbox.lock:
-        if not scaling.has_hooks(group):
+        # moto's own path removes instances whatever is suspended; ours honours a held Terminate.
+        if not scaling.has_hooks(group) and not scaling.terminate_suspended(group):
             return _originals["set_desired_capacity"](group, new_capacity)
         scaling.reconcile(sandbox, group, new_capacity)
+
+
+def _resume_processes(backend: Any, group_name: str, scaling_processes: list[str]) -> None:
+    """After a resumed Terminate, the group converges to its desired capacity, as AWS's does."""
+    sandbox = state.current()
+    with sandbox.lock:
+        _originals["resume_processes"](backend, group_name, scaling_processes)
+        group = backend.autoscaling_groups.get(group_name)
+        if group is not None and (not scaling_processes or "Terminate" in scaling_processes):
+            group.set_desired_capacity(group.desired_capacity)
 
 
 def _replace_instances(group: Any, count_needed: int, propagated_tags: dict[str, str]) -> None:
@@ -243,6 +257,7 @@ def install(time_scale: float = 1.0) -> SandboxState:
         _patch(FakeAutoScalingGroup, "replace_autoscaling_group_instances", _replace_instances)
         _patch(AutoScalingBackend, "update_attached_target_groups", _update_attached_target_groups)
         _patch(AutoScalingBackend, "delete_auto_scaling_group", _delete_auto_scaling_group)
+        _patch(AutoScalingBackend, "resume_processes", _resume_processes)
         load_balancers.install()
     sandbox = state.create(time_scale, _expire_due)
     sandbox.ticker.start()

@@ -107,9 +107,18 @@ def refresh_load_balancers(group: Any) -> None:
         load_balancers.update_attached_target_groups(group.autoscaling_backend, group.name)
 
 
+def terminate_suspended(group: Any) -> bool:
+    """A held group (helper/lifecycle/hold.py): moto keeps the suspension but never reads it."""
+    return "Terminate" in group._suspended_processes
+
+
 def scale_in(sandbox: SandboxState, group: Any, count: int) -> None:
+    # A suspended Terminate keeps every InService host; AWS still removes instances that are
+    # waiting to launch (Pending:Wait) and carries out launch ABANDONs.
+    keep_in_service = terminate_suspended(group)
     candidates = [
         s for s in group.instance_states if s.lifecycle_state in COUNTED_STATES and not s.protected_from_scale_in
+        and not (keep_in_service and s.lifecycle_state == "InService")
     ]
     # Instances still waiting to launch serve no traffic, so they go first; then the oldest.
     candidates.sort(key=lambda s: s.lifecycle_state == "InService")
