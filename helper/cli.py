@@ -146,6 +146,22 @@ def _doctor_parser(sub) -> None:
     p.set_defaults(func=_run_doctor)
 
 
+def _fleet_parser(sub) -> None:
+    p = sub.add_parser("fleet", help="hold a site's Auto Scaling groups still during a full deploy, or release them")
+    actions = p.add_subparsers(dest="fleet_action", required=True)
+    for name, text in (("hold", "suspend the processes that remove hosts (lifecycle.hold.processes); "
+                                "scale-out stays allowed"),
+                       ("release", "resume only what the hold suspended")):
+        a = actions.add_parser(name, parents=[CONFIG, ENDPOINT], help=text)
+        a.add_argument("--site", required=True, help="the site whose groups to hold or release")
+        a.add_argument("--holder", help="who holds (default: $BUILD_URL, else user@host); release touches "
+                                        "only this holder's hold, or any hold when neither is set")
+        if name == "hold":
+            a.add_argument("--ttl-s", type=_positive_float, metavar="SECONDS",
+                           help="the hold expires after this long (default: lifecycle.hold.ttl_s, 7200)")
+    p.set_defaults(func=_run_fleet)
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -167,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     _hooks_parser(sub)
     _iam_policy_parser(sub)
     _doctor_parser(sub)
+    _fleet_parser(sub)
     return parser
 
 
@@ -311,6 +328,28 @@ def _run_doctor(args) -> int:
     lines, broken = doctor.report(doctor.diagnose(settings, api))
     print("\n".join(lines))
     return EXIT_FAILED if broken else 0
+
+
+def _run_fleet(args) -> int:
+    from helper.aws.clients import AccessKey, AwsClients
+    from helper.lifecycle import hold
+    from helper.settings import FleetSettings
+
+    settings = FleetSettings.from_args(args)
+    if not settings.groups:  # a site behind a load balancer or tags: nothing Auto Scaling could remove
+        print(f"{settings.site.name}: no Auto Scaling group, nothing to {args.fleet_action}")
+        return 0
+    key = AccessKey.for_site(settings.site, settings.endpoint_url, settings.config.credentials,
+                             settings.config.profile)
+    client = AwsClients(key).autoscaling
+    if args.fleet_action == "hold":
+        for plan in hold.hold(client, settings.site.name, list(settings.groups), settings.processes,
+                              settings.holder, settings.ttl_s):
+            print(hold.hold_line(plan))
+    else:
+        for outcome in hold.release(client, settings.site.name, list(settings.groups), settings.holder):
+            print(outcome if isinstance(outcome, str) else hold.release_line(outcome))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

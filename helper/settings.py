@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
@@ -219,3 +220,37 @@ class SetupSettings:
         return cls(config=config, endpoint_url=getattr(args, "endpoint_url", None) or
                    environ.get("AWS_ENDPOINT_URL") or None, dry_run=getattr(args, "dry_run", False),
                    jenkins_user=user, jenkins_token=token, jenkins_problem=problem)
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """What `fleet hold` and `fleet release` need: the site, its groups, who holds, for how long."""
+
+    config: config_mod.Config
+    site: config_mod.SiteConfig
+    groups: tuple[str, ...]  # the site's asg: source and the lifecycle groups routed to it
+    holder: str | None  # None: release whoever holds
+    processes: tuple[str, ...]
+    ttl_s: float
+    endpoint_url: str | None = None
+
+    @classmethod
+    def from_args(cls, args, environ: Mapping[str, str] | None = None) -> "FleetSettings":
+        from helper.config.lifecycle import HoldConfig
+
+        environ = os.environ if environ is None else environ
+        config = load_config(args.config)
+        site = site_named(config, args.site)
+        groups = [site.source.value] if site.source.kind == "auto_scaling_group" else []
+        lc = config.lifecycle
+        groups += [r.group for r in (lc.groups.values() if lc else ()) if r.site == site.name]
+        hold = lc.hold if lc else HoldConfig()  # the defaults without a lifecycle: section
+        # A build holds as its own URL, so its post { always } releases only its own hold. A
+        # person holds as user@host, and releases whoever holds (a killed build's hold).
+        holder = args.holder or environ.get("BUILD_URL") or None
+        if holder is None and args.fleet_action == "hold":
+            holder = f"{environ.get('USER') or environ.get('LOGNAME') or 'unknown'}@{socket.gethostname()}"
+        ttl_s = getattr(args, "ttl_s", None)
+        return cls(config=config, site=site, groups=tuple(dict.fromkeys(groups)), holder=holder,
+                   processes=hold.processes, ttl_s=hold.ttl_s if ttl_s is None else ttl_s,
+                   endpoint_url=args.endpoint_url or environ.get("AWS_ENDPOINT_URL") or None)

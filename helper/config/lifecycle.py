@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from helper.aws.hook_timeouts import MAX_HEARTBEAT_TIMEOUT_S, MIN_HEARTBEAT_TIMEOUT_S
+from helper.aws.processes import DEFAULT_PROCESSES, DEFAULT_TTL_S, MAX_TTL_S, check_processes
 from helper.aws.names import ROLE_NAME_MAX_CHARS, queue_account, queue_name
 from helper.config import fields
 from helper.config.yamlfile import Located
@@ -40,6 +41,7 @@ SECTION_KEYS = {
     # Read by `hooks install` and `doctor` only (helper/setup/hooks.py).
     "hook_name", "terminate_hook_name", "hook_heartbeat_timeout_s", "hook_default_result", "hook_role_name",
     "breaker", "alerts",
+    "hold",
 }
 
 
@@ -95,6 +97,33 @@ def parse_alerts(doc: Located, raw) -> AlertConfig:
         except ConfigError as exc:
             raise fields.fail(doc, keys + ("webhook_url",), str(exc)) from None
     return AlertConfig(sns_topic_arn=topic, webhook_url=url)
+
+
+# --- lifecycle.hold (issue 11; helper/lifecycle/hold.py, `fleet hold` / `fleet release`) ---
+HOLD_KEYS = {"processes", "ttl_s"}
+
+
+@dataclass(frozen=True)
+class HoldConfig:
+    # Names and why these: helper/aws/processes.py. Add HealthCheck when the site's groups use
+    # ELB health checks and a deploy restarts the app: a host marked unhealthy mid-deploy is
+    # otherwise replaced the moment the hold ends.
+    processes: tuple[str, ...] = DEFAULT_PROCESSES
+    ttl_s: float = float(DEFAULT_TTL_S)
+
+
+def parse_hold(doc: Located, raw) -> HoldConfig:
+    keys = ("lifecycle", "hold")
+    section = fields.mapping(doc, raw, keys, HOLD_KEYS)
+    names = section.get("processes", list(DEFAULT_PROCESSES))
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise fields.fail(doc, keys + ("processes",), "must be a list of Auto Scaling process names")
+    try:
+        processes = check_processes(names)
+    except ValueError as exc:
+        raise fields.fail(doc, keys + ("processes",), str(exc)) from None
+    return HoldConfig(processes=processes,
+                      ttl_s=fields.number(doc, section.get("ttl_s", DEFAULT_TTL_S), keys + ("ttl_s",), 1, MAX_TTL_S))
 
 
 @dataclass(frozen=True)
@@ -161,6 +190,7 @@ class LifecycleConfig:
     hook_role_name: str | None = None
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
     alerts: AlertConfig = field(default_factory=AlertConfig)
+    hold: HoldConfig = field(default_factory=HoldConfig)
 
     @property
     def queue_name(self) -> str:
@@ -253,5 +283,6 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         hook_role_name=fields.string(doc, section.get("hook_role_name"), keys + ("hook_role_name",)),
         breaker=parse_breaker(doc, section.get("breaker")),
         alerts=parse_alerts(doc, section.get("alerts")),
+        hold=parse_hold(doc, section.get("hold")),
     )
 

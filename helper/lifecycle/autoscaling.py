@@ -91,6 +91,11 @@ class AutoScaling:
         self._hooks: dict[str, list[dict]] = {}
         self._lock = threading.Lock()
 
+    @property
+    def client(self):
+        """The client itself, for the fleet hold's own seam (helper/lifecycle/hold.py)."""
+        return self._client
+
     def _hooks_of(self, group: str) -> list[dict]:
         with self._lock:
             if group in self._hooks:

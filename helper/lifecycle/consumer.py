@@ -23,6 +23,7 @@ from helper.lifecycle.backoff import backoff_s
 from helper.lifecycle.batcher import Batcher
 from helper.lifecycle.context import Context
 from helper.lifecycle.deployment import Deployment
+from helper.lifecycle.hold import HoldError, release_expired
 from helper.lifecycle.inflight import Admission, InFlight, Tracked
 from helper.lifecycle.jenkins_client import JenkinsJobs
 from helper.lifecycle.messages import Messages
@@ -173,6 +174,7 @@ class Consumer:
         notification still in the queue (or with another replica) gets that long to
         claim it first.
         """
+        self.release_expired_holds()
         try:
             waiting = self.autoscaling.waiting_instances(sorted(self.config.groups))
         except (Throttled, AutoScalingError) as exc:
@@ -190,6 +192,20 @@ class Consumer:
                 self.accept(reconciled_action(w), None)
                 del seen[key]
         self._waiting_seen = seen
+
+    def release_expired_holds(self) -> None:
+        """Resume the groups of a fleet hold whose build died without its post (issue 11).
+
+        A failure is logged and counted, and the next pass tries again: a frozen group is
+        bad, but not worth stopping the deploys of new instances for.
+        """
+        try:
+            released = release_expired(self.autoscaling.client, sorted(self.config.groups))
+        except HoldError as exc:
+            self.metrics.aws_errors.labels("ResumeProcesses").inc()
+            log.warning("event=hold_release_failed error=%r", str(exc))
+            return
+        self.metrics.hold_expired_releases.inc(len(released))
 
     # --- the loop ---------------------------------------------------------------------
 
