@@ -33,7 +33,7 @@ HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
 STUB_TIMEOUT_S = 120
 # The Jenkins emulator runs one stub build; generous for a loaded CI machine.
 BUILD_TIMEOUT_S = 120
-STAGES = ["Setup", "Test", "Resolve revision", "Inventory", "Deploy", "Verify", "Record revision"]
+STAGES = ["Setup", "Test", "Resolve revision", "Hold fleet", "Inventory", "Deploy", "Verify", "Record revision"]
 PARAMETERS = {"SITE": "string", "INSTANCE_IDS": "string", "REVISION": "string", "LIFECYCLE_ACTIONS": "string",
               "DRY_RUN": "bool", "SKIP_TESTS": "bool"}
 # Stand-ins for the agent's programs: fast, local, and leaving evidence in the workspace.
@@ -203,9 +203,10 @@ def test_a_full_deploy_runs_every_stage_but_an_unconfigured_verify(default_listi
 
 
 @pytest.mark.parametrize("params, env, skipped", [
-    (["LIFECYCLE_ACTIONS=web-asg:i-0123456789abcdef0:tok", "INSTANCE_IDS=i-0123456789abcdef0"], {}, {"Test", "Record revision"}),
+    (["LIFECYCLE_ACTIONS=web-asg:i-0123456789abcdef0:tok", "INSTANCE_IDS=i-0123456789abcdef0"], {},
+     {"Test", "Hold fleet", "Record revision"}),
     (["SKIP_TESTS=true"], {}, {"Test"}),
-    (["DRY_RUN=true"], {}, {"Deploy", "Verify", "Record revision"}),
+    (["DRY_RUN=true"], {}, {"Hold fleet", "Deploy", "Verify", "Record revision"}),
     ([], {"HELPER_BIN": "/usr/bin/aws-deploy-helper"}, {"Setup"}),
 ], ids=["scale-up-skips-tests", "skip-tests", "dry-run-deploys-nothing", "installed-helper-skips-setup"])
 def test_when_conditions_skip_exactly_these_stages(stub, tmp_path, params, env, skipped):
@@ -322,8 +323,8 @@ def test_full_deploy_writes_the_inventory_deploys_the_branch_head_and_records_it
     out = workspace / "deploy-out"
     assert result.returncode == 0, result.stdout
     assert stage_lines(result.stdout) == {"Setup": "skipped (when)", "Test": "ran", "Resolve revision": "ran",
-                                          "Inventory": "ran", "Deploy": "ran", "Verify": "skipped (when)",
-                                          "Record revision": "ran"}
+                                          "Hold fleet": "ran", "Inventory": "ran", "Deploy": "ran",
+                                          "Verify": "skipped (when)", "Record revision": "ran"}
     assert (workspace / "tests-ran").exists()
     assert sorted(cap_hosts(out / "cap.yml")) == [f"web-{i}" for i in instance_ids(aws)]
     assert all(f"Host web-{i}" in (out / "ssh_config").read_text() for i in instance_ids(aws))
@@ -444,3 +445,39 @@ def test_the_ssh_config_a_build_writes_works_from_any_directory(stub, aws, tmp_p
         assert f"userknownhostsfile {out / 'known_hosts'}\n" in resolved
     inventory_call = next(line for line in result.stdout.splitlines() if " inventory " in line)
     assert f"--known-hosts {out}/known_hosts" in inventory_call or f"--known-hosts={out}/known_hosts" in inventory_call
+
+
+# --- issue 11: a full deploy holds the site's groups still, and post releases them ------------------
+
+
+# What the deploy step saw: the group's suspended processes, one line, sorted.
+SUSPENDED_DURING_DEPLOY = (
+    f"{shlex.quote(sys.executable)} -c 'import boto3; g = boto3.client(\"autoscaling\", region_name=\"us-east-1\")"
+    ".describe_auto_scaling_groups(AutoScalingGroupNames=[\"web-asg\"])[\"AutoScalingGroups\"][0]; "
+    "print(\",\".join(sorted(p[\"ProcessName\"] for p in g[\"SuspendedProcesses\"])))' > suspended-during-deploy"
+)
+
+
+@pytest.mark.parametrize("deploy_fails", [False, True], ids=["deploy-succeeds", "deploy-fails"])
+def test_a_full_deploy_holds_the_sites_group_during_deploy_and_post_releases_it(stub, aws, tmp_path, deploy_fails):
+    fleet.auto_scaling_site(aws, "us-east-1", "web-asg", 2)
+    asg = fleet.client("autoscaling", aws, "us-east-1")
+    asg.suspend_processes(AutoScalingGroupName="web-asg", ScalingProcesses=["ScheduledActions"])  # an operator's
+    config = tmp_path / "deploy.yml"
+    config.write_text(yaml.safe_dump({"path": {"revision_dir": str(tmp_path / "revisions")},
+                                      "sites": {"web": {"asg": "web-asg", "region": "us-east-1"}}}))
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    env = {**agent_env(config), "BUILD_URL": "https://ci.example.com/job/deploy/7/",
+           "DEPLOY_COMMAND": SUSPENDED_DURING_DEPLOY + (" && exit 1" if deploy_fails else "")}
+
+    result = run_stub("-P", "SITE=web", "-P", "REVISION=v2", str(JENKINSFILE), cwd=workspace, env=env)
+
+    assert (workspace / "suspended-during-deploy").read_text() == \
+        "AZRebalance,InstanceRefresh,ReplaceUnhealthy,ScheduledActions,Terminate\n"
+    assert "web-asg: held by https://ci.example.com/job/deploy/7/ until " in result.stdout
+    assert "web-asg: released; resumed Terminate,AZRebalance,InstanceRefresh,ReplaceUnhealthy; " \
+        "still suspended, not ours: ScheduledActions" in result.stdout
+    group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["web-asg"])["AutoScalingGroups"][0]
+    assert [p["ProcessName"] for p in group["SuspendedProcesses"]] == ["ScheduledActions"]
+    assert result.stdout.rstrip().endswith("RESULT: FAILURE" if deploy_fails else "RESULT: SUCCESS")
