@@ -183,3 +183,37 @@ def test_with_a_config_resources_are_scoped_to_its_queue_groups_and_roles(aws, t
     assert "sqs:SendMessage" not in json.dumps(statements["HookQueue"])  # only to its dead-letter queue
     assert statements["DeadLetterQueue"] == {"Sid": "DeadLetterQueue", "Effect": "Allow", "Action": ["sqs:SendMessage"],
                                              "Resource": "arn:aws:sqs:eu-west-1:111122223333:hooks-dlq"}
+
+
+def test_fleet_hold_release_and_the_consumers_expired_release_are_in_their_policies(aws, tmp_path, capsys):
+    from datetime import datetime, timedelta, timezone
+
+    from helper.lifecycle import hold
+
+    world = Scenario(aws, tmp_path)
+    try:
+        config = load_config(str(world.config_path))
+        helper_calls, consumer_calls = Recorder(), Recorder()
+        client = factory(helper_calls)(AccessKey(region=REGION, endpoint_url=aws)).autoscaling
+        hold.hold(client, "web", ["web-asg"], holder="build-1")
+        hold.release(client, "web", ["web-asg"], holder="build-1")
+        # A killed build's hold, as the consumer's reconcile finds it.
+        hold.hold(client, "web", ["web-asg"], holder="build-2", now=datetime.now(timezone.utc) - timedelta(days=1))
+        assert {("autoscaling", "SuspendProcesses"), ("autoscaling", "CreateOrUpdateTags"),
+                ("autoscaling", "ResumeProcesses"), ("autoscaling", "DeleteTags")} <= helper_calls.calls
+        assert_allowed(iam_policy.HELPER, helper_calls.calls, config)
+        lc = config.lifecycle
+        clients = factory(consumer_calls, boto_config=CONSUMER_BOTO_CONFIG)(AccessKey(region=lc.region,
+                                                                                       endpoint_url=aws))
+        consumer = Consumer(lc, Queue(clients.client("sqs"), lc.queue_url), AutoScaling(clients.autoscaling),
+                            JenkinsJobs.connect(lc.jenkins.url, JENKINS_USER, JENKINS_TOKEN, lc.jenkins.timeout_s))
+        consumer.release_expired_holds()
+        assert {("autoscaling", "ResumeProcesses"), ("autoscaling", "DeleteTags")} <= consumer_calls.calls
+        assert_allowed(iam_policy.CONSUMER, consumer_calls.calls, config)
+    finally:
+        world.close()
+    # Scoped to the configured groups.
+    assert main(["iam-policy", "-c", str(world.config_path), "--principal", "helper"]) == 0
+    statements = {s["Sid"]: s for s in json.loads(capsys.readouterr().out)["Statement"]}
+    assert statements["HeldGroups"]["Resource"].endswith(":autoScalingGroup:*:autoScalingGroupName/web-asg")
+    assert "autoscaling:SuspendProcesses" in statements["HeldGroups"]["Action"]

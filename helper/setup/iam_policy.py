@@ -21,7 +21,9 @@ DEFAULT_PRINCIPALS = (HELPER, CONSUMER, HOOK_ROLE)
 PRINCIPALS = DEFAULT_PRINCIPALS + (SETUP,)
 # Resource kinds a call can be scoped to; "*" where the action has no resource-level permissions.
 ANY, QUEUE, QUEUES, DLQ, GROUP, ROLE, SITE_ROLE = "*", "queue", "queues", "dlq", "group", "role", "site-role"
-STATEMENT_IDS = {ANY: "AnyResource", QUEUE: "HookQueue", QUEUES: "HookQueueAndDeadLetterQueue",
+# The groups `fleet hold` may suspend: each site's asg: group and the lifecycle groups (issue 11).
+HELD = "held"
+STATEMENT_IDS = {HELD: "HeldGroups", ANY: "AnyResource", QUEUE: "HookQueue", QUEUES: "HookQueueAndDeadLetterQueue",
                  DLQ: "DeadLetterQueue", GROUP: "ConfiguredGroups", ROLE: "HookRole", SITE_ROLE: "SiteRoles"}
 
 
@@ -84,7 +86,30 @@ CALLS = (
     Call("autoscaling", "PutLifecycleHook", "autoscaling:PutLifecycleHook", (SETUP,), GROUP),
     Call("autoscaling", "DeleteLifecycleHook", "autoscaling:DeleteLifecycleHook", (SETUP,), GROUP),
     Call("iam", "PassRole", "iam:PassRole", (SETUP,), ROLE),  # not an API call: PutLifecycleHook's RoleARN
+    # `fleet hold` / `fleet release` (helper/lifecycle/hold.py): suspend, resume, and the hold's tag;
+    # the consumer's reconcile releases expired holds of the lifecycle groups.
+    Call("autoscaling", "SuspendProcesses", "autoscaling:SuspendProcesses", (HELPER,), HELD),
+    Call("autoscaling", "ResumeProcesses", "autoscaling:ResumeProcesses", (HELPER,), HELD),
+    Call("autoscaling", "CreateOrUpdateTags", "autoscaling:CreateOrUpdateTags", (HELPER,), HELD),
+    Call("autoscaling", "DeleteTags", "autoscaling:DeleteTags", (HELPER,), HELD),
+    Call("autoscaling", "ResumeProcesses", "autoscaling:ResumeProcesses", (CONSUMER,), GROUP),
+    Call("autoscaling", "DeleteTags", "autoscaling:DeleteTags", (CONSUMER,), GROUP),
 )
+
+
+def _group_arn(region: str, account: str, group: str) -> str:
+    return f"arn:aws:autoscaling:{region}:{account}:autoScalingGroup:*:autoScalingGroupName/{group}"
+
+
+def held_groups(config: Config | None, account: str) -> list[str]:
+    """The groups `fleet hold` can touch: sites' asg: groups and the lifecycle groups; "*" without a config."""
+    if config is None:
+        return ["*"]
+    lc = config.lifecycle
+    arns = {_group_arn(s.region, account, s.source.value) for s in config.sites
+            if s.source.kind == "auto_scaling_group"}
+    arns |= {_group_arn(lc.region, account, g) for g in (lc.groups if lc else ())}
+    return sorted(arns)
 
 
 def resources(config: Config | None) -> dict[str, list[str]]:
@@ -93,7 +118,7 @@ def resources(config: Config | None) -> dict[str, list[str]]:
     site_roles = sorted({s.role_arn for s in config.sites if s.role_arn}) if config else ["*"]
     if lc is None:
         return {ANY: ["*"], QUEUE: ["*"], QUEUES: ["*"], DLQ: ["*"], GROUP: ["*"], ROLE: ["*"],
-                SITE_ROLE: site_roles}
+                SITE_ROLE: site_roles, HELD: held_groups(config, "*")}
     account = lc.queue_account or "*"
     queue = f"arn:aws:sqs:{lc.region}:{account}:{lc.queue_name}"
     return {
@@ -102,6 +127,7 @@ def resources(config: Config | None) -> dict[str, list[str]]:
                 for g in sorted(lc.groups)],
         ROLE: [f"arn:aws:iam::{account}:role/{lc.hook_role}"],
         SITE_ROLE: site_roles,
+        HELD: held_groups(config, account),
     }
 
 
