@@ -79,6 +79,11 @@ class Scenario:
         self.jenkins.add_job(name, [{"name": p, "default": ""} for p in BUILD_PARAMETERS],
                              command=self.deploy_command, concurrent=False)
 
+    def set_lifecycle(self, **overrides) -> None:
+        """Change lifecycle: keys for consumers started from now on (rewrites the config)."""
+        self._overrides = {**self._overrides, **overrides}
+        self._write_config(self.jenkins.url)
+
     def set_jenkins_url(self, url: str) -> None:
         """The consumer reaches Jenkins by `url` from now on (written to its config)."""
         self._write_config(url)
@@ -109,8 +114,11 @@ class Scenario:
         environ = {"JENKINS_USER": JENKINS_USER, "JENKINS_API_TOKEN": JENKINS_TOKEN}
         return Consumer.from_settings(ConsumerSettings.from_args(Args, environ))
 
-    def start_consumer(self) -> tuple[Consumer, threading.Event]:
+    def start_consumer(self, prepare=None) -> tuple[Consumer, threading.Event]:
+        """A consumer in a thread; `prepare(consumer)` first, e.g. to give it a faster clock."""
         consumer, stop = self.consumer(), threading.Event()
+        if prepare is not None:
+            prepare(consumer)
         thread = threading.Thread(target=consumer.run, args=(stop,), daemon=True)
         thread.start()
         self._threads.append((thread, stop, consumer))

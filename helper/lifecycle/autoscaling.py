@@ -160,6 +160,15 @@ class AutoScaling:
             return MIN_HEARTBEAT_TIMEOUT_S
         return heartbeat_timeout_s(hook or {})
 
+    def default_result(self, action: LifecycleAction) -> str:
+        """The hook's DefaultResult: what AWS applies at its timeout, and what a held action gets
+        when the breaker stops holding it. ABANDON (AWS's default) when the hook cannot be read."""
+        try:
+            hook = self._hook(action)
+        except (Throttled, AutoScalingError):
+            return "ABANDON"
+        return (hook or {}).get("DefaultResult", "ABANDON")
+
     def describe_instances(self, instance_ids: list[str]) -> dict[str, Seen]:
         """Group and lifecycle state of each instance Auto Scaling knows; unknown ids are absent."""
         ids = sorted(set(instance_ids))

@@ -21,14 +21,16 @@ from helper.lifecycle.action import TERMINATING, LifecycleAction, Malformed, Ski
 from helper.lifecycle.autoscaling import AutoScaling, AutoScalingError, Throttled, reconciled_action
 from helper.lifecycle.backoff import backoff_s
 from helper.lifecycle.batcher import Batcher
+from helper.lifecycle.breakers import SiteBreakers
 from helper.lifecycle.context import Context
 from helper.lifecycle.deployment import Deployment
 from helper.lifecycle.hold import HoldError, release_expired
+from helper.lifecycle.held import HeldActions
 from helper.lifecycle.inflight import Admission, InFlight, Tracked
 from helper.lifecycle.jenkins_client import JenkinsJobs
 from helper.lifecycle.messages import Messages
 from helper.lifecycle.metrics import Metrics
-from helper.lifecycle.plan import Handover, Plan
+from helper.lifecycle.plan import Handover, Held, Plan
 from helper.lifecycle.sqs import Message, Queue, QueueError
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,7 @@ MAX_DEPLOYMENTS = 64
 
 class Consumer:
     def __init__(self, config: LifecycleConfig, queue: Queue, autoscaling: AutoScaling, jobs: JenkinsJobs,
-                 metrics: Metrics | None = None, clock=time.monotonic) -> None:
+                 metrics: Metrics | None = None, clock=time.monotonic, breakers: SiteBreakers | None = None) -> None:
         self.config = config
         self.queue = queue
         self.autoscaling = autoscaling
@@ -53,7 +55,9 @@ class Consumer:
         self.messages = Messages(queue, self.metrics)
         # Set after the grace period on shutdown: deployments release their actions.
         self.release = threading.Event()
-        self.context = Context(config, self.messages, autoscaling, jobs, self.metrics, clock, self.release)
+        self.context = Context(config, self.messages, autoscaling, jobs, self.metrics, clock, self.release, breakers)
+        self.breakers = breakers
+        self.held = HeldActions(self.context, breakers, self.inflight.finish) if breakers else None
         self._pool = ThreadPoolExecutor(max_workers=MAX_DEPLOYMENTS, thread_name_prefix="deploy")
         self._futures: set[Future] = set()
         self._futures_lock = threading.Lock()
@@ -71,7 +75,12 @@ class Consumer:
         clients = AwsClients(key, boto_config=CONSUMER_BOTO_CONFIG)
         jobs = JenkinsJobs.connect(lc.jenkins.url, settings.jenkins_user, settings.jenkins_token,
                                    lc.jenkins.timeout_s)
-        return cls(lc, Queue(clients.client("sqs"), lc.queue_url), AutoScaling(clients.autoscaling), jobs)
+        metrics = Metrics()
+        breakers = SiteBreakers.from_clients(
+            lc, clients.autoscaling, metrics.registry, settings.config.paths.revision_dir,
+            sns_client=clients.client("sns") if lc.alerts.sns_topic_arn else None)
+        return cls(lc, Queue(clients.client("sqs"), lc.queue_url), AutoScaling(clients.autoscaling), jobs,
+                   metrics=metrics, breakers=breakers)
 
     # --- receive -> parse -> route -------------------------------------------------
 
@@ -151,7 +160,9 @@ class Consumer:
                     self.inflight.finish(tracked, completed=tracked.gone)
                 return
             ended = future.result()
-            if isinstance(ended, Handover):
+            if isinstance(ended, Held):
+                self.held.add(ended.plan)  # stays in flight: the loop heartbeats it until the breaker closes
+            elif isinstance(ended, Handover):
                 for plan in ended.plans:
                     self._submit(plan)
             else:
@@ -192,6 +203,15 @@ class Consumer:
                 self.accept(reconciled_action(w), None)
                 del seen[key]
         self._waiting_seen = seen
+        self.check_breakers()
+
+    def check_breakers(self) -> None:
+        """Read each site's breaker: a full deploy that recorded another revision closes it here,
+        even when nothing is held (the held actions' own check is in helper/lifecycle/held.py)."""
+        if self.breakers is None:
+            return
+        for site in self.breakers.sites:
+            self.breakers.state(site, held=self.held.count(site))
 
     def release_expired_holds(self) -> None:
         """Resume the groups of a fleet hold whose build died without its post (issue 11).
@@ -215,6 +235,13 @@ class Consumer:
         if to_batch is not None:
             wait = min(wait, to_batch)
         wait = min(wait, max(0.0, next_reconcile - now))
+        if self.held is not None:
+            # Held actions are heartbeaten from this loop, and a running deployment may end held
+            # at any moment: poll no longer than a deployment's own wait loop would.
+            with self._futures_lock:
+                busy = bool(self._futures)
+            if busy or len(self.held):
+                wait = min(wait, self.config.poll_interval_s)
         return min(wait, 1.0) if once else wait
 
     def run(self, stop: threading.Event, once: bool = False) -> None:
@@ -248,6 +275,9 @@ class Consumer:
                 if not messages and wait_s % 1:
                     stop.wait(wait_s % 1)
                 self.start_due(self.batcher.due(self.clock()))
+                if self.held is not None:
+                    for plan in self.held.tend(self.clock()):
+                        self._submit(plan)
                 if once and not messages and not len(self.batcher):
                     self.reconcile(passes_needed=1)
                     self.start_due(self.batcher.drain())
@@ -257,6 +287,8 @@ class Consumer:
 
     def teardown(self, stop: threading.Event) -> None:
         stopping = stop.is_set()
+        if self.held is not None:  # no build is coming for them from this consumer
+            self.held.release_all()
         for key, tracked in self.batcher.drain():
             if stopping:  # not started: let the next consumer have them now
                 for t in tracked:
@@ -275,4 +307,8 @@ class Consumer:
                 self.release.set()
             wait_futures(pending, timeout=0.05)
         self._pool.shutdown(wait=True)
+        if self.held is not None:  # deployments that ended held while we waited for them
+            self.held.release_all()
+        if self.breakers is not None:
+            self.breakers.close()
 

@@ -20,7 +20,8 @@ from helper.lifecycle.claims import Claims
 from helper.lifecycle.context import Context
 from helper.lifecycle.inflight import Tracked
 from helper.lifecycle.jenkins_client import ACTIONS_PARAM, Found, JenkinsUnavailable, JobMissing
-from helper.lifecycle.plan import UNREACHABLE, Ending, Finished, Handover, Plan, Settled, Stop, hand_over
+from helper.lifecycle.plan import (BREAKER_OPEN, UNREACHABLE, Ending, Finished, Handover, Held, Plan, Settled, Stop,
+                                   hand_over)
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,25 @@ class Deployment:
         existing = self.ctx.jobs.find(self.plan.job, self.plan.site, actions)
         if existing:
             return self._hand_over(existing)  # to deployments that follow them, and one for the rest
+        refused = self._breaker_refuses()
+        if refused is not None:
+            return refused
         self.queue_id = self.ctx.jobs.queue_build(self.plan.job, self.parameters())
         self.ctx.metrics.builds_queued.inc()
         log.info("event=build_queued site=%s job=%s queue_id=%d actions=%d",
                  self.plan.site, self.plan.job, self.queue_id, len(actions))
         return self._yield_to_rivals(actions)
+
+    def _breaker_refuses(self) -> Held | Finished | None:
+        """No build while the site's breaker is open: hold the actions, or ABANDON them (on_open)."""
+        breakers = self.ctx.breakers
+        if breakers is None or self.plan.terminating or not breakers.state(self.plan.site).is_open:
+            return None
+        if self.ctx.config.breaker.on_open == "abandon":
+            log.warning("event=breaker_abandons site=%s actions=%d", self.plan.site, len(self._live()))
+            return Finished(BREAKER_OPEN)
+        log.warning("event=breaker_holds site=%s actions=%d", self.plan.site, len(self._live()))
+        return Held(self.plan)
 
     def _hand_over(self, found: list[Found]) -> Handover:
         handover = hand_over(self.plan, found)
@@ -198,6 +213,23 @@ class Deployment:
             if not tracked.rejected:
                 self.ctx.messages.release([m for c in tracked.others() for m in c.messages])
 
+    def _tell_breaker(self, outcome: str, completed: set[Tracked]) -> None:
+        """Count a scale-up build's result, and alert each ABANDON.
+
+        Only the deployment that completed an action itself counts the build: a rival replica
+        that followed the same build finds its actions gone, and must not count it twice.
+        """
+        breakers = self.ctx.breakers
+        if breakers is None or self.plan.terminating or self.plan.job is None:
+            return
+        url = self.ctx.jobs.build_url(self.plan.job, self.build_number)
+        ours = [t for t in completed if not t.gone]
+        if ours and self.build_number is not None:
+            breakers.record(self.plan.site, outcome, url)
+        if self.result_for(outcome) == "ABANDON":
+            for tracked in ours:
+                breakers.abandoned(self.plan.site, tracked.action.group, tracked.action.instance_id, outcome, url)
+
     def _settle(self, ending: Stop | Finished) -> Settled:
         completed: set[Tracked] = set()
         if ending is Stop.RELEASED:
@@ -211,11 +243,12 @@ class Deployment:
                     self.ctx.messages.delete_served(tracked)
             log.info("event=deployment_done site=%s build=%s outcome=%s result=%s",
                      self.plan.site, self.build_number, ending.result, result)
+            self._tell_breaker(ending.result, completed)
         if ending is not Stop.RELEASED:
             self._release_other_claims()
         return Settled(tuple((t, t in completed or t.gone) for t in self.plan.tracked))
 
-    def run(self) -> Settled | Handover:
+    def run(self) -> Settled | Handover | Held:
         """Follow the build to the end and settle every action, or hand the actions over.
 
         If following fails, the actions are released as on shutdown before the error goes on.
@@ -224,6 +257,6 @@ class Deployment:
         try:
             ending = Finished(self.plan.outcome) if self.plan.job is None else self.follow()
         finally:
-            if not isinstance(ending, Handover):
+            if not isinstance(ending, (Handover, Held)):
                 settled = self._settle(ending)
-        return ending if isinstance(ending, Handover) else settled
+        return ending if isinstance(ending, (Handover, Held)) else settled

@@ -213,6 +213,10 @@ class JenkinsJobs:
     def _job_path(job: str) -> str:
         return "".join(f"job/{quote(part, safe='')}/" for part in job.split("/"))
 
+    def build_url(self, job: str, build_number: int | None) -> str | None:
+        """The build's page, for people (alerts, breaker reasons)."""
+        return None if build_number is None else f"{self._base}{self._job_path(job)}{build_number}/"
+
     def user_id(self) -> str:
         """The consumer's own Jenkins user id, as Jenkins records it in a build's cause (asked once)."""
         with self._lock:

@@ -62,7 +62,18 @@ class Settled:
     actions: tuple[tuple[Tracked, bool], ...]
 
 
-Ending = Union[Stop, Finished, Handover]
+@dataclass(frozen=True)
+class Held:
+    """The site's breaker is open: no build; the consumer holds the plan's actions (helper/lifecycle/held.py)."""
+
+    plan: Plan
+
+
+# The outcome a plan refused a build by an open breaker (lifecycle.breaker.on_open: abandon)
+# completes with: not a key of result_on, so it gets ABANDON.
+BREAKER_OPEN = "BREAKER_OPEN"
+
+Ending = Union[Stop, Finished, Handover, Held]
 
 
 def _rank(found: Found) -> tuple[int, int]:

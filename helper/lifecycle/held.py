@@ -1,0 +1,170 @@
+"""Launching actions an open breaker holds in Pending:Wait, until it closes or time runs out.
+
+A deployment that finds its site's breaker open hands its actions here (plan.Held) instead of
+queueing a build. The consumer's loop tends them each round: heartbeat each before its hook
+times out, keep its messages invisible, and ask the breaker again every `recheck_s`. When the
+breaker has closed, every action held for a (site, job) goes into one plan, one build. An
+action that nears its hook's global timeout is alerted once; at `global timeout - margin` it
+is completed with the hook's DefaultResult, by us, counted and logged.
+
+An action's start is its notification's time; an action found by reconciliation has none,
+and counts from when this consumer first held it (so its alert can come late: AWS's own
+global timeout then applies the same default result).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from helper.aws.hook_timeouts import global_timeout_s
+from helper.lifecycle import alerts as texts
+from helper.lifecycle.breaker import Hold, hold_decision_for_hook, seconds_left
+from helper.lifecycle.breakers import SiteBreakers
+from helper.lifecycle.claims import Claims
+from helper.lifecycle.context import Context
+from helper.lifecycle.inflight import Tracked
+from helper.lifecycle.plan import Plan
+
+log = logging.getLogger(__name__)
+
+# Ask the breaker's tags again this often while actions are held: a closed breaker deploys
+# them within this long, for one DescribeTags call per site.
+RECHECK_S = 15.0
+
+
+@dataclass
+class HeldAction:
+    tracked: Tracked
+    job: str
+    started_at: datetime
+    alerted: bool = False
+
+
+class HeldActions:
+    def __init__(self, ctx: Context, breakers: SiteBreakers, finish: Callable[[Tracked, bool], None],
+                 recheck_s: float = RECHECK_S) -> None:
+        self.ctx = ctx
+        self.breakers = breakers
+        self.claims = Claims(ctx)
+        self._finish = finish
+        self.recheck_s = recheck_s
+        self._held: dict[str, list[HeldAction]] = {}  # the consumer's loop only
+        self._next_check: dict[str, float] = {}
+        self._inbox: list[tuple[str, HeldAction]] = []  # from deployments' threads
+        self._inbox_lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._inbox_lock:
+            waiting = len(self._inbox)
+        return waiting + sum(len(v) for v in self._held.values())
+
+    def count(self, site: str) -> int:
+        return len(self._held.get(site, ()))
+
+    def add(self, plan: Plan) -> None:
+        """A deployment's actions, refused a build by the open breaker (from its thread's
+        done-callback; the loop takes them in at its next round)."""
+        now = self.breakers.wall()
+        for tracked in plan.tracked:
+            if tracked.gone or tracked.rejected:
+                continue
+            started = tracked.action.notified_at or now
+            with self._inbox_lock:
+                self._inbox.append((plan.site, HeldAction(tracked, plan.job, min(started, now))))
+            log.info("event=action_held site=%s action=%s", plan.site, tracked.action.reference())
+
+    def _take_inbox(self, now: float) -> None:
+        with self._inbox_lock:
+            inbox, self._inbox = self._inbox, []
+        for site, h in inbox:
+            self._held.setdefault(site, []).append(h)
+            self._next_check.setdefault(site, now + self.recheck_s)
+
+    # --- each round -------------------------------------------------------------------------------
+
+    def tend(self, now: float) -> list[Plan]:
+        """Upkeep of every held action; the plans to start for sites whose breaker closed."""
+        plans: list[Plan] = []
+        self._take_inbox(now)
+        for site in list(self._held):
+            self._keep(site, now)
+            if self._held[site] and now >= self._next_check.get(site, 0.0):
+                self._next_check[site] = now + self.recheck_s
+                if not self.breakers.state(site, held=len(self._held[site])).is_open:
+                    plans += self._plans(site)
+            if not self._held.get(site):
+                self._held.pop(site, None)
+                self._next_check.pop(site, None)
+            self.breakers.metrics.held.labels(site).set(self.count(site))
+        return plans
+
+    def _keep(self, site: str, now: float) -> None:
+        live = [h for h in self._held[site] if not h.tracked.gone and not h.tracked.rejected]
+        for h in self._held[site]:
+            if h not in live:
+                self._finish(h.tracked, h.tracked.gone)
+        self.claims.heartbeat([h.tracked for h in live], now)
+        kept = []
+        wall = self.breakers.wall()
+        for h in live:
+            if h.tracked.gone or h.tracked.rejected:
+                self._finish(h.tracked, h.tracked.gone)
+                continue
+            self.ctx.messages.keep_invisible(h.tracked, now, self.ctx.config.visibility_timeout_s)
+            if self._decide(site, h, wall):
+                kept.append(h)
+        self._held[site] = kept
+
+    def _decide(self, site: str, h: HeldAction, wall: datetime) -> bool:
+        """False when the action left the hold (completed with its default result)."""
+        action, margin_s = h.tracked.action, self.ctx.config.breaker.margin_s
+        heartbeat_timeout = self.ctx.autoscaling.heartbeat_timeout_s(action)
+        decision = hold_decision_for_hook(wall, h.started_at, heartbeat_timeout, margin_s)
+        if decision is Hold.HOLD:
+            return True
+        default = self.ctx.autoscaling.default_result(action)
+        if decision is Hold.ALERT_NEAR_TIMEOUT:
+            if not h.alerted:
+                h.alerted = True
+                left = seconds_left(wall, h.started_at, global_timeout_s(heartbeat_timeout), margin_s)
+                log.warning("event=held_near_timeout site=%s action=%s seconds_left=%d default=%s",
+                            site, action.reference(), left, default)
+                self.breakers.alerts.send(texts.hold_near_timeout(site, action.group, action.instance_id,
+                                                                  left, default))
+            return True
+        if not h.alerted:  # the consumer was down through the alert window: say it now
+            h.alerted = True
+            self.breakers.alerts.send(texts.hold_near_timeout(site, action.group, action.instance_id, 0, default))
+        log.warning("event=held_timeout site=%s action=%s result=%s", site, action.reference(), default)
+        completed = self.claims.complete(h.tracked, default, None)
+        if completed:
+            self.ctx.messages.delete_served(h.tracked)
+            self.breakers.metrics.hold_timeouts.labels(default).inc()
+            if default == "ABANDON" and not h.tracked.gone:
+                self.breakers.abandoned(site, action.group, action.instance_id, "held until the hook's timeout",
+                                        None)
+        self._finish(h.tracked, completed)
+        return False
+
+    def _plans(self, site: str) -> list[Plan]:
+        """One plan per job for everything held for the site: the breaker has closed."""
+        by_job: dict[str, list[Tracked]] = {}
+        for h in self._held.pop(site, []):
+            by_job.setdefault(h.job, []).append(h.tracked)
+        self._next_check.pop(site, None)
+        for job, tracked in by_job.items():
+            log.info("event=held_released site=%s job=%s actions=%d", site, job, len(tracked))
+        return [Plan(site, job, tuple(tracked), checked=True) for job, tracked in by_job.items()]
+
+    def release_all(self) -> None:
+        """Shutting down: every held action's messages go back to the queue for the next consumer."""
+        self._take_inbox(0.0)
+        for site in list(self._held):
+            for h in self._held.pop(site):
+                self.ctx.messages.release(h.tracked.take_messages())
+                self._finish(h.tracked, False)
+        self._next_check.clear()
