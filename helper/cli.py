@@ -162,6 +162,19 @@ def _fleet_parser(sub) -> None:
     p.set_defaults(func=_run_fleet)
 
 
+def _breaker_parser(sub) -> None:
+    p = sub.add_parser("breaker", help="show or reset the per-site breakers that stop a failing revision's deploys")
+    actions = p.add_subparsers(dest="breaker_action", required=True)
+    status = actions.add_parser("status", parents=[CONFIG, ENDPOINT],
+                                help="each site's breaker: state, why, since when, instances held")
+    status.add_argument("--site", help="only this site")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    reset = actions.add_parser("reset", parents=[CONFIG, ENDPOINT],
+                               help="close a site's breaker; the consumer then deploys the held instances")
+    reset.add_argument("--site", required=True, help="the site whose breaker to close")
+    p.set_defaults(func=_run_breaker)
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -184,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     _iam_policy_parser(sub)
     _doctor_parser(sub)
     _fleet_parser(sub)
+    _breaker_parser(sub)
     return parser
 
 
@@ -349,6 +363,35 @@ def _run_fleet(args) -> int:
     else:
         for outcome in hold.release(client, settings.site.name, list(settings.groups), settings.holder):
             print(outcome if isinstance(outcome, str) else hold.release_line(outcome))
+    return 0
+
+
+def _run_breaker(args) -> int:
+    from helper.aws.clients import AccessKey, AwsClients
+    from helper.lifecycle.alerts import Alerts, AlertTargets
+    from helper.lifecycle.autoscaling import AutoScaling
+    from helper.lifecycle.breaker import BreakerStore
+    from helper.settings import SetupSettings
+    from helper.setup import breaker_cmd
+
+    settings = SetupSettings.from_args(args)
+    lc = settings.config.lifecycle
+    if lc is None:
+        raise ConfigError(f"{settings.config.path}: no lifecycle: section, so no breaker")
+    breaker_cmd.sites_of(lc, args.site)  # an unknown site is a usage error before any call
+    clients = AwsClients(AccessKey(region=lc.region, endpoint_url=settings.endpoint_url,
+                                   credentials=settings.config.credentials, profile=settings.config.profile))
+    store, autoscaling = BreakerStore(clients.autoscaling), AutoScaling(clients.autoscaling)
+    if args.breaker_action == "status":
+        found = breaker_cmd.read(store, autoscaling, lc, args.site)
+        sys.stdout.write(breaker_cmd.as_json(found) if args.json else breaker_cmd.table(found))
+        return 0
+    targets = AlertTargets(lc.alerts.sns_topic_arn, lc.alerts.webhook_url)
+    alerts = Alerts(targets, sns=clients.client("sns") if targets.sns_topic_arn else None)
+    try:
+        print(breaker_cmd.reset_site(store, autoscaling, lc, args.site, alerts))
+    finally:
+        alerts.close(10.0)
     return 0
 
 

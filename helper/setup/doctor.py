@@ -162,6 +162,32 @@ def check_ssh_config(config) -> list[Finding]:
     return [Finding(WARN, "ssh-config", warning, "move the managed block above that line") for warning in warnings]
 
 
+# --- the breakers (issue 11) -------------------------------------------------------------------
+
+
+def check_breakers(breakers, lc: LifecycleConfig, config_path: str) -> list[Finding]:
+    """WARN for each open breaker (deploys of the site are stopped); and a margin that leaves no hold."""
+    found = []
+    for b in breakers:
+        s = b.state
+        if s.is_open:
+            found.append(Finding(WARN, "breaker", f"site {b.site} is OPEN since {s.since} ({s.failures} failures of "
+                                 f"{s.revision or '?'}), {len(s.held)} instance(s) held",
+                                 f"deploy a good revision (a full deploy), or run: {PROG} breaker reset -c "
+                                 f"{config_path} --site {b.site}"))
+        elif s.reason.startswith("unreadable") or ": unreadable" in s.reason:
+            found.append(Finding(WARN, "breaker", f"site {b.site}: {s.reason}",
+                                 f"run: {PROG} breaker reset -c {config_path} --site {b.site}"))
+    hold_s = global_timeout_s(lc.hook_heartbeat_timeout_s) - 2 * lc.breaker.margin_s
+    if hold_s <= 0:
+        found.append(Finding(WARN, "breaker", f"lifecycle.breaker.margin_s {lc.breaker.margin_s:g} s is half the "
+                             f"hooks' global timeout or more: a held instance is alerted at once and given up early",
+                             "lower lifecycle.breaker.margin_s"))
+    if not found:
+        found.append(Finding(OK, "breaker", f"{len(breakers)} site(s), none open"))
+    return found
+
+
 def diagnose(settings, api, jobs_factory: Callable | None = None) -> list[Finding]:
     """Everything, in the order a deploy depends on it; later checks skip what cannot work."""
     config = settings.config
@@ -185,6 +211,11 @@ def diagnose(settings, api, jobs_factory: Callable | None = None) -> list[Findin
         found.append(Finding(FAIL, "lifecycle", str(exc), fix))
     else:
         found += check_queue(want, seen, lc, fix) + check_hooks(want, seen, lc, fix)
+    try:
+        found += check_breakers(api.breakers(lc), lc, config.path)
+    except HelperError as exc:
+        found.append(Finding(WARN, "breaker", f"could not read the breaker tags: {exc}",
+                             "allow autoscaling:DescribeTags (see iam-policy --principal setup)"))
     return found + check_jenkins(settings, jobs_factory)
 
 

@@ -103,6 +103,14 @@ class SetupApi:
                 raise HelperError(f"describe groups: {explain(exc)}") from exc
         return frozenset(found)
 
+    def breakers(self, lc):
+        """Each site's breaker and its held instances (helper/setup/breaker_cmd.py), for `doctor`."""
+        from helper.lifecycle.autoscaling import AutoScaling
+        from helper.lifecycle.breaker import BreakerStore
+        from helper.setup import breaker_cmd
+
+        return breaker_cmd.read(BreakerStore(self._autoscaling), AutoScaling(self._autoscaling), lc)
+
     def observe(self, want: Desired, with_role: bool = True) -> Observed:
         """`with_role` False: doctor checks what hooks do, not the role (needs no IAM read access)."""
         groups = self.groups(sorted({h.group for h in want.hooks}))

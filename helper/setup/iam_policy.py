@@ -23,7 +23,9 @@ PRINCIPALS = DEFAULT_PRINCIPALS + (SETUP,)
 ANY, QUEUE, QUEUES, DLQ, GROUP, ROLE, SITE_ROLE = "*", "queue", "queues", "dlq", "group", "role", "site-role"
 # The groups `fleet hold` may suspend: each site's asg: group and the lifecycle groups (issue 11).
 HELD = "held"
-STATEMENT_IDS = {HELD: "HeldGroups", ANY: "AnyResource", QUEUE: "HookQueue", QUEUES: "HookQueueAndDeadLetterQueue",
+# The SNS topic the consumer's alerts go to (lifecycle.alerts.sns_topic_arn; none: no statement).
+TOPIC = "alert-topic"
+STATEMENT_IDS = {TOPIC: "AlertTopic", HELD: "HeldGroups", ANY: "AnyResource", QUEUE: "HookQueue", QUEUES: "HookQueueAndDeadLetterQueue",
                  DLQ: "DeadLetterQueue", GROUP: "ConfiguredGroups", ROLE: "HookRole", SITE_ROLE: "SiteRoles"}
 
 
@@ -94,6 +96,12 @@ CALLS = (
     Call("autoscaling", "DeleteTags", "autoscaling:DeleteTags", (HELPER,), HELD),
     Call("autoscaling", "ResumeProcesses", "autoscaling:ResumeProcesses", (CONSUMER,), GROUP),
     Call("autoscaling", "DeleteTags", "autoscaling:DeleteTags", (CONSUMER,), GROUP),
+    # The per-site breaker (helper/lifecycle/breaker.py): its state is a tag on the site's groups,
+    # read and written by the consumer, read by `doctor` and `breaker status`, written by
+    # `breaker reset`; the alerts publish to the configured topic (helper/lifecycle/alerts.py).
+    Call("autoscaling", "DescribeTags", "autoscaling:DescribeTags", (CONSUMER, SETUP)),
+    Call("autoscaling", "CreateOrUpdateTags", "autoscaling:CreateOrUpdateTags", (CONSUMER, SETUP), GROUP),
+    Call("sns", "Publish", "sns:Publish", (CONSUMER,), TOPIC),
 )
 
 
@@ -118,7 +126,7 @@ def resources(config: Config | None) -> dict[str, list[str]]:
     site_roles = sorted({s.role_arn for s in config.sites if s.role_arn}) if config else ["*"]
     if lc is None:
         return {ANY: ["*"], QUEUE: ["*"], QUEUES: ["*"], DLQ: ["*"], GROUP: ["*"], ROLE: ["*"],
-                SITE_ROLE: site_roles, HELD: held_groups(config, "*")}
+                SITE_ROLE: site_roles, HELD: held_groups(config, "*"), TOPIC: ["*"]}
     account = lc.queue_account or "*"
     queue = f"arn:aws:sqs:{lc.region}:{account}:{lc.queue_name}"
     return {
@@ -128,6 +136,7 @@ def resources(config: Config | None) -> dict[str, list[str]]:
         ROLE: [f"arn:aws:iam::{account}:role/{lc.hook_role}"],
         SITE_ROLE: site_roles,
         HELD: held_groups(config, account),
+        TOPIC: [lc.alerts.sns_topic_arn] if lc.alerts.sns_topic_arn else [],
     }
 
 
