@@ -5,6 +5,8 @@ of a good revision lets the held instance in. Each test reads as the sentence in
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -193,6 +195,8 @@ def test_with_on_open_abandon_a_launch_is_abandoned_without_a_build_and_alerted(
     assert world.builds() == [], "no build while the breaker is open"
     wait_for(lambda: any(new in t for t in world.topic.read()), timeout_s=15, what="the abandon alert")
     assert any(f"instance {new} " in t and "build none" in t for t in world.topic.texts)
+    print(f"\non_open abandon: builds started {len(world.builds())}, instances abandoned "
+          f"{counted(consumer, 'adh_actions_completed_total', result='ABANDON'):g} so far, alerts {kinds(world.topic.texts)}")
 
 
 @pytest.mark.scenario(breaker={"margin_s": 2700}, heartbeat_interval_s=0.05, batch_window_s=0.05)
@@ -218,3 +222,39 @@ def test_held_action_reaching_the_margin_is_alerted_once_then_gets_the_hooks_def
     near = [t for t in world.topic.texts if t.startswith("Held instance") and new in t]
     assert len(near) == 1, "alerted once however many rounds it was held"
     assert "default result ABANDON applies" in near[0]
+    print(f"\nhold timeout: builds started {len(world.builds())}, instances given the default ABANDON "
+          f"{counted(consumer, 'adh_hold_timeouts_total', result='ABANDON'):g} so far, near-timeout alerts for {new}: "
+          f"{len(near)}, alerts {kinds(world.topic.texts)}")
+
+
+@pytest.mark.scenario(reconcile_interval_s=0.2, breaker={"margin_s": 60})
+def test_an_instance_found_by_reconciliation_is_held_too_and_a_reset_deploys_it(world):
+    BreakerStore(world.asg).write(SITE, [GROUP], BreakerState(State.OPEN, "v1", 3, "2026-11-27T17:00:00Z", "test"))
+    (new,) = world.scale_to(3)
+    world.sqs.purge_queue(QueueUrl=world.queue_url)  # no message: only the two-pass reconciliation finds it
+    consumer, _ = world.start_consumer(FAST_RECHECK)
+    wait_for(lambda: counted(consumer, "adh_actions_held", site=SITE) == 1, what="reconciled, then held")
+    assert world.builds() == [] and world.instances("Pending:Wait") == [new]
+    reset = subprocess.run([sys.executable, "-m", "helper", "breaker", "reset", "-c", str(world.config_path),
+                            "--site", SITE], env=world.env(), capture_output=True, text=True, timeout=60)
+    assert reset.returncode == 0, reset.stderr
+    assert "1 held instance(s) will be deployed by the consumer" in reset.stdout
+    wait_for(lambda: world.all_in_service([new]), timeout_s=30, what="deployed after the reset")
+    assert len(world.builds()) == 1 and world.builds()[0].result == "SUCCESS"
+    wait_for(lambda: kinds(world.topic.read()).get("closed") == 1, timeout_s=15, what="the reset's alert")
+    print(f"\nreset scenario: builds started {len(world.builds())}, instances abandoned 0, "
+          f"alerts sent {len(world.topic.texts)} per target {kinds(world.topic.texts)}")
+
+
+@pytest.mark.scenario(breaker={"failures": 1, "margin_s": 60})
+def test_a_dead_alert_target_is_counted_and_never_blocks_a_completion(world):
+    world.set_lifecycle(alerts={"webhook_url": "http://127.0.0.1:9/dead"})  # nothing listens on port 9
+    consumer, _ = world.start_consumer()
+    (world.tmp / "fail" / "once").touch()
+    (bad,) = world.scale_to(3)
+    wait_for(lambda: bad not in world.instances(), timeout_s=30, what="ABANDON despite the dead webhook")
+    # The opening and the ABANDON alerts both failed, counted; the replacement is held, not churned.
+    wait_for(lambda: counted(consumer, "adh_alerts_failed_total", target="webhook") == 2, what="both failures counted")
+    assert counted(consumer, "adh_alerts_sent_total", target="webhook") == 0
+    wait_for(lambda: counted(consumer, "adh_actions_held", site=SITE) == 1, what="the replacement held")
+    assert len(world.builds()) == 1
