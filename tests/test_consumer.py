@@ -127,10 +127,13 @@ def test_expired_action_has_its_message_deleted_without_a_crash(world):
         AutoScalingGroupName=GROUP, LifecycleHookName=hook["LifecycleHookName"],
         LifecycleTransition=hook["LifecycleTransition"], NotificationTargetARN=hook["NotificationTargetARN"],
         RoleARN=hook["RoleARN"], HeartbeatTimeout=30, DefaultResult="CONTINUE")
-    lifecycle.set_time_scale(60.0)  # the 30 s hook times out after half a real second
     (world.tmp / "delay_s").write_text("1.5")
     consumer, _ = world.start_consumer()
     (new,) = world.scale_to(3)
+    # Expire the action while its build runs, not before: an action already gone when the
+    # consumer checks it with Auto Scaling is a stale message, dead-lettered without a build.
+    wait_for(lambda: world.builds(), what="the build queued after the action checked out")
+    lifecycle.set_time_scale(60.0)  # the hook's remaining 30 s now pass in half a real second
     wait_for(lambda: world.all_in_service([new]), what="the hook times out with its default result")
     wait_for(lambda: counted(consumer, "actions_gone") == 1, what="ValidationError taken as gone")
     wait_for(lambda: world.queue_depth() == 0, what="its message deleted")
