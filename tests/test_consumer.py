@@ -143,8 +143,10 @@ def test_expired_action_has_its_message_deleted_without_a_crash(world):
 
 @pytest.mark.scenario(visibility_timeout_s=1)
 def test_build_longer_than_the_heartbeat_timeout_survives_on_heartbeats(world):
-    lifecycle.set_time_scale(60.0)  # 30 s timeout = 0.5 s real; the build takes 2 s
-    (world.tmp / "delay_s").write_text("2")
+    # 30 s timeout = 1 s real; the build takes 3 s. Heartbeats every 0.2 s leave a loaded CI
+    # machine 0.8 s of slack before the hook would time out.
+    lifecycle.set_time_scale(30.0)
+    (world.tmp / "delay_s").write_text("3")
     consumer, _ = world.start_consumer()
     new = world.scale_to(3)
     wait_for(lambda: world.all_in_service(new), timeout_s=30, what="CONTINUE after a long build")
