@@ -7,14 +7,23 @@ instance, ssh looks up a different known_hosts entry instead of reporting a
 changed host key; `accept-new` then records the new instance's key on first use
 and still refuses a key that changes for the same instance. HashKnownHosts is off
 so helper.files.write.prune_known_hosts can find and drop entries of terminated instances.
+
+Every jump host a site's ProxyJump names gets a `Host <name>` section too, after the
+instance sections. ssh runs the jump as `ssh -F <our file> ... <name>` (net-ssh passes
+its config on the same way), which skips ~/.ssh/config, so without a section the jump
+would check the bastion's key against ssh's defaults (`ask`, which fails in a build)
+and log in with whatever ~/.ssh holds. A bastion is a stable name, so its key is
+stored under that name (no HostKeyAlias) in our known_hosts, with ~/.ssh/known_hosts
+still consulted; pruning never touches it, since it is not `<site>-<instance id>`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from helper import PROG
+from helper.config.fields import LOGIN_NAME_RE
 from helper.errors import OutputError
 from helper.inventory.model import Host, SiteInventory
 from helper.inventory.render.common import ordered_sites
@@ -38,6 +47,21 @@ _NEEDS_QUOTES = re.compile(r"[\s\"'#\\]")
 _UNREPRESENTABLE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # Values with these are read differently by net-ssh (portable_value).
 _NET_SSH_DIFFERS = re.compile(r'["\\]')
+# The known_hosts a user already keeps: a bastion key trusted there still counts.
+USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+# One hop of a ProxyJump chain as ssh_config(5) spells it: [ssh://][user@]host[:port],
+# an IPv6 address in brackets. ssh and net-ssh paste user, host and port into a shell
+# command (the jump's ProxyCommand), so each part is held to the characters of a name.
+_JUMP_HOP = re.compile(
+    r"(?:ssh://)?(?:(?P<user>[^@]*)@)?"
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*))"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+_HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# ProxyJump's word for "no jump" (ssh_config(5)).
+_NO_JUMP = "none"
+
 # Characters that make a Host argument a pattern (* ? !), a list (,) or not one
 # literal word: an alias with them would match other hosts or none.
 _ALIAS_FORBIDDEN = re.compile(r"[\s*?!,\"'#\\\x00-\x1f\x7f]")
@@ -126,13 +150,80 @@ def key_checking_options(host: Host, known_hosts_file: str) -> list[tuple[str, s
     ]
 
 
+def jump_host_names(site: str, proxy_jump: str) -> list[str]:
+    """The host names of a ProxyJump value's hops, in order; refused unless each hop is a plain
+    [user@]host[:port] (a hostile value must not reach the shell command ssh builds from it)."""
+    if proxy_jump.strip().lower() == _NO_JUMP:
+        return []
+    names = []
+    for hop in proxy_jump.split(","):
+        parsed = _JUMP_HOP.fullmatch(hop)
+        user = parsed and parsed["user"]
+        port = parsed and parsed["port"]
+        name = parsed and (parsed["ipv6"] or parsed["host"])
+        if (not parsed or not name or (not parsed["ipv6"] and not _HOST_NAME.fullmatch(name))
+                or (user is not None and not LOGIN_NAME_RE.fullmatch(user))
+                or (port is not None and not 0 < int(port) < 65536)):
+            raise OutputError(
+                f"site {site!r}: proxy_jump hop {hop!r} is not [user@]host[:port]"
+                " (a login name, a host name or address, a port 1-65535)"
+            )
+        names.append(name.lower())  # ssh matches Host patterns against the lowercased name
+    return names
+
+
+def jump_host_options(
+    hosts: Iterable[Host], known_hosts_file: str
+) -> dict[str, list[tuple[str, str | list[str]]]]:
+    """Jump host name -> its section's (keyword, raw value) pairs, for every hop any host names.
+
+    One section per name, however many sites share it: the jump runs without knowing which
+    site it serves, so it offers each distinct key of those sites (ssh accepts several
+    IdentityFile lines and tries them in order). IdentitiesOnly only when every site through
+    it gives a key: a site without one relies on the agent, which IdentitiesOnly would cut off.
+    """
+    keys: dict[str, list[str]] = {}
+    keyless: set[str] = set()
+    for host in hosts:
+        for name in jump_host_names(host.site, host.proxy_jump) if host.proxy_jump else ():
+            files = keys.setdefault(name, [])
+            if not host.identity_file:
+                keyless.add(name)
+            elif host.identity_file not in files:
+                files.append(absolute("IdentityFile", host.identity_file))
+    known_files = list(dict.fromkeys([absolute("UserKnownHostsFile", known_hosts_file), USER_KNOWN_HOSTS]))
+    return {
+        name: [
+            *(("IdentityFile", file) for file in files),
+            *([("IdentitiesOnly", "yes")] if files and name not in keyless else []),
+            ("StrictHostKeyChecking", "accept-new"),
+            # Ours first: ssh records a new key in the first file and checks all of them.
+            ("UserKnownHostsFile", known_files),
+            # Readable like the instances' entries, though pruning never drops a jump host's.
+            ("HashKnownHosts", "no"),
+        ]
+        for name, files in sorted(keys.items())
+    }
+
+
+def _section(pattern: str, options: Iterable[tuple[str, str | list[str]]]) -> str:
+    lines = [f"Host {pattern}\n"]
+    for keyword, value in options:
+        values = value if isinstance(value, list) else [value]
+        lines.append(f"{INDENT}{keyword} {' '.join(portable_value(keyword, v) for v in values)}\n")
+    return "".join(lines)
+
+
 def render_ssh_config(sites: Sequence[SiteInventory], known_hosts_file: str) -> str:
-    """An ssh_config(5) text with one `Host <alias>` section per host of every site."""
+    """An ssh_config(5) text: one `Host <alias>` section per host of every site, then one
+    `Host <name>` per jump host those hosts name.
+
+    The jump sections come last so that they never shadow an instance's section (ssh takes
+    the first value it finds): a ProxyJump through one of our own instances keeps its alias's
+    HostKeyAlias and key.
+    """
+    hosts = [host for inventory in ordered_sites(sites) for host in inventory.hosts]
     sections = [HEADER]
-    for inventory in ordered_sites(sites):
-        for host in inventory.hosts:
-            lines = [f"Host {checked_alias(host)}\n"]
-            for keyword, value in host_options(host, known_hosts_file):
-                lines.append(f"{INDENT}{keyword} {portable_value(keyword, value)}\n")
-            sections.append("".join(lines))
+    sections.extend(_section(checked_alias(host), host_options(host, known_hosts_file)) for host in hosts)
+    sections.extend(_section(name, options) for name, options in jump_host_options(hosts, known_hosts_file).items())
     return "\n".join(sections)
