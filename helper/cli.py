@@ -92,6 +92,8 @@ def _sandbox_parser(sub) -> None:
                            help="the Jenkins emulator's port (default: a free one)")
             a.add_argument("--time-scale", type=_positive_float, default=None, metavar="X",
                            help="run the sandbox clock X times faster, so hook timeouts pass in seconds")
+            a.add_argument("--hosts", action="store_true",
+                           help="make every demo instance a real SSH host (root only; see docs/sandbox.md)")
     p.set_defaults(func=_run_sandbox)
 
 

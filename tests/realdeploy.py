@@ -1,5 +1,5 @@
 """Real deploys for tests: an app repository, the deploy job running the real Jenkinsfile with
-Capistrano (tests/capapp), and a real SSH host (tests/sshhosts.py) for every instance moto runs.
+Capistrano (tests/capapp), and a real SSH host (helper/sandbox/hosts.py) for every instance moto runs.
 
 The Jenkins job is what a real one is: a checkout of the Capistrano app as its workspace, then the
 Jenkinsfile in the Groovy stub runner, with the Jenkinsfile's default DEPLOY_COMMAND
@@ -13,7 +13,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +20,12 @@ from pathlib import Path
 import jenkins
 import pytest
 
+from helper.sandbox import fleet_hosts
 from helper.sandbox.aws import fleet
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from tests.polling import wait_for
 from tests.scenario import JENKINS_TOKEN, JENKINS_USER, REGION, SITE, Scenario
-from tests.sshhosts import HostNetwork, SshHost, available
+from helper.sandbox.hosts import HostNetwork, SshHost, available
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPAPP = ROOT / "tests" / "capapp"
@@ -113,34 +113,13 @@ def deployed_revision(host: SshHost) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-class FleetHosts:
-    """A host for every pending or running instance in moto, as instances boot with sshd.
-
-    A thread polls DescribeInstances and adds a host at each new instance's private IP; the host of
-    an instance that is gone is stopped. `fail_next_boots(n)` makes the next n new instances' sshd
-    never come up. close() stops the thread; the HostNetwork removes the hosts."""
+class FleetHosts(fleet_hosts.FleetHosts):
+    """The sandbox's watcher (helper/sandbox/fleet_hosts.py): a host for every pending or running
+    instance in moto. `fail_next_boots(n)` makes the next n new instances' sshd never come up."""
 
     def __init__(self, network: HostNetwork, ec2) -> None:
-        self.network, self.ec2 = network, ec2
-        self._hosts: dict[str, SshHost] = {}
-        self._gone: set[str] = set()  # instances no longer pending or running: their sshd is stopped
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._dead_boots = 0
-        self.errors: list[str] = []
-        self.sync()
-        self._thread = threading.Thread(target=self._poll, name="fleet-hosts", daemon=True)
-        self._thread.start()
-
-    def host(self, instance_id: str) -> SshHost:
-        with self._lock:
-            return self._hosts[instance_id]
-
-    def booted(self, instance_id: str) -> SshHost | None:
-        """The instance's host once its sshd is up, else None."""
-        with self._lock:
-            host = self._hosts.get(instance_id)
-        return host if host is not None and host.running else None
+        super().__init__(network, ec2, poll_interval_s=POLL_INTERVAL_S)
 
     def revision(self, instance_id: str) -> str | None:
         return deployed_revision(self.host(instance_id))
@@ -149,46 +128,11 @@ class FleetHosts:
         with self._lock:
             self._dead_boots += count
 
-    def sync(self) -> None:
-        live = {}
-        for page in self.ec2.get_paginator("describe_instances").paginate(
-                Filters=[{"Name": "instance-state-name", "Values": ["pending", "running"]}]):
-            for reservation in page["Reservations"]:
-                for instance in reservation["Instances"]:
-                    live[instance["InstanceId"]] = instance["PrivateIpAddress"]
-        with self._lock:
-            for instance_id, host in self._hosts.items():
-                if instance_id not in live and instance_id not in self._gone:
-                    self._gone.add(instance_id)
-                    host.stop()
-            for instance_id, ip in live.items():
-                if instance_id not in self._hosts:
-                    self._hosts[instance_id] = self._boot(ip)
-
-    def _boot(self, ip: str) -> SshHost:
-        start = self._dead_boots == 0
-        self._dead_boots -= 0 if start else 1
-        retired = [host for instance_id, host in self._hosts.items() if host.ip == ip and instance_id in self._gone]
-        if not retired:
-            return self.network.add_host(ip, start=start)
-        # A recycled address: the namespace stays, the machine is new (empty disk, new host key).
-        (host,) = retired
-        host.run(["rm", "-rf", DEPLOY_TO])
-        host.restart(new_host_key=True) if start else host.stop()
-        return host
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-        assert not self.errors, self.errors
-
-    def _poll(self) -> None:
-        while not self._stop.wait(POLL_INTERVAL_S):
-            try:
-                self.sync()
-            except Exception as error:  # reported by close(): a thread's exception is otherwise lost
-                self.errors.append(repr(error))
-                return
+    def boots(self, instance_id: str) -> bool:  # called under the lock, by sync()
+        if self._dead_boots == 0:
+            return True
+        self._dead_boots -= 1
+        return False
 
 
 class Builds:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.polling import wait_for
 from tests.realdeploy import app_repository, needs_real_hosts, scale_up_world
-from tests.sshhosts import HostNetwork
+from helper.sandbox.hosts import HostNetwork
 
 
 pytestmark = needs_real_hosts()

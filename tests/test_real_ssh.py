@@ -23,7 +23,7 @@ from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from tests.realdeploy import (LIFECYCLE_TIMEOUT_S, ROOT, Builds, app_repository, deploy_job_command,
                               deployed_revision, needs_real_hosts, scale_up_world)
 from tests.scenario import JENKINS_TOKEN, JENKINS_USER, REGION, SITE, wait_for
-from tests.sshhosts import HostNetwork, SshHost
+from helper.sandbox.hosts import HostNetwork, SshHost
 
 
 pytestmark = needs_real_hosts()

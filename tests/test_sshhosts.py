@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sshhosts import HostError, HostNetwork, SshHost, available
+from helper.sandbox.hosts import HostError, HostNetwork, SshHost, available
 
 UNAVAILABLE = available()
 pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")

@@ -6,6 +6,12 @@ Two regions, three ways of finding a site's instances:
 - workers: an Auto Scaling group in us-east-1.
 Tests and the benchmark build their own fleets with the same functions.
 
+moto gives an instance started without a subnet a random 10.x address, and one in a subnet the
+next address of the subnet. For `sandbox up --hosts`, where every instance becomes a real host on
+one bridge for the default-VPC range (helper/sandbox/hosts.py), shop and api are seeded into
+default subnets too, each in a /20 no other site uses: both regions' default VPCs are
+172.31.0.0/16, cut into the same /20s, so two regions' instances could otherwise share an address.
+
 For the lifecycle consumer, workers-asg also gets an SQS queue (with a dead-letter queue) and
 a launching lifecycle hook that notifies it.
 """
@@ -54,15 +60,26 @@ def default_subnets(ec2) -> list[str]:
     return [s["SubnetId"] for s in sorted(subnets, key=lambda s: s["AvailabilityZone"])]
 
 
-def run_instances(ec2, count: int, name: str) -> list[str]:
+def free_default_subnet(ec2, taken: set[str]) -> str:
+    """The first default subnet whose CIDR is not in `taken` (which gains it); for distinct addresses."""
+    subnets = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
+    for subnet in sorted(subnets, key=lambda s: s["AvailabilityZone"]):
+        if subnet["CidrBlock"] not in taken:
+            taken.add(subnet["CidrBlock"])
+            return subnet["SubnetId"]
+    raise ValueError(f"every default subnet's CIDR is taken: {sorted(taken)}")
+
+
+def run_instances(ec2, count: int, name: str, subnet_id: str | None = None) -> list[str]:
     reply = ec2.run_instances(
         ImageId=DEMO_AMI, InstanceType=INSTANCE_TYPE, MinCount=count, MaxCount=count,
         TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": name}]}],
+        **({"SubnetId": subnet_id} if subnet_id else {}),
     )
     return [i["InstanceId"] for i in reply["Instances"]]
 
 
-def classic_elb_site(endpoint_url: str, region: str, name: str, count: int) -> str:
+def classic_elb_site(endpoint_url: str, region: str, name: str, count: int, subnet_id: str | None = None) -> str:
     """A classic ELB with `count` instances; returns its DNS name."""
     ec2, elb = client("ec2", endpoint_url, region), client("elb", endpoint_url, region)
     zones = [f"{region}a", f"{region}b"]
@@ -71,14 +88,15 @@ def classic_elb_site(endpoint_url: str, region: str, name: str, count: int) -> s
         Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 8080}],
         AvailabilityZones=zones,
     )["DNSName"]
-    ids = run_instances(ec2, count, name)
+    ids = run_instances(ec2, count, name, subnet_id)
     elb.register_instances_with_load_balancer(
         LoadBalancerName=name, Instances=[{"InstanceId": i} for i in ids]
     )
     return dns
 
 
-def alb_site(endpoint_url: str, region: str, name: str, count: int) -> tuple[str, str]:
+def alb_site(endpoint_url: str, region: str, name: str, count: int,
+             subnet_id: str | None = None) -> tuple[str, str]:
     """An ALB forwarding to a target group of `count` instances; returns (DNS name, TG ARN)."""
     ec2, elbv2 = client("ec2", endpoint_url, region), client("elbv2", endpoint_url, region)
     subnets = default_subnets(ec2)[:2]
@@ -91,7 +109,7 @@ def alb_site(endpoint_url: str, region: str, name: str, count: int) -> tuple[str
         LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
         DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}],
     )
-    ids = run_instances(ec2, count, name)
+    ids = run_instances(ec2, count, name, subnet_id)
     if ids:
         elbv2.register_targets(TargetGroupArn=tg["TargetGroupArn"], Targets=[{"Id": i} for i in ids])
     return lb["DNSName"], tg["TargetGroupArn"]
@@ -158,12 +176,22 @@ class DemoFleet:
 
 
 WORKERS_ELB = "workers-elb"
+API_REGION = "eu-west-1"  # the demo's second region, so a config spans two
 
 
-def seed_demo(endpoint_url: str) -> DemoFleet:
+def seed_demo(endpoint_url: str, in_vpc: bool = False) -> DemoFleet:
+    """The demo fleet; `in_vpc` puts every instance in the default-VPC range, at distinct addresses."""
     region = "us-east-1"
-    shop = classic_elb_site(endpoint_url, region, "shop-elb", 3)
-    api = alb_site(endpoint_url, "eu-west-1", "api-alb", 2)[0]
+    shop_subnet = api_subnet = None
+    if in_vpc:
+        east = client("ec2", endpoint_url, region)
+        # workers-asg uses the first two default subnets (auto_scaling_site); api's region has
+        # only three, so it chooses before shop.
+        taken = {s["CidrBlock"] for s in east.describe_subnets(SubnetIds=default_subnets(east)[:2])["Subnets"]}
+        api_subnet = free_default_subnet(client("ec2", endpoint_url, API_REGION), taken)
+        shop_subnet = free_default_subnet(east, taken)
+    shop = classic_elb_site(endpoint_url, region, "shop-elb", 3, shop_subnet)
+    api = alb_site(endpoint_url, API_REGION, "api-alb", 2, api_subnet)[0]
     # Behind a load balancer of its own, so the demo can show a new instance kept out of it
     # until its deploy completes, and in it after.
     client("elb", endpoint_url, region).create_load_balancer(
@@ -179,6 +207,15 @@ def seed_demo(endpoint_url: str) -> DemoFleet:
 
 
 @dataclass(frozen=True)
+class DemoSsh:
+    """How the demo's hosts are reached when they are real (`sandbox up --hosts`)."""
+
+    user: str
+    identity_file: str
+    port: int = 22
+
+
+@dataclass(frozen=True)
 class DemoJenkins:
     """Where the demo's deploy job lives; the token stays out of the config."""
 
@@ -187,8 +224,10 @@ class DemoJenkins:
     credentials_file: str
 
 
-def demo_config(fleet: DemoFleet, out_dir: Path, jenkins: DemoJenkins | None = None) -> dict:
-    """The configuration a newcomer would write for the demo fleet."""
+def demo_config(fleet: DemoFleet, out_dir: Path, jenkins: DemoJenkins | None = None,
+                ssh: DemoSsh | None = None) -> dict:
+    """The configuration a newcomer would write for the demo fleet; with `ssh`, for real hosts:
+    their user and key, one port for every site, and no bastion (the demo has none)."""
     config = {
         "path": {
             "ssh_config_file": str(out_dir / "ssh_config"),
@@ -207,6 +246,10 @@ def demo_config(fleet: DemoFleet, out_dir: Path, jenkins: DemoJenkins | None = N
                         "roles": ["worker"], "port": 2222},
         },
     }
+    if ssh is not None:
+        config["defaults"] = {"user": ssh.user, "identity_file": ssh.identity_file, "port": ssh.port}
+        del config["sites"]["api"]["proxy_jump"]
+        del config["sites"]["workers"]["port"]
     if jenkins is not None and fleet.queue_url:
         config["lifecycle"] = {
             "queue_url": fleet.queue_url,
@@ -218,10 +261,11 @@ def demo_config(fleet: DemoFleet, out_dir: Path, jenkins: DemoJenkins | None = N
     return config
 
 
-def write_demo_config(fleet: DemoFleet, state_dir: Path, jenkins: DemoJenkins | None = None) -> Path:
+def write_demo_config(fleet: DemoFleet, state_dir: Path, jenkins: DemoJenkins | None = None,
+                      ssh: DemoSsh | None = None) -> Path:
     path = state_dir / "demo.yml"
     out_dir = (state_dir / "out").resolve()
     text = "# Written by `aws-deploy-helper sandbox up` for the demo fleet.\n"
-    text += yaml.safe_dump(demo_config(fleet, out_dir, jenkins), sort_keys=False)
+    text += yaml.safe_dump(demo_config(fleet, out_dir, jenkins, ssh), sort_keys=False)
     path.write_text(text, encoding="utf-8")
     return path

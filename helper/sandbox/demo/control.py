@@ -5,6 +5,7 @@
 it prints are ready. The state file (mode 0600) holds the Jenkins API token, which is made up
 at start and never logged: only `up` and `status` print it, as export lines for the user's shell.
 `up` and `serve` need the `sandbox` extra (moto); `status`, `scale` and `down` do not.
+With `--hosts` (root only) every demo instance is also a real SSH host: real_hosts.py.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 from helper.errors import HelperError
-from helper.sandbox.demo import jobs
+from helper.sandbox.demo import jobs, real_hosts
 from helper.sandbox.aws import fleet
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from helper.sandbox.aws.server import SANDBOX_ENV, MotoServer
@@ -93,6 +94,10 @@ def _print_state(state: dict) -> None:
     print(f"dead-letter queue: {state['dlq_url']}")
     print(f"demo config:       {state['config']}")
     print(f"sandbox clock:     x{state['time_scale']:g}")
+    if state.get("hosts"):
+        hosts = state["hosts"]
+        print(f"ssh hosts:         one per instance in {hosts['cidr']} (user {hosts['user']},"
+              f" key {hosts['identity_file']})")
     print("# to point boto3, the helper and python-jenkins at it, run these in your shell:")
     for name, value in environment(state).items():
         print(f"export {name}={shlex.quote(value)}")
@@ -105,17 +110,19 @@ def _start_jenkins(port: int, token: str) -> JenkinsEmulator:
     return emulator
 
 
-def _seed(directory: Path, aws_url: str, jenkins: JenkinsEmulator, token: str, time_scale: float) -> dict:
-    """The demo fleet, its config and the deploy job; returns the state to write."""
-    demo = fleet.seed_demo(aws_url)
+def _seed(directory: Path, aws_url: str, jenkins: JenkinsEmulator, token: str, time_scale: float,
+          ssh: fleet.DemoSsh | None = None) -> tuple[fleet.DemoFleet, dict]:
+    """The demo fleet, its config and the deploy job; returns the fleet and the state to write.
+    With `ssh` (real hosts), every instance is in the default-VPC range and the config reaches them."""
+    demo = fleet.seed_demo(aws_url, in_vpc=ssh is not None)
     credentials = directory / CREDENTIALS_FILE
     write_atomic(credentials, f"{JENKINS_USER}:{token}\n", mode=SECRET_MODE)
     where = fleet.DemoJenkins(jenkins.url, jobs.DEPLOY_JOB, str(credentials))
-    config = fleet.write_demo_config(demo, directory, where)
+    config = fleet.write_demo_config(demo, directory, where, ssh)
     jobs.record_initial_revisions(config)
     source = jobs.add_deploy_job(jenkins, jobs.deploy_command(config, directory, aws_url))
     log.info("event=sandbox_ready aws=%s jenkins=%s job_from=%s", aws_url, jenkins.url, source)
-    return {
+    return demo, {
         "pid": os.getpid(), "aws_endpoint": aws_url, "region": demo.region,
         "jenkins_url": jenkins.url, "jenkins_user": JENKINS_USER, "jenkins_api_token": token,
         "jenkins_job": jobs.DEPLOY_JOB, "queue_url": demo.queue_url, "queue_arn": demo.queue_arn,
@@ -124,7 +131,9 @@ def _seed(directory: Path, aws_url: str, jenkins: JenkinsEmulator, token: str, t
 
 
 def serve(state_dir: str, port: int = 0, ready: threading.Event | None = None,
-          stop: threading.Event | None = None, jenkins_port: int = 0, time_scale: float = REAL_TIME) -> None:
+          stop: threading.Event | None = None, jenkins_port: int = 0, time_scale: float = REAL_TIME,
+          hosts: bool = False) -> None:
+    """Run until `stop` (SIGTERM, SIGINT); whatever way it ends, what it made is removed in reverse."""
     directory = Path(state_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
@@ -132,6 +141,7 @@ def serve(state_dir: str, port: int = 0, ready: threading.Event | None = None,
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     with contextlib.ExitStack() as running:
+        network, ssh = real_hosts.start(directory, running) if hosts else (None, None)
         moto = MotoServer(port=port, time_scale=time_scale)
         aws_url = moto.start()
         running.callback(moto.stop)
@@ -139,7 +149,9 @@ def serve(state_dir: str, port: int = 0, ready: threading.Event | None = None,
         jenkins = _start_jenkins(jenkins_port, token)
         running.callback(jenkins.stop)
         running.callback((directory / CREDENTIALS_FILE).unlink, missing_ok=True)  # its token dies with us
-        state = _seed(directory, aws_url, jenkins, token, time_scale)
+        demo, state = _seed(directory, aws_url, jenkins, token, time_scale, ssh)
+        if network is not None:
+            state["hosts"] = real_hosts.watch(network, aws_url, demo, running)
         running.callback((directory / STATE_FILE).unlink, missing_ok=True)  # first out: `status` stops at once
         write_atomic(directory / STATE_FILE, json.dumps(state, indent=2) + "\n", mode=SECRET_MODE)
         if ready is not None:
@@ -147,23 +159,27 @@ def serve(state_dir: str, port: int = 0, ready: threading.Event | None = None,
         stop.wait()
 
 
-def _serve_argv(directory: Path, port: int, jenkins_port: int, time_scale: float | None) -> list[str]:
+def _serve_argv(directory: Path, port: int, jenkins_port: int, time_scale: float | None,
+                hosts: bool = False) -> list[str]:
     argv = [sys.executable, "-m", "helper", "sandbox", "serve", "--state-dir", str(directory), "--port", str(port)]
     # Only passed when asked for, so `up` works with a parser that lacks the flags.
     argv += ["--jenkins-port", str(jenkins_port)] if jenkins_port else []
+    argv += ["--hosts"] if hosts else []
     return argv + (["--time-scale", repr(time_scale)] if time_scale is not None else [])
 
 
-def up(state_dir: str, port: int = 0, jenkins_port: int = 0, time_scale: float | None = None) -> dict:
+def up(state_dir: str, port: int = 0, jenkins_port: int = 0, time_scale: float | None = None,
+       hosts: bool = False) -> dict:
     existing = read_state(state_dir)
     if existing and _alive(existing["pid"]):
         return existing
     directory = Path(state_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     _state_path(state_dir).unlink(missing_ok=True)
+    _stop_recorded_hosts(directory)  # a crashed sandbox's hosts would hold the addresses
     with open(directory / LOG_FILE, "ab") as sandbox_log:
         process = subprocess.Popen(
-            _serve_argv(directory, port, jenkins_port, time_scale),
+            _serve_argv(directory, port, jenkins_port, time_scale, hosts),
             stdin=subprocess.DEVNULL, stdout=sandbox_log, stderr=sandbox_log, start_new_session=True,
         )
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -178,19 +194,35 @@ def up(state_dir: str, port: int = 0, jenkins_port: int = 0, time_scale: float |
     raise HelperError(f"sandbox did not start within {START_TIMEOUT_S:.0f} s; see {directory / LOG_FILE}")
 
 
-def down(state_dir: str) -> bool:
-    state = read_state(state_dir)
-    if state is None or not _alive(state["pid"]):
-        _state_path(state_dir).unlink(missing_ok=True)
-        return False
-    os.kill(state["pid"], signal.SIGTERM)
+def _terminate(pid: int) -> None:
+    """SIGTERM, so serve removes what it made; SIGKILL if it does not end in time."""
+    os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _alive(state["pid"]) and time.monotonic() < deadline:
+    while _alive(pid) and time.monotonic() < deadline:
         time.sleep(POLL_INTERVAL_S)
-    if _alive(state["pid"]):
-        os.kill(state["pid"], signal.SIGKILL)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _stop_recorded_hosts(directory: Path) -> list[str]:
+    """End a serve process that recorded real hosts and remove what it left (after a crash or a
+    SIGKILL, its namespaces, bridge and sshd); what was left, one entry each."""
+    pid = real_hosts.recorded_pid(directory)
+    if pid is None:
+        return []
+    if _alive(pid):
+        _terminate(pid)
+    return real_hosts.sweep(directory)
+
+
+def down(state_dir: str) -> tuple[bool, list[str]]:
+    """Stop the sandbox; (whether it was running, what a crashed one left and was removed now)."""
+    state = read_state(state_dir)
+    running = state is not None and _alive(state["pid"])
+    if running:
+        _terminate(state["pid"])
     _state_path(state_dir).unlink(missing_ok=True)
-    return True
+    return running, _stop_recorded_hosts(Path(state_dir).resolve())
 
 
 def scale(state: dict, state_dir: str, group: str, desired: int | None) -> list[str]:
@@ -241,17 +273,24 @@ def run(action: str, args) -> int:
     # --jenkins-port and --time-scale are optional: older parsers do not define them.
     jenkins_port = getattr(args, "jenkins_port", 0) or 0
     time_scale = getattr(args, "time_scale", None)
+    hosts = getattr(args, "hosts", False)
     if action in ("up", "serve"):
         require_sandbox_extra()
+        refused = real_hosts.refusal() if hosts else None
+        if refused:
+            raise HelperError(refused)
     if action == "serve":
         serve(args.state_dir, args.port, jenkins_port=jenkins_port,
-              time_scale=REAL_TIME if time_scale is None else time_scale)
+              time_scale=REAL_TIME if time_scale is None else time_scale, hosts=hosts)
         return 0
     if action == "up":
-        _print_state(up(args.state_dir, args.port, jenkins_port, time_scale))
+        _print_state(up(args.state_dir, args.port, jenkins_port, time_scale, hosts))
         return 0
     if action == "down":
-        print("sandbox stopped" if down(args.state_dir) else "sandbox was not running")
+        stopped, leftovers = down(args.state_dir)
+        for what in leftovers:
+            print(f"removed what a crashed sandbox left: {what}")
+        print("sandbox stopped" if stopped else "sandbox was not running")
         return 0
     state = read_state(args.state_dir)
     if state is None or not _alive(state["pid"]):

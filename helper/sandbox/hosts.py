@@ -1,8 +1,9 @@
-"""Real SSH hosts for tests: one network namespace per instance, each running Debian's sshd.
+"""Real SSH hosts: one network namespace per instance, each running Debian's sshd.
 
-A `HostNetwork` puts a Linux bridge in the root namespace that carries the gateway address of a
-CIDR (by default moto's default-VPC range), so the private IP moto gives an instance is reachable
-from the test runner as it is. `add_host(ip)` makes a namespace holding that IP, joined to the
+The tests (tests/test_sshhosts.py, tests/realdeploy.py) and `sandbox up --hosts` make their hosts
+here. A `HostNetwork` puts a Linux bridge in the root namespace that carries the gateway address of
+a CIDR (by default moto's default-VPC range), so the private IP moto gives an instance is reachable
+from the runner as it is. `add_host(ip)` makes a namespace holding that IP, joined to the
 bridge by a veth pair, with `/usr/sbin/sshd` running inside it and inside a mount namespace of its
 own: a private directory is bind-mounted over the deploy root (`/srv`), so hosts never share
 deploy files. `add_bastion()` makes a host that is also the only way into a second, inner subnet.
@@ -12,8 +13,9 @@ routes before it is used, and an inner subnet gets an `unreachable` route in the
 so a direct attempt fails at once instead of leaving by the default route.
 
 Everything a network makes is recorded on an undo stack as it is made; `close()` unwinds it, also
-after a failure half-way through, and a second `close()` does nothing. Needs root, `ip`
-(iproute2), `unshare` and Debian's `openssh-server`; `available()` says why not, for pytest.skip.
+after a failure half-way through, and a second `close()` does nothing. Every name it makes carries
+the network's tag, so `remove_leftovers(tag, workdir)` can remove what a killed process left.
+Needs root, `ip` (iproute2), `unshare` and Debian's `openssh-server`; `available()` says why not.
 """
 
 from __future__ import annotations
@@ -55,11 +57,11 @@ _cidrs_held_here: set[ipaddress.IPv4Network] = set()
 
 
 class HostError(RuntimeError):
-    """Test hosts could not be made or removed; the message says which command failed and why."""
+    """Hosts could not be made or removed; the message says which command failed and why."""
 
 
 def available() -> str | None:
-    """Why real hosts cannot be made here (for pytest.skip), or None when they can."""
+    """Why real hosts cannot be made here (for pytest.skip, or a refused --hosts), or None when they can."""
     if os.geteuid() != 0:
         return "real SSH hosts need root (network namespaces, bind mounts)"
     for tool in ("ip", "unshare", "ssh", "ssh-keygen"):
@@ -121,7 +123,7 @@ def _pub(key: Path) -> Path:
 
 def _socket_in(netns: str | None) -> socket.socket:
     """A TCP socket in `netns` (None: the runner's). A socket stays in the namespace it was made in,
-    so only a short-lived thread switches namespace; the test process itself never moves."""
+    so only a short-lived thread switches namespace; the calling process itself never moves."""
     if netns is None:
         return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     made: dict[str, object] = {}
@@ -300,7 +302,7 @@ class SshHost:
             "HostKey": str(self._served_key),
             "PidFile": str(self.workdir / "sshd.pid"),
             "AuthorizedKeysFile": str(self.network.authorized_keys),
-            "PermitRootLogin": "prohibit-password",  # tests run as root, so the deploy user is root
+            "PermitRootLogin": "prohibit-password",  # hosts need root to be made, so the deploy user is root
             "PasswordAuthentication": "no",
             "KbdInteractiveAuthentication": "no",
             "UsePAM": "no",
@@ -353,24 +355,69 @@ class SshHost:
         return Path(host_path)
 
 
-class HostNetwork:
-    """A bridge on the runner for `cidr` plus the hosts on it; `close()` removes all of it."""
+def new_tag() -> str:
+    """A tag for the next network: pid + counter, unique among live processes and networks, short
+    enough for IFNAMSIZ. Take it before making the network to record it first (see remove_leftovers)."""
+    global _network_count
+    with _network_count_lock:
+        _network_count += 1
+        return _base36(os.getpid()) + _base36(_network_count)
 
-    def __init__(self, cidr: str = DEFAULT_CIDR, *, deploy_root: str = DEFAULT_DEPLOY_ROOT) -> None:
-        global _network_count
-        with _network_count_lock:
-            _network_count += 1
-            # pid + counter: unique among live processes and networks, short enough for IFNAMSIZ.
-            self.tag = _base36(os.getpid()) + _base36(_network_count)
+
+def _names(tag: str) -> tuple[str, str]:
+    """(the bridge's name, the prefix of every namespace) of the network tagged `tag`."""
+    return f"adhb{tag}", f"adh{tag}-"
+
+
+def remove_leftovers(tag: str, workdir: Path | None = None) -> list[str]:
+    """Remove what the network tagged `tag` made, from its names alone: for a process that was
+    killed before its close() ran. Every process in its namespaces ends (sshd and its sessions),
+    the namespaces go (and with them the veth pairs, whose host ends live inside), then the bridge
+    and `workdir`. Returns what was removed, one entry each; nothing left is an empty list."""
+    bridge, prefix = _names(tag)
+    removed = []
+    for line in _ip("netns", "list").splitlines():
+        netns = line.split()[0] if line.split() else ""
+        if netns.startswith(prefix):
+            _kill_all_in(netns)
+            _ip("netns", "del", netns)
+            removed.append(f"namespace {netns}")
+    links = json.loads(_ip("-j", "link", "show") or "[]")
+    for link in links:  # a veth whose namespace went is gone already; one left attached goes here
+        if link.get("master") == bridge:
+            _ip("link", "del", link["ifname"])
+            removed.append(f"link {link['ifname']}")
+    if any(link["ifname"] == bridge for link in links):
+        _ip("link", "del", bridge)
+        removed.append(f"bridge {bridge}")
+    if workdir is not None and workdir.exists():
+        shutil.rmtree(workdir, ignore_errors=True)
+        removed.append(str(workdir))
+    return removed
+
+
+class HostNetwork:
+    """A bridge on the runner for `cidr` plus the hosts on it; `close()` removes all of it.
+
+    `tag` (from new_tag) names everything made; `workdir`, a directory that must not exist yet,
+    holds the keys, configs and deploy roots (default: a new temp directory)."""
+
+    def __init__(self, cidr: str = DEFAULT_CIDR, *, deploy_root: str = DEFAULT_DEPLOY_ROOT,
+                 tag: str | None = None, workdir: Path | None = None) -> None:
+        self.tag = tag or new_tag()
         self.deploy_root = deploy_root
         self.hosts: list[SshHost] = []
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._host_count = 0
         self._bastion_subnets: dict[str, _Subnet] = {}
         try:
-            self.workdir = Path(tempfile.mkdtemp(prefix=f"adh-hosts-{self.tag}-"))
+            if workdir is None:
+                self.workdir = Path(tempfile.mkdtemp(prefix=f"adh-hosts-{self.tag}-"))
+            else:
+                workdir.mkdir(mode=0o700)
+                self.workdir = workdir
             self._push(f"remove {self.workdir}", lambda: shutil.rmtree(self.workdir, ignore_errors=True))
-            self.subnet = _Subnet(ipaddress.IPv4Network(cidr), _ifname(f"adhb{self.tag}"), None)
+            self.subnet = _Subnet(ipaddress.IPv4Network(cidr), _ifname(_names(self.tag)[0]), None)
             self._claim_cidr(self.subnet.cidr)
             self.deploy_key = self.workdir / "deploy_key"
             _keygen(self.deploy_key, f"deploy-{self.tag}")
@@ -433,7 +480,7 @@ class HostNetwork:
             except Exception as error:  # keep unwinding: one stuck step must not strand the rest
                 problems.append(f"{what}: {error}")
         if problems:
-            raise HostError("test hosts not fully removed:\n" + "\n".join(problems))
+            raise HostError("hosts not fully removed:\n" + "\n".join(problems))
 
     def _push(self, what: str, undo: Callable[[], None]) -> None:
         self._undo.append((what, undo))
@@ -445,7 +492,7 @@ class HostNetwork:
             raise HostError(f"a host named {name!r} exists already")
         address = subnet.claim(ip)
         self._host_count += 1
-        netns = f"adh{self.tag}-{name}"
+        netns = _names(self.tag)[1] + name
         _ip("netns", "add", netns)
         self._push(f"delete namespace {netns}", lambda: (_kill_all_in(netns), _ip("netns", "del", netns)))
         # The host's end is created inside its namespace, so `eth0` never clashes with the runner's.
@@ -463,7 +510,7 @@ class HostNetwork:
         return host
 
     def _claim_cidr(self, cidr: ipaddress.IPv4Network) -> None:
-        """Hold the CIDR for this network: wait for another test's network on it, refuse a real route."""
+        """Hold the CIDR for this network: wait for another network on it, refuse a real route."""
         if cidr in _cidrs_held_here:  # waiting on our own lock would only time out
             raise HostError(f"another HostNetwork in this process holds {cidr}; close it first")
         _cidrs_held_here.add(cidr)

@@ -1,0 +1,101 @@
+"""`sandbox up --hosts`: every demo instance a real SSH host (helper/sandbox/hosts.py).
+
+The serve process makes a HostNetwork on moto's default-VPC range, and a FleetHosts watcher gives
+each running instance of both demo regions a host (and stops a terminated one's). Before anything
+is made, the network's tag, workdir and the serve process's pid go into `hosts.json` in the state
+directory; the file goes only once the network is removed. So `sandbox down` can remove what a
+killed serve process left (namespaces, veths, the bridge, sshd, the keys) from that record alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from helper.errors import HelperError
+from helper.files.write import write_atomic
+from helper.sandbox import hosts
+from helper.sandbox.aws import fleet
+from helper.sandbox.fleet_hosts import FleetHosts
+
+log = logging.getLogger(__name__)
+
+RECORD_FILE = "hosts.json"
+WORKDIR = "ssh-hosts"  # keys, sshd configs and each host's deploy root, under the state directory
+# Hosts are made as root (network namespaces), so the deploy user they accept is root.
+DEPLOY_USER = "root"
+RECORD_MODE = 0o600
+
+
+def refusal() -> str | None:
+    """One line saying why --hosts cannot work here, or None."""
+    reason = hosts.available()
+    return None if reason is None else f"--hosts cannot make real hosts here: {reason}"
+
+
+def read_record(directory: Path) -> dict | None:
+    try:
+        return json.loads((directory / RECORD_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+
+
+def start(directory: Path, running: contextlib.ExitStack) -> tuple[hosts.HostNetwork, fleet.DemoSsh]:
+    """Record, then make, the network; `running` removes it (and then the record) on the way out."""
+    record_path = directory / RECORD_FILE
+    if record_path.exists():
+        raise HelperError(f"{record_path} records hosts of an earlier sandbox; run `sandbox down` first")
+    tag = hosts.new_tag()
+    workdir = directory / WORKDIR
+    record = {"pid": os.getpid(), "tag": tag, "workdir": str(workdir), "cidr": hosts.DEFAULT_CIDR}
+    write_atomic(record_path, json.dumps(record, indent=2) + "\n", mode=RECORD_MODE)
+    try:
+        network = hosts.HostNetwork(hosts.DEFAULT_CIDR, tag=tag, workdir=workdir)
+    except hosts.HostError as error:  # the network removed what it had made before raising
+        record_path.unlink()
+        raise HelperError(f"--hosts: {error}") from None
+
+    def close() -> None:
+        network.close()
+        record_path.unlink(missing_ok=True)  # kept if close() failed: `sandbox down` tries again
+    running.callback(close)
+    log.info("event=hosts_network tag=%s cidr=%s workdir=%s", tag, hosts.DEFAULT_CIDR, workdir)
+    return network, fleet.DemoSsh(user=DEPLOY_USER, identity_file=str(network.deploy_key))
+
+
+def watch(network: hosts.HostNetwork, aws_url: str, demo: fleet.DemoFleet,
+          running: contextlib.ExitStack) -> dict:
+    """A host per instance of the demo's regions, now and as they come and go; the state's entry."""
+    regions = sorted({demo.region, fleet.API_REGION})
+    watcher = FleetHosts(network, *(fleet.client("ec2", aws_url, region) for region in regions))
+
+    def close() -> None:
+        try:
+            watcher.close()
+        except hosts.HostError as error:  # the network is removed next either way
+            log.error("event=fleet_hosts_failed error=%s", error)
+    running.callback(close)
+    return {"cidr": hosts.DEFAULT_CIDR, "user": DEPLOY_USER, "identity_file": str(network.deploy_key),
+            "tag": network.tag}
+
+
+def sweep(directory: Path) -> list[str]:
+    """Remove what the record says a sandbox made and did not remove; what went, one entry each.
+    Call it once the recorded serve process is gone."""
+    record = read_record(directory)
+    if record is None:
+        return []
+    try:
+        removed = hosts.remove_leftovers(record["tag"], Path(record["workdir"]))
+    except hosts.HostError as error:
+        raise HelperError(f"the sandbox's hosts ({directory / RECORD_FILE}) not removed: {error}") from None
+    (directory / RECORD_FILE).unlink()
+    return removed
+
+
+def recorded_pid(directory: Path) -> int | None:
+    record = read_record(directory)
+    return None if record is None else record["pid"]
