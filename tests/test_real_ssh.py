@@ -10,9 +10,8 @@ read from that host (`current/REVISION` under its own deploy root).
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import yaml
@@ -196,17 +195,19 @@ def test_a_new_host_whose_sshd_never_comes_up_is_abandoned_and_its_replacement_d
 
 @dataclass
 class Bastioned:
+    bastion: SshHost
     hosts: list[SshHost]
     builds: Builds
+    home: Path
 
 
 @pytest.fixture
 def behind_a_bastion(aws, tmp_path, network, app):
     """Site `inner`: two instances tagged Site=inner in a VPC subnet reachable only via the bastion.
 
-    ssh makes the jump with the helper's ssh config (net-ssh passes it on with -F), which has no
-    section for the bastion itself: the bastion's key and login key come from the agent's ~/.ssh,
-    as on a real Jenkins agent. The build gets a home of its own for that (deploy_job_command)."""
+    ssh makes the jump with the helper's ssh config (net-ssh passes it on with -F), whose section
+    for the bastion gives the jump its login key and known_hosts. The build runs with an empty home
+    (deploy_job_command), so nothing in the runner's ~/.ssh can make it pass: only our files."""
     repo_url, _ = app
     ec2 = fleet.client("ec2", aws, REGION)
     vpc = ec2.create_vpc(CidrBlock="10.99.0.0/16")["Vpc"]["VpcId"]
@@ -219,10 +220,7 @@ def behind_a_bastion(aws, tmp_path, network, app):
     bastion = network.add_bastion(BASTION_IP, INNER_CIDR)
     hosts = [network.add_host(ip, behind=bastion) for ip in ips]
     home = tmp_path / "agent-home"
-    (home / ".ssh").mkdir(parents=True, mode=0o700)
-    shutil.copyfile(network.deploy_key, home / ".ssh" / "id_ed25519")
-    os.chmod(home / ".ssh" / "id_ed25519", 0o600)
-    (home / ".ssh" / "known_hosts").write_text(f"{BASTION_IP} {bastion.host_key_pub}\n")
+    home.mkdir()
     config = tmp_path / "deploy.yml"
     config.write_text(yaml.safe_dump({
         "sites": {"inner": {"tags": {"Site": "inner"}, "region": REGION, "user": "root",
@@ -233,20 +231,30 @@ def behind_a_bastion(aws, tmp_path, network, app):
     try:
         command = deploy_job_command(config, repo_url, agent_home=home)
         emulator.add_jobs_from_jjb(ROOT / "jenkins/jobs", commands={"deploy": command})
-        yield Bastioned(hosts, Builds(emulator))
+        yield Bastioned(bastion, hosts, Builds(emulator), home)
     finally:
         emulator.stop()
 
 
 def test_a_site_behind_a_bastion_deploys_through_proxy_jump(behind_a_bastion, app):
-    """The runner's route to the inner subnet is `unreachable`: only the jump gets there."""
+    """The runner's route to the inner subnet is `unreachable`: only the jump gets there. The jump
+    trusts the bastion on first use into our known_hosts, under its own name, and the next full
+    deploy's pruning keeps that entry (it is no instance's alias)."""
     _, commits = app
 
-    build = behind_a_bastion.builds.run(SITE="inner", REVISION="v2")
+    first = behind_a_bastion.builds.run(SITE="inner", REVISION="v2")
 
-    assert build.result == "SUCCESS", build.console
+    assert first.result == "SUCCESS", first.console
     assert [deployed_revision(h) for h in behind_a_bastion.hosts] == [commits["v2"]] * 2
-    # The hosts' keys, learned through the jump under their aliases; the bastion's stays the agent's.
     known = behind_a_bastion.builds.known_hosts()
-    assert sorted(known.values()) == sorted(key_of(h) for h in behind_a_bastion.hosts)
-    assert all(alias.startswith("inner-i-") for alias in known)
+    aliases = {name: key for name, key in known.items() if name != BASTION_IP}
+    assert all(alias.startswith("inner-i-") for alias in aliases)
+    assert sorted(aliases.values()) == sorted(key_of(h) for h in behind_a_bastion.hosts)
+    assert known[BASTION_IP] == key_of(behind_a_bastion.bastion)
+
+    second = behind_a_bastion.builds.run(SITE="inner", REVISION="v3")
+
+    assert second.result == "SUCCESS", second.console
+    assert [deployed_revision(h) for h in behind_a_bastion.hosts] == [commits["v3"]] * 2
+    assert behind_a_bastion.builds.known_hosts() == known  # pruned nothing: every entry is live or no alias
+    assert list(behind_a_bastion.home.iterdir()) == []  # ssh read and wrote only our files
