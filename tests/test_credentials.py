@@ -87,3 +87,51 @@ def test_doctor_says_the_credentials_file_is_open_to_others(aws, tmp_path, capsy
     out = capsys.readouterr().out
     (line,) = [line for line in out.splitlines() if line.startswith("FAIL jenkins ")]
     assert code == 1 and f"chmod 600 {path}" in line and TOKEN not in out
+
+
+# --- Jenkins credentials ------------------------------------------------------------------------------
+
+ENV = {"JENKINS_USER": "env-user", "JENKINS_API_TOKEN": "env-token"}
+
+
+def credentials_file(tmp_path, text: str) -> str:
+    path = tmp_path / "jenkins-credentials"
+    path.write_text(text)
+    path.chmod(0o600)  # as the file must be (see the permission tests above)
+    return str(path)
+
+
+@pytest.mark.parametrize("environ, text, expected", [
+    pytest.param(ENV, "file-user:file-token\n", ("env-user", "env-token"), id="environment wins"),
+    pytest.param({}, "file-user:file-token\n", ("file-user", "file-token"), id="file"),
+    pytest.param({"JENKINS_USER": "env-user"}, "file-user:file-token", ("file-user", "file-token"),
+                 id="half an environment falls back to the file"),
+    pytest.param({}, "  deployer:a:b\n\n", ("deployer", "a:b"), id="token may hold a colon"),
+])
+def test_read_credentials(tmp_path, environ, text, expected):
+    assert read_credentials(environ, credentials_file(tmp_path, text)) == expected
+
+
+def test_environment_alone_needs_no_file():
+    assert read_credentials(ENV, None) == ("env-user", "env-token")
+
+
+@pytest.mark.parametrize("text", ["s3cret-token\n", "", ":s3cret-token", "deployer:", "\n"])
+def test_malformed_credentials_file_is_a_config_error_naming_the_file(tmp_path, text):
+    path = credentials_file(tmp_path, text)
+    with pytest.raises(ConfigError, match="expected one line user:api-token") as error:
+        read_credentials({}, path)
+    assert str(error.value).startswith(f"{path}:")
+    assert "s3cret" not in str(error.value)  # never echo what may be a token
+
+
+def test_missing_credentials_file_is_a_config_error_naming_the_file(tmp_path):
+    path = str(tmp_path / "nope")
+    with pytest.raises(ConfigError, match="cannot read Jenkins credentials") as error:
+        read_credentials({}, path)
+    assert str(error.value).startswith(f"{path}:")
+
+
+def test_no_credentials_at_all_is_a_config_error():
+    with pytest.raises(ConfigError, match="JENKINS_USER and JENKINS_API_TOKEN"):
+        read_credentials({}, None)

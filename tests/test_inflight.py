@@ -1,0 +1,136 @@
+"""helper.lifecycle.inflight: what is in flight, what is done, and the claims a tracked action holds
+(another token for an action in flight waits for AWS's word). No servers."""
+
+from __future__ import annotations
+
+import pytest
+
+from helper.lifecycle.action import LAUNCHING, TERMINATING
+from helper.lifecycle.inflight import RECENTLY_DONE_MAX, InFlight
+from helper.lifecycle.sqs import Message
+from tests.units import GROUP, INSTANCE, action
+
+
+def message(n: int) -> Message:
+    return Message(message_id=f"m{n}", receipt_handle=f"r{n}", body="{}", receive_count=1, sent_at_ms=0)
+
+
+# --- InFlight ---------------------------------------------------------------------------------------
+
+class FakeClock:
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_first_admit_is_new_and_a_second_copy_is_a_duplicate_that_keeps_its_message():
+    inflight = InFlight(FakeClock())
+    status, tracked = inflight.admit(action(), message(1))
+    assert status == "new" and tracked.received_at == 100.0
+    again, same = inflight.admit(action(), message(2))
+    assert again == "duplicate" and same is tracked
+    assert [m.message_id for m in tracked.take_messages()] == ["m1", "m2"]
+    assert inflight.covers(GROUP, INSTANCE, LAUNCHING) and len(inflight) == 1
+
+
+def test_the_same_instance_terminating_is_another_action():
+    inflight = InFlight(FakeClock())
+    inflight.admit(action(), message(1))
+    assert inflight.admit(action("tok-t", transition=TERMINATING), message(2))[0] == "new"
+    assert len(inflight) == 2
+
+
+def test_reconciled_action_learns_its_token_from_the_later_notification():
+    inflight = InFlight(FakeClock())
+    _, tracked = inflight.admit(action(None), None)
+    assert tracked.messages == []
+    status, same = inflight.admit(action("tok-a"), message(1))
+    assert status == "duplicate" and same is tracked
+    assert tracked.action.token == "tok-a" and [m.message_id for m in tracked.messages] == ["m1"]
+    # ... and a later reconciliation pass does not forget it again.
+    inflight.admit(action(None), None)
+    assert tracked.action.token == "tok-a"
+
+
+@pytest.mark.parametrize("finished_token, later, expected", [
+    pytest.param("tok-a", action("tok-a"), "done", id="redelivered copy"),
+    pytest.param("tok-a", action(None), "done", id="reconciliation after completion"),
+    pytest.param("tok-a", action("tok-b"), "new", id="another action of the same instance"),
+    pytest.param(None, action("tok-a"), "done", id="completed by instance id, copy arrives"),
+])
+def test_after_completion(finished_token, later, expected):
+    inflight = InFlight(FakeClock())
+    _, tracked = inflight.admit(action(finished_token), message(1))
+    inflight.finish(tracked, completed=True)
+    status, again = inflight.admit(later, message(2))
+    assert status == expected
+    assert (again is None) == (expected == "done")
+
+
+def test_done_only_after_completion():
+    inflight = InFlight(FakeClock())
+    _, tracked = inflight.admit(action(), message(1))
+    inflight.finish(tracked, completed=False)  # released, or completion failed: the next copy must deploy
+    assert not inflight.covers(GROUP, INSTANCE, LAUNCHING) and len(inflight) == 0
+    assert inflight.admit(action(), message(2))[0] == "new"
+
+
+def test_finishing_a_stale_entry_leaves_the_current_one():
+    inflight = InFlight(FakeClock())
+    _, old = inflight.admit(action(), message(1))
+    inflight.finish(old, completed=False)
+    _, current = inflight.admit(action(), message(2))
+    inflight.finish(old, completed=False)
+    assert inflight.covers(GROUP, INSTANCE, LAUNCHING)
+    inflight.finish(current, completed=False)
+    assert len(inflight) == 0
+
+
+def test_memory_of_finished_actions_is_bounded_oldest_first():
+    inflight = InFlight(FakeClock())
+    ids = [f"i-{n:017x}" for n in range(RECENTLY_DONE_MAX + 1)]
+    for instance in ids:
+        _, tracked = inflight.admit(action(f"t{instance}", instance=instance), None)
+        inflight.finish(tracked, completed=True)
+    assert len(inflight) == 0
+    assert inflight.admit(action(f"t{ids[0]}", instance=ids[0]), None)[0] == "new"  # forgotten
+    assert inflight.admit(action(f"t{ids[-1]}", instance=ids[-1]), None)[0] == "done"
+
+
+# --- claims: another token for an action in flight waits for AWS's word ------------------------------
+
+def test_a_copy_with_another_token_is_a_claim_of_its_own_not_a_takeover():
+    inflight = InFlight(FakeClock())
+    _, tracked = inflight.admit(action("tok-a"), message(1))
+    status, same = inflight.admit(action("tok-forged"), message(2))
+    assert status == "duplicate" and same is tracked
+    assert tracked.action.token == "tok-a" and [m.message_id for m in tracked.messages] == ["m1"]
+    (other,) = tracked.unjudged()
+    assert other.action.token == "tok-forged"
+    assert {m.message_id for m in tracked.take_messages()} == {"m1", "m2"}  # both kept invisible
+
+
+def test_a_refused_claim_hands_the_action_to_the_next_and_a_confirmed_one_outranks_an_unchecked_one():
+    inflight = InFlight(FakeClock())
+    _, tracked = inflight.admit(action("tok-forged"), message(1))
+    inflight.admit(action("tok-a"), message(2))
+    forged, genuine = tracked.claims
+    assert tracked.served() is forged  # first come, while neither is checked
+    genuine.confirmed = True
+    assert tracked.served() is genuine
+    tracked.reject(forged)
+    assert forged.messages == [] and not tracked.rejected
+    tracked.reject(genuine)
+    assert tracked.rejected
+
+
+def test_a_confirmed_reconciled_action_stays_served_until_a_token_is_confirmed():
+    inflight = InFlight(FakeClock())
+    _, tracked = inflight.admit(action(None), None)
+    tracked.served().confirmed = True  # AWS answered a heartbeat by instance id
+    inflight.admit(action("tok-a"), message(1))
+    assert tracked.action.token is None and [c.action.token for c in tracked.unjudged()] == ["tok-a"]
+    tracked.claims[1].confirmed = True
+    assert tracked.action.token == "tok-a" and [m.message_id for m in tracked.messages] == ["m1"]

@@ -1,0 +1,74 @@
+"""helper.config.lifecycle: the lifecycle: section's defaults, and its errors naming file, line and key."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from helper.config.document import parse as parse_config
+from helper.config.yamlfile import load_text
+from helper.errors import ConfigError
+
+
+VALID = """\
+sites:
+  web:
+    asg: web-asg
+lifecycle:
+  queue_url: https://sqs.us-east-1.amazonaws.com/123456789012/hooks
+  jenkins:
+    url: http://jenkins.example.com/
+    job: deploy
+  groups:
+    web-asg: web
+"""
+
+
+def load(text: str):
+    return parse_config(load_text(textwrap.dedent(text), "deploy.yml"))
+
+
+def test_valid_section_gets_the_defaults():
+    lc = load(VALID).lifecycle
+    assert lc.groups["web-asg"].site == "web" and lc.groups["web-asg"].job == "deploy"
+    assert (lc.batch_window_s, lc.batch_max_instances, lc.heartbeat_fraction) == (3.0, 20, 0.4)
+    assert lc.result_on["SUCCESS"] == "CONTINUE" and lc.result_on["FAILURE"] == "ABANDON"
+    assert lc.region == "us-east-1" and lc.metrics_port is None and lc.jenkins.credentials_file is None
+
+
+@pytest.mark.parametrize("text, where, message", [
+    pytest.param(VALID.replace("  queue_url: https://sqs.us-east-1.amazonaws.com/123456789012/hooks\n", ""),
+                 "deploy.yml:4: lifecycle:", "queue_url is required", id="missing queue_url"),
+    pytest.param(VALID.replace("    web-asg: web", "    web-asg: shop"),
+                 "deploy.yml:10: lifecycle.groups.web-asg:", "site 'shop' is not one of the configured sites",
+                 id="unknown group site"),
+    pytest.param(VALID.replace("    web-asg: web", "    web-asg: {site: web, jobs: deploy}"),
+                 "deploy.yml:10: lifecycle.groups.web-asg.jobs:", "unknown key", id="unknown key in a route"),
+    pytest.param(VALID + "  result_on:\n    FAILURE: CONTINUE\n    SUCCESS: ABANDON\n",
+                 "deploy.yml:13: lifecycle.result_on.SUCCESS:", "a successful deploy must CONTINUE",
+                 id="result_on.SUCCESS=ABANDON refused"),
+    pytest.param(VALID + "  result_on:\n    FAILURE: RETRY\n",
+                 "deploy.yml:12: lifecycle.result_on.FAILURE:", "must be one of CONTINUE, ABANDON",
+                 id="result not CONTINUE or ABANDON"),
+    pytest.param(VALID + "  heartbeat_fraction: 0.95\n",
+                 "deploy.yml:11: lifecycle.heartbeat_fraction:", "must be a number from 0.05 to 0.9",
+                 id="heartbeat_fraction out of range"),
+    pytest.param(VALID + "  heartbeat_fraction: '0.5'\n",
+                 "deploy.yml:11: lifecycle.heartbeat_fraction:", "must be a number", id="number as a string"),
+    pytest.param(VALID + "  batch_max_instances: true\n",
+                 "deploy.yml:11: lifecycle.batch_max_instances:", "must be a number", id="boolean as a number"),
+    pytest.param(VALID + "  batch_windows: 3\n",
+                 "deploy.yml:11: lifecycle.batch_windows:", "unknown key", id="unknown key"),
+    pytest.param(VALID.replace("    job: deploy\n", ""),
+                 "deploy.yml:6: lifecycle.jenkins:", "jenkins.url and jenkins.job are required", id="no job"),
+    pytest.param(VALID.replace("  groups:\n    web-asg: web\n", ""),
+                 "deploy.yml:4: lifecycle.groups:", "map at least one Auto Scaling group", id="no groups"),
+    pytest.param(VALID + "  warm_pool: skip\n",
+                 "deploy.yml:11: lifecycle.warm_pool:", "must be one of continue, deploy", id="bad warm_pool"),
+])
+def test_lifecycle_errors_name_file_line_and_key(text, where, message):
+    with pytest.raises(ConfigError) as error:
+        load(text)
+    assert str(error.value).startswith(where), str(error.value)
+    assert message in str(error.value)
