@@ -348,7 +348,7 @@ def _run_doctor(args) -> int:
 
 def _run_fleet(args) -> int:
     from helper.aws.clients import AccessKey, AwsClients
-    from helper.lifecycle import hold
+    from helper.lifecycle import fleet_hold
     from helper.settings import FleetSettings
 
     settings = FleetSettings.from_args(args)
@@ -359,12 +359,12 @@ def _run_fleet(args) -> int:
                              settings.config.profile)
     client = AwsClients(key).autoscaling
     if args.fleet_action == "hold":
-        for plan in hold.hold(client, settings.site.name, list(settings.groups), settings.processes,
+        for plan in fleet_hold.hold(client, settings.site.name, list(settings.groups), settings.processes,
                               settings.holder, settings.ttl_s):
-            print(hold.hold_line(plan))
+            print(fleet_hold.hold_line(plan))
     else:
-        for outcome in hold.release(client, settings.site.name, list(settings.groups), settings.holder):
-            print(outcome if isinstance(outcome, str) else hold.release_line(outcome))
+        for outcome in fleet_hold.release(client, settings.site.name, list(settings.groups), settings.holder):
+            print(outcome if isinstance(outcome, str) else fleet_hold.release_line(outcome))
     return 0
 
 

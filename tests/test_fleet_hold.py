@@ -1,6 +1,6 @@
 """Issue 11, holding the fleet still during a full deploy, end to end: the `lifecycle.hold`
 config, `fleet hold` / `fleet release` against the sandbox, and the consumer releasing a
-killed build's expired hold. The decisions themselves: tests/test_hold.py."""
+killed build's expired hold. The decisions themselves: tests/test_fleet_hold_core.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from helper.cli import main
 from helper.config.document import parse
 from helper.config.yamlfile import load_text
 from helper.errors import ConfigError
-from helper.lifecycle.hold import TAG_KEY, hold
+from helper.lifecycle.fleet_hold import TAG_KEY, hold
 from helper.sandbox.aws import fleet
 from tests.scenario import GROUP, SITE, Scenario, wait_for
 

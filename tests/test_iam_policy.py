@@ -188,17 +188,17 @@ def test_with_a_config_resources_are_scoped_to_its_queue_groups_and_roles(aws, t
 def test_fleet_hold_release_and_the_consumers_expired_release_are_in_their_policies(aws, tmp_path, capsys):
     from datetime import datetime, timedelta, timezone
 
-    from helper.lifecycle import hold
+    from helper.lifecycle import fleet_hold
 
     world = Scenario(aws, tmp_path)
     try:
         config = load_config(str(world.config_path))
         helper_calls, consumer_calls = Recorder(), Recorder()
         client = factory(helper_calls)(AccessKey(region=REGION, endpoint_url=aws)).autoscaling
-        hold.hold(client, "web", ["web-asg"], holder="build-1")
-        hold.release(client, "web", ["web-asg"], holder="build-1")
+        fleet_hold.hold(client, "web", ["web-asg"], holder="build-1")
+        fleet_hold.release(client, "web", ["web-asg"], holder="build-1")
         # A killed build's hold, as the consumer's reconcile finds it.
-        hold.hold(client, "web", ["web-asg"], holder="build-2", now=datetime.now(timezone.utc) - timedelta(days=1))
+        fleet_hold.hold(client, "web", ["web-asg"], holder="build-2", now=datetime.now(timezone.utc) - timedelta(days=1))
         assert {("autoscaling", "SuspendProcesses"), ("autoscaling", "CreateOrUpdateTags"),
                 ("autoscaling", "ResumeProcesses"), ("autoscaling", "DeleteTags")} <= helper_calls.calls
         assert_allowed(iam_policy.HELPER, helper_calls.calls, config)

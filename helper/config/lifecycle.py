@@ -99,7 +99,7 @@ def parse_alerts(doc: Located, raw) -> AlertConfig:
     return AlertConfig(sns_topic_arn=topic, webhook_url=url)
 
 
-# --- lifecycle.hold (issue 11; helper/lifecycle/hold.py, `fleet hold` / `fleet release`) ---
+# --- lifecycle.hold (issue 11; helper/lifecycle/fleet_hold.py, `fleet hold` / `fleet release`) ---
 HOLD_KEYS = {"processes", "ttl_s"}
 
 

@@ -93,7 +93,7 @@ class AutoScaling:
 
     @property
     def client(self):
-        """The client itself, for the fleet hold's own seam (helper/lifecycle/hold.py)."""
+        """The client itself, for the fleet hold's own seam (helper/lifecycle/fleet_hold.py)."""
         return self._client
 
     def _hooks_of(self, group: str) -> list[dict]:

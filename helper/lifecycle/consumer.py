@@ -24,7 +24,7 @@ from helper.lifecycle.batcher import Batcher
 from helper.lifecycle.breakers import SiteBreakers
 from helper.lifecycle.context import Context
 from helper.lifecycle.deployment import Deployment
-from helper.lifecycle.hold import HoldError, release_expired
+from helper.lifecycle.fleet_hold import HoldError, release_expired
 from helper.lifecycle.held import HeldActions
 from helper.lifecycle.inflight import Admission, InFlight, Tracked
 from helper.lifecycle.jenkins_client import JenkinsJobs

@@ -70,7 +70,7 @@ class Metrics:
             self.rejected.labels(reason)
         self.job_missing = Counter("adh_jenkins_job_missing", "Jenkins answers that the configured job does not "
                                    "exist", registry=r)
-        # helper/lifecycle/hold.py: fleet holds whose `until` passed (a build killed without its post).
+        # helper/lifecycle/fleet_hold.py: fleet holds whose `until` passed (a build killed without its post).
         self.hold_expired_releases = Counter("adh_fleet_hold_expired_releases", "Expired fleet holds the "
                                              "consumer released", registry=r)
         self._clock = clock

@@ -88,7 +88,7 @@ CALLS = (
     Call("autoscaling", "PutLifecycleHook", "autoscaling:PutLifecycleHook", (SETUP,), GROUP),
     Call("autoscaling", "DeleteLifecycleHook", "autoscaling:DeleteLifecycleHook", (SETUP,), GROUP),
     Call("iam", "PassRole", "iam:PassRole", (SETUP,), ROLE),  # not an API call: PutLifecycleHook's RoleARN
-    # `fleet hold` / `fleet release` (helper/lifecycle/hold.py): suspend, resume, and the hold's tag;
+    # `fleet hold` / `fleet release` (helper/lifecycle/fleet_hold.py): suspend, resume, and the hold's tag;
     # the consumer's reconcile releases expired holds of the lifecycle groups.
     Call("autoscaling", "SuspendProcesses", "autoscaling:SuspendProcesses", (HELPER,), HELD),
     Call("autoscaling", "ResumeProcesses", "autoscaling:ResumeProcesses", (HELPER,), HELD),

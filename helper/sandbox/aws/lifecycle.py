@@ -21,7 +21,7 @@ Emulated (see ../shared/aws-lifecycle-reference.md for AWS's behaviour):
   the plain message published to the topic (moto's SNS then wraps it for its subscribers).
 - Faults (faults.py): Throttling for chosen actions; duplicate SQS delivery.
 - State: every switch and pending action lives in one SandboxState (state.py), made by install().
-- Suspended Terminate (a fleet hold, helper/lifecycle/hold.py): a scale-in keeps every InService
+- Suspended Terminate (a fleet hold, helper/lifecycle/fleet_hold.py): a scale-in keeps every InService
   instance (instances in Pending:Wait may still go); when Terminate is resumed the group converges
   to its desired capacity. moto itself stores suspended processes but never reads them.
 - Target groups: instances enter only when InService and leave when terminated; a terminated
