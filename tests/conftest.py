@@ -27,3 +27,15 @@ def aws(moto_server, monkeypatch):
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
     yield moto_server.url
+
+
+@pytest.fixture
+def network():
+    """Real hosts for one test (helper/sandbox/hosts.py), every namespace and sshd removed after it."""
+    from helper.sandbox.hosts import HostNetwork
+
+    hosts = HostNetwork()
+    try:
+        yield hosts
+    finally:
+        hosts.close()

@@ -10,6 +10,7 @@ import pytest
 from helper.config.document import Source, parse
 from helper.errors import ConfigError
 from helper.config.yamlfile import load_text
+from tests.units import MINIMAL_LIFECYCLE_YAML
 
 ORIGINAL = """\
 aws:
@@ -292,14 +293,7 @@ def test_user_that_is_not_a_login_name_is_refused_with_its_line(user):
 
 # --- lifecycle.breaker and lifecycle.alerts (issue 11) -------------------------------------------
 
-LIFECYCLE = """\
-sites:
-  web: {asg: web-asg}
-lifecycle:
-  queue_url: https://sqs.us-east-1.amazonaws.com/123456789012/hooks
-  jenkins: {url: 'http://jenkins:8080/', job: deploy}
-  groups: {web-asg: web}
-"""
+LIFECYCLE = MINIMAL_LIFECYCLE_YAML
 
 
 def test_breaker_and_alerts_default_to_three_failures_hold_and_no_target():

@@ -16,18 +16,12 @@ from helper.errors import ConfigError
 from helper.lifecycle.fleet_hold import TAG_KEY, hold
 from helper.sandbox.aws import fleet
 from tests.scenario import GROUP, SITE, Scenario, wait_for
+from tests.units import MINIMAL_LIFECYCLE_YAML
 
 REGION = "us-east-1"
 BUILD = "https://ci.example.com/job/deploy/12/"
 HELD = {"Terminate", "AZRebalance", "InstanceRefresh", "ReplaceUnhealthy"}
-LIFECYCLE = """\
-sites:
-  web: {asg: web-asg}
-lifecycle:
-  queue_url: https://sqs.us-east-1.amazonaws.com/123456789012/hooks
-  jenkins: {url: 'http://jenkins:8080/', job: deploy}
-  groups: {web-asg: web}
-"""
+LIFECYCLE = MINIMAL_LIFECYCLE_YAML
 
 
 # --- lifecycle.hold -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from tests.realdeploy import (LIFECYCLE_TIMEOUT_S, ROOT, Builds, app_repository, deploy_job_command,
                               deployed_revision, needs_real_hosts, scale_up_world)
 from tests.scenario import JENKINS_TOKEN, JENKINS_USER, REGION, SITE, wait_for
-from helper.sandbox.hosts import HostNetwork, SshHost
+from helper.sandbox.hosts import SshHost
 
 
 pytestmark = needs_real_hosts()
@@ -35,15 +35,6 @@ INNER_CIDR = "10.99.0.0/24"
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     return app_repository(tmp_path_factory.mktemp("app"))
-
-
-@pytest.fixture
-def network():
-    hosts = HostNetwork()
-    try:
-        yield hosts
-    finally:
-        hosts.close()
 
 
 @pytest.fixture

@@ -25,15 +25,6 @@ SSH_TIMEOUT_S = 20  # a guard: a connection that works takes well under a second
 INNER_CIDR = "10.99.0.0/24"
 
 
-@pytest.fixture
-def network():
-    hosts = HostNetwork()
-    try:
-        yield hosts
-    finally:
-        hosts.close()
-
-
 class Ssh:
     """OpenSSH's client with a generated config: one `Host` block per alias, checking host keys."""
 
