@@ -69,7 +69,7 @@ BAD = [
     ("sites:\n  a:\n    region: us-east-1\n", "deploy.yml:2: sites.a: site names no instance source"),
     ("sites:\n  a:\n    elb: x\n    asg: y\n", "deploy.yml:2: sites.a: site names 2 (elb, asg)"),
     ("sites:\n  a:\n    elb: x\n    port: 70000\n", "deploy.yml:4: sites.a.port: port must be an integer"),
-    ("sites:\n  a:\n    elb: x\n    address: ipv6\n", "deploy.yml:4: sites.a.address: must be one of private, public, auto"),
+    ("sites:\n  a:\n    elb: x\n    address: ipv4\n", "deploy.yml:4: sites.a.address: must be one of private, public, auto"),
     ("sites:\n  'a b':\n    elb: x\n", "deploy.yml:2: sites.a b: site name 'a b' must match"),
     ("sites:\n  a:\n    elb: x\n    roles: [a]\n", "deploy.yml:4: sites.a.roles: role 'a' has the name of a site"),
     ("defaults:\n  port: nope\nsites:\n  a: {elb: x}\n", "deploy.yml:2: defaults.port: port must be an integer"),

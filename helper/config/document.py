@@ -7,9 +7,11 @@ unchanged. Everything else is an addition with a default.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from helper.aws.names import is_instance_id
 from helper.config import fields
 from helper.errors import ConfigError
 from helper.config.lifecycle import LifecycleConfig, parse_lifecycle
@@ -32,13 +34,20 @@ SOURCE_KEYS = {
     "tags": "tags",
 }
 
-ADDRESS_CHOICES = ("private", "public", "auto")
+ADDRESS_CHOICES = ("private", "public", "auto", "ipv6")
+# How ssh reaches an instance: directly (or through proxy_jump), or through an `aws` CLI
+# tunnel (Session Manager, EC2 Instance Connect Endpoint) when port 22 is not routable.
+TRANSPORTS = ("ssh", "ssm", "eice")
+# An EC2 Instance Connect Endpoint id as EC2 prints it.
+EICE_ID_RE = re.compile(r"eice-[0-9a-f]{8,17}")
+FILTER_KEYS = {"availability_zones", "tags", "exclude_tags", "exclude_instance_ids"}
 SSH_CONFIG_MODES = ("file", "block")
 
 # Keys that a site may set, and that `defaults:` may set for every site.
 SITE_OPTION_KEYS = {
     "region", "profile", "role_arn", "user", "port", "address", "proxy_jump", "bastion",
-    "keys", "identity_file", "roles",
+    "keys", "identity_file", "roles", "transport", "instance_connect_endpoint_id", "filters",
+    "roles_from_tag", "alias_tag",
 }
 PATH_KEYS = {
     "ssh_config_file", "ssh_config_mode", "known_hosts_file", "cap_config_file",
@@ -57,6 +66,22 @@ class Source:
 
 
 @dataclass(frozen=True)
+class SiteFilters:
+    """Which of a source's instances a whole-site run keeps; applied after discovery.
+
+    Tags map a key to the values that match (any of them). Empty means "no condition".
+    """
+
+    availability_zones: frozenset[str] = frozenset()
+    tags: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    exclude_tags: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    exclude_instance_ids: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.availability_zones or self.tags or self.exclude_tags or self.exclude_instance_ids)
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     name: str
     source: Source
@@ -69,6 +94,11 @@ class SiteConfig:
     proxy_jump: str | None = None
     identity_file: str | None = None
     roles: tuple[str, ...] = ()
+    transport: str = "ssh"  # a value of TRANSPORTS
+    instance_connect_endpoint_id: str | None = None  # eice only; None lets the CLI pick
+    filters: SiteFilters = field(default_factory=SiteFilters)
+    roles_from_tag: str | None = None  # a tag whose comma-separated values add roles per host
+    alias_tag: str | None = None  # a tag whose value names a second, human alias per host
     where: str = ""  # file:line of the site, for messages
 
 
@@ -108,18 +138,6 @@ class Config:
     lifecycle: "LifecycleConfig | None" = None
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def _roles(doc: Located, value: Any, keys: tuple) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -137,6 +155,57 @@ def _tag_values(doc: Located, raw: Any, keys: tuple) -> tuple[str, ...]:
     if not values or not all(isinstance(v, str) for v in values):
         raise fields.fail(doc, keys, "tag value must be text or a list of texts (null and mappings are neither)")
     return values
+
+
+def _tag_map(doc: Located, raw: Any, keys: tuple) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    tags = fields.mapping(doc, raw, keys)
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            raise fields.fail(doc, keys + (tag,), "a tag key must be text")
+    return tuple(sorted((tag, _tag_values(doc, values, keys + (tag,))) for tag, values in tags.items()))
+
+
+def _text_list(doc: Located, raw: Any, keys: tuple) -> frozenset[str]:
+    if raw is None:
+        return frozenset()
+    items = raw if isinstance(raw, list) else [raw]
+    return frozenset(fields.string(doc, item, keys + ((i,) if isinstance(raw, list) else ()))
+                     for i, item in enumerate(items))
+
+
+def _filters(doc: Located, raw: Any, keys: tuple) -> SiteFilters:
+    spec = fields.mapping(doc, raw, keys, FILTER_KEYS)
+    excluded = _text_list(doc, spec.get("exclude_instance_ids"), keys + ("exclude_instance_ids",))
+    for instance_id in excluded:
+        if not is_instance_id(instance_id):
+            raise fields.fail(doc, keys + ("exclude_instance_ids",), f"{instance_id!r} is not an instance id")
+    return SiteFilters(
+        availability_zones=_text_list(doc, spec.get("availability_zones"), keys + ("availability_zones",)),
+        tags=_tag_map(doc, spec.get("tags"), keys + ("tags",)),
+        exclude_tags=_tag_map(doc, spec.get("exclude_tags"), keys + ("exclude_tags",)),
+        exclude_instance_ids=excluded,
+    )
+
+
+def _tag_key(doc: Located, value: Any, keys: tuple) -> str | None:
+    # A tag key reaches no output itself, but must be one (AWS: 1-128 characters).
+    value = fields.string(doc, value, keys)
+    if value is not None and len(value) > 128:
+        raise fields.fail(doc, keys, "a tag key has at most 128 characters")
+    return value
+
+
+def _transport(doc: Located, merged: dict, where) -> tuple[str, str | None]:
+    transport = fields.choice(doc, merged.get("transport"), where("transport"), TRANSPORTS, "ssh")
+    endpoint = fields.string(doc, merged.get("instance_connect_endpoint_id"), where("instance_connect_endpoint_id"))
+    if endpoint is not None and transport != "eice":
+        raise fields.fail(doc, where("instance_connect_endpoint_id"), "needs transport: eice")
+    if endpoint is not None and not EICE_ID_RE.fullmatch(endpoint):
+        raise fields.fail(doc, where("instance_connect_endpoint_id"), f"{endpoint!r} is not eice-<hex>")
+    if transport != "ssh" and ("proxy_jump" in merged or "bastion" in merged):
+        jump = "bastion" if "bastion" in merged else "proxy_jump"
+        raise fields.fail(doc, where(jump), f"transport {transport} needs no jump host; give one or the other")
+    return transport, endpoint
 
 
 def _source(doc: Located, site: dict, keys: tuple) -> Source:
@@ -168,6 +237,7 @@ def _site(doc: Located, name: Any, raw: Any, defaults: dict) -> SiteConfig:
         raise fields.fail(doc, keys, "give keys or identity_file, not both")
     if "bastion" in merged and "proxy_jump" in merged:
         raise fields.fail(doc, keys, "give proxy_jump or bastion, not both")
+    transport, endpoint = _transport(doc, merged, where)
     identity_key = "keys" if "keys" in merged else "identity_file"
     jump_key = "bastion" if "bastion" in merged else "proxy_jump"
     return SiteConfig(
@@ -182,6 +252,11 @@ def _site(doc: Located, name: Any, raw: Any, defaults: dict) -> SiteConfig:
         proxy_jump=fields.string(doc, merged.get(jump_key), where(jump_key)),
         identity_file=fields.string(doc, merged.get(identity_key), where(identity_key)),
         roles=_roles(doc, merged.get("roles"), where("roles")),
+        transport=transport,
+        instance_connect_endpoint_id=endpoint,
+        filters=_filters(doc, merged.get("filters"), where("filters")),
+        roles_from_tag=_tag_key(doc, merged.get("roles_from_tag"), where("roles_from_tag")),
+        alias_tag=_tag_key(doc, merged.get("alias_tag"), where("alias_tag")),
         where=doc.where(*keys),
     )
 

@@ -21,7 +21,7 @@ from helper.config.document import SiteConfig
 from helper.inventory.discover import Discovered, auto_scaling_group, describe_instances, discover
 from helper.errors import DiscoveryError
 from helper.inventory.model import SiteInventory
-from helper.inventory.naming import name_hosts
+from helper.inventory.naming import drop_clashing_tag_aliases, name_hosts
 from helper.inventory.selection import Selection, select
 from helper.settings import Settings
 
@@ -79,8 +79,9 @@ def _collect_group(
         if site.name in results:
             continue
         try:
-            chosen = select(found[site.name].memberships, known, selection)
-            results[site.name] = SiteResult(site.name, inventory=name_hosts(site, chosen))
+            chosen = select(found[site.name].memberships, known, selection, site.filters)
+            inventory = name_hosts(site, chosen, clients.key.profile)
+            results[site.name] = SiteResult(site.name, inventory=inventory)
         except DiscoveryError as exc:
             results[site.name] = SiteResult(site.name, error=str(exc))
     return [results[s.name] for s in sites]
@@ -92,6 +93,12 @@ def _guarded(factory: ClientFactory, key: AccessKey, sites: list[SiteConfig], se
         return _collect_group(factory(key), sites, selection, launching_groups)
     except (ClientError, BotoCoreError) as exc:  # e.g. assuming the role failed
         return [SiteResult(s.name, error=explain(exc)) for s in sites]
+
+
+def _unique_tag_aliases(results: list[SiteResult]) -> list[SiteResult]:
+    named = drop_clashing_tag_aliases(r.inventory for r in results if r.inventory is not None)
+    by_site = {inventory.site: inventory for inventory in named}
+    return [SiteResult(r.site, inventory=by_site[r.site]) if r.inventory is not None else r for r in results]
 
 
 def collect(settings: Settings, factory: ClientFactory = AwsClients) -> list[SiteResult]:
@@ -110,7 +117,7 @@ def collect(settings: Settings, factory: ClientFactory = AwsClients) -> list[Sit
             futures = [pool.submit(_guarded, factory, key, sites, settings.selection, launching)
                        for key, sites in groups.items()]
             by_site = {r.site: r for f in futures for r in f.result()}
-    results = [by_site[s.name] for s in settings.sites]
+    results = _unique_tag_aliases([by_site[s.name] for s in settings.sites])
     for r in results:
         if r.inventory is not None:
             log.info("event=site_discovered site=%s hosts=%d", r.site, len(r.inventory.hosts))

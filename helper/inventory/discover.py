@@ -215,6 +215,7 @@ _CHECKS = {
     "public_ip": ("public IP address", is_ip_address),
     "private_dns": ("private DNS name", is_dns_name),
     "public_dns": ("public DNS name", is_dns_name),
+    "ipv6": ("IPv6 address", lambda text: ":" in text and is_ip_address(text)),
 }
 
 
@@ -226,6 +227,24 @@ def _problem(values: dict) -> str | None:
     return None
 
 
+def first_ipv6(raw: dict) -> str | None:
+    """The primary interface's first IPv6 address (its primary one if EC2 marks one).
+
+    DescribeInstances gives `Ipv6Address` (the primary IPv6) on newer answers only, so the
+    interfaces are read when it is missing.
+    """
+    if raw.get("Ipv6Address"):
+        return raw["Ipv6Address"]
+    interfaces = sorted(raw.get("NetworkInterfaces") or [],
+                        key=lambda eni: (eni.get("Attachment") or {}).get("DeviceIndex", 0))
+    for eni in interfaces:
+        addresses = [a for a in eni.get("Ipv6Addresses") or [] if a.get("Ipv6Address")]
+        primary = [a for a in addresses if a.get("IsPrimaryIpv6")]
+        if primary or addresses:
+            return (primary or addresses)[0]["Ipv6Address"]
+    return None
+
+
 def instance_from_ec2(raw: dict) -> Instance:
     """One DescribeInstances entry as an Instance; an odd value is recorded in `problem`."""
     values = {
@@ -234,6 +253,7 @@ def instance_from_ec2(raw: dict) -> Instance:
         "public_ip": raw.get("PublicIpAddress") or None,
         "private_dns": raw.get("PrivateDnsName") or None,
         "public_dns": raw.get("PublicDnsName") or None,
+        "ipv6": first_ipv6(raw),
     }
     return Instance(
         **values,

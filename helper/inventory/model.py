@@ -34,12 +34,23 @@ class Instance:
     public_ip: str | None = None
     private_dns: str | None = None
     public_dns: str | None = None
+    ipv6: str | None = None  # the primary interface's first IPv6 address
     availability_zone: str | None = None
     tags: tuple[tuple[str, str], ...] = ()
     # Why EC2's description cannot be used (an address that is not one), else None.
     # Kept, not raised: instances are described for several sites at once, and only the
     # sites that choose this instance must fail.
     problem: str | None = None
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    """How ssh reaches a host that has no route to port 22: an `aws` CLI session on stdio."""
+
+    kind: str  # "ssm" (Session Manager) or "eice" (EC2 Instance Connect Endpoint)
+    region: str
+    profile: str | None = None
+    endpoint_id: str | None = None  # eice only
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,9 @@ class Host:
     identity_file: str | None = None
     proxy_jump: str | None = None
     roles: tuple[str, ...] = ()
+    tunnel: Tunnel | None = None
+    # A second, readable alias from a tag (`<site>-<value>-<last 5 of the id>`), or None.
+    tag_alias: str | None = None
 
 
 @dataclass(frozen=True)

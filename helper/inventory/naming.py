@@ -6,12 +6,26 @@ never reused), so host keys can stay checked and a scale-out never renames a hos
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable
+from dataclasses import replace
 
 from helper.aws.names import is_instance_id
 from helper.config.document import SiteConfig
+from helper.config.fields import NAME_RE
 from helper.errors import DiscoveryError
-from helper.inventory.model import Host, Instance, Membership, SiteInventory
+from helper.inventory.model import Host, Instance, Membership, SiteInventory, Tunnel
+
+log = logging.getLogger(__name__)
+
+# A tag alias keeps these characters of the tag's value; every run of others becomes one `-`.
+# Lower case, because ssh matches Host names without case and net-ssh with it.
+_NOT_ALIAS_CHARS = re.compile(r"[^a-z0-9_.]+")
+# Enough to tell hosts apart by eye; the alias stays one short word.
+TAG_ALIAS_MAX_CHARS = 32
+# The id's tail that keeps two hosts with one tag value apart.
+TAG_ALIAS_ID_CHARS = 5
 
 
 def alias(site: str, instance_id: str) -> str:
@@ -32,6 +46,39 @@ def _named_for(site: str, name: str) -> bool:
     return name.startswith(prefix) and is_instance_id(name[len(prefix):])
 
 
+def tag_alias(site: str, instance: Instance, tag: str) -> str | None:
+    """`<site>-<tag value>-<last 5 of the instance id>`, the value sanitized; None without one.
+
+    Anyone allowed to tag instances sets the value, so it keeps only [a-z0-9_.-]: no space,
+    newline, `%`, quote or pattern character reaches the ssh config's Host line. It can never
+    equal an instance-id alias: those end in 8 or 17 hex digits after `i-`, this in `-` and 5.
+    """
+    value = dict(instance.tags).get(tag)
+    if value is None:
+        return None
+    word = _NOT_ALIAS_CHARS.sub("-", value.lower()).strip("-.")[:TAG_ALIAS_MAX_CHARS].strip("-.")
+    if not word:
+        return None
+    return f"{site}-{word}-{instance.instance_id[-TAG_ALIAS_ID_CHARS:]}"
+
+
+def tag_roles(instance: Instance, tag: str) -> tuple[str, ...]:
+    """The roles a host's tag names (comma-separated); a value that is not a role name is
+    left out with a warning, so one odd tag cannot fail the deploy of a whole site."""
+    value = dict(instance.tags).get(tag)
+    roles = []
+    for part in (value or "").split(","):
+        role = part.strip()
+        if not role:
+            continue
+        if NAME_RE.fullmatch(role):
+            roles.append(role)
+        else:
+            log.warning("event=tag_role_ignored instance=%s tag=%s value=%r reason=%s",
+                        instance.instance_id, tag, role, f"not a role name ({NAME_RE.pattern})")
+    return tuple(roles)
+
+
 def _private(inst: Instance) -> str | None:
     return inst.private_ip or inst.private_dns
 
@@ -45,7 +92,11 @@ ADDRESS_PICKERS = {
     "private": (_private,),
     "public": (_public,),
     "auto": (_public, _private),
+    "ipv6": (lambda inst: inst.ipv6,),
 }
+
+# How each preference is named in "has no ... address".
+_ADDRESS_WORDS = {"ipv6": "IPv6"}
 
 
 def address(inst: Instance, preference: str) -> str:
@@ -53,23 +104,66 @@ def address(inst: Instance, preference: str) -> str:
         found = pick(inst)
         if found:
             return found
-    raise DiscoveryError(f"instance {inst.instance_id} has no {preference} address")
+    raise DiscoveryError(f"instance {inst.instance_id} has no {_ADDRESS_WORDS.get(preference, preference)} address")
 
 
-def name_hosts(site: SiteConfig, chosen: list[tuple[Instance, Membership]]) -> SiteInventory:
-    hosts = tuple(
-        Host(
-            site=site.name,
-            alias=alias(site.name, inst.instance_id),
-            address=address(inst, site.address),
-            instance=inst,
-            status=member.status,
-            user=site.user,
-            port=site.port,
-            identity_file=site.identity_file,
-            proxy_jump=site.proxy_jump,
-            roles=site.roles,
-        )
-        for inst, member in chosen
+def tunnel(site: SiteConfig, profile: str | None) -> Tunnel | None:
+    """The `aws` CLI tunnel a site's transport needs, with the site's region and profile."""
+    if site.transport == "ssh":
+        return None
+    return Tunnel(site.transport, site.region, profile, site.instance_connect_endpoint_id)
+
+
+def _host(site: SiteConfig, inst: Instance, member: Membership, via: Tunnel | None) -> Host:
+    roles = site.roles + (tag_roles(inst, site.roles_from_tag) if site.roles_from_tag else ())
+    return Host(
+        site=site.name,
+        alias=alias(site.name, inst.instance_id),
+        # A tunnel is opened to the instance by id, never by an address.
+        address=inst.instance_id if via else address(inst, site.address),
+        instance=inst,
+        status=member.status,
+        user=site.user,
+        port=site.port,
+        identity_file=site.identity_file,
+        proxy_jump=site.proxy_jump,
+        roles=tuple(dict.fromkeys(roles)),
+        tunnel=via,
+        tag_alias=tag_alias(site.name, inst, site.alias_tag) if site.alias_tag else None,
     )
+
+
+def name_hosts(site: SiteConfig, chosen: list[tuple[Instance, Membership]],
+               profile: str | None = None) -> SiteInventory:
+    """Name and address every chosen instance; `profile` is the one discovery used, which a
+    tunnel's `aws` command must use too."""
+    via = tunnel(site, profile)
+    hosts = tuple(_host(site, inst, member, via) for inst, member in chosen)
     return SiteInventory(site=site.name, hosts=tuple(sorted(hosts, key=lambda h: h.alias)))
+
+
+def drop_clashing_tag_aliases(inventories: Iterable[SiteInventory]) -> list[SiteInventory]:
+    """Every inventory, with each tag alias that is not unique across all hosts removed.
+
+    Two hosts can share one (same value, same id tail; or site `web` tagged `a-b` and site
+    `web-a` tagged `b`), and a shared Host name would send ssh to whichever comes first.
+    The instance-id alias always remains, so a clash costs readability, never a deploy.
+    """
+    inventories = list(inventories)
+    count: dict[str, int] = {}
+    for name in (n for inv in inventories for h in inv.hosts for n in (h.alias, h.tag_alias) if n):
+        count[name] = count.get(name, 0) + 1
+    clashing = {name for name, n in count.items() if n > 1}
+    if not clashing:
+        return inventories
+    result = []
+    for inv in inventories:
+        hosts = []
+        for host in inv.hosts:
+            if host.tag_alias in clashing:
+                log.warning("event=tag_alias_dropped site=%s host=%s alias=%s reason=%s",
+                            host.site, host.alias, host.tag_alias, "another host has the same alias")
+                host = replace(host, tag_alias=None)
+            hosts.append(host)
+        result.append(SiteInventory(inv.site, tuple(hosts)))
+    return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from helper.config.document import SiteFilters
 from helper.errors import DiscoveryError
 from helper.inventory.model import LIVE_STATES, Instance, Membership
 
@@ -18,17 +19,38 @@ class Selection:
     instance_ids: frozenset[str] = frozenset()
 
 
+def _has_any(instance: Instance, wanted: tuple[tuple[str, tuple[str, ...]], ...]) -> list[bool]:
+    tags = dict(instance.tags)
+    return [tags.get(key) in values for key, values in wanted]
+
+
+def kept_by(filters: SiteFilters, instance: Instance) -> bool:
+    """True when the site's filters keep this instance: in a listed zone (if any), with every
+    wanted tag (any of its values), with no excluded tag value, and not excluded by id."""
+    if filters.availability_zones and instance.availability_zone not in filters.availability_zones:
+        return False
+    if instance.instance_id in filters.exclude_instance_ids:
+        return False
+    return all(_has_any(instance, filters.tags)) and not any(_has_any(instance, filters.exclude_tags))
+
+
 def select(
     memberships: tuple[Membership, ...],
     instances: dict[str, Instance],
     selection: Selection,
+    filters: SiteFilters = SiteFilters(),
 ) -> list[tuple[Instance, Membership]]:
     """The (instance, membership) pairs to deploy to, sorted by instance id.
 
     Always left out: instances EC2 reports stopped or terminated (a load balancer can
     still list them for a while). Left out unless asked for: instances the source does
-    not call in service (Pending:Wait, unhealthy, draining, still starting). A chosen
-    instance that EC2 described with an unusable address fails the site.
+    not call in service (Pending:Wait, unhealthy, draining, still starting), and those the
+    site's filters leave out. A chosen instance that EC2 described with an unusable address
+    fails the site.
+
+    Instances named in the selection ignore the filters: the consumer names the instances
+    Auto Scaling holds for this site, and leaving one out would let it take traffic
+    without the deploy.
     """
     by_id = {m.instance_id: m for m in memberships}
     if selection.instance_ids:
@@ -44,7 +66,9 @@ def select(
     picked = []
     for member in chosen:
         instance = instances.get(member.instance_id)
-        if instance is not None and instance.state in wanted_states:
+        if instance is None or instance.state not in wanted_states:
+            continue
+        if selection.instance_ids or kept_by(filters, instance):
             picked.append((instance, member))
     for instance, _ in picked:
         if instance.problem:

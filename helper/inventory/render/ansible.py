@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from helper.errors import OutputError
 from helper.inventory.model import Host, SiteInventory
 from helper.inventory.render.common import YamlDumper, dump_yaml, ordered_sites
-from helper.inventory.render.ssh import config_value, key_checking_options
+from helper.inventory.render.ssh import config_value, key_checking_options, proxy_command
 
 # Ansible warns about, and may rewrite, group names with other characters.
 _INVALID_GROUP_CHARS = re.compile(r"[^A-Za-z0-9_]")
@@ -64,6 +64,11 @@ def group_name(name: str) -> str:
     return _INVALID_GROUP_CHARS.sub("_", name)
 
 
+def option_value(keyword: str, value: str) -> str:
+    # ssh reads `-o` like a config line: ProxyCommand's rest raw, the others config-quoted.
+    return value if keyword == "ProxyCommand" else config_value(keyword, value)
+
+
 def ssh_common_args(host: Host, known_hosts_file: str) -> str:
     """`-o` options for ssh, quoted for ssh (inner) and for shlex.split (outer).
 
@@ -73,8 +78,10 @@ def ssh_common_args(host: Host, known_hosts_file: str) -> str:
     options = key_checking_options(host, known_hosts_file)
     if host.proxy_jump:
         options.append(("ProxyJump", host.proxy_jump))
+    if host.tunnel:
+        options.append(("ProxyCommand", proxy_command(host.tunnel)))
     return " ".join(
-        f"-o {shlex.quote(f'{keyword}={config_value(keyword, value)}')}"
+        f"-o {shlex.quote(f'{keyword}={option_value(keyword, value)}')}"
         for keyword, value in options
     )
 

@@ -20,12 +20,13 @@ still consulted; pruning never touches it, since it is not `<site>-<instance id>
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Iterable, Sequence
 
 from helper import PROG
 from helper.config.fields import LOGIN_NAME_RE
 from helper.errors import OutputError
-from helper.inventory.model import Host, SiteInventory
+from helper.inventory.model import Host, SiteInventory, Tunnel
 from helper.inventory.render.common import ordered_sites
 
 HEADER = (
@@ -98,14 +99,50 @@ def portable_value(keyword: str, value: str) -> str:
     return config_value(keyword, value)
 
 
-def checked_alias(host: Host) -> str:
-    """The host's alias, refused if ssh would read it as a pattern or several words."""
-    if not host.alias or _ALIAS_FORBIDDEN.search(host.alias):
+def checked_alias(host: Host, name: str | None = None) -> str:
+    """The host's alias (or `name`, another of its aliases), refused if ssh would read it as a
+    pattern or several words."""
+    name = host.alias if name is None else name
+    if not name or _ALIAS_FORBIDDEN.search(name):
         raise OutputError(
-            f"site {host.site!r}: host alias {host.alias!r} cannot be an ssh Host name"
+            f"site {host.site!r}: host alias {name!r} cannot be an ssh Host name"
             " (it must be one word without * ? ! , quotes or #)"
         )
-    return host.alias
+    return name
+
+
+def host_patterns(host: Host) -> str:
+    """The Host line's names: the instance-id alias, then the tag alias if the host has one."""
+    return " ".join(checked_alias(host, name) for name in (host.alias, host.tag_alias) if name)
+
+
+# The `aws` CLI command of each tunnel kind; ssh puts the HostName (the instance id) for %h
+# and the port for %p. Session Manager's AWS-StartSSHSession document and
+# `ec2-instance-connect open-tunnel` both relay the session on the command's stdin/stdout.
+_TUNNEL_COMMANDS = {
+    "ssm": ["aws", "ssm", "start-session", "--target", "%h",
+            "--document-name", "AWS-StartSSHSession", "--parameters", "portNumber=%p"],
+    "eice": ["aws", "ec2-instance-connect", "open-tunnel", "--instance-id", "%h", "--remote-port", "%p"],
+}
+
+
+def proxy_command(tunnel: Tunnel) -> str:
+    """The ProxyCommand for a tunnel, as ssh and net-ssh read it from a config line.
+
+    Both hand the line's rest, %-tokens expanded, to a shell (`sh -c`), without config
+    quoting. So every value from the config is shell-quoted, and a literal % doubled: a
+    profile named `ops % "team"` reaches the `aws` command as exactly that.
+    """
+    words = [*_TUNNEL_COMMANDS[tunnel.kind], "--region", tunnel.region]
+    if tunnel.profile:
+        words += ["--profile", tunnel.profile]
+    if tunnel.endpoint_id:
+        words += ["--instance-connect-endpoint-id", tunnel.endpoint_id]
+    fixed = len(_TUNNEL_COMMANDS[tunnel.kind])
+    for word in words[fixed:]:
+        if _UNREPRESENTABLE.search(word):
+            raise OutputError(f"cannot write ProxyCommand with {word!r}: it contains a control character")
+    return " ".join(words[:fixed] + [shlex.quote(word).replace("%", "%%") for word in words[fixed:]])
 
 
 def absolute(keyword: str, path: str) -> str:
@@ -132,6 +169,7 @@ def host_options(host: Host, known_hosts_file: str) -> list[tuple[str, str]]:
         # up the server's MaxAuthTries before the right one is tried.
         ("IdentitiesOnly", "yes" if identity_file else None),
         ("ProxyJump", host.proxy_jump),
+        ("ProxyCommand", proxy_command(host.tunnel) if host.tunnel else None),
     ]
     return [
         ("HostName", host.address),
@@ -206,11 +244,17 @@ def jump_host_options(
     }
 
 
+def option_text(keyword: str, value: str) -> str:
+    """An option's value as written after its keyword: ProxyCommand raw (ssh gives the rest of
+    its line to a shell, so proxy_command() quoted it for that), every other one config-quoted."""
+    return value if keyword == "ProxyCommand" else portable_value(keyword, value)
+
+
 def _section(pattern: str, options: Iterable[tuple[str, str | list[str]]]) -> str:
     lines = [f"Host {pattern}\n"]
     for keyword, value in options:
         values = value if isinstance(value, list) else [value]
-        lines.append(f"{INDENT}{keyword} {' '.join(portable_value(keyword, v) for v in values)}\n")
+        lines.append(f"{INDENT}{keyword} {' '.join(option_text(keyword, v) for v in values)}\n")
     return "".join(lines)
 
 
@@ -224,6 +268,6 @@ def render_ssh_config(sites: Sequence[SiteInventory], known_hosts_file: str) -> 
     """
     hosts = [host for inventory in ordered_sites(sites) for host in inventory.hosts]
     sections = [HEADER]
-    sections.extend(_section(checked_alias(host), host_options(host, known_hosts_file)) for host in hosts)
+    sections.extend(_section(host_patterns(host), host_options(host, known_hosts_file)) for host in hosts)
     sections.extend(_section(name, options) for name, options in jump_host_options(hosts, known_hosts_file).items())
     return "\n".join(sections)
