@@ -64,6 +64,36 @@ def test_defaults_apply_to_every_site_and_sites_override_them():
     assert config.credentials is None
 
 
+def test_issue_13_keys_apply_per_site_and_from_defaults():
+    config = load("""\
+        defaults:
+          transport: ssm
+          alias_tag: Name
+          filters: {exclude_tags: {Canary: "true"}}
+        sites:
+          a: {asg: a-group, roles_from_tag: Roles}
+          b:
+            elb: b
+            transport: eice
+            instance_connect_endpoint_id: eice-0123456789abcdef0
+            address: ipv6
+            filters:
+              availability_zones: eu-west-1a
+              tags: {Env: [prod, live]}
+              exclude_instance_ids: [i-0123456789abcdef0]
+          c: {elb: c, transport: ssh, bastion: jump.example.com}
+    """)
+    a, b, c = config.sites
+    assert (a.transport, a.roles_from_tag, a.alias_tag) == ("ssm", "Roles", "Name")
+    assert a.filters.exclude_tags == (("Canary", ("true",)),) and not a.filters.tags
+    assert (b.transport, b.instance_connect_endpoint_id, b.address) == ("eice", "eice-0123456789abcdef0", "ipv6")
+    assert b.filters.availability_zones == {"eu-west-1a"}
+    assert b.filters.tags == (("Env", ("prod", "live")),)
+    assert b.filters.exclude_instance_ids == {"i-0123456789abcdef0"}
+    assert not b.filters.exclude_tags  # a site's filters replace the defaults' whole
+    assert (c.transport, c.proxy_jump) == ("ssh", "jump.example.com")
+
+
 BAD = [
     ("sites:\n  a:\n    elb: x\n    colour: red\n", "deploy.yml:4: sites.a.colour: unknown key"),
     ("sites:\n  a:\n    region: us-east-1\n", "deploy.yml:2: sites.a: site names no instance source"),
@@ -80,6 +110,28 @@ BAD = [
     ("sites:\n  a: [1, 2\n", "deploy.yml:3: not valid YAML"),
     ("", "deploy.yml: empty configuration"),
     ("sitez:\n  a: {elb: x}\n", "deploy.yml:1: sitez: unknown key"),
+    # Issue 13's keys.
+    ("sites:\n  a:\n    elb: x\n    transport: ssh-ng\n", "deploy.yml:4: sites.a.transport: must be one of ssh, ssm, eice"),
+    ("sites:\n  a:\n    elb: x\n    transport: ssm\n    bastion: b.example.com\n",
+     "deploy.yml:5: sites.a.bastion: transport ssm needs no jump host"),
+    ("defaults:\n  proxy_jump: b\nsites:\n  a: {elb: x, transport: eice}\n",
+     "deploy.yml:2: defaults.proxy_jump: transport eice needs no jump host"),
+    ("sites:\n  a:\n    elb: x\n    instance_connect_endpoint_id: eice-0123456789abcdef0\n",
+     "deploy.yml:4: sites.a.instance_connect_endpoint_id: needs transport: eice"),
+    ("sites:\n  a:\n    elb: x\n    transport: eice\n    instance_connect_endpoint_id: 'eice-1;id'\n",
+     "deploy.yml:5: sites.a.instance_connect_endpoint_id: 'eice-1;id' is not eice-<hex>"),
+    ("sites:\n  a:\n    elb: x\n    filters: {zones: [a]}\n", "deploy.yml:4: sites.a.filters.zones: unknown key"),
+    ("sites:\n  a:\n    elb: x\n    filters: [a]\n", "deploy.yml:4: sites.a.filters: must be a mapping"),
+    ("sites:\n  a:\n    elb: x\n    filters:\n      exclude_instance_ids: [i-0123456789abcdef0, web-1]\n",
+     "deploy.yml:5: sites.a.filters.exclude_instance_ids: 'web-1' is not an instance id"),
+    ("sites:\n  a:\n    elb: x\n    filters:\n      exclude_tags: {Canary: null}\n",
+     "deploy.yml:5: sites.a.filters.exclude_tags.Canary: tag value must be text"),
+    ("sites:\n  a:\n    elb: x\n    filters:\n      availability_zones: ['']\n",
+     "deploy.yml:5: sites.a.filters.availability_zones.0: must be a non-empty string"),
+    ("sites:\n  a:\n    elb: x\n    roles_from_tag: ''\n", "deploy.yml:4: sites.a.roles_from_tag: must be a non-empty string"),
+    ("sites:\n  a:\n    elb: x\n    alias_tag: [Name]\n", "deploy.yml:4: sites.a.alias_tag: must be a non-empty string"),
+    ("sites:\n  a:\n    elb: x\n    alias_tag: " + "N" * 129 + "\n",
+     "deploy.yml:4: sites.a.alias_tag: a tag key has at most 128 characters"),
 ]
 
 
