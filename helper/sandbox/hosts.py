@@ -7,10 +7,14 @@ from the runner as it is. `add_host(ip)` makes a namespace holding that IP, join
 bridge by a veth pair, with `/usr/sbin/sshd` running inside it and inside a mount namespace of its
 own: a private directory is bind-mounted over the deploy root (`/srv`), so hosts never share
 deploy files. `add_bastion()` makes a host that is also the only way into a second, inner subnet.
+A network given an `ipv6_cidr` as well carries that prefix's gateway on the same bridge, and
+`add_host(ip, ipv6=...)` gives the host that IPv6 address too, with sshd listening on both.
 
 Nothing here contacts anything but these namespaces: each CIDR is checked against the runner's
 routes before it is used, and an inner subnet gets an `unreachable` route in the root namespace
-so a direct attempt fails at once instead of leaving by the default route.
+so a direct attempt fails at once instead of leaving by the default route. An IPv6 prefix must
+also be a unique-local or documentation one (fc00::/7, 2001:db8::/32): routing a global prefix
+(moto hands out Amazon's real 2400:6500::/32) to the bridge would take it from the whole runner.
 
 Everything a network makes is recorded on an undo stack as it is made; `close()` unwinds it, also
 after a failure half-way through, and a second `close()` does nothing. Every name it makes carries
@@ -53,7 +57,9 @@ CLONE_NEWNET = 0x40000000  # from <sched.h>; Python's os.setns arrives only in 3
 
 _network_count = 0
 _network_count_lock = threading.Lock()
-_cidrs_held_here: set[ipaddress.IPv4Network] = set()
+_cidrs_held_here: set[ipaddress.IPv4Network | ipaddress.IPv6Network] = set()
+# Prefixes no network outside the runner uses (RFC 4193 unique-local, RFC 3849 documentation).
+LOCAL_IPV6_PREFIXES = (ipaddress.IPv6Network("fc00::/7"), ipaddress.IPv6Network("2001:db8::/32"))
 
 
 class HostError(RuntimeError):
@@ -121,11 +127,11 @@ def _pub(key: Path) -> Path:
     return key.with_name(key.name + ".pub")  # not with_suffix: host keys are numbered `key.1`, `key.2`
 
 
-def _socket_in(netns: str | None) -> socket.socket:
+def _socket_in(netns: str | None, family: int = socket.AF_INET) -> socket.socket:
     """A TCP socket in `netns` (None: the runner's). A socket stays in the namespace it was made in,
     so only a short-lived thread switches namespace; the calling process itself never moves."""
     if netns is None:
-        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        return socket.socket(family, socket.SOCK_STREAM)
     made: dict[str, object] = {}
 
     def make() -> None:
@@ -133,7 +139,7 @@ def _socket_in(netns: str | None) -> socket.socket:
         try:
             if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), f"setns into {netns}")
-            made["socket"] = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            made["socket"] = socket.socket(family, socket.SOCK_STREAM)
         except OSError as error:
             made["error"] = error
         finally:
@@ -148,7 +154,8 @@ def _socket_in(netns: str | None) -> socket.socket:
 
 
 def _accepts(ip: str, netns: str | None) -> bool:
-    with _socket_in(netns) as probe:
+    family = socket.AF_INET6 if ipaddress.ip_address(ip).version == 6 else socket.AF_INET
+    with _socket_in(netns, family) as probe:
         probe.settimeout(CONNECT_PROBE_S)
         return probe.connect_ex((ip, SSH_PORT)) == 0
 
@@ -172,21 +179,27 @@ def _kill_all_in(netns: str) -> None:
 
 @dataclass
 class _Subnet:
-    """A CIDR with its gateway: the runner's bridge, or a bastion's inner bridge."""
-    cidr: ipaddress.IPv4Network
+    """A CIDR with its gateway: the runner's bridge, or a bastion's inner bridge; IPv4 or IPv6."""
+    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
     bridge: str
     netns: str | None  # the namespace holding the bridge; None is the runner's
-    gateway: ipaddress.IPv4Address = field(init=False)
-    used: set[ipaddress.IPv4Address] = field(default_factory=set)
+    gateway: ipaddress.IPv4Address | ipaddress.IPv6Address = field(init=False)
+    used: set[ipaddress.IPv4Address | ipaddress.IPv6Address] = field(default_factory=set)
 
     def __post_init__(self) -> None:
-        if self.cidr.prefixlen > 30:
+        if self.cidr.num_addresses < 4:
             raise HostError(f"{self.cidr} is too small for a gateway and hosts")
-        self.gateway = self.cidr.broadcast_address - 1  # the last usable address: moto never hands it out
+        # The last usable address (IPv6 has no broadcast address): moto never hands it out in
+        # IPv4, and in IPv6 picks at random among 2**64, so it would have to hit this one.
+        self.gateway = self.cidr[-1] if self.cidr.version == 6 else self.cidr.broadcast_address - 1
 
-    def claim(self, ip: str) -> ipaddress.IPv4Address:
-        address = ipaddress.IPv4Address(ip)
-        if address not in self.cidr or address in (self.cidr.network_address, self.cidr.broadcast_address):
+    def claim(self, ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            raise HostError(f"{ip!r} is not an IP address") from None
+        reserved = (self.cidr.network_address,) + ((self.cidr.broadcast_address,) if self.cidr.version == 4 else ())
+        if address.version != self.cidr.version or address not in self.cidr or address in reserved:
             raise HostError(f"{ip} is not a host address of {self.cidr}")
         if address == self.gateway or address in self.used:
             raise HostError(f"{ip} is already taken on {self.cidr}")
@@ -198,8 +211,9 @@ class SshHost:
     """One host: a network namespace with an IP, its own sshd, host key and deploy root."""
 
     def __init__(self, network: HostNetwork, name: str, ip: str, netns: str, workdir: Path,
-                 *, bastion: bool = False) -> None:
+                 *, bastion: bool = False, ipv6: str | None = None) -> None:
         self.network, self.name, self.ip, self.netns = network, name, ip, netns
+        self.ipv6 = ipv6  # a second address sshd listens on, or None
         self.workdir = workdir
         self.deploy_dir = workdir / "deploy-root"  # the runner's view of this host's deploy root
         self.deploy_dir.mkdir(parents=True)
@@ -214,12 +228,17 @@ class SshHost:
         self._probe_netns: str | None = None
 
     def __repr__(self) -> str:
-        return f"SshHost({self.name!r}, {self.ip!r})"
+        return f"SshHost({self.name!r}, {self.ip!r}{f', {self.ipv6!r}' if self.ipv6 else ''})"
 
     @property
     def host_key_pub(self) -> str:
         """The public host key line sshd serves now ("ssh-ed25519 AAAA... comment")."""
         return _pub(self._served_key).read_text().strip()
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every address sshd listens on: the IPv4 one, then the IPv6 one if the host has it."""
+        return (self.ip,) + ((self.ipv6,) if self.ipv6 else ())
 
     @property
     def running(self) -> bool:
@@ -238,8 +257,9 @@ class SshHost:
             if self._sshd.poll() is not None:
                 raise HostError(f"sshd for {self.name} ({self.ip}) exited with {self._sshd.returncode}"
                                 f"{self._log_tail()}")
-            return _accepts(self.ip, self._probe_netns)
-        _wait(up, f"sshd for {self.name} at {self.ip}:{SSH_PORT}", START_TIMEOUT_S, self._log_tail)
+            return all(_accepts(ip, self._probe_netns) for ip in self.addresses)
+        _wait(up, f"sshd for {self.name} at {' and '.join(self.addresses)} port {SSH_PORT}",
+              START_TIMEOUT_S, self._log_tail)
 
     def stop(self) -> None:
         """Stop sshd and every process in the host's namespace (open sessions too); the port is closed."""
@@ -297,8 +317,9 @@ class SshHost:
         return path
 
     def _write_config(self) -> None:
+        # sshd reads ListenAddress once per line; an IPv6 address needs its brackets before `:port`.
+        listen = "".join(f"ListenAddress {f'[{ip}]' if ':' in ip else ip}:{SSH_PORT}\n" for ip in self.addresses)
         options = {
-            "ListenAddress": f"{self.ip}:{SSH_PORT}",
             "HostKey": str(self._served_key),
             "PidFile": str(self.workdir / "sshd.pid"),
             "AuthorizedKeysFile": str(self.network.authorized_keys),
@@ -315,7 +336,7 @@ class SshHost:
             "LogLevel": "VERBOSE",
             "Subsystem": "sftp internal-sftp",
         }
-        self.config_path.write_text("".join(f"{key} {value}\n" for key, value in options.items()))
+        self.config_path.write_text(listen + "".join(f"{key} {value}\n" for key, value in options.items()))
 
     def _log_tail(self) -> str:
         try:
@@ -353,6 +374,17 @@ class SshHost:
         if host_path == root or root in host_path.parents:
             return self.deploy_dir / host_path.relative_to(root)
         return Path(host_path)
+
+
+def _local_ipv6_network(cidr: str) -> ipaddress.IPv6Network:
+    try:
+        network = ipaddress.IPv6Network(cidr)
+    except ValueError as error:
+        raise HostError(f"{cidr!r} is not an IPv6 prefix: {error}") from None
+    if not any(network.subnet_of(local) for local in LOCAL_IPV6_PREFIXES):
+        raise HostError(f"{cidr} is not unique-local (fc00::/7) or documentation (2001:db8::/32); "
+                        "routing it to test hosts would take it from the whole runner")
+    return network
 
 
 def new_tag() -> str:
@@ -400,16 +432,18 @@ class HostNetwork:
     """A bridge on the runner for `cidr` plus the hosts on it; `close()` removes all of it.
 
     `tag` (from new_tag) names everything made; `workdir`, a directory that must not exist yet,
-    holds the keys, configs and deploy roots (default: a new temp directory)."""
+    holds the keys, configs and deploy roots (default: a new temp directory). `ipv6_cidr`, a
+    unique-local or documentation prefix, puts IPv6 on the same bridge for `add_host(ipv6=)`."""
 
     def __init__(self, cidr: str = DEFAULT_CIDR, *, deploy_root: str = DEFAULT_DEPLOY_ROOT,
-                 tag: str | None = None, workdir: Path | None = None) -> None:
+                 tag: str | None = None, workdir: Path | None = None, ipv6_cidr: str | None = None) -> None:
         self.tag = tag or new_tag()
         self.deploy_root = deploy_root
         self.hosts: list[SshHost] = []
         self._undo: list[tuple[str, Callable[[], None]]] = []
         self._host_count = 0
         self._bastion_subnets: dict[str, _Subnet] = {}
+        self.subnet6: _Subnet | None = None
         try:
             if workdir is None:
                 self.workdir = Path(tempfile.mkdtemp(prefix=f"adh-hosts-{self.tag}-"))
@@ -428,6 +462,13 @@ class HostNetwork:
             _ip("link", "add", bridge, "type", "bridge")
             self._push(f"delete bridge {bridge}", lambda: _ip("link", "del", bridge))
             _ip("addr", "add", f"{self.subnet.gateway}/{self.subnet.cidr.prefixlen}", "dev", bridge)
+            if ipv6_cidr is not None:
+                self.subnet6 = _Subnet(_local_ipv6_network(ipv6_cidr), bridge, None)
+                self._claim_cidr(self.subnet6.cidr)
+                # nodad: usable at once, not after a second of duplicate detection. Deleting the
+                # bridge takes the address and its route with it.
+                _ip("-6", "addr", "add", f"{self.subnet6.gateway}/{self.subnet6.cidr.prefixlen}", "dev", bridge,
+                    "nodad")
             _ip("link", "set", bridge, "up")
         except BaseException:
             self.close()
@@ -444,12 +485,15 @@ class HostNetwork:
         return str(self.subnet.gateway)
 
     def add_host(self, ip: str, name: str | None = None, *, behind: SshHost | None = None,
-                 start: bool = True) -> SshHost:
-        """A host at `ip` on the runner's subnet, or on `behind`'s inner subnet; sshd is up unless start=False."""
+                 start: bool = True, ipv6: str | None = None) -> SshHost:
+        """A host at `ip` on the runner's subnet, or on `behind`'s inner subnet; sshd is up unless start=False.
+        With `ipv6` (runner's subnet only) the host has that address of the network's ipv6_cidr too."""
         subnet = self.subnet if behind is None else self._bastion_subnets.get(behind.name)
         if subnet is None:
             raise HostError(f"{behind!r} is not a bastion of this network")
-        host = self._make_host(subnet, ip, name)
+        if ipv6 is not None and (self.subnet6 is None or behind is not None):
+            raise HostError(f"no IPv6 subnet for {ipv6}: give the network an ipv6_cidr (inner subnets have none)")
+        host = self._make_host(subnet, ip, name, ipv6=ipv6)
         host._probe_netns = None if behind is None else behind.netns
         if start:
             host.start()
@@ -485,12 +529,14 @@ class HostNetwork:
     def _push(self, what: str, undo: Callable[[], None]) -> None:
         self._undo.append((what, undo))
 
-    def _make_host(self, subnet: _Subnet, ip: str, name: str | None, bastion: bool = False) -> SshHost:
+    def _make_host(self, subnet: _Subnet, ip: str, name: str | None, bastion: bool = False,
+                   ipv6: str | None = None) -> SshHost:
         index = _base36(self._host_count + 1)
         name = name or f"h{index}"
         if any(host.name == name for host in self.hosts):
             raise HostError(f"a host named {name!r} exists already")
         address = subnet.claim(ip)
+        address6 = self.subnet6.claim(ipv6) if ipv6 is not None else None
         self._host_count += 1
         netns = _names(self.tag)[1] + name
         _ip("netns", "add", netns)
@@ -504,18 +550,22 @@ class HostNetwork:
         _ip("link", "set", "eth0", "up", netns=netns)
         _ip("link", "set", "lo", "up", netns=netns)
         _ip("route", "add", "default", "via", str(subnet.gateway), netns=netns)
-        host = SshHost(self, name, str(address), netns, self.workdir / name, bastion=bastion)
+        if address6 is not None:  # after `up`: the prefix route that makes the gateway on-link needs it
+            _ip("-6", "addr", "add", f"{address6}/{self.subnet6.cidr.prefixlen}", "dev", "eth0", "nodad", netns=netns)
+            _ip("-6", "route", "add", "default", "via", str(self.subnet6.gateway), netns=netns)
+        host = SshHost(self, name, str(address), netns, self.workdir / name, bastion=bastion,
+                       ipv6=None if address6 is None else str(address6))
         self._push(f"stop sshd of {name}", host.stop)
         self.hosts.append(host)
         return host
 
-    def _claim_cidr(self, cidr: ipaddress.IPv4Network) -> None:
+    def _claim_cidr(self, cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
         """Hold the CIDR for this network: wait for another network on it, refuse a real route."""
         if cidr in _cidrs_held_here:  # waiting on our own lock would only time out
             raise HostError(f"another HostNetwork in this process holds {cidr}; close it first")
         _cidrs_held_here.add(cidr)
         self._push(f"release {cidr}", lambda: _cidrs_held_here.discard(cidr))
-        lock_path = Path(tempfile.gettempdir()) / f"adh-sshhosts-{cidr.network_address}-{cidr.prefixlen}.lock"
+        lock_path = Path(tempfile.gettempdir()) / f"adh-sshhosts-{str(cidr.network_address).replace(':', '_')}-{cidr.prefixlen}.lock"
         lock = open(lock_path, "a")
         self._push(f"release {lock_path}", lock.close)  # closing the file releases the flock
 
@@ -526,9 +576,9 @@ class HostNetwork:
             except BlockingIOError:
                 return False
         _wait(acquired, f"{lock_path} (another HostNetwork on {cidr}, maybe in this process)", LOCK_TIMEOUT_S)
-        for route in json.loads(_ip("-j", "route", "show")):
+        for route in json.loads(_ip(f"-{cidr.version}", "-j", "route", "show")):
             if route["dst"] == "default":
                 continue
-            if ipaddress.IPv4Network(route["dst"], strict=False).overlaps(cidr):
+            if ipaddress.ip_network(route["dst"], strict=False).overlaps(cidr):
                 raise HostError(f"the runner already routes {route['dst']} ({route.get('dev') or route.get('type')}),"
                                 f" which overlaps {cidr}; a network left over from a killed run? see `ip route`")
