@@ -41,11 +41,18 @@ _HOSTVARS = {
     "ec2_state": lambda h: h.instance.state,
     # The membership source's word ("InService", "healthy", ...), not the EC2 state.
     "membership_status": lambda h: h.status,
+    "tag_alias": lambda h: h.tag_alias,
+    # Always a mapping, empty for an untagged host, so a play can read ec2_tags.Env as is.
+    "ec2_tags": lambda h: _UnsafeTags(h.instance.tags),
 }
 
 
 class _Unsafe(str):
     """A host variable Ansible must take as text, never as a template."""
+
+
+class _UnsafeTags(dict):
+    """A host's tags: keys and values set by anyone allowed to tag, so none is a template."""
 
 
 class _AnsibleDumper(YamlDumper):
@@ -56,6 +63,14 @@ class _AnsibleDumper(YamlDumper):
 # as text to Ansible but not to a person.
 _AnsibleDumper.add_representer(
     _Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style="'")
+)
+# The tags as one `!unsafe` mapping of plain (quoted where needed) scalars, not a tag per
+# scalar: ansible-core 2.19 re-resolves a tagged scalar as if it were unquoted, so
+# `!unsafe 'yes'` reads as true and `!unsafe ''` as null, while a tag value must stay the
+# text EC2 holds. Both 2.19 and older cores make every key and value of a tagged mapping
+# unsafe; older ones build it at once only because it holds no nested mapping.
+_AnsibleDumper.add_representer(
+    _UnsafeTags, lambda dumper, tags: dumper.represent_mapping("!unsafe", dict(tags))
 )
 
 

@@ -25,6 +25,10 @@ _FIELDS = {
     "private_dns": lambda h: h.instance.private_dns,
     "public_dns": lambda h: h.instance.public_dns,
     "availability_zone": lambda h: h.instance.availability_zone,
+    # Every tag as EC2 gave it: json.dumps escapes what a reader could trip on (control
+    # characters, U+2028), so a hostile value stays one string.
+    "tags": lambda h: dict(h.instance.tags),
+    "tag_alias": lambda h: h.tag_alias,
 }
 
 

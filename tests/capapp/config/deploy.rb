@@ -25,10 +25,13 @@ set :git_environmental_variables, {
 }
 
 # One server per host alias of this stage's site. The alias is the ssh Host name: net-ssh resolves
-# it through SSH_CONFIG, and known_hosts keys each host by it (HostKeyAlias).
-sites = YAML.safe_load(File.read(ENV.fetch("CAP_CONFIG")))["sites"] || {}
+# it through SSH_CONFIG, and known_hosts keys each host by it (HostKeyAlias). A host's roles are
+# its site's `roles` plus its `roles_from_tag` tag's values; a host without any gets app and web.
+servers = YAML.safe_load(File.read(ENV.fetch("CAP_CONFIG"))) || {}
+sites = servers["sites"] || {}
+host_roles = servers["roles"] || {}
 site = fetch(:stage).to_s
 abort "#{ENV['CAP_CONFIG']}: no site #{site.inspect} (sites: #{sites.keys.join(', ')})" unless sites.key?(site)
 sites.fetch(site).each do |host_alias|
-  server host_alias, roles: %w[app web]
+  server host_alias, roles: host_roles.fetch(host_alias, %w[app web])
 end
