@@ -235,6 +235,7 @@ def test_ansible_reads_groups_hosts_and_hostvars(tmp_path, known_hosts):
         "ec2_private_ip": "10.0.0.1",
         "ec2_state": "running",
         "membership_status": "InService",
+        "ec2_tags": {},
     }
 
 

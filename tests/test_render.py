@@ -372,7 +372,14 @@ class _AnsibleLoader(yaml.SafeLoader):
     """Reads `!unsafe` as Ansible's own loader does: the scalar's text, never a template."""
 
 
-_AnsibleLoader.add_constructor("!unsafe", lambda loader, node: Unsafe(loader.construct_scalar(node)))
+def _unsafe(loader, node):
+    # ec2_tags is one `!unsafe` mapping: every key and value in it is unsafe.
+    if isinstance(node, yaml.MappingNode):
+        return {Unsafe(key): Unsafe(value) for key, value in loader.construct_mapping(node).items()}
+    return Unsafe(loader.construct_scalar(node))
+
+
+_AnsibleLoader.add_constructor("!unsafe", _unsafe)
 
 
 def _inventory(sites) -> dict:
@@ -405,6 +412,7 @@ def test_ansible_host_vars_of_a_fully_specified_host():
         "ec2_public_ip": "54.1.2.3",
         "ec2_state": "running",
         "membership_status": "InService",
+        "ec2_tags": {},
     }
 
 
@@ -414,7 +422,7 @@ def test_ansible_host_vars_that_are_text_are_never_templates():
     host = make_host("db", instance=instance, **{**FULL, "user": lookup, "identity_file": f"/k/{lookup}"})
     hostvars = _inventory([make_site("db", host)])["db"]["hosts"]["db-i-0aaa"]
     text = {name: value for name, value in hostvars.items() if isinstance(value, str)}
-    assert set(text) == set(hostvars) - {"ansible_port"}
+    assert set(text) == set(hostvars) - {"ansible_port", "ec2_tags"}
     assert all(isinstance(value, Unsafe) for value in text.values()), text
     assert hostvars["ansible_user"] == lookup
     quoted = lookup.replace("'", "''")
@@ -430,6 +438,7 @@ def test_ansible_leaves_out_vars_that_are_not_set():
         "ec2_instance_id",
         "ec2_state",
         "membership_status",
+        "ec2_tags",
     }
 
 
@@ -514,6 +523,8 @@ def test_json_has_every_field_with_null_for_unset_ones():
                     "private_dns": None,
                     "public_dns": None,
                     "availability_zone": None,
+                    "tags": {},
+                    "tag_alias": None,
                 }
             ],
         }
