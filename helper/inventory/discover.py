@@ -203,6 +203,16 @@ def is_ip_address(text: str) -> bool:
     return getattr(address, "scope_id", None) is None
 
 
+def is_ipv6_host_address(text: str) -> bool:
+    """An IPv6 address ssh can reach as it is: no scope id, and none of the kinds EC2 never
+    assigns an instance (link-local needs a scope, loopback and IPv4-mapped lead elsewhere)."""
+    if not isinstance(text, str) or ":" not in text or not is_ip_address(text):
+        return False
+    address = ipaddress.IPv6Address(text)
+    return not (address.is_link_local or address.is_loopback or address.is_multicast
+                or address.is_unspecified or address.ipv4_mapped is not None)
+
+
 def is_dns_name(text: str) -> bool:
     labels = text.removesuffix(".").split(".")
     return 0 < len(text) <= _DNS_NAME_MAX_CHARS and all(_DNS_LABEL_RE.fullmatch(label) for label in labels)
@@ -215,7 +225,7 @@ _CHECKS = {
     "public_ip": ("public IP address", is_ip_address),
     "private_dns": ("private DNS name", is_dns_name),
     "public_dns": ("public DNS name", is_dns_name),
-    "ipv6": ("IPv6 address", lambda text: ":" in text and is_ip_address(text)),
+    "ipv6": ("IPv6 address", is_ipv6_host_address),
 }
 
 
@@ -228,9 +238,11 @@ def _problem(values: dict) -> str | None:
 
 
 def first_ipv6(raw: dict) -> str | None:
-    """The primary interface's first IPv6 address (its primary one if EC2 marks one).
+    """The instance's IPv6 address for ssh: EC2's `Ipv6Address` when it gives one, else the
+    interfaces in device-index order (eth0 first), each's `IsPrimaryIpv6` address before its
+    first listed one. None when no interface has an IPv6 address.
 
-    DescribeInstances gives `Ipv6Address` (the primary IPv6) on newer answers only, so the
+    `Ipv6Address` (the primary IPv6) is in newer answers only, and moto leaves it out, so the
     interfaces are read when it is missing.
     """
     if raw.get("Ipv6Address"):
