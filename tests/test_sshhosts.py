@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helper.sandbox.hosts import HostError, HostNetwork, SshHost, available
+from helper.sandbox.hosts import HostError, HostNetwork, SshHost, available, new_tag, remove_leftovers
 
 UNAVAILABLE = available()
 pytestmark = pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")
@@ -205,3 +205,44 @@ def test_addresses_outside_the_subnet_or_taken_are_refused(network):
     for ip in ("10.0.0.1", "172.31.0.0", "172.31.255.255", network.gateway, "172.31.0.10"):
         with pytest.raises(HostError):
             network.add_host(ip, start=False)
+
+
+def test_a_host_with_an_ipv6_address_answers_on_it_and_close_removes_the_prefix(tmp_path):
+    prefix = "2001:db8:98::/64"
+    network = HostNetwork("10.98.0.0/24", ipv6_cidr=prefix)
+    try:
+        ssh = Ssh(tmp_path, network)
+        host = network.add_host("10.98.0.10", ipv6="2001:db8:98::a")
+        ssh.blocks.append(f"Host web-1\n    HostName {host.ipv6}\n    HostKeyAlias web-1\n")
+        ssh.add("web-1-v4", host)
+
+        assert ssh.ok("web-1", 'echo "$SSH_CONNECTION"').split()[2] == "2001:db8:98::a"
+        assert ssh.ok("web-1-v4", 'echo "$SSH_CONNECTION"').split()[2] == "10.98.0.10"
+        assert ssh.known_key("web-1") == key_of(host)
+        assert f"{prefix} dev adhb{network.tag}" in subprocess.run(
+            ["ip", "-6", "route"], capture_output=True, text=True, check=True).stdout
+    finally:
+        network.close()
+    routes = subprocess.run(["ip", "-6", "route"], capture_output=True, text=True, check=True).stdout
+    assert "2001:db8:98::" not in routes
+
+
+@pytest.mark.parametrize("prefix", ["2400:6500:450b:c500::/64",  # moto's Amazon-provided pool: a real, global prefix
+                                    "2001:db9::/64", "::/0", "fe80::/64", "10.97.0.0/24", "not a prefix"])
+def test_an_ipv6_prefix_that_is_not_local_is_refused_and_nothing_is_left(prefix):
+    tag = new_tag()
+    with pytest.raises(HostError, match="IPv6 prefix|unique-local"):
+        HostNetwork("10.97.0.0/24", ipv6_cidr=prefix, tag=tag)
+    links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True, check=True).stdout)
+    assert [link["ifname"] for link in links if link["ifname"].startswith(f"adhb{tag}")] == []
+    assert remove_leftovers(tag) == []
+
+
+def test_ipv6_addresses_outside_the_prefix_or_without_one_are_refused(network):
+    with pytest.raises(HostError, match="ipv6_cidr"):
+        network.add_host("172.31.0.10", ipv6="2001:db8::a", start=False)
+    with HostNetwork("10.96.0.0/24", ipv6_cidr="fd96::/64") as dual:
+        dual.add_host("10.96.0.10", ipv6="fd96::a", start=False)
+        for ipv6 in ("fd97::a", "fd96::", "fd96::a", "fd96::a%eth0", "10.96.0.11", str(dual.subnet6.gateway)):
+            with pytest.raises(HostError):
+                dual.add_host("10.96.0.11", ipv6=ipv6, start=False)
