@@ -1,0 +1,272 @@
+"""Choosing and describing hosts (issue 13): filters, roles_from_tag, tags in the outputs, tag
+aliases and hostile tag values, each through the real CLI against moto and checked by the
+program that reads the output (ssh -G, ansible-inventory, ansible, Capistrano, Ruby's YAML).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helper.cli import build_parser, main
+from helper.inventory.collect import collect
+from helper.sandbox.aws import fleet
+from helper.settings import Settings
+from tests.test_inventory import _counting_factory, write_config
+from tests.test_readers import (
+    READER_TIMEOUT_S, ansible_env, ansible_list, ansible_program, need, run, ssh_resolve, unwrap_unsafe,
+)
+
+REGION = "us-east-1"
+CAPAPP = Path(__file__).parent / "capapp"
+ALIAS_CHARS = re.compile(r"[a-z0-9_.-]+")
+
+
+@pytest.fixture
+def ec2(aws):
+    # One client per test: making a botocore client costs about 70 ms.
+    return fleet.client("ec2", aws, REGION)
+
+
+def tag(ec2, instance_id: str, tags: dict[str, str]) -> None:
+    if tags:
+        ec2.create_tags(Resources=[instance_id], Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
+
+
+def zones_of(ec2, ids: list[str]) -> dict[str, str]:
+    reply = ec2.describe_instances(InstanceIds=ids)["Reservations"]
+    return {i["InstanceId"]: i["Placement"]["AvailabilityZone"] for r in reply for i in r["Instances"]}
+
+
+def outputs(tmp_path: Path) -> dict[str, Path]:
+    out = tmp_path / "out"
+    return {name: out / file for name, file in [
+        ("ssh", "ssh_config"), ("cap", "cap.yml"), ("json", "inventory.json"), ("ansible", "ansible.yml"),
+        ("known_hosts", "known_hosts")]}
+
+
+def config_file(tmp_path: Path, sites: dict) -> Path:
+    files = outputs(tmp_path)
+    return write_config(tmp_path, sites, ansible_inventory_file=str(files["ansible"]),
+                        known_hosts_file=str(files["known_hosts"]))
+
+
+def json_hosts(tmp_path: Path) -> dict[str, dict]:
+    document = json.loads(outputs(tmp_path)["json"].read_text())
+    return {h["instance_id"]: h for hosts in document["sites"].values() for h in hosts}
+
+
+def listed(capsys, config: Path, *flags: str) -> list[str]:
+    capsys.readouterr()
+    assert main(["inventory", "-c", str(config), "--list", *flags]) == 0, capsys.readouterr().err
+    return capsys.readouterr().out.split()
+
+
+# --- filters ----------------------------------------------------------------------
+
+# Each instance's part in the filter test: its tags, and whether the filters keep it. Every
+# one left out fails exactly one condition, so a filter that does nothing fails the test.
+FILTERS = {
+    "availability_zones": ["us-east-1a"],
+    "tags": {"Env": ["prod", "canary"]},
+    "exclude_tags": {"Canary": "yes"},
+}
+IN_ZONE_PARTS = [
+    ("kept", {"Env": "prod"}, True),
+    ("kept_second_value", {"Env": "canary"}, True),
+    ("other_env", {"Env": "staging"}, False),
+    ("no_env_tag", {}, False),
+    ("excluded_tag", {"Env": "prod", "Canary": "yes"}, False),
+    ("excluded_id", {"Env": "prod"}, False),
+]
+OTHER_ZONE_PART = ("other_zone", {"Env": "prod"}, False)
+
+
+def _in_subnets(ec2, name: str) -> list[str]:
+    """Six instances in us-east-1a and two in us-east-1b, tagged Name=name."""
+    subnets = fleet.default_subnets(ec2)  # sorted by zone: a, b, ...
+    return fleet.run_instances(ec2, 6, name, subnets[0]) + fleet.run_instances(ec2, 2, name, subnets[1])
+
+
+def _classic_elb(aws, ec2) -> tuple[dict, list[str]]:
+    fleet.classic_elb_site(aws, REGION, "web-elb", 0)
+    ids = _in_subnets(ec2, "web-elb")
+    fleet.client("elb", aws, REGION).register_instances_with_load_balancer(
+        LoadBalancerName="web-elb", Instances=[{"InstanceId": i} for i in ids])
+    return {"elb": "web-elb"}, ids
+
+
+def _alb(aws, ec2, key: str) -> tuple[dict, list[str]]:
+    dns, tg_arn = fleet.alb_site(aws, REGION, "api", 0)
+    ids = _in_subnets(ec2, "api")
+    fleet.client("elbv2", aws, REGION).register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": i} for i in ids])
+    return {key: dns if key == "load_balancer" else tg_arn}, ids
+
+
+def _asg(aws, ec2) -> tuple[dict, list[str]]:
+    fleet.auto_scaling_site(aws, REGION, "workers", 6)
+    # moto launches into the first subnet only; a group moved to another zone's subnet
+    # launches its next two there.
+    asg = fleet.client("autoscaling", aws, REGION)
+    asg.update_auto_scaling_group(AutoScalingGroupName="workers", DesiredCapacity=8,
+                                  VPCZoneIdentifier=fleet.default_subnets(ec2)[1])
+    group = asg.describe_auto_scaling_groups()["AutoScalingGroups"][0]
+    return {"asg": "workers"}, [i["InstanceId"] for i in group["Instances"]]
+
+
+def _tags(aws, ec2) -> tuple[dict, list[str]]:
+    return {"tags": {"Name": "batch"}}, _in_subnets(ec2, "batch")
+
+
+SOURCES = {
+    "classic_elb": _classic_elb,
+    "alb": lambda aws, ec2: _alb(aws, ec2, "load_balancer"),
+    "target_group": lambda aws, ec2: _alb(aws, ec2, "target_group"),
+    "asg": _asg,
+    "tags": _tags,
+}
+
+
+def _play_parts(ec2, ids: list[str]) -> tuple[dict[str, str], set[str]]:
+    """Give instances their parts by zone; returns (part -> instance id, the ids to keep)."""
+    zones = zones_of(ec2, ids)
+    in_zone = sorted(i for i in ids if zones[i] == "us-east-1a")
+    elsewhere = sorted(i for i in ids if zones[i] != "us-east-1a")
+    assert len(in_zone) >= len(IN_ZONE_PARTS) and elsewhere, zones
+    parts = list(zip(IN_ZONE_PARTS, in_zone)) + [(OTHER_ZONE_PART, elsewhere[0])]
+    for (_, tags, _), instance_id in parts:
+        tag(ec2, instance_id, tags)
+    return {part[0]: i for part, i in parts}, {i for part, i in parts if part[2]}
+
+
+@pytest.mark.parametrize("kind", SOURCES)
+def test_filters_keep_only_matching_instances_on_every_source_kind(aws, ec2, tmp_path, capsys, kind):
+    source, ids = SOURCES[kind](aws, ec2)
+    by_part, kept = _play_parts(ec2, ids)
+    filters = {**FILTERS, "exclude_instance_ids": [by_part["excluded_id"]]}
+    config = config_file(tmp_path, {"site": {**source, "filters": filters}})
+    assert sorted(listed(capsys, config)) == sorted(f"site-{i}" for i in kept)
+    unfiltered = config_file(tmp_path, {"site": source})
+    assert len(listed(capsys, unfiltered)) == len(ids)
+
+
+def test_named_instances_ignore_the_filters_so_a_scale_up_is_never_skipped(aws, ec2, tmp_path, capsys):
+    """The consumer names the instances Auto Scaling holds for the site; a filter leaving one
+    out would let it take traffic without the deploy."""
+    source, ids = _asg(aws, ec2)
+    excluded, other_zone = ids[0], next(i for i, z in zones_of(ec2, ids).items() if z != "us-east-1a")
+    config = config_file(tmp_path, {"site": {**source, "filters": {
+        "availability_zones": "us-east-1a", "exclude_instance_ids": excluded, "tags": {"Env": "prod"}}}})
+    assert listed(capsys, config) == []  # no instance has Env=prod
+    assert listed(capsys, config, "--site", "site", "--instance-ids", f"{excluded},{other_zone}") == sorted(
+        [f"site-{excluded}", f"site-{other_zone}"])
+
+
+def test_filters_roles_from_tag_and_alias_tag_add_no_api_call(aws, ec2, tmp_path):
+    dns, tg_arn = fleet.alb_site(aws, REGION, "api", 0)
+    fleet.auto_scaling_site(aws, REGION, "workers", 6, target_groups=(tg_arn,))
+    ids = [i for r in ec2.describe_instances()["Reservations"] for i in (x["InstanceId"] for x in r["Instances"])]
+    for n, instance_id in enumerate(ids):
+        tag(ec2, instance_id, {"Env": "prod" if n % 2 else "dev", "Roles": "db,cache", "Name": f"w{n}"})
+    plain = {"api": {"load_balancer": dns}, "workers": {"asg": "workers"}}
+    options = {"filters": {"tags": {"Env": "prod"}, "availability_zones": ["us-east-1a", "us-east-1b"]},
+               "roles_from_tag": "Roles", "alias_tag": "Name"}
+    counts = []
+    for sites in (plain, {name: {**source, **copy.deepcopy(options)} for name, source in plain.items()}):
+        settings = Settings.from_args(build_parser().parse_args(["inventory", "-c", str(config_file(tmp_path, sites))]))
+        calls: collections.Counter = collections.Counter()
+        results = collect(settings, factory=_counting_factory(calls))
+        counts.append((calls, [len(r.inventory.hosts) for r in results]))
+    (plain_calls, plain_hosts), (filtered_calls, filtered_hosts) = counts
+    assert plain_hosts == [6, 6] and filtered_hosts == [3, 3]
+    assert filtered_calls == plain_calls == {
+        "DescribeLoadBalancers": 1, "DescribeTargetGroups": 1, "DescribeTargetHealth": 1,
+        "DescribeAutoScalingGroups": 1, "DescribeInstances": 1,
+    }
+
+
+# --- roles from a tag -------------------------------------------------------------
+
+
+def cap_servers(tmp_path: Path, stage: str) -> dict[str, list[str]]:
+    """What real Capistrano declares for a stage of the tests' app: role -> hostnames.
+
+    A task added to a copy of the app asks `roles(:name)` for each role, as `on roles(...)`
+    does before connecting; nothing connects.
+    """
+    cap = need("cap")
+    app = tmp_path / "capapp"
+    shutil.copytree(CAPAPP, app)
+    (app / "config" / "deploy" / f"{stage}.rb").write_text("")
+    with (app / "Capfile").open("a") as capfile:
+        capfile.write('\ntask :show_roles do\n'
+                      '  roles(:all).flat_map(&:roles_array).uniq.sort.each do |role|\n'
+                      '    puts "role #{role}: #{roles(role).map(&:hostname).sort.join(" ")}"\n'
+                      '  end\nend\n')
+    env = {**os.environ, "CAP_CONFIG": str(outputs(tmp_path)["cap"]), "SSH_CONFIG": str(outputs(tmp_path)["ssh"]),
+           "REPO_URL": "file:///nowhere", "REVISION": "main"}
+    result = run([cap, stage, "show_roles"], cwd=app, env=env)
+    return {line.split(":")[0].removeprefix("role "): line.split(":", 1)[1].split()
+            for line in result.stdout.splitlines() if line.startswith("role ")}
+
+
+def test_roles_from_tag_reach_json_ansible_groups_and_capistrano(aws, ec2, tmp_path, capsys):
+    db, web, plain = fleet.run_instances(ec2, 3, "shop")
+    tag(ec2, db, {"Roles": "db, cache"})
+    tag(ec2, web, {"Roles": "web,not a role!,,db"})
+    config = config_file(tmp_path, {
+        "shop": {"tags": {"Name": "shop"}, "roles": ["app"], "roles_from_tag": "Roles"},
+        "blog": {"tags": {"Name": "blog"}, "roles_from_tag": "Roles"},  # no hosts: no roles, no error
+    })
+    capsys.readouterr()
+    assert main(["inventory", "-c", str(config)]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "event=tag_role_ignored" in line]
+    assert len(warnings) == 1 and web in warnings[0] and "not a role!" in warnings[0], warnings
+    expected = {db: ["app", "cache", "db"], web: ["app", "db", "web"], plain: ["app"]}
+    assert {i: h["roles"] for i, h in json_hosts(tmp_path).items()} == expected
+
+    listing, _ = ansible_list(tmp_path, outputs(tmp_path)["ansible"].read_text())
+    groups = {role: sorted(listing[role]["hosts"]) for role in ("app", "cache", "db", "web")}
+    assert groups == {role: sorted(f"shop-{i}" for i, roles in expected.items() if role in roles)
+                      for role in ("app", "cache", "db", "web")}
+
+    cap_file = yaml.safe_load(outputs(tmp_path)["cap"].read_text())
+    assert cap_file["roles"] == {f"shop-{i}": roles for i, roles in expected.items()}
+    assert cap_servers(tmp_path, "shop") == {
+        "app": sorted(f"shop-{i}" for i in expected),
+        "cache": [f"shop-{db}"],
+        "db": sorted([f"shop-{db}", f"shop-{web}"]),
+        "web": [f"shop-{web}"],
+    }
+
+
+def test_capistrano_gives_app_and_web_to_hosts_without_roles(aws, ec2, tmp_path):
+    (instance_id,) = fleet.run_instances(ec2, 1, "blog")
+    tag(ec2, instance_id, {"Roles": ""})
+    config = config_file(tmp_path, {"blog": {"tags": {"Name": "blog"}, "roles_from_tag": "Roles"}})
+    assert main(["inventory", "-c", str(config)]) == 0
+    assert "roles" not in yaml.safe_load(outputs(tmp_path)["cap"].read_text())  # the 2014 shape exactly
+    assert cap_servers(tmp_path, "blog") == {"app": [f"blog-{instance_id}"], "web": [f"blog-{instance_id}"]}
+
+
+def test_a_tag_role_named_like_a_site_is_one_line_and_writes_nothing(aws, ec2, tmp_path, capsys):
+    """An Ansible group `api` holding a shop host would run api's plays on it."""
+    (shop,) = fleet.run_instances(ec2, 1, "shop")
+    fleet.run_instances(ec2, 1, "api")
+    tag(ec2, shop, {"Roles": "api"})
+    config = config_file(tmp_path, {"shop": {"tags": {"Name": "shop"}, "roles_from_tag": "Roles"},
+                                    "api": {"tags": {"Name": "api"}}})
+    capsys.readouterr()
+    assert main(["inventory", "-c", str(config)]) == 1
+    err = capsys.readouterr().err
+    message = [line for line in err.splitlines() if "event=" not in line]
+    assert message == ["aws-deploy-helper: role 'api' and site 'api' would both be Ansible group 'api'; rename one"]
+    assert not any(path.exists() for path in outputs(tmp_path).values())
