@@ -2,18 +2,18 @@
 calls, and a runner that measures a client process's wall time and CPU time.
 
 The server runs in a separate process so that the CPU time we charge to a client is
-the client's own (resource.RUSAGE_CHILDREN after waiting for it), not moto's.
+the client's own (os.wait4 on it), not moto's.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,19 +98,26 @@ class Run:
     wall_s: float
     cpu_s: float
     calls: dict[str, int]
+    peak_rss_mb: float = 0.0
 
 
 def measure(argv: list[str], env: dict[str, str], server: CountingMoto) -> Run:
+    """Run a client to its end; its own wall, CPU (user+sys) and peak RSS, and the calls it made.
+
+    os.wait4 reports the usage of exactly this child (and anything it waited for), where
+    RUSAGE_CHILDREN's ru_maxrss would be the largest of every child this process ever had."""
     server.take_calls()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"{argv[0]} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Run(wall, cpu, server.take_calls())
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            errors.seek(0)
+            text = errors.read().decode("utf-8", "replace")
+            raise SystemExit(f"{argv[0]} failed ({process.returncode}): {text.strip()[-2000:]}")
+    return Run(wall, usage.ru_utime + usage.ru_stime, server.take_calls(), usage.ru_maxrss / 1024)
 
 
 def median(values: list[float]) -> float:

@@ -1,46 +1,76 @@
-"""Benchmark (not a test): our inventory vs Ansible's amazon.aws.aws_ec2 plugin.
+"""Benchmark (not a test): the cost curve of our inventory against Ansible's amazon.aws.aws_ec2.
 
-1,000 instances in moto behind an Auto Scaling group and an ALB. Both clients inventory
-the same instances from the same moto server, in alternating runs; we print for each the
-median wall time, the median CPU time of the client process (user+sys; moto runs in a
-process of its own) and the AWS API calls it made, then our figures as ratios of
-Ansible's.
+The fleet grows in one moto server (its own process): 1,000 and 5,000 instances in one
+region, 10,000 over two (bench/scaled_fleet.py), each region split over a classic ELB, an
+ALB, an Auto Scaling group and a tag. At each size both clients list the whole fleet in
+alternating runs: ours from one config naming every site, Ansible's aws_ec2 plugin from one
+inventory file naming every region. We print, per client, the median wall time, client CPU
+(user+sys of the client process alone), peak RSS and the AWS API calls of one run; then our
+ratios, the per-1,000-instance figures, and each target with ok or short.
 
-Targets: our CPU <= 1/5 of Ansible's, our wall <= 0.6 x Ansible's, and API calls no more
-than the lookups of the site's load balancer or group plus one describe per 1,000
-instances.
+    make bench                                       # every size, 3 runs each
+    .venv/bin/python bench/inventory.py --sizes 1000 --runs 1   # a quick look
+    .venv/bin/python bench/inventory.py --profile    # also profile ours at the largest size
 
-Needs PyPI `ansible` (which carries the amazon.aws collection) in the same environment:
-    .venv/bin/pip install ansible
+Needs PyPI `ansible` (which carries the amazon.aws collection) in the same environment;
+`make bench` installs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import CountingMoto, environment, measure, median  # noqa: E402
-from helper.sandbox.aws import fleet  # noqa: E402
+from bench import profile_report, scaled_fleet  # noqa: E402
+from bench.harness import ROOT, CountingMoto, Run, environment, measure, median  # noqa: E402
 
-REGION = "us-east-1"
-GROUP = "bench-workers"
+REGIONS = ("us-east-1", "eu-west-1")
+# Up to this size the fleet lives in one region; above it, half in each of two.
+ONE_REGION_MAX = 5000
+TARGET_CPU_RATIO = 0.15
+TARGET_RSS_MB, TARGET_RSS_AT = 150.0, 10_000
+# Per-1,000 cost may wobble by this much between sizes and still count as "at most linear":
+# run-to-run noise on this machine is a few percent.
+LINEAR_SLACK = 1.10
+OURS, ANSIBLE = "ours", "ansible aws_ec2"
 
 
-def seed(url: str, instances: int) -> str:
-    dns, tg_arn = fleet.alb_site(url, REGION, "bench-alb", 0)
-    fleet.auto_scaling_site(url, REGION, GROUP, instances, target_groups=(tg_arn,))
-    return dns
+@dataclass
+class SizeResult:
+    instances: int
+    seed_s: float
+    floor: int
+    floor_text: str
+    runs: dict[str, list[Run]]
+
+    def med(self, client: str, attribute: str) -> float:
+        return median([getattr(r, attribute) for r in self.runs[client]])
+
+    def calls(self, client: str) -> dict[str, int]:
+        return self.runs[client][-1].calls
 
 
-def our_command(workdir: Path, site: dict) -> list[str]:
-    workdir.mkdir(parents=True, exist_ok=True)
+def layout(instances: int) -> tuple[tuple[str, ...], int]:
+    """Which regions hold a fleet of this size, and how many instances each site has."""
+    regions = REGIONS[:1] if instances <= ONE_REGION_MAX else REGIONS
+    sites = 4 * len(regions)
+    if instances % sites:
+        raise SystemExit(f"--sizes: {instances} does not split over {sites} sites; use a multiple of {sites}")
+    return regions, instances // sites
+
+
+def our_command(workdir: Path, sites: list[scaled_fleet.RegionSites]) -> list[str]:
     config = workdir / "deploy.yml"
     config.write_text(yaml.safe_dump({
         "path": {
@@ -48,21 +78,20 @@ def our_command(workdir: Path, site: dict) -> list[str]:
             "cap_config_file": str(workdir / "cap.yml"),
             "ansible_inventory_file": str(workdir / "inventory.yml"),
         },
-        "sites": {"bench": {"region": REGION, **site}},
+        "sites": {name: site for s in sites for name, site in scaled_fleet.our_sites(s).items()},
     }))
-    helper = Path(sys.executable).with_name("aws-deploy-helper")
     # --dry-run: render everything, diff against nothing, touch no file, so every run
     # does the same work instead of finding unchanged files on runs 2..N.
-    return [str(helper), "inventory", "-c", str(config), "--dry-run"]
+    return [sys.executable, "-m", "helper", "inventory", "-c", str(config), "--dry-run"]
 
 
-def ansible_command(workdir: Path, url: str) -> list[str]:
+def ansible_command(workdir: Path, url: str, regions: tuple[str, ...]) -> list[str]:
     inventory = workdir / "bench.aws_ec2.yml"
     inventory.write_text(yaml.safe_dump({
         "plugin": "amazon.aws.aws_ec2",
-        "regions": [REGION],
+        "regions": list(regions),
         "endpoint_url": url,
-        "filters": {"tag:aws:autoscaling:groupName": GROUP, "instance-state-name": "running"},
+        "filters": {"instance-state-name": "running"},
         "hostnames": ["instance-id"],
         "cache": False,
     }))
@@ -72,46 +101,127 @@ def ansible_command(workdir: Path, url: str) -> list[str]:
     return [tool, "-i", str(inventory), "--list", "--output", str(workdir / "ansible.json")]
 
 
-def main() -> None:
+def check_both_list_everything(ours: list[str], workdir: Path, env: dict[str, str], instances: int) -> None:
+    """A benchmark of clients that list different fleets would compare nothing."""
+    # Without --dry-run, whose diffs would share stdout with the list; the files land in workdir.
+    listed = subprocess.run([a for a in ours if a != "--dry-run"] + ["--list"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    hostvars = json.loads((workdir / "ansible.json").read_text())["_meta"]["hostvars"]
+    if len(listed) != instances or len(hostvars) != instances:
+        raise SystemExit(f"expected {instances} hosts; ours listed {len(listed)}, Ansible {len(hostvars)}")
+
+
+def bench_size(server: CountingMoto, fleet: dict[str, scaled_fleet.RegionSites], instances: int,
+               runs: int, workdir: Path) -> SizeResult:
+    regions, per_site = layout(instances)
+    start = time.perf_counter()
+    for region in regions:
+        if region not in fleet:
+            fleet[region] = scaled_fleet.create_region(server.url, region)
+        scaled_fleet.grow(server.url, fleet[region], per_site)
+    seed_s = time.perf_counter() - start
+    sites = [fleet[r] for r in regions]
+    env = environment(server.url, ANSIBLE_INVENTORY_ENABLED="amazon.aws.aws_ec2",
+                      ANSIBLE_LOCAL_TEMP=str(workdir / "ansible-tmp"))
+    clients = {OURS: our_command(workdir, sites), ANSIBLE: ansible_command(workdir, server.url, regions)}
+    results: dict[str, list[Run]] = {name: [] for name in clients}
+    for _ in range(runs):
+        for name, argv in clients.items():
+            results[name].append(measure(argv, env, server))
+    check_both_list_everything(clients[OURS], workdir, env, instances)
+    floor, floor_text = scaled_fleet.api_floor(sites)
+    return SizeResult(instances, seed_s, floor, floor_text, results)
+
+
+def print_size(r: SizeResult, runs: int) -> None:
+    print(f"\n{r.instances:,} instances ({r.floor_text.count(':')} region(s), 4 sites each; "
+          f"grown to this size in {r.seed_s:.1f} s); medians of {runs} alternating runs")
+    print(f"  {'client':<16} {'wall s':>8} {'cpu s':>8} {'peak RSS MB':>12}  API calls (one run)")
+    for name in (OURS, ANSIBLE):
+        calls = r.calls(name)
+        listed = ", ".join(f"{k} {v}" for k, v in sorted(calls.items()))
+        print(f"  {name:<16} {r.med(name, 'wall_s'):8.2f} {r.med(name, 'cpu_s'):8.2f} "
+              f"{r.med(name, 'peak_rss_mb'):12.1f}  {sum(calls.values())}: {listed}")
+    ratios = [r.med(OURS, a) / r.med(ANSIBLE, a) for a in ("wall_s", "cpu_s", "peak_rss_mb")]
+    print(f"  ours/ansible: wall {ratios[0]:.3f}, cpu {ratios[1]:.3f}, peak RSS {ratios[2]:.3f}")
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "SHORT"
+
+
+def print_targets(results: list[SizeResult]) -> bool:
+    print("\nper 1,000 instances (ours): size, cpu s, peak RSS MB; marginal = change since the previous size")
+    print(f"  {'size':>7} {'cpu/1k':>8} {'rss/1k':>8} {'marg cpu/1k':>12} {'marg rss/1k':>12}")
+    previous = None
+    for r in results:
+        k = r.instances / 1000
+        cpu, rss = r.med(OURS, "cpu_s"), r.med(OURS, "peak_rss_mb")
+        marginal = ("", "")
+        if previous is not None:
+            dk = (r.instances - previous.instances) / 1000
+            marginal = (f"{(cpu - previous.med(OURS, 'cpu_s')) / dk:.3f}",
+                        f"{(rss - previous.med(OURS, 'peak_rss_mb')) / dk:.2f}")
+        print(f"  {r.instances:>7,} {cpu / k:8.3f} {rss / k:8.2f} {marginal[0]:>12} {marginal[1]:>12}")
+        previous = r
+
+    print("\ntargets")
+    met = True
+
+    def line(name: str, seen: str, target: str, ok: bool) -> None:
+        nonlocal met
+        met = met and ok
+        print(f"  {name:<44} {seen:>22}  target {target:<22} {verdict(ok)}")
+
+    for r in results:
+        ratio = r.med(OURS, "cpu_s") / r.med(ANSIBLE, "cpu_s")
+        line(f"client CPU vs Ansible at {r.instances:,}", f"{ratio:.3f}x", f"<= {TARGET_CPU_RATIO}x",
+             ratio <= TARGET_CPU_RATIO)
+    for attribute, label in (("cpu_s", "CPU"), ("peak_rss_mb", "peak RSS")):
+        per_k = [r.med(OURS, attribute) / (r.instances / 1000) for r in results]
+        rising = all(b <= a * LINEAR_SLACK for a, b in zip(per_k, per_k[1:]))
+        line(f"{label} per 1,000 does not rise with size", " -> ".join(f"{v:.2f}" for v in per_k),
+             f"each <= prev x {LINEAR_SLACK}", rising)
+    for r in results:
+        seen = sum(r.calls(OURS).values())
+        line(f"API calls at {r.instances:,}", f"{seen} (floor {r.floor})", f"<= floor {r.floor}", seen <= r.floor)
+    largest = [r for r in results if r.instances >= TARGET_RSS_AT]
+    if largest:
+        rss = largest[0].med(OURS, "peak_rss_mb")
+        line(f"peak RSS at {largest[0].instances:,}", f"{rss:.1f} MB", f"<= {TARGET_RSS_MB:g} MB",
+             rss <= TARGET_RSS_MB)
+    else:
+        print(f"  peak RSS at {TARGET_RSS_AT:,}: not measured (add {TARGET_RSS_AT} to --sizes)")
+    return met
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instances", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=5, help="runs of each client, alternating")
+    parser.add_argument("--sizes", default="1000,5000,10000",
+                        help="comma-separated fleet sizes, grown in this order (default: %(default)s)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each client per size, alternating")
+    parser.add_argument("--profile", action="store_true",
+                        help="after the largest size, profile our inventory there and print where the CPU goes")
     args = parser.parse_args()
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
 
-    with CountingMoto() as server, tempfile.TemporaryDirectory() as tmp:
+    started = time.perf_counter()
+    with CountingMoto() as server, tempfile.TemporaryDirectory(prefix="bench-inventory-") as tmp:
         workdir = Path(tmp)
-        dns = seed(server.url, args.instances)
-        env = environment(server.url, ANSIBLE_INVENTORY_ENABLED="amazon.aws.aws_ec2",
-                          ANSIBLE_LOCAL_TEMP=str(workdir / "ansible-tmp"))
-        clients = {
-            "ours (ALB site)": our_command(workdir / "alb", {"load_balancer": dns}),
-            "ours (ASG site)": our_command(workdir / "asg", {"auto_scaling_group": GROUP}),
-            "ansible aws_ec2": ansible_command(workdir, server.url),
-        }
-        runs: dict[str, list] = {name: [] for name in clients}
-        for _ in range(args.runs):
-            for name, argv in clients.items():
-                runs[name].append(measure(argv, env, server))
-
-        print(f"{args.instances} instances behind an ALB and an ASG in moto; {args.runs} alternating runs each")
-        print(f"{'client':<18} {'wall s':>8} {'cpu s':>8}  API calls (one run)")
-        summary = {}
-        for name, results in runs.items():
-            wall = median([r.wall_s for r in results])
-            cpu = median([r.cpu_s for r in results])
-            calls = results[-1].calls
-            summary[name] = (wall, cpu, calls)
-            listed = ", ".join(f"{k} {v}" for k, v in sorted(calls.items()))
-            print(f"{name:<18} {wall:8.2f} {cpu:8.2f}  {sum(calls.values())}: {listed}")
-        a_wall, a_cpu, _ = summary["ansible aws_ec2"]
-        for name in ("ours (ALB site)", "ours (ASG site)"):
-            wall, cpu, calls = summary[name]
-            describes = calls.get("DescribeInstances", 0)
-            budget = -(-args.instances // 1000)
-            print(f"{name}: cpu ratio {cpu / a_cpu:.3f} (target <= 0.200), "
-                  f"wall ratio {wall / a_wall:.3f} (target <= 0.600), "
-                  f"DescribeInstances {describes} (budget {budget})")
+        fleet: dict[str, scaled_fleet.RegionSites] = {}
+        results = []
+        for size in sizes:
+            results.append(bench_size(server, fleet, size, args.runs, workdir))
+            print_size(results[-1], args.runs)
+            sys.stdout.flush()
+        met = print_targets(results)
+        if args.profile:
+            ours = our_command(workdir, [fleet[r] for r in layout(sizes[-1])[0]])
+            env = environment(server.url)
+            profile_report.profile(ours, env, workdir, sizes[-1])
+    print(f"\ninventory benchmark: {time.perf_counter() - started:.0f} s in all")
+    return 0 if met else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
