@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Callable
 
 from helper import PROG
@@ -162,6 +163,37 @@ def check_ssh_config(config) -> list[Finding]:
     return [Finding(WARN, "ssh-config", warning, "move the managed block above that line") for warning in warnings]
 
 
+# --- the tunnel programs (issue 13) ---------------------------------------------------------
+
+# What a site's transport runs on the machine that runs ssh (helper/inventory/render/ssh.py's
+# ProxyCommand): every tunnel needs the AWS CLI; Session Manager also needs its plugin, which
+# the CLI starts to carry the session. Program -> (transports needing it, how to get it).
+TUNNEL_PROGRAMS = {
+    "aws": (("ssm", "eice"), "install AWS CLI v2 (https://docs.aws.amazon.com/cli/latest/userguide/"
+                             "getting-started-install.html) on the machine that runs ssh"),
+    "session-manager-plugin": (("ssm",), "install the Session Manager plugin (https://docs.aws.amazon.com/"
+                                         "systems-manager/latest/userguide/session-manager-working-with-install-plugin"
+                                         ".html) on the machine that runs ssh"),
+}
+
+
+def check_tunnel_programs(sites, which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
+    """FAIL for each program a tunnel site's ProxyCommand runs that is not on PATH: without it
+    every ssh connection to those sites fails. Nothing is said when no site uses a tunnel."""
+    found = []
+    for program, (transports, fix) in TUNNEL_PROGRAMS.items():
+        users = [f"{s.name} ({s.transport})" for s in sites if s.transport in transports]
+        if not users:
+            continue
+        path = which(program)
+        if path is None:
+            found.append(Finding(FAIL, f"program {program}", f"is not on PATH; ssh reaches site(s) {', '.join(users)} "
+                                 "through it", fix))
+        else:
+            found.append(Finding(OK, f"program {program}", f"{path}, for site(s) {', '.join(users)}"))
+    return found
+
+
 # --- the breakers (issue 11) -------------------------------------------------------------------
 
 
@@ -188,12 +220,17 @@ def check_breakers(breakers, lc: LifecycleConfig, config_path: str) -> list[Find
     return found
 
 
-def diagnose(settings, api, jobs_factory: Callable | None = None) -> list[Finding]:
-    """Everything, in the order a deploy depends on it; later checks skip what cannot work."""
+def diagnose(settings, api, jobs_factory: Callable | None = None,
+             which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
+    """Everything, in the order a deploy depends on it; later checks skip what cannot work.
+
+    `which` finds a program on PATH: the local programs are checked before any AWS call, so
+    they are reported even when the credentials do not work."""
     config = settings.config
     lc = config.lifecycle
     found = [Finding(OK, "config", f"{config.path} loads: {len(config.sites)} site(s)"
                      + ("" if lc else ", no lifecycle: section (hooks, queue and Jenkins not checked)"))]
+    found += check_tunnel_programs(config.sites, which)
     try:
         identity = api.identity()
     except HelperError as exc:
