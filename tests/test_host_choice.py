@@ -19,6 +19,7 @@ import yaml
 from helper.cli import build_parser, main
 from helper.inventory.collect import collect
 from helper.sandbox.aws import fleet
+from helper.sandbox.aws.server import SANDBOX_ENV
 from helper.settings import Settings
 from tests.test_inventory import _counting_factory, write_config
 from tests.test_readers import (
@@ -154,8 +155,6 @@ def test_filters_keep_only_matching_instances_on_every_source_kind(aws, ec2, tmp
     filters = {**FILTERS, "exclude_instance_ids": [by_part["excluded_id"]]}
     config = config_file(tmp_path, {"site": {**source, "filters": filters}})
     assert sorted(listed(capsys, config)) == sorted(f"site-{i}" for i in kept)
-    unfiltered = config_file(tmp_path, {"site": source})
-    assert len(listed(capsys, unfiltered)) == len(ids)
 
 
 def test_named_instances_ignore_the_filters_so_a_scale_up_is_never_skipped(aws, ec2, tmp_path, capsys):
@@ -270,3 +269,174 @@ def test_a_tag_role_named_like_a_site_is_one_line_and_writes_nothing(aws, ec2, t
     message = [line for line in err.splitlines() if "event=" not in line]
     assert message == ["aws-deploy-helper: role 'api' and site 'api' would both be Ansible group 'api'; rename one"]
     assert not any(path.exists() for path in outputs(tmp_path).values())
+
+
+# --- tags in the outputs, tag aliases ----------------------------------------------
+
+
+def ansible_tags(listing: dict, alias: str) -> dict[str, str]:
+    return {key: unwrap_unsafe(value) for key, value in listing["_meta"]["hostvars"][alias]["ec2_tags"].items()}
+
+
+def test_tags_and_tag_alias_reach_json_and_ansible_as_typed(aws, ec2, tmp_path):
+    named, untagged = fleet.run_instances(ec2, 2, "Web Front")
+    ec2.delete_tags(Resources=[untagged], Tags=[{"Key": "Name"}])
+    # Text that YAML would read as another type, or as nothing, stays the text EC2 holds.
+    tags = {"Name": "Web Front", "Backup": "yes", "Empty": "", "Null": "~", "Date": "2024-01-01",
+            "Count": "0123", "yes": "no"}
+    tag(ec2, named, tags)
+    config = config_file(tmp_path, {"web": {"tags": {"Name": "Web Front"}, "alias_tag": "Name"},
+                                    "all-of-it": {"tags": {"Backup": "yes"}}})
+    ec2.create_tags(Resources=[untagged], Tags=[{"Key": "Backup", "Value": "yes"}])
+    assert main(["inventory", "-c", str(config)]) == 0
+    document = json.loads(outputs(tmp_path)["json"].read_text())["sites"]
+    (web,) = document["web"]
+    assert web["tags"] == tags and web["tag_alias"] == f"web-web-front-{named[-5:]}"
+    assert {h["instance_id"]: (h["tags"], h["tag_alias"]) for h in document["all-of-it"]} == {
+        named: (tags, None), untagged: ({"Backup": "yes"}, None)}
+
+    listing, _ = ansible_list(tmp_path, outputs(tmp_path)["ansible"].read_text())
+    assert ansible_tags(listing, f"web-{named}") == tags
+    assert listing["_meta"]["hostvars"][f"web-{named}"]["tag_alias"] == f"web-web-front-{named[-5:]}"
+    assert ansible_tags(listing, f"all-of-it-{untagged}") == {"Backup": "yes"}
+    assert "tag_alias" not in listing["_meta"]["hostvars"][f"all-of-it-{untagged}"]
+
+
+def test_clashing_tag_aliases_are_dropped_and_both_hosts_still_deploy(aws, ec2, tmp_path, capsys):
+    """Site `web` tagged `a-b` and site `web-a` tagged `b` on one instance would both be
+    `web-a-b-<tail>`; a shared Host name would send ssh to whichever section comes first."""
+    shared, other = fleet.run_instances(ec2, 2, "shop")
+    tag(ec2, shared, {"Short": "a-b", "Tiny": "b"})
+    tag(ec2, other, {"Short": "solo"})
+    config = config_file(tmp_path, {"web": {"tags": {"Name": "shop"}, "alias_tag": "Short"},
+                                    "web-a": {"tags": {"Name": "shop"}, "alias_tag": "Tiny"}})
+    capsys.readouterr()
+    assert main(["inventory", "-c", str(config), "--list"]) == 0
+    out, err = capsys.readouterr()
+    assert sorted(out.split()) == sorted(f"{site}-{i}" for site in ("web", "web-a") for i in (shared, other))
+    clash = f"web-a-b-{shared[-5:]}"
+    dropped = [line for line in err.splitlines() if "event=tag_alias_dropped" in line]
+    assert len(dropped) == 2 and all(clash in line for line in dropped), dropped
+    ssh_config = outputs(tmp_path)["ssh"].read_text()
+    assert clash not in ssh_config
+    assert f"Host web-{shared}\n" in ssh_config and f"Host web-a-{shared}\n" in ssh_config
+    assert f"Host web-{other} web-solo-{other[-5:]}\n" in ssh_config  # no clash, kept
+    for alias in (f"web-{shared}", f"web-a-{shared}"):
+        assert ssh_resolve(outputs(tmp_path)["ssh"], alias)["hostkeyalias"] == alias
+
+
+# --- hostile values ---------------------------------------------------------------
+
+# Values anyone allowed to tag can set. {marker} is a file that must never be created.
+HOSTILE = {
+    "newline_directive": "web\nProxyCommand touch {marker}",
+    "leading_newline": "\nProxyCommand touch {marker}",
+    "yaml_key": ": injected_key: x",
+    "yaml_documents": "---\ninjected: 1\n...\n--- !!python/object:os.system [touch {marker}]",
+    "jinja_lookup": "{{{{ lookup('pipe','touch {marker}') }}}}",
+    "jinja_statement": "{{% if true %}}{{{{ lookup('pipe','touch {marker}') }}}}{{% endif %}}",
+    "line_separator": "a\u2028ProxyCommand touch {marker}",
+    "next_line": "b\u0085ProxyCommand touch {marker}",
+    "ssh_pattern_and_quotes": "* !x,\"y\" 'z' #c %h",
+    "host_section": "Host *\n    User root\n    ProxyCommand touch {marker}",
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_run(moto_server, tmp_path_factory):
+    """One instance per hostile value, in Name (alias_tag), Roles (roles_from_tag), another tag's
+    value and a tag's key; the inventory written once through the CLI for every reader's test
+    (they only read its files). Returns (tags by id, marker, output directory)."""
+    tmp_path = tmp_path_factory.mktemp("hostile")
+    marker = tmp_path / "pwned"
+    moto_server.reset()
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {**SANDBOX_ENV, "AWS_ENDPOINT_URL": moto_server.url, "AWS_CONFIG_FILE": "/dev/null",
+                            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null"}.items():
+            env.setenv(name, value)
+        env.delenv("AWS_PROFILE", raising=False)
+        client = fleet.client("ec2", moto_server.url, REGION)
+        ids = fleet.run_instances(client, len(HOSTILE), "fleet")
+        tags_by_id = {}
+        for instance_id, template in zip(ids, HOSTILE.values()):
+            value = template.format(marker=marker)
+            tags = {"Fleet": "hostile", "Name": value, "Roles": f"db,{value}", "Note": value, value[:128]: "key"}
+            tag(client, instance_id, tags)
+            tags_by_id[instance_id] = tags
+        config = config_file(tmp_path, {"site": {"tags": {"Fleet": "hostile"}, "alias_tag": "Name",
+                                                 "roles_from_tag": "Roles", "user": "deploy"}})
+        assert main(["inventory", "-c", str(config)]) == 0
+    assert not marker.exists()
+    return tags_by_id, marker, tmp_path
+
+
+# Every keyword our Host sections may carry for these hosts: anything else was injected.
+OUR_KEYWORDS = {"HostName", "User", "HostKeyAlias", "StrictHostKeyChecking", "UserKnownHostsFile",
+                "HashKnownHosts"}
+
+
+def test_hostile_tags_inject_nothing_into_the_ssh_config(hostile_run):
+    tags_by_id, _, tmp_path = hostile_run
+    config = outputs(tmp_path)["ssh"]
+    lines = [line for line in config.read_text().splitlines() if line and not line.startswith("#")]
+    hosts = [line.split()[1:] for line in lines if line.startswith("Host ")]
+    assert {line.split()[0] for line in lines if not line.startswith("Host ")} <= OUR_KEYWORDS
+    assert sorted(names[0] for names in hosts) == sorted(f"site-{i}" for i in tags_by_id)
+    for names in hosts:
+        instance_id = names[0].removeprefix("site-")
+        for name in names:  # the id alias and the tag alias, if the value left one
+            resolved = ssh_resolve(config, name)
+            assert resolved["hostkeyalias"] == names[0] and resolved["user"] == "deploy", name
+            assert "proxycommand" not in resolved and resolved["hostname"].startswith(("10.", "172.")), name
+        for tag_alias in names[1:]:
+            assert ALIAS_CHARS.fullmatch(tag_alias) and tag_alias.endswith(f"-{instance_id[-5:]}"), tag_alias
+            assert len(tag_alias) <= len("site-") + 32 + 6
+    with_alias = {names[0]: names[1] for names in hosts if len(names) == 2}
+    first = next(iter(tags_by_id))  # "web\nProxyCommand touch ...": its readable part survives
+    assert with_alias[f"site-{first}"].startswith("site-web-proxycommand-touch-")
+
+
+def test_hostile_tags_reach_json_exactly(hostile_run):
+    tags_by_id, _, tmp_path = hostile_run
+    hosts = json_hosts(tmp_path)
+    assert {i: h["tags"] for i, h in hosts.items()} == tags_by_id
+    assert all(set(h["roles"]) <= {"db", "yes"} and "db" in h["roles"] for h in hosts.values())
+
+
+def test_hostile_tags_reach_ansible_inventory_as_text_without_new_keys_or_groups(hostile_run, tmp_path):
+    tags_by_id, _, out_dir = hostile_run
+    listing, _ = ansible_list(tmp_path, outputs(out_dir)["ansible"].read_text())
+    for instance_id, tags in tags_by_id.items():
+        hostvars = listing["_meta"]["hostvars"][f"site-{instance_id}"]
+        assert ansible_tags(listing, f"site-{instance_id}") == tags
+        assert set(hostvars) <= {"ansible_host", "ansible_user", "ansible_ssh_common_args", "ec2_instance_id",
+                                 "ec2_availability_zone", "ec2_private_ip", "ec2_public_ip", "ec2_private_dns",
+                                 "ec2_public_dns", "ec2_state", "membership_status", "tag_alias", "ec2_tags"}
+    assert set(listing["all"]["children"]) == {"site", "db", "ungrouped"}
+    assert sorted(listing["db"]["hosts"]) == sorted(f"site-{i}" for i in tags_by_id)
+
+
+def test_hostile_tags_are_never_templated_by_a_real_ansible_run(hostile_run, tmp_path):
+    """`debug var=ec2_tags` on the controller (connection local) evaluates every value."""
+    tags_by_id, marker, out_dir = hostile_run
+    inventory = outputs(out_dir)["ansible"]
+    argv = [ansible_program("ansible"), "-i", str(inventory), "all", "-c", "local", "-m", "debug",
+            "-a", "var=ec2_tags"]
+    result = run(argv, env={**ansible_env(tmp_path), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+                            "ANSIBLE_STDOUT_CALLBACK": "json"})
+    assert not marker.exists(), "Ansible ran a lookup from a tag"
+    shown = {host: outcome["ec2_tags"] for play in json.loads(result.stdout)["plays"]
+             for task in play["tasks"] for host, outcome in task["hosts"].items()}
+    assert shown == {f"site-{i}": tags for i, tags in tags_by_id.items()}
+
+
+def test_hostile_tags_leave_the_capistrano_file_to_aliases_and_valid_roles(hostile_run):
+    tags_by_id, _, tmp_path = hostile_run
+    ruby = need("ruby")
+    read = run([ruby, "-ryaml", "-rjson", "-e", "puts JSON.generate(YAML.safe_load(File.read(ARGV[0])))",
+                str(outputs(tmp_path)["cap"])])
+    aliases = sorted(f"site-{i}" for i in tags_by_id)
+    document = json.loads(read.stdout)
+    assert document["sites"] == {"site": aliases}
+    assert set(document["roles"]) == set(aliases)
+    assert all(roles[0] == "db" and set(roles) <= {"db", "yes"} for roles in document["roles"].values())
