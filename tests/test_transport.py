@@ -82,8 +82,7 @@ def as_ssh_runs(proxy: str, host: str, port: str) -> list[str]:
     ("eice", None, "eu-west-1", None),
     ("ssm", "%h %p %r %C", REGION, None),  # tokens in a value are text, never expanded
     ("ssm", "x' ; touch pwned ; '", "us east 'quoted'", None),
-    ("eice", "--region", REGION, None),  # a value that looks like an option stays the profile's value
-], ids=["ssm-hostile", "eice-endpoint", "eice-default-profile", "tokens", "breakout", "option-like"])
+], ids=["ssm-hostile", "eice-endpoint", "eice-default-profile", "tokens", "breakout"])
 def test_ssh_reads_the_proxy_command_with_every_value_intact(tmp_path, kind, profile, region, endpoint):
     instance_id = "i-0123456789abcdef0"
     host = Host(site="web", alias=f"web-{instance_id}", address=instance_id, instance=Instance(instance_id, "running"),
@@ -102,12 +101,19 @@ def test_ssh_reads_the_proxy_command_with_every_value_intact(tmp_path, kind, pro
 
 
 @pytest.mark.parametrize("field", ["profile", "region"])
-@pytest.mark.parametrize("char", ["\n", "\r", "\x1b", "\x00", "\x7f"], ids=["LF", "CR", "ESC", "NUL", "DEL"])
-def test_the_renderer_refuses_a_control_character_in_a_tunnel_value(field, char):
-    """The config refuses these first (test below); this is the guard for any other way in."""
-    values = {"profile": "ops", "region": REGION, field: f"ops{char}ProxyCommand touch pwned"}
-    with pytest.raises(OutputError, match="control character"):
+@pytest.mark.parametrize("value, reason", [
+    *((f"ops{char}ProxyCommand touch pwned", "it contains a control character")
+      for char in ("\n", "\r", "\x1b", "\x00", "\x7f")),
+    # `aws --profile --debug` would parse --debug as an option, and then miss --profile's value.
+    ("--debug", "the aws CLI would read it as an option"),
+    ("-x", "the aws CLI would read it as an option"),
+], ids=["LF", "CR", "ESC", "NUL", "DEL", "long-option", "short-option"])
+def test_the_renderer_refuses_a_tunnel_value_aws_would_not_get_intact(field, value, reason):
+    """The config refuses control characters first (test below); this guards every other way in."""
+    values = {"profile": "ops", "region": REGION, field: value}
+    with pytest.raises(OutputError) as refused:
         proxy_command(Tunnel("ssm", values["region"], values["profile"]))
+    assert str(refused.value) == f"cannot write ProxyCommand with --{field} {value!r}: {reason}"
 
 
 # --- config errors, through the CLI ----------------------------------------------------------------
@@ -392,3 +398,18 @@ def test_capistrano_runs_a_task_on_the_site_through_its_tunnel(tunnel_world):
     assert world.hosts["api"].run(["test", "-d", "/srv/app/releases"], check=False).returncode == 1
     assert world.calls() == [expected_argv("ssm", world.ids["web"])]
     assert not (project / "pwned").exists() and world.nothing_ran()
+
+
+def test_a_profile_aws_would_read_as_an_option_fails_the_run_and_writes_nothing(aws, tmp_path, monkeypatch, capsys):
+    credentials = tmp_path / "aws-credentials"
+    credentials.write_text(f"[--debug]\naws_access_key_id = {SANDBOX_ENV['AWS_ACCESS_KEY_ID']}\n"
+                           f"aws_secret_access_key = {SANDBOX_ENV['AWS_SECRET_ACCESS_KEY']}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    fleet.classic_elb_site(aws, REGION, "web-elb", 1)
+    config = config_lines(tmp_path, f"    region: {REGION}", "    transport: eice", "    profile: --debug")
+
+    code = main(["inventory", "-c", str(config)])
+
+    assert (code, capsys.readouterr().err.splitlines()) == (1, [
+        "aws-deploy-helper: cannot write ProxyCommand with --profile '--debug': the aws CLI would read it as an option"])
+    assert not (tmp_path / "out").exists()

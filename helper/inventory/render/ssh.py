@@ -126,23 +126,29 @@ _TUNNEL_COMMANDS = {
 }
 
 
+def _tunnel_word(option: str, value: str) -> str:
+    """`value` as the one shell word `aws` gets after `option`, % doubled for ssh's tokens."""
+    if _UNREPRESENTABLE.search(value):
+        raise OutputError(f"cannot write ProxyCommand with {option} {value!r}: it contains a control character")
+    if value.startswith("-"):
+        # The CLI's argument parser would take it for an option and fail every connection.
+        raise OutputError(f"cannot write ProxyCommand with {option} {value!r}: the aws CLI would read it as an option")
+    return shlex.quote(value).replace("%", "%%")
+
+
 def proxy_command(tunnel: Tunnel) -> str:
     """The ProxyCommand for a tunnel, as ssh and net-ssh read it from a config line.
 
     Both hand the line's rest, %-tokens expanded, to a shell (`sh -c`), without config
     quoting. So every value from the config is shell-quoted, and a literal % doubled: a
-    profile named `ops % "team"` reaches the `aws` command as exactly that.
+    profile named `ops % "team"` reaches the `aws` command as exactly that. The profile is
+    the one discovery used (a site's role_arn is not applied: the CLI has no option for it).
     """
-    words = [*_TUNNEL_COMMANDS[tunnel.kind], "--region", tunnel.region]
-    if tunnel.profile:
-        words += ["--profile", tunnel.profile]
-    if tunnel.endpoint_id:
-        words += ["--instance-connect-endpoint-id", tunnel.endpoint_id]
-    fixed = len(_TUNNEL_COMMANDS[tunnel.kind])
-    for word in words[fixed:]:
-        if _UNREPRESENTABLE.search(word):
-            raise OutputError(f"cannot write ProxyCommand with {word!r}: it contains a control character")
-    return " ".join(words[:fixed] + [shlex.quote(word).replace("%", "%%") for word in words[fixed:]])
+    options = (("--region", tunnel.region), ("--profile", tunnel.profile),
+               ("--instance-connect-endpoint-id", tunnel.endpoint_id))
+    words = [*_TUNNEL_COMMANDS[tunnel.kind]]
+    words += [f"{option} {_tunnel_word(option, value)}" for option, value in options if value]
+    return " ".join(words)
 
 
 def absolute(keyword: str, path: str) -> str:
