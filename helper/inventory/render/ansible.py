@@ -6,7 +6,8 @@ ansible_ssh_common_args.
 
 Every text host variable is written `!unsafe`: Ansible templates inventory values, so a
 `{{ lookup('pipe', ...) }}` in a user, a key path or a host name would otherwise run a
-command on the controller. Unsafe values are used as they are, never templated.
+command on the controller. Unsafe values are used as they are, never templated. The tags
+(`ec2_tags`), set by anyone allowed to tag, are one `!unsafe` mapping: keys and values.
 """
 
 from __future__ import annotations
