@@ -116,6 +116,14 @@ def test_the_renderer_refuses_a_tunnel_value_aws_would_not_get_intact(field, val
     assert str(refused.value) == f"cannot write ProxyCommand with --{field} {value!r}: {reason}"
 
 
+def with_profile(tmp_path: Path, monkeypatch, profile: str) -> None:
+    """Give botocore a profile of that name: discovery uses the profile the tunnel carries."""
+    credentials = tmp_path / "aws-credentials"
+    credentials.write_text(f"[{profile}]\naws_access_key_id = {SANDBOX_ENV['AWS_ACCESS_KEY_ID']}\n"
+                           f"aws_secret_access_key = {SANDBOX_ENV['AWS_SECRET_ACCESS_KEY']}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+
+
 # --- config errors, through the CLI ----------------------------------------------------------------
 
 
@@ -286,17 +294,13 @@ class TunnelWorld:
 
 @pytest.fixture
 def tunnel_world(aws, tmp_path, network, monkeypatch) -> TunnelWorld:
-    # The profile discovery uses is the one the tunnel carries, so it must exist for botocore too.
-    credentials = tmp_path / "aws-credentials"
-    credentials.write_text(f"[{PROFILE}]\naws_access_key_id = {SANDBOX_ENV['AWS_ACCESS_KEY_ID']}\n"
-                           f"aws_secret_access_key = {SANDBOX_ENV['AWS_SECRET_ACCESS_KEY']}\n")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    with_profile(tmp_path, monkeypatch, PROFILE)
     ec2 = fleet.client("ec2", aws, REGION)
     ids, hosts = {}, {}
     for site in ("web", "api"):
         fleet.classic_elb_site(aws, REGION, f"{site}-elb", 1, subnet_id=fleet.default_subnets(ec2)[0])
-        (reservation,) = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [f"{site}-elb"]}])["Reservations"]
-        (instance,) = reservation["Instances"]
+        named = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": [f"{site}-elb"]}])
+        (instance,) = named["Reservations"][0]["Instances"]
         ids[site] = instance["InstanceId"]
         hosts[site] = network.add_host(instance["PrivateIpAddress"])
     out = tmp_path / "out"
@@ -401,15 +405,13 @@ def test_capistrano_runs_a_task_on_the_site_through_its_tunnel(tunnel_world):
 
 
 def test_a_profile_aws_would_read_as_an_option_fails_the_run_and_writes_nothing(aws, tmp_path, monkeypatch, capsys):
-    credentials = tmp_path / "aws-credentials"
-    credentials.write_text(f"[--debug]\naws_access_key_id = {SANDBOX_ENV['AWS_ACCESS_KEY_ID']}\n"
-                           f"aws_secret_access_key = {SANDBOX_ENV['AWS_SECRET_ACCESS_KEY']}\n")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    with_profile(tmp_path, monkeypatch, "--debug")
     fleet.classic_elb_site(aws, REGION, "web-elb", 1)
     config = config_lines(tmp_path, f"    region: {REGION}", "    transport: eice", "    profile: --debug")
 
     code = main(["inventory", "-c", str(config)])
 
-    assert (code, capsys.readouterr().err.splitlines()) == (1, [
-        "aws-deploy-helper: cannot write ProxyCommand with --profile '--debug': the aws CLI would read it as an option"])
+    assert (code, capsys.readouterr().err.splitlines()) == (1, ["aws-deploy-helper: cannot write ProxyCommand with"
+                                                                " --profile '--debug': the aws CLI would read it"
+                                                                " as an option"])
     assert not (tmp_path / "out").exists()
