@@ -64,7 +64,8 @@ def expected_argv(kind: str, instance_id: str, profile: str | None = PROFILE, po
 def ssh_resolve(config: Path, alias: str, *options: str) -> dict[str, str]:
     output = subprocess.run(["ssh", "-G", "-F", str(config), *options, alias], capture_output=True, text=True,
                             timeout=TIMEOUT_S, check=True).stdout
-    return dict(line.partition(" ")[::2] for line in reversed(output.splitlines()))
+    # split("\n"), not splitlines(): ssh ends lines only at \n, a U+2028 in a value is text.
+    return dict(line.partition(" ")[::2] for line in reversed(output.split("\n")))
 
 
 def as_ssh_runs(proxy: str, host: str, port: str) -> list[str]:
@@ -82,7 +83,8 @@ def as_ssh_runs(proxy: str, host: str, port: str) -> list[str]:
     ("eice", None, "eu-west-1", None),
     ("ssm", "%h %p %r %C", REGION, None),  # tokens in a value are text, never expanded
     ("ssm", "x' ; touch pwned ; '", "us east 'quoted'", None),
-], ids=["ssm-hostile", "eice-endpoint", "eice-default-profile", "tokens", "breakout"])
+    ("eice", "a\u2028b\u0085c\\d", REGION, None),  # Unicode line breaks and a backslash: one word still
+], ids=["ssm-hostile", "eice-endpoint", "eice-default-profile", "tokens", "breakout", "unicode-breaks"])
 def test_ssh_reads_the_proxy_command_with_every_value_intact(tmp_path, kind, profile, region, endpoint):
     instance_id = "i-0123456789abcdef0"
     host = Host(site="web", alias=f"web-{instance_id}", address=instance_id, instance=Instance(instance_id, "running"),
