@@ -417,3 +417,27 @@ def test_a_profile_aws_would_read_as_an_option_fails_the_run_and_writes_nothing(
                                                                 " --profile '--debug': the aws CLI would read it"
                                                                 " as an option"])
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("argv, reason", [
+    (["ssm", "start-session", "--target", "i-0123456789abcdef0", "--parameters", "portNumber=22",
+      "--region", REGION], "missing --document-name"),
+    (["ssm", "start-session", "--target", "i-0123456789abcdef0", "--document-name", "AWS-StartInteractiveCommand",
+      "--parameters", "portNumber=22", "--region", REGION], "--document-name must be AWS-StartSSHSession"),
+    (["ssm", "start-session", "--target", "i-0123456789abcdef0", "--document-name", "AWS-StartSSHSession",
+      "--parameters", "portNumber=22", "--region", REGION, "--profile"], "expected --name value pairs"),
+    (["ec2-instance-connect", "open-tunnel", "--instance-id", "i-0123456789abcdef0", "--remote-port", "22",
+      "--region", REGION, "--profile", "--debug"], "--profile needs a value"),
+    (["ec2-instance-connect", "open-tunnel", "--instance-id", "web-host", "--remote-port", "22",
+      "--region", REGION], "is not an instance id"),
+    (["ec2-instance-connect", "open-tunnel", "--instance-id", "i-0123456789abcdef0", "--remote-port", "22",
+      "--region", REGION, "--role-arn", "arn:aws:iam::1:role/x"], "unknown option '--role-arn'"),
+    (["ssm", "start-session", "--target", "i-0123456789abcdef0"], "missing --document-name, --parameters"),
+], ids=["no-document", "other-document", "dangling-option", "option-as-value", "not-an-id", "role-arn", "short"])
+def test_the_stand_in_refuses_an_argv_the_real_cli_would_not_run_as_a_tunnel(tmp_path, argv, reason):
+    """So a wrong ProxyCommand fails the connection tests instead of reaching a host anyway."""
+    log = tmp_path / "argv.jsonl"
+    ran = subprocess.run([str(STANDIN_DIR / "aws"), *argv], capture_output=True, text=True, timeout=TIMEOUT_S,
+                         env={**os.environ, "STANDIN_AWS_ARGV_LOG": str(log)}, stdin=subprocess.DEVNULL)
+    assert ran.returncode == 2 and ran.stderr.startswith("aws (stand-in): ") and reason in ran.stderr, ran.stderr
+    assert [json.loads(line) for line in log.read_text().splitlines()] == [argv]
