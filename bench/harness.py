@@ -30,6 +30,9 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 calls = Counter()
 lock = threading.Lock()
 moto_app = DomainDispatcherApplication(create_backend_app)
+replay_reads = sys.argv[2] == "replay"
+replies = {}  # (method, path, query, body, region/service) -> (status, headers, body)
+READS = ("Describe", "List", "Get")
 
 def action_of(environ, body):
     target = environ.get("HTTP_X_AMZ_TARGET")
@@ -51,10 +54,32 @@ def app(environ, start_response):
     length = int(environ.get("CONTENT_LENGTH") or 0)
     body = environ["wsgi.input"].read(length) if length else b""
     environ["wsgi.input"] = io.BytesIO(body)
-    if not path.startswith("/moto-api"):
-        with lock:
-            calls[action_of(environ, body)] += 1
-    return moto_app(environ, start_response)
+    if path.startswith("/moto-api"):
+        return moto_app(environ, start_response)
+    action = action_of(environ, body)
+    with lock:
+        calls[action] += 1
+        if not action.startswith(READS):
+            replies.clear()  # a write may change any answer
+    if not replay_reads or not action.startswith(READS):
+        return moto_app(environ, start_response)
+    # The same bytes moto gave the first time; the signature (which embeds the time) is left
+    # out of the key, its scope (region and service) is not: two regions ask the same body.
+    scope = environ.get("HTTP_AUTHORIZATION", "").partition("Credential=")[2].split(",")[0].split("/")[2:4]
+    key = (environ["REQUEST_METHOD"], path, environ.get("QUERY_STRING", ""), body, tuple(scope))
+    with lock:
+        reply = replies.get(key)
+    if reply is None:
+        seen = {}
+        def keep(status, headers, exc_info=None):
+            seen["status"], seen["headers"] = status, headers
+        payload = b"".join(moto_app(environ, keep))
+        reply = (seen["status"], seen["headers"], payload)
+        if seen["status"].startswith("200"):
+            with lock:
+                replies[key] = reply
+    start_response(reply[0], reply[1])
+    return [reply[2]]
 
 import logging; logging.getLogger("werkzeug").setLevel(logging.ERROR)
 server = make_server("127.0.0.1", int(sys.argv[1]), app, threaded=True)
@@ -70,16 +95,25 @@ def free_port() -> int:
 
 
 class CountingMoto:
-    """moto server in a child process, counting every AWS API call it answers."""
+    """moto server in a child process, counting every AWS API call it answers.
 
-    def __init__(self) -> None:
+    With `replay_reads`, a read call (Describe*, List*, Get*) asked again with the same
+    parameters, region and service gets the bytes moto answered the first time, until any
+    other call. moto spends seconds serialising every 1,000 instances (moto/core/serialize.py),
+    which would make runs at 10,000 instances take minutes of server time each; the clients
+    still receive, parse and pay for every byte, so their CPU and memory are unchanged.
+    Only the first run of each client waits for moto."""
+
+    def __init__(self, replay_reads: bool = False) -> None:
+        self.replay_reads = replay_reads
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> "CountingMoto":
         self.process = subprocess.Popen(
-            [sys.executable, "-c", SERVER_SCRIPT, str(self.port)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", SERVER_SCRIPT, str(self.port), "replay" if self.replay_reads else "live"],
+            stdout=subprocess.PIPE, text=True,
         )
         assert self.process.stdout.readline().strip() == "ready"
         return self
@@ -101,15 +135,16 @@ class Run:
     peak_rss_mb: float = 0.0
 
 
-def measure(argv: list[str], env: dict[str, str], server: CountingMoto) -> Run:
+def measure(argv: list[str], env: dict[str, str], server: CountingMoto, stdout_path: Path | None = None) -> Run:
     """Run a client to its end; its own wall, CPU (user+sys) and peak RSS, and the calls it made.
+    Its output goes to `stdout_path` (else nowhere), for a check of what it listed.
 
     os.wait4 reports the usage of exactly this child (and anything it waited for), where
     RUSAGE_CHILDREN's ru_maxrss would be the largest of every child this process ever had."""
     server.take_calls()
     start = time.perf_counter()
-    with tempfile.TemporaryFile() as errors:
-        process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=errors)
+    with tempfile.TemporaryFile() as errors, open(stdout_path or os.devnull, "wb") as out:
+        process = subprocess.Popen(argv, env=env, stdout=out, stderr=errors)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)

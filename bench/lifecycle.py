@@ -12,16 +12,14 @@ the group from 0 to 200; we wait until all 200 are InService and print:
 - the consumer's peak RSS (VmHWM), target <= 100 MB.
 
     .venv/bin/python bench/lifecycle.py [--instances 200]
+    .venv/bin/python bench/lifecycle.py --burst     # 1,000 launches, 10 groups, 5 sites
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +30,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.harness import ROOT, environment, free_port  # noqa: E402
-from helper.lifecycle.action import LifecycleAction, parse  # noqa: E402
+from bench.lifecycle_parts import (  # noqa: E402
+    notifications, peak_rss_mb, percentile, report, start_consumer, start_moto, stop_process, wait_for_log,
+)
 from helper.lifecycle.jenkins_client import BUILD_PARAMETERS  # noqa: E402
 from helper.sandbox.aws import fleet  # noqa: E402
 from helper.sandbox.jenkins.emulator import JenkinsEmulator  # noqa: E402
@@ -51,59 +50,11 @@ HEARTBEAT_TIMEOUT_S = 300
 WATCH_INTERVAL_S = 0.25
 # Give up well after the target, so a miss is reported with its figures instead of hanging.
 GIVE_UP_S = 240.0
-STOP_TIMEOUT_S = 30.0
 
 TARGET_COMPLETE_S = 60.0
 TARGET_BUILDS = 20
 TARGET_P95_QUEUED_S = BATCH_WINDOW_S + 2.0
 TARGET_RSS_MB = 100.0
-
-# moto with the lifecycle extensions, in a process of its own. The consumer deletes each
-# notification once it is done, so the server also writes every body the hook delivers to
-# a file: their `Time` fields are when each instance was notified.
-MOTO_SCRIPT = r"""
-import json, signal, sys, threading
-from helper.sandbox.aws import notify
-from helper.sandbox.aws.server import MotoServer
-
-tap = open(sys.argv[2], "a", encoding="utf-8", buffering=1)
-deliver = notify.deliver
-
-def deliver_and_record(target_arn, body, *args, **kwargs):
-    deliver(target_arn, body, *args, **kwargs)
-    tap.write(json.dumps(body) + "\n")
-
-notify.deliver = deliver_and_record
-import logging; logging.getLogger("werkzeug").setLevel(logging.ERROR)
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-server = MotoServer(int(sys.argv[1]))
-print(server.start(), flush=True)
-stop.wait()
-server.stop()
-"""
-
-
-def start_moto(stack: contextlib.ExitStack, workdir: Path) -> tuple[str, Path]:
-    tap = workdir / "notifications.jsonl"
-    process = subprocess.Popen([sys.executable, "-c", MOTO_SCRIPT, str(free_port()), str(tap)],
-                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    stack.callback(stop_process, process)
-    url = process.stdout.readline().strip()
-    if not url.startswith("http://"):
-        raise SystemExit(f"moto did not start (exit {process.poll()})")
-    return url, tap
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
 
 def start_jenkins(stack: contextlib.ExitStack) -> JenkinsEmulator:
     jenkins = JenkinsEmulator(users={}, api_tokens={JENKINS_USER: JENKINS_TOKEN}, executors=2)
@@ -139,43 +90,9 @@ def write_config(workdir: Path, queue_url: str, jenkins_url: str) -> Path:
     return path
 
 
-def start_consumer(stack: contextlib.ExitStack, config: Path, url: str, log_path: Path) -> subprocess.Popen:
-    env = environment(url, JENKINS_USER=JENKINS_USER, JENKINS_API_TOKEN=JENKINS_TOKEN)
-    log = stack.enter_context(open(log_path, "w", encoding="utf-8"))
-    process = subprocess.Popen([sys.executable, "-m", "helper", "-v", "consume", "-c", str(config)],
-                               cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-    stack.callback(stop_process, process)
-    return process
-
-
-def wait_for_log(log_path: Path, event: str, process: subprocess.Popen, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while f"event={event}" not in log_path.read_text(encoding="utf-8"):
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"consumer did not log {event}:\n{log_path.read_text(encoding='utf-8')[-2000:]}")
-        time.sleep(0.05)
-
-
 def in_service(asg, instances: int) -> int:
     group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[GROUP])["AutoScalingGroups"][0]
     return sum(i["LifecycleState"] == "InService" for i in group["Instances"])
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024  # kB
-    return math.nan
-
-
-def notifications(tap: Path) -> dict[str, LifecycleAction]:
-    """Each instance's launch notification, as the hook sent it."""
-    actions = {}
-    for line in tap.read_text(encoding="utf-8").splitlines():
-        parsed = parse(json.loads(line))
-        if isinstance(parsed, LifecycleAction):
-            actions.setdefault(parsed.instance_id, parsed)
-    return actions
 
 
 def queued_at(jenkins: JenkinsEmulator) -> tuple[int, dict[str, float]]:
@@ -194,16 +111,6 @@ def queued_at(jenkins: JenkinsEmulator) -> tuple[int, dict[str, float]]:
     return len(builds), queued
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)] if ordered else math.nan
-
-
-def report(name: str, value: float, target: str, ok: bool, unit: str = "") -> None:
-    print(f"{name:<44} {value:>9.2f}{unit:<3} target {target:<14} {'ok' if ok else 'MISSED'}")
-
-
 def run(instances: int) -> int:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-lifecycle-")))
@@ -211,7 +118,8 @@ def run(instances: int) -> int:
         jenkins = start_jenkins(stack)
         queue_url = seed(url, instances)
         log_path = workdir / "consumer.log"
-        consumer = start_consumer(stack, write_config(workdir, queue_url, jenkins.url), url, log_path)
+        consumer = start_consumer(stack, write_config(workdir, queue_url, jenkins.url), url, log_path,
+                                  JENKINS_USER, JENKINS_TOKEN)
         wait_for_log(log_path, "consumer_started", consumer)
 
         asg = fleet.client("autoscaling", url, REGION)
@@ -260,8 +168,16 @@ def run(instances: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instances", type=int, default=200)
-    return run(parser.parse_args().instances)
+    parser.add_argument("--instances", type=int, default=200, help="launches in the one-group burst")
+    parser.add_argument("--burst", action="store_true",
+                        help="instead, 1,000 launches over 10 groups and 5 sites (bench/lifecycle_burst.py)")
+    parser.add_argument("--keep-log", type=Path, help="with --burst: copy the consumer's log here")
+    args = parser.parse_args()
+    if args.burst:
+        from bench import lifecycle_burst
+
+        return lifecycle_burst.run(args.keep_log)
+    return run(args.instances)
 
 
 if __name__ == "__main__":
