@@ -256,18 +256,35 @@ def test_capistrano_gives_app_and_web_to_hosts_without_roles(aws, ec2, tmp_path)
     assert cap_servers(tmp_path, "blog") == {"app": [f"blog-{instance_id}"], "web": [f"blog-{instance_id}"]}
 
 
-def test_a_tag_role_named_like_a_site_is_one_line_and_writes_nothing(aws, ec2, tmp_path, capsys):
-    """An Ansible group `api` holding a shop host would run api's plays on it."""
+def test_a_tag_role_named_like_a_site_or_all_is_dropped_with_a_warning_and_the_rest_deploys(aws, ec2, tmp_path,
+                                                                                            capsys):
+    """An Ansible group `api` holding a shop host would run api's plays on it, and failing the run
+    instead would let anyone allowed to tag stop every site's deploy with one tag."""
     (shop,) = fleet.run_instances(ec2, 1, "shop")
-    fleet.run_instances(ec2, 1, "api")
-    tag(ec2, shop, {"Roles": "api"})
+    (api,) = fleet.run_instances(ec2, 1, "api")
+    tag(ec2, shop, {"Roles": "api,all,db,api.v2"})  # api.v2 would be group api_v2: a site's too
     config = config_file(tmp_path, {"shop": {"tags": {"Name": "shop"}, "roles_from_tag": "Roles"},
-                                    "api": {"tags": {"Name": "api"}}})
+                                    "api": {"tags": {"Name": "api"}}, "api_v2": {"tags": {"Name": "none"}}})
+    capsys.readouterr()
+    assert main(["inventory", "-c", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("event=tag_role_ignored") == 3 and "value=api.v2 " in err
+    listing, _ = ansible_list(tmp_path, outputs(tmp_path)["ansible"].read_text())
+    assert listing["api"]["hosts"] == [f"api-{api}"]
+    assert listing["db"]["hosts"] == [f"shop-{shop}"]
+    assert json_hosts(tmp_path)[shop]["roles"] == ["db"]
+
+
+def test_a_config_role_named_like_a_site_group_is_one_line_and_writes_nothing(aws, ec2, tmp_path, capsys):
+    """Roles written in the config fail loudly: the person who wrote them can rename one."""
+    fleet.run_instances(ec2, 1, "shop")
+    config = config_file(tmp_path, {"shop": {"tags": {"Name": "shop"}, "roles": ["api.v2"]},
+                                    "api_v2": {"tags": {"Name": "none"}}})
     capsys.readouterr()
     assert main(["inventory", "-c", str(config)]) == 1
-    err = capsys.readouterr().err
-    message = [line for line in err.splitlines() if "event=" not in line]
-    assert message == ["aws-deploy-helper: role 'api' and site 'api' would both be Ansible group 'api'; rename one"]
+    message = [line for line in capsys.readouterr().err.splitlines() if "event=" not in line]
+    assert message == ["aws-deploy-helper: role 'api.v2' and site 'api_v2' would both be Ansible group 'api_v2';"
+                       " rename one"]
     assert not any(path.exists() for path in outputs(tmp_path).values())
 
 

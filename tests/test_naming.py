@@ -121,3 +121,11 @@ def test_a_tag_alias_equal_to_another_hosts_instance_alias_is_dropped():
     other = SiteInventory("x", (replace(inv.hosts[0], site="x", alias="web-n-cdef0", tag_alias=None),))
     result = drop_clashing_tag_aliases([inv, other])
     assert result[0].hosts[0].tag_alias is None and result[1].hosts[0].alias == "web-n-cdef0"
+
+
+def test_a_tag_role_that_would_be_a_sites_or_ansibles_own_group_is_skipped(caplog):
+    inst = _instance(Roles="api,API,api.v2,all,ungrouped,web,db")
+    with caplog.at_level(logging.WARNING):
+        # api.v2 is group api_v2; a role named like the host's own site would merge into it too.
+        assert tag_roles(inst, "Roles", ["web", "api", "api_v2"]) == ("API", "db")
+    assert caplog.text.count("is a site's or Ansible's own") == 5

@@ -31,6 +31,17 @@ ClientFactory = Callable[[AccessKey], AwsClients]
 
 
 @dataclass(frozen=True)
+class _Run:
+    """What every worker needs to know about this run besides its own sites."""
+
+    selection: Selection
+    # Site -> the lifecycle groups a scale-up build's named instances may still wait in.
+    launching_groups: dict[str, tuple[str, ...]]
+    # Every configured site's name: no host's tag role may take a site's Ansible group.
+    site_names: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class SiteResult:
     site: str
     inventory: SiteInventory | None = None
@@ -54,18 +65,16 @@ def _with_launching(clients: AwsClients, found: Discovered, selection: Selection
     return Discovered(found.memberships + tuple(extra), found.instances)
 
 
-def _collect_group(
-    clients: AwsClients, sites: list[SiteConfig], selection: Selection,
-    launching_groups: dict[str, tuple[str, ...]] | None = None,
-) -> list[SiteResult]:
+def _collect_group(clients: AwsClients, sites: list[SiteConfig], run: _Run) -> list[SiteResult]:
     found: dict[str, Discovered] = {}
     results: dict[str, SiteResult] = {}
+    selection = run.selection
     for site in sites:
         try:
             found[site.name] = discover(clients, site)
-            if selection.instance_ids and (launching_groups or {}).get(site.name):
+            if selection.instance_ids and run.launching_groups.get(site.name):
                 found[site.name] = _with_launching(clients, found[site.name], selection,
-                                                   launching_groups[site.name])
+                                                   run.launching_groups[site.name])
         except (DiscoveryError, ClientError, BotoCoreError) as exc:
             results[site.name] = SiteResult(site.name, error=explain(exc))
     known = {i: inst for d in found.values() for i, inst in d.instances.items()}
@@ -80,17 +89,16 @@ def _collect_group(
             continue
         try:
             chosen = select(found[site.name].memberships, known, selection, site.filters)
-            inventory = name_hosts(site, chosen, clients.key.profile)
+            inventory = name_hosts(site, chosen, clients.key.profile, run.site_names)
             results[site.name] = SiteResult(site.name, inventory=inventory)
         except DiscoveryError as exc:
             results[site.name] = SiteResult(site.name, error=str(exc))
     return [results[s.name] for s in sites]
 
 
-def _guarded(factory: ClientFactory, key: AccessKey, sites: list[SiteConfig], selection: Selection,
-             launching_groups: dict[str, tuple[str, ...]]):
+def _guarded(factory: ClientFactory, key: AccessKey, sites: list[SiteConfig], run: _Run):
     try:
-        return _collect_group(factory(key), sites, selection, launching_groups)
+        return _collect_group(factory(key), sites, run)
     except (ClientError, BotoCoreError) as exc:  # e.g. assuming the role failed
         return [SiteResult(s.name, error=explain(exc)) for s in sites]
 
@@ -107,14 +115,15 @@ def collect(settings: Settings, factory: ClientFactory = AwsClients) -> list[Sit
     for site in settings.sites:
         key = AccessKey.for_site(site, settings.endpoint_url, settings.config.credentials, settings.config.profile)
         groups.setdefault(key, []).append(site)
-    launching = settings.launching_groups
+    run = _Run(settings.selection, settings.launching_groups or {},
+               tuple(site.name for site in settings.config.sites))
     if len(groups) == 1:  # one account and region: no thread to wait on
         ((key, sites),) = groups.items()
-        by_site = {r.site: r for r in _guarded(factory, key, sites, settings.selection, launching)}
+        by_site = {r.site: r for r in _guarded(factory, key, sites, run)}
     else:
         workers = max(1, min(settings.max_workers, len(groups)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="discover") as pool:
-            futures = [pool.submit(_guarded, factory, key, sites, settings.selection, launching)
+            futures = [pool.submit(_guarded, factory, key, sites, run)
                        for key, sites in groups.items()]
             by_site = {r.site: r for f in futures for r in f.result()}
     results = _unique_tag_aliases([by_site[s.name] for s in settings.sites])

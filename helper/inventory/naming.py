@@ -27,6 +27,16 @@ TAG_ALIAS_MAX_CHARS = 32
 # The id's tail that keeps two hosts with one tag value apart.
 TAG_ALIAS_ID_CHARS = 5
 
+# Ansible warns about, and may rewrite, group names with other characters.
+_INVALID_GROUP_CHARS = re.compile(r"[^A-Za-z0-9_]")
+# Names Ansible defines itself; a site or role of that name would merge into them.
+RESERVED_GROUPS = frozenset({"all", "ungrouped"})
+
+
+def group_name(name: str) -> str:
+    """The Ansible group a site or role becomes: every character outside [A-Za-z0-9_] is `_`."""
+    return _INVALID_GROUP_CHARS.sub("_", name)
+
 
 def alias(site: str, instance_id: str) -> str:
     return f"{site}-{instance_id}"
@@ -62,20 +72,30 @@ def tag_alias(site: str, instance: Instance, tag: str) -> str | None:
     return f"{site}-{word}-{instance.instance_id[-TAG_ALIAS_ID_CHARS:]}"
 
 
-def tag_roles(instance: Instance, tag: str) -> tuple[str, ...]:
-    """The roles a host's tag names (comma-separated); a value that is not a role name is
-    left out with a warning, so one odd tag cannot fail the deploy of a whole site."""
+def tag_roles(instance: Instance, tag: str, site_names: Iterable[str] = ()) -> tuple[str, ...]:
+    """The roles a host's tag names (comma-separated).
+
+    Anyone allowed to tag sets them, so a value that is not a role name, or that would be the
+    Ansible group of a site (or `all`), is left out with a warning: one odd tag must not fail
+    the outputs of every site, nor merge its host into another site's group. Roles written in
+    the config are checked when it is read and fail loudly instead.
+    """
+    taken = {group_name(name) for name in site_names} | RESERVED_GROUPS
     value = dict(instance.tags).get(tag)
     roles = []
     for part in (value or "").split(","):
         role = part.strip()
         if not role:
             continue
-        if NAME_RE.fullmatch(role):
-            roles.append(role)
+        if not NAME_RE.fullmatch(role):
+            reason = f"not a role name ({NAME_RE.pattern})"
+        elif group_name(role) in taken:
+            reason = f"Ansible group {group_name(role)!r} is a site's or Ansible's own"
         else:
-            log.warning("event=tag_role_ignored instance=%s tag=%s value=%r reason=%s",
-                        instance.instance_id, tag, role, f"not a role name ({NAME_RE.pattern})")
+            roles.append(role)
+            continue
+        log.warning("event=tag_role_ignored instance=%s tag=%s value=%r reason=%s",
+                    instance.instance_id, tag, role, reason)
     return tuple(roles)
 
 
@@ -114,8 +134,9 @@ def tunnel(site: SiteConfig, profile: str | None) -> Tunnel | None:
     return Tunnel(site.transport, site.region, profile, site.instance_connect_endpoint_id)
 
 
-def _host(site: SiteConfig, inst: Instance, member: Membership, via: Tunnel | None) -> Host:
-    roles = site.roles + (tag_roles(inst, site.roles_from_tag) if site.roles_from_tag else ())
+def _host(site: SiteConfig, inst: Instance, member: Membership, via: Tunnel | None,
+          site_names: frozenset[str]) -> Host:
+    roles = site.roles + (tag_roles(inst, site.roles_from_tag, site_names) if site.roles_from_tag else ())
     return Host(
         site=site.name,
         alias=alias(site.name, inst.instance_id),
@@ -134,11 +155,15 @@ def _host(site: SiteConfig, inst: Instance, member: Membership, via: Tunnel | No
 
 
 def name_hosts(site: SiteConfig, chosen: list[tuple[Instance, Membership]],
-               profile: str | None = None) -> SiteInventory:
-    """Name and address every chosen instance; `profile` is the one discovery used, which a
-    tunnel's `aws` command must use too."""
+               profile: str | None = None, site_names: Iterable[str] = ()) -> SiteInventory:
+    """Name and address every chosen instance.
+
+    `profile` is the one discovery used, which a tunnel's `aws` command must use too;
+    `site_names` are every configured site's, which no tag role may take as its group.
+    """
     via = tunnel(site, profile)
-    hosts = tuple(_host(site, inst, member, via) for inst, member in chosen)
+    names = frozenset(site_names) | {site.name}
+    hosts = tuple(_host(site, inst, member, via, names) for inst, member in chosen)
     return SiteInventory(site=site.name, hosts=tuple(sorted(hosts, key=lambda h: h.alias)))
 
 

@@ -19,13 +19,10 @@ from collections.abc import Sequence
 
 from helper.errors import OutputError
 from helper.inventory.model import Host, SiteInventory
+from helper.inventory.naming import RESERVED_GROUPS, group_name
 from helper.inventory.render.common import YamlDumper, dump_yaml, ordered_sites
 from helper.inventory.render.ssh import config_value, key_checking_options, proxy_command
 
-# Ansible warns about, and may rewrite, group names with other characters.
-_INVALID_GROUP_CHARS = re.compile(r"[^A-Za-z0-9_]")
-# Names Ansible defines itself; a site or role of that name would merge into them.
-_RESERVED_GROUPS = frozenset({"all", "ungrouped"})
 
 # hostvar -> how to read it from a Host; None values are left out.
 _HOSTVARS = {
@@ -75,11 +72,6 @@ _AnsibleDumper.add_representer(
 )
 
 
-def group_name(name: str) -> str:
-    """`name` with every character outside [A-Za-z0-9_] replaced by `_`."""
-    return _INVALID_GROUP_CHARS.sub("_", name)
-
-
 def option_value(keyword: str, value: str) -> str:
     # ssh reads `-o` like a config line: ProxyCommand's rest raw, the others config-quoted.
     return value if keyword == "ProxyCommand" else config_value(keyword, value)
@@ -115,7 +107,7 @@ def _hostvars(host: Host, known_hosts_file: str) -> dict:
 def _claim(owners: dict[str, str], name: str, owner: str) -> str:
     """Register group `name` for `owner`; two owners of one group would merge hosts."""
     group = group_name(name)
-    if group in _RESERVED_GROUPS:
+    if group in RESERVED_GROUPS:
         raise OutputError(f"{owner} cannot be an Ansible group: {group!r} is reserved")
     if owners.setdefault(group, owner) != owner:
         raise OutputError(
