@@ -114,7 +114,7 @@ def queued_at(jenkins: JenkinsEmulator) -> tuple[int, dict[str, float]]:
 def run(instances: int) -> int:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-lifecycle-")))
-        url, tap = start_moto(stack, workdir)
+        url, tap, _ = start_moto(stack, workdir)
         jenkins = start_jenkins(stack)
         queue_url = seed(url, instances)
         log_path = workdir / "consumer.log"

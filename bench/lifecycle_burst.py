@@ -1,11 +1,12 @@
 """Benchmark (not a test): a burst of 1,000 launches over 10 groups and 5 sites.
 
-Two Auto Scaling groups per site, 100 launches each, all sent within a second (one
-SetDesiredCapacity per group), into one hook queue. Each site has a Jenkins job of its own
+Two Auto Scaling groups per site, 100 launches each, sent one group after another in steps
+of LAUNCH_STEP (SetDesiredCapacity), into one hook queue. Each site has a Jenkins job of its own
 whose build takes BUILD_S seconds, and each job runs one build at a time (as a job without
 concurrent builds does on Jenkins; the emulator has one executor per job). moto with the
 lifecycle hooks runs in its own process, the Jenkins emulator in this one, the consumer as
-its own process. We watch the groups until every instance is InService and print:
+its own process. moto records each completion as it applies it, and we print, once every
+instance is InService:
 
 - per group: seconds from its first notification to all its instances InService, minus the
   run time of the builds that deployed them (they run one after another on the site's one
@@ -21,6 +22,7 @@ its own process. We watch the groups until every instance is InService and print
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import shutil
 import tempfile
@@ -31,7 +33,8 @@ import requests
 import yaml
 
 from bench.lifecycle_parts import (
-    cpu_s, notifications, peak_rss_mb, percentile, report, start_consumer, start_moto, stop_process, wait_for_log,
+    accepted_at, completions, cpu_s, notifications, peak_rss_mb, percentile, report, served_path, start_consumer, start_moto,
+    stop_process, wait_for_log,
 )
 from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
 from helper.sandbox.aws import fleet
@@ -44,14 +47,19 @@ LAUNCHES_PER_GROUP = 100
 # "A few seconds per build": a deploy that does nothing but wait, so the consumer's own
 # overhead is what the figures show.
 BUILD_S = 3.0
+# Each group scales out in steps of this many. The sandbox launches a step while holding the
+# one lock every lifecycle call takes (helper/sandbox/aws/lifecycle.py), at ~8 ms per instance
+# in moto: one SetDesiredCapacity of 100 would stall every heartbeat and completion for
+# ~1 s (several under load), ten in a row for ten times that, a stall AWS does not have.
+LAUNCH_STEP = 10
 JENKINS_USER, JENKINS_TOKEN = "bench", "bench-token"
 BATCH_WINDOW_S, BATCH_MAX_INSTANCES = 3.0, 20
 POLL_INTERVAL_S = 0.5
 # Long enough that no action times out while its site's builds queue one after another, so
 # a slow run shows as a missed target rather than as ABANDONed instances.
 HEARTBEAT_TIMEOUT_S = 600
-# How often we ask Auto Scaling for the ten groups (one call): each group's completion time is
-# known to this precision. A describe of 1,000 instances costs moto a few hundred ms.
+# How often we read moto's completion record to see whether we are done; the completion times
+# themselves are moto's own stamps, so this only bounds how long we linger after the last.
 WATCH_INTERVAL_S = 0.5
 GIVE_UP_S = 400.0
 
@@ -114,21 +122,20 @@ def write_config(workdir: Path, queue_url: str, jenkins_url: str) -> Path:
     return path
 
 
-def in_service_by_group(asg) -> dict[str, int]:
-    groups = asg.describe_auto_scaling_groups(AutoScalingGroupNames=list(GROUPS))["AutoScalingGroups"]
-    return {g["AutoScalingGroupName"]: sum(i["LifecycleState"] == "InService" for i in g["Instances"])
-            for g in groups}
-
-
-def watch(asg, consumer) -> dict[str, float]:
-    """When (epoch s) each group had all its launches InService; groups that never did are absent."""
-    done_at: dict[str, float] = {}
+def watch(workdir: Path, consumer) -> dict[str, float]:
+    """When (epoch s, as moto stamped it) each group had all its launches completed with CONTINUE,
+    i.e. InService; groups that never did are absent. Reads moto's completion record instead of
+    asking Auto Scaling, so the watching costs the server nothing."""
     deadline = time.monotonic() + GIVE_UP_S
-    while len(done_at) < len(GROUPS) and time.monotonic() < deadline and consumer.poll() is None:
-        now = time.time()
-        for group, count in in_service_by_group(asg).items():
-            if count >= LAUNCHES_PER_GROUP:
-                done_at.setdefault(group, now)
+    done_at: dict[str, float] = {}
+    while time.monotonic() < deadline and consumer.poll() is None:
+        by_group: dict[str, list[float]] = {}
+        for record in completions(workdir):
+            if record["result"] == "CONTINUE":
+                by_group.setdefault(record["group"], []).append(record["at"])
+        done_at = {g: max(times) for g, times in by_group.items() if len(times) >= LAUNCHES_PER_GROUP}
+        if len(done_at) == len(GROUPS):
+            break
         time.sleep(WATCH_INTERVAL_S)
     return done_at
 
@@ -152,7 +159,7 @@ def builds(jenkins: JenkinsEmulator) -> list[dict]:
 def run(keep_log: Path | None = None) -> int:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-burst-")))
-        url, tap = start_moto(stack, workdir)
+        url, tap, moto = start_moto(stack, workdir)
         jenkins = start_jenkins(stack)
         queue_url = seed(url)
         log_path = workdir / "consumer.log"
@@ -162,15 +169,19 @@ def run(keep_log: Path | None = None) -> int:
 
         asg = fleet.client("autoscaling", url, REGION)
         for group in GROUPS:
-            asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=LAUNCHES_PER_GROUP)
-        done_at = watch(asg, consumer)
+            for capacity in range(LAUNCH_STEP, LAUNCHES_PER_GROUP + 1, LAUNCH_STEP):
+                asg.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=capacity)
+        done_at = watch(workdir, consumer)
         alive = consumer.poll() is None
         rss_mb = peak_rss_mb(consumer.pid) if alive else math.nan
         consumer_cpu_s = cpu_s(consumer.pid) if alive else math.nan
+        moto_cpu_s = cpu_s(moto.pid)
         stop_process(consumer)
 
         notified = notifications(tap)
         ran = builds(jenkins)
+        stop_process(moto)
+        served = json.loads(served_path(workdir).read_text()) if served_path(workdir).exists() else {}
         log = log_path.read_text(encoding="utf-8")
         if keep_log is not None:
             shutil.copyfile(log_path, keep_log)
@@ -210,7 +221,17 @@ def run(keep_log: Path | None = None) -> int:
     report("notification -> build queued max (s)", max(latencies, default=math.nan), "(info)", True)
     report("consumer peak RSS (MB)", rss_mb, f"<= {TARGET_RSS_MB:g} MB", rss_mb <= TARGET_RSS_MB)
     report("consumer CPU per lifecycle action (ms)", 1000 * consumer_cpu_s / max(completed, 1), "(info)", True)
-    for line in problems[:10]:
+    # Where the notification -> queued time goes: waiting to be received, or checks before queueing.
+    accepted = accepted_at(log)
+    waited = [accepted[i] - a.notified_at.timestamp() for i, a in notified.items() if i in accepted]
+    checked = [queued[i] - accepted[i] for i in accepted if i in queued]
+    report("  of which notification -> accepted p95 (s)", percentile(waited, 95), "(info, +-1 s)", True)
+    report("  of which accepted -> build queued p95 (s)", percentile(checked, 95), "(info, +-1 s)", True)
+    report("moto CPU during the run (s)", moto_cpu_s, "(info)", True)
+    print("moto's busiest actions (calls, seconds in moto, ms per call):")
+    for action, (count, seconds) in sorted(served.items(), key=lambda kv: -kv[1][1])[:8]:
+        print(f"  {action:<36} {count:>6} {seconds:>8.2f} {1000 * seconds / count:>8.1f}")
+    for line in problems[:3]:
         print(f"  consumer: {line}")
     met = (met and worst <= TARGET_GROUP_S and len(ran) <= TARGET_BUILDS and len(latencies) == launches
            and p95 <= TARGET_P95_QUEUED_S and rss_mb <= TARGET_RSS_MB)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.harness import ROOT, environment, free_port
@@ -25,8 +26,9 @@ STOP_TIMEOUT_S = 30.0
 # notification once it is done, so the server also writes every body the hook delivers to
 # a file: their `Time` fields are when each instance was notified.
 MOTO_SCRIPT = r"""
-import json, signal, sys, threading
-from helper.sandbox.aws import notify
+import io, json, signal, sys, threading, time, urllib.parse
+from collections import defaultdict
+from helper.sandbox.aws import notify, scaling, server as sandbox_server
 from helper.sandbox.aws.server import MotoServer
 
 tap = open(sys.argv[2], "a", encoding="utf-8", buffering=1)
@@ -37,6 +39,46 @@ def deliver_and_record(target_arn, body, *args, **kwargs):
     tap.write(json.dumps(body) + "\n")
 
 notify.deliver = deliver_and_record
+
+# When each lifecycle action was completed (and a CONTINUEd launch went InService), so the
+# benchmark need not poll DescribeAutoScalingGroups, which costs moto far more than the
+# consumer's own calls at 1,000 instances.
+results = open(sys.argv[4], "a", encoding="utf-8", buffering=1)
+apply_result = scaling.apply_result
+
+def apply_and_record(action, result):
+    apply_result(action, result)
+    results.write(json.dumps({"instance": action.instance_id, "group": action.group_name,
+                              "result": result, "at": time.time()}) + "\n")
+
+scaling.apply_result = apply_and_record
+
+# Each API action's count and seconds in moto, written to argv[3] at exit: where the server's
+# time went when it is the bottleneck.
+served = defaultdict(lambda: [0, 0.0])
+served_lock = threading.Lock()
+answer = sandbox_server.SandboxControlApp.__call__
+
+def action_of(environ):
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return target.rsplit(".", 1)[-1]
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    params = urllib.parse.parse_qs(body.decode("utf-8", "replace") + "&" + environ.get("QUERY_STRING", ""))
+    return params.get("Action", ["?"])[0]
+
+def timed(self, environ, start_response):
+    action, started = action_of(environ), time.perf_counter()
+    try:
+        return list(answer(self, environ, start_response))
+    finally:
+        with served_lock:
+            served[action][0] += 1
+            served[action][1] += time.perf_counter() - started
+
+sandbox_server.SandboxControlApp.__call__ = timed
 import logging; logging.getLogger("werkzeug").setLevel(logging.ERROR)
 stop = threading.Event()
 signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -44,18 +86,37 @@ server = MotoServer(int(sys.argv[1]))
 print(server.start(), flush=True)
 stop.wait()
 server.stop()
+with served_lock, open(sys.argv[3], "w", encoding="utf-8") as out:
+    json.dump(served, out)
 """
 
 
-def start_moto(stack: contextlib.ExitStack, workdir: Path) -> tuple[str, Path]:
+def start_moto(stack: contextlib.ExitStack, workdir: Path) -> tuple[str, Path, subprocess.Popen]:
     tap = workdir / "notifications.jsonl"
-    process = subprocess.Popen([sys.executable, "-c", MOTO_SCRIPT, str(free_port()), str(tap)],
+    argv = [sys.executable, "-c", MOTO_SCRIPT, str(free_port()), str(tap), str(served_path(workdir)),
+            str(completions_path(workdir))]
+    process = subprocess.Popen(argv,
                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
     stack.callback(stop_process, process)
     url = process.stdout.readline().strip()
     if not url.startswith("http://"):
         raise SystemExit(f"moto did not start (exit {process.poll()})")
-    return url, tap
+    return url, tap, process
+
+
+def completions_path(workdir: Path) -> Path:
+    """Where moto writes one JSON line per completed lifecycle action: instance, group, result, at."""
+    return workdir / "completions.jsonl"
+
+
+def completions(workdir: Path) -> list[dict]:
+    path = completions_path(workdir)
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+def served_path(workdir: Path) -> Path:
+    """Where moto leaves {action: [count, seconds]} when it stops."""
+    return workdir / "moto-served.json"
 
 
 def stop_process(process: subprocess.Popen) -> None:
@@ -103,6 +164,17 @@ def notifications(tap: Path) -> dict[str, LifecycleAction]:
         if isinstance(parsed, LifecycleAction):
             actions.setdefault(parsed.instance_id, parsed)
     return actions
+
+
+def accepted_at(log: str) -> dict[str, float]:
+    """When (epoch s, to the second the log shows) the consumer accepted each instance's action."""
+    accepted = {}
+    for line in log.splitlines():
+        if "event=action_accepted" in line:
+            ts = datetime.strptime(line.split()[0][3:], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+            instance = line.partition(" action=")[2].split(":")[1]
+            accepted.setdefault(instance, ts.timestamp())
+    return accepted
 
 
 def cpu_s(pid: int) -> float:
