@@ -239,6 +239,15 @@ def test_ansible_reads_groups_hosts_and_hostvars(tmp_path, known_hosts):
     }
 
 
+@pytest.mark.parametrize("user", ["yes", "no", "on", "null", "y", "true"])
+def test_ansible_reads_a_user_that_looks_like_another_yaml_type_as_that_text(tmp_path, known_hosts, user):
+    """ansible-core 2.19 reads `!unsafe 'yes'` as true (and `!unsafe '0123'` as 83), so values
+    without a template character are written as plain quoted text, which every version keeps."""
+    host = Host(**{**MINIMAL.__dict__, "user": user})
+    hostvars = ansible_raw_hostvars(tmp_path, render_ansible([SiteInventory("web-prod", (host,))], known_hosts))
+    assert hostvars[host.alias]["ansible_user"] == user
+
+
 @pytest.mark.parametrize("host", [FULL, MINIMAL], ids=lambda h: h.alias)
 def test_ansible_ssh_args_reach_ssh_intact(tmp_path, known_hosts, host):
     """Split as Ansible splits them (shlex), then parsed by ssh itself."""

@@ -4,10 +4,13 @@ Ansible connects with its own ssh command line, not through our ssh config, so
 each host carries the same host-key options (helper.inventory.render.ssh) in
 ansible_ssh_common_args.
 
-Every text host variable is written `!unsafe`: Ansible templates inventory values, so a
-`{{ lookup('pipe', ...) }}` in a user, a key path or a host name would otherwise run a
-command on the controller. Unsafe values are used as they are, never templated. The tags
-(`ec2_tags`), set by anyone allowed to tag, are one `!unsafe` mapping: keys and values.
+Ansible templates inventory values, so a `{{ lookup('pipe', ...) }}` in a user, a key path
+or a host name would otherwise run a command on the controller. Every text host variable
+that could hold a template (a `{`, `%` or `#`: Jinja's delimiters and Ansible's `#jinja2:`
+override) is written `!unsafe`, which Ansible uses as it is, never templated. The others are
+plain quoted text: ansible-core 2.19 reads a tagged scalar as if it were unquoted, so
+`!unsafe 'yes'` would reach it as true and `!unsafe '0123'` as 83. The tags (`ec2_tags`),
+set by anyone allowed to tag, are one `!unsafe` mapping, which every version reads as text.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ _HOSTVARS = {
     # Always a mapping, empty for an untagged host, so a play can read ec2_tags.Env as is.
     "ec2_tags": lambda h: _UnsafeTags(h.instance.tags),
 }
+
+
+# A text without these cannot start a Jinja block, expression, comment or override.
+_TEMPLATE_CHARS = re.compile(r"[{}%#]")
 
 
 class _Unsafe(str):
@@ -98,7 +105,7 @@ def _hostvars(host: Host, known_hosts_file: str) -> dict:
     hostvars = {name: read(host) for name, read in _HOSTVARS.items()}
     hostvars["ansible_ssh_common_args"] = ssh_common_args(host, known_hosts_file)
     return {
-        name: _Unsafe(value) if isinstance(value, str) else value
+        name: _Unsafe(value) if isinstance(value, str) and _TEMPLATE_CHARS.search(value) else value
         for name, value in hostvars.items()
         if value is not None
     }
