@@ -33,8 +33,8 @@ import requests
 import yaml
 
 from bench.lifecycle_parts import (
-    accepted_at, completions, cpu_s, notifications, peak_rss_mb, percentile, report, served_path, start_consumer, start_moto,
-    stop_process, wait_for_log,
+    accepted_at, completions, cpu_s, notifications, peak_rss_mb, percentile, report, served_path,
+    start_consumer, start_moto, stop_process, wait_for_log,
 )
 from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
 from helper.sandbox.aws import fleet
@@ -151,7 +151,8 @@ def builds(jenkins: JenkinsEmulator) -> list[dict]:
         for build in reply.json()["builds"]:
             item = requests.get(f"{base}/queue/item/{build['queueId']}/api/json", auth=auth, timeout=10).json()
             params = {p["name"]: p["value"] for a in build["actions"] for p in a.get("parameters", [])}
-            found.append({"job": job_name(s), "instances": set(filter(None, params.get("INSTANCE_IDS", "").split(","))),
+            instances = set(filter(None, params.get("INSTANCE_IDS", "").split(",")))
+            found.append({"job": job_name(s), "instances": instances,
                           "queued_s": item["inQueueSince"] / 1000, "duration_s": build["duration"] / 1000})
     return found
 
