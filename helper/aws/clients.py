@@ -10,9 +10,12 @@ tenth of a second of CPU per run.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
+import botocore.loaders
 import botocore.session
 from botocore.config import Config as BotoConfig
 
@@ -68,6 +71,46 @@ class AccessKey:
         )
 
 
+# service -> botocore shape name -> the members a caller reads of it.
+ShapesRead = Mapping[str, Mapping[str, frozenset[str]]]
+
+
+class _ReadOnlyLoader(botocore.loaders.Loader):
+    """botocore's model loader, serving models whose named shapes keep only the members we read.
+
+    botocore parses every member its model names: for DescribeInstances some sixty fields per
+    instance and their nested lists, where the inventory reads a dozen. A member the model
+    leaves out is skipped unread, so the parse costs a fraction (docs/benchmarks.md). The
+    cached model is never changed: each load returns a copy with new dicts for the trimmed
+    shapes only.
+    """
+
+    def __init__(self, shapes_read: ShapesRead, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._shapes_read = shapes_read
+
+    def load_service_model(self, service_name, type_name, api_version=None):
+        model = super().load_service_model(service_name, type_name, api_version=api_version)
+        wanted = self._shapes_read.get(service_name) if type_name == "service-2" else None
+        if not wanted:
+            return model
+        shapes = dict(model["shapes"])
+        for name, members in wanted.items():
+            missing = members - shapes[name]["members"].keys()
+            if missing:  # botocore renamed something we read: fail loudly, never parse less
+                raise KeyError(f"{service_name} model: shape {name} has no member(s) {sorted(missing)}")
+            shapes[name] = {**shapes[name], "members": {k: v for k, v in shapes[name]["members"].items()
+                                                        if k in members}}
+        return {**model, "shapes": shapes}
+
+
+def _data_loader(session: botocore.session.Session, shapes_read: ShapesRead) -> _ReadOnlyLoader:
+    # What botocore.loaders.create_loader does with AWS_DATA_PATH, keeping its extra paths.
+    data_path = session.get_config_variable("data_path")
+    extra = [path for path in (data_path or "").split(os.pathsep) if path]
+    return _ReadOnlyLoader(shapes_read, extra_search_paths=extra) if extra else _ReadOnlyLoader(shapes_read)
+
+
 class AwsClients:
     """The clients one (account, region) needs, created on first use.
 
@@ -76,19 +119,27 @@ class AwsClients:
     """
 
     def __init__(self, key: AccessKey, session: botocore.session.Session | None = None,
-                 boto_config: BotoConfig = BOTO_CONFIG) -> None:
+                 boto_config: BotoConfig = BOTO_CONFIG, shapes_read: ShapesRead | None = None) -> None:
         self.key = key
         self._session = session
         self._boto_config = boto_config
+        # Only for clients whose callers read nothing else of those shapes (the inventory).
+        self._shapes_read = shapes_read
 
-    def _base_session(self) -> botocore.session.Session:
-        creds = self.key.credentials
-        session = botocore.session.Session(profile=self.key.profile if creds is None else None)
-        if creds is not None:
-            session.set_credentials(creds.access_key_id, creds.secret_access_key, creds.session_token)
+    def _new_session(self, profile: str | None = None) -> botocore.session.Session:
+        session = botocore.session.Session(profile=profile)
         # We never read a timestamp from a response, and parsing them with dateutil
         # costs about a sixth of the CPU of describing 1,000 instances: keep the text.
         session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
+        if self._shapes_read:
+            session.register_component("data_loader", _data_loader(session, self._shapes_read))
+        return session
+
+    def _base_session(self) -> botocore.session.Session:
+        creds = self.key.credentials
+        session = self._new_session(profile=self.key.profile if creds is None else None)
+        if creds is not None:
+            session.set_credentials(creds.access_key_id, creds.secret_access_key, creds.session_token)
         return session
 
     @cached_property
@@ -105,9 +156,8 @@ class AwsClients:
             RoleSessionName=PROG,
             DurationSeconds=ASSUMED_ROLE_DURATION_S,
         )["Credentials"]
-        session = botocore.session.Session()
+        session = self._new_session()
         session.set_credentials(assumed["AccessKeyId"], assumed["SecretAccessKey"], assumed["SessionToken"])
-        session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
         return session
 
     def client(self, service: str):

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from helper.aws.clients import AccessKey, AwsClients
 from helper.aws.errors import explain
 from helper.config.document import SiteConfig
-from helper.inventory.discover import Discovered, auto_scaling_group, describe_instances, discover
+from helper.inventory.discover import EC2_SHAPES_READ, Discovered, auto_scaling_group, describe_instances, discover
 from helper.errors import DiscoveryError
 from helper.inventory.model import SiteInventory
 from helper.inventory.naming import drop_clashing_tag_aliases, name_hosts
@@ -28,6 +28,11 @@ from helper.settings import Settings
 log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[AccessKey], AwsClients]
+
+
+def inventory_clients(key: AccessKey) -> AwsClients:
+    """Clients whose DescribeInstances parses only what discovery reads (EC2_SHAPES_READ)."""
+    return AwsClients(key, shapes_read=EC2_SHAPES_READ)
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,7 @@ def _unique_tag_aliases(results: list[SiteResult]) -> list[SiteResult]:
     return [SiteResult(r.site, inventory=by_site[r.site]) if r.inventory is not None else r for r in results]
 
 
-def collect(settings: Settings, factory: ClientFactory = AwsClients) -> list[SiteResult]:
+def collect(settings: Settings, factory: ClientFactory = inventory_clients) -> list[SiteResult]:
     """One result per selected site, in config order; failures carry a one-line reason."""
     groups: dict[AccessKey, list[SiteConfig]] = {}
     for site in settings.sites:

@@ -36,6 +36,24 @@ NOT_FOUND_RETRIES = 3
 _DNS_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _DNS_NAME_MAX_CHARS = 253
 
+# What instance_from_ec2 reads of DescribeInstances' answer, by botocore shape. The inventory's
+# clients model only these members (helper.aws.clients.AwsClients' shapes_read), so botocore
+# skips the other fifty-odd fields of each instance: parsing them was most of our CPU
+# (docs/benchmarks.md). Read a new field here, or the parse leaves it out.
+EC2_SHAPES_READ = {
+    "ec2": {
+        "Reservation": frozenset({"Instances"}),
+        "Instance": frozenset({"InstanceId", "PrivateIpAddress", "PublicIpAddress", "PrivateDnsName",
+                               "PublicDnsName", "Ipv6Address", "State", "Placement", "Tags",
+                               "NetworkInterfaces"}),
+        "InstanceState": frozenset({"Name"}),
+        "Placement": frozenset({"AvailabilityZone"}),
+        "InstanceNetworkInterface": frozenset({"Ipv6Addresses", "Attachment"}),
+        "InstanceNetworkInterfaceAttachment": frozenset({"DeviceIndex"}),
+        "InstanceIpv6Address": frozenset({"Ipv6Address", "IsPrimaryIpv6"}),
+    },
+}
+
 # Health words from each source that mean "takes traffic now".
 IN_SERVICE = {"InService", "healthy"}
 

@@ -1,0 +1,66 @@
+"""helper/aws/clients.py: the inventory's clients parse only the DescribeInstances fields discovery reads.
+
+Issue 14's profile put most of our CPU in botocore's parse of fields we never read. These tests
+hold the trimmed parse to the full one: whatever discovery makes of an instance is the same
+either way, so trimming can only save work, never lose a field.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from helper.aws.clients import AccessKey, AwsClients, _ReadOnlyLoader
+from helper.inventory.collect import inventory_clients
+from helper.inventory.discover import EC2_SHAPES_READ, instance_from_ec2
+from helper.sandbox.aws import fleet
+
+REGION = "us-east-1"
+
+
+def _raw_instances(clients: AwsClients, ids: list[str]) -> list[dict]:
+    pages = clients.ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
+    return sorted((i for page in pages for r in page["Reservations"] for i in r["Instances"]),
+                  key=lambda raw: raw["InstanceId"])
+
+
+def test_trimmed_and_full_parses_make_the_same_instances(aws):
+    ec2 = fleet.client("ec2", aws, REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
+    ec2.associate_vpc_cidr_block(VpcId=vpc, AmazonProvidedIpv6CidrBlock=True)
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.77.1.0/24")["Subnet"]["SubnetId"]
+    ec2.associate_subnet_cidr_block(SubnetId=subnet, Ipv6CidrBlock="2001:db8:77:1::/64")
+    with_v6 = ec2.run_instances(ImageId="ami-12c6146b", MinCount=2, MaxCount=2, SubnetId=subnet,
+                                Ipv6AddressCount=2)["Instances"]
+    plain = fleet.run_instances(ec2, 2, "web")  # default VPC: public IP and DNS names, a Name tag
+    ec2.create_tags(Resources=plain, Tags=[{"Key": "Roles", "Value": "app,db"}, {"Key": "Empty", "Value": ""}])
+    ids = [i["InstanceId"] for i in with_v6] + plain
+    key = AccessKey(region=REGION, endpoint_url=aws)
+
+    full = _raw_instances(AwsClients(key), ids)
+    trimmed = _raw_instances(inventory_clients(key), ids)
+
+    assert [instance_from_ec2(raw) for raw in trimmed] == [instance_from_ec2(raw) for raw in full]
+    made = [instance_from_ec2(raw) for raw in trimmed]
+    assert sum(1 for inst in made if inst.ipv6) == 2 and all(inst.private_ip for inst in made)
+    assert {tag for inst in made for tag in inst.tags} >= {("Roles", "app,db"), ("Empty", ""), ("Name", "web")}
+    # The trim is in force: fields nobody reads are not parsed at all.
+    assert "ImageId" in full[0] and "ImageId" not in trimmed[0]
+    assert set(trimmed[0]) <= EC2_SHAPES_READ["ec2"]["Instance"]
+
+
+def test_a_member_the_model_no_longer_has_fails_loudly_instead_of_parsing_less():
+    loader = _ReadOnlyLoader({"ec2": {"Instance": frozenset({"InstanceId", "NoSuchField"})}})
+    with pytest.raises(KeyError, match=r"shape Instance has no member\(s\) \['NoSuchField'\]"):
+        loader.load_service_model("ec2", "service-2")
+
+
+def test_the_cached_model_stays_whole_for_other_callers():
+    loader = _ReadOnlyLoader(EC2_SHAPES_READ)
+    trimmed = loader.load_service_model("ec2", "service-2")
+    whole = super(_ReadOnlyLoader, loader).load_service_model("ec2", "service-2")
+    assert set(trimmed["shapes"]["Instance"]["members"]) == EC2_SHAPES_READ["ec2"]["Instance"]
+    assert len(whole["shapes"]["Instance"]["members"]) > 40
+    # Other services, and other model types of ec2, come as botocore has them.
+    assert loader.load_service_model("ec2", "paginators-1") is super(_ReadOnlyLoader, loader).load_service_model(
+        "ec2", "paginators-1")
+    assert "ImageId" in loader.load_service_model("ec2", "service-2")["shapes"]["RunInstancesRequest"]["members"]
