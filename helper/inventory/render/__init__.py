@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from helper.inventory.render.ansible import render_ansible
 from helper.inventory.render.capistrano import render_capistrano
-from helper.inventory.render.common import YamlDumper, dump_yaml, ordered_sites
+from helper.inventory.render.common import dump_yaml, ordered_sites
 from helper.inventory.render.json_out import render_json
 from helper.inventory.render.listing import render_list
 from helper.inventory.render.ssh import render_ssh_config
 
 __all__ = [
-    "YamlDumper",
     "dump_yaml",
     "ordered_sites",
     "render_ansible",

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from helper.errors import OutputError
 from helper.inventory.model import Host, SiteInventory
 from helper.inventory.naming import RESERVED_GROUPS, group_name
-from helper.inventory.render.common import YamlDumper, dump_yaml, ordered_sites
+from helper.inventory.render.common import dump_yaml, ordered_sites
 from helper.inventory.render.ssh import config_value, key_checking_options, proxy_command
 
 
@@ -60,23 +60,13 @@ class _UnsafeTags(dict):
     """A host's tags: keys and values set by anyone allowed to tag, so none is a template."""
 
 
-class _AnsibleDumper(YamlDumper):
-    pass
-
-
-# Always quoted: with an explicit tag PyYAML would write `!unsafe yes` bare, which reads
-# as text to Ansible but not to a person.
-_AnsibleDumper.add_representer(
-    _Unsafe, lambda dumper, value: dumper.represent_scalar("!unsafe", str(value), style="'")
-)
-# The tags as one `!unsafe` mapping of plain (quoted where needed) scalars, not a tag per
-# scalar: ansible-core 2.19 re-resolves a tagged scalar as if it were unquoted, so
-# `!unsafe 'yes'` reads as true and `!unsafe ''` as null, while a tag value must stay the
-# text EC2 holds. Both 2.19 and older cores make every key and value of a tagged mapping
-# unsafe; older ones build it at once only because it holds no nested mapping.
-_AnsibleDumper.add_representer(
-    _UnsafeTags, lambda dumper, tags: dumper.represent_mapping("!unsafe", dict(tags))
-)
+# Tagged values are always quoted (helper.inventory.render.yamltext). The tags are one `!unsafe`
+# mapping of plain (quoted where needed) scalars, not a tag per scalar: ansible-core 2.19
+# re-resolves a tagged scalar as if it were unquoted, so `!unsafe 'yes'` reads as true and
+# `!unsafe ''` as null, while a tag value must stay the text EC2 holds. Both 2.19 and older cores
+# make every key and value of a tagged mapping unsafe; older ones build it at once only because
+# it holds no nested mapping.
+_TAGS = {_Unsafe: "!unsafe", _UnsafeTags: "!unsafe"}
 
 
 def option_value(keyword: str, value: str) -> str:
@@ -140,4 +130,4 @@ def render_ansible(sites: Sequence[SiteInventory], known_hosts_file: str) -> str
     for role, aliases in role_aliases.items():
         group = _claim(owners, role, f"role {role!r}")
         children[group] = {"hosts": {alias: None for alias in aliases}}
-    return dump_yaml({"all": {"children": children}}, dumper=_AnsibleDumper)
+    return dump_yaml({"all": {"children": children}}, tags=_TAGS)

@@ -1,4 +1,4 @@
-"""What every renderer shares: sites in a fixed order, refused duplicates, one YAML dialect.
+"""What every renderer shares: sites in a fixed order, refused duplicates, one YAML writer.
 
 A module of its own so the renderers import it and the package's __init__ imports them:
 no circle of imports.
@@ -6,12 +6,12 @@ no circle of imports.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-import yaml
 
 from helper.errors import OutputError
 from helper.inventory.model import SiteInventory
+from helper.inventory.render import yamltext
 
 
 def ordered_sites(sites: Sequence[SiteInventory]) -> list[SiteInventory]:
@@ -40,31 +40,10 @@ def ordered_sites(sites: Sequence[SiteInventory]) -> list[SiteInventory]:
     return ordered
 
 
-# Wide enough that PyYAML never folds a value over two lines: one line per value
-# keeps diffs of the written files to the hosts that changed.
-_YAML_WIDTH = 1_000_000
+def dump_yaml(document: dict, tags: Mapping[type, str] | None = None) -> str:
+    """Block-style YAML with sorted keys; strings such as "yes" or "0123" are quoted.
 
-
-# libyaml's emitter is about ten times faster than PyYAML's pure-Python one, which
-# matters for inventories of thousands of hosts; the output is the same.
-_BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
-class YamlDumper(_BaseDumper):
-    """SafeDumper that never writes &anchors/*aliases, which some readers mishandle.
-
-    A renderer that needs a tag of its reader (Ansible's !unsafe) subclasses it."""
-
-    def ignore_aliases(self, data) -> bool:
-        return True
-
-
-def dump_yaml(document: dict, dumper: type[YamlDumper] = YamlDumper) -> str:
-    """Block-style YAML with sorted keys; strings such as "yes" or "0123" are quoted."""
-    return yaml.dump(
-        document,
-        Dumper=dumper,
-        default_flow_style=False,
-        sort_keys=True,
-        width=_YAML_WIDTH,
-    )
+    Written as text (helper.inventory.render.yamltext), one line per value, so diffs of the
+    written files show only the hosts that changed.
+    """
+    return yamltext.dump(document, tags)
