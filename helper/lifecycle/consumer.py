@@ -67,12 +67,17 @@ class Consumer:
     @classmethod
     def from_settings(cls, settings) -> "Consumer":
         """Real clients for the queue's region, the endpoint in the settings, and Jenkins."""
+        from botocore.config import Config as BotoConfig
+
         from helper.aws.clients import CONSUMER_BOTO_CONFIG, AccessKey, AwsClients
 
         lc = settings.lifecycle
         key = AccessKey(region=lc.region, endpoint_url=settings.endpoint_url,
                         credentials=settings.config.credentials, profile=settings.config.profile)
-        clients = AwsClients(key, boto_config=CONSUMER_BOTO_CONFIG)
+        # One connection per deployment thread and the receive loop: with botocore's 10, a burst opened a new TCP
+        # (and TLS) connection per heartbeat and logged "Connection pool is full" (bench/lifecycle.py).
+        pooled = CONSUMER_BOTO_CONFIG.merge(BotoConfig(max_pool_connections=MAX_DEPLOYMENTS + 1))
+        clients = AwsClients(key, boto_config=pooled)
         jobs = JenkinsJobs.connect(lc.jenkins.url, settings.jenkins_user, settings.jenkins_token,
                                    lc.jenkins.timeout_s)
         metrics = Metrics()
