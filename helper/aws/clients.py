@@ -11,6 +11,7 @@ tenth of a second of CPU per run.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -81,19 +82,27 @@ class _ReadOnlyLoader(botocore.loaders.Loader):
     botocore parses every member its model names: for DescribeInstances some sixty fields per
     instance and their nested lists, where the inventory reads a dozen. A member the model
     leaves out is skipped unread, so the parse costs a fraction (docs/benchmarks.md). The
-    cached model is never changed: each load returns a copy with new dicts for the trimmed
-    shapes only.
+    cached model is never changed: the trimmed one is a copy, made once, sharing every shape
+    but the trimmed ones.
     """
 
     def __init__(self, shapes_read: ShapesRead, **kwargs) -> None:
         super().__init__(**kwargs)
         self._shapes_read = shapes_read
+        self._trimmed: dict[tuple, dict] = {}
 
     def load_service_model(self, service_name, type_name, api_version=None):
         model = super().load_service_model(service_name, type_name, api_version=api_version)
         wanted = self._shapes_read.get(service_name) if type_name == "service-2" else None
         if not wanted:
             return model
+        key = (service_name, api_version)
+        if key not in self._trimmed:
+            self._trimmed[key] = self._trim(service_name, model, wanted)
+        return self._trimmed[key]
+
+    @staticmethod
+    def _trim(service_name: str, model: dict, wanted: Mapping[str, frozenset[str]]) -> dict:
         shapes = dict(model["shapes"])
         for name, members in wanted.items():
             missing = members - shapes[name]["members"].keys()
@@ -104,11 +113,25 @@ class _ReadOnlyLoader(botocore.loaders.Loader):
         return {**model, "shapes": shapes}
 
 
+# One loader per (models read, data path) for the whole process: sites in several regions or
+# accounts then share one copy of each model (EC2's is 16 MB parsed) instead of one per session,
+# and load it once. A Loader only reads files and caches what it read, so threads may share it
+# (two racing on a first load both read it, and one copy is kept).
+_LOADERS: dict[tuple, _ReadOnlyLoader] = {}
+_LOADERS_LOCK = threading.Lock()
+
+
 def _data_loader(session: botocore.session.Session, shapes_read: ShapesRead) -> _ReadOnlyLoader:
     # What botocore.loaders.create_loader does with AWS_DATA_PATH, keeping its extra paths.
     data_path = session.get_config_variable("data_path")
-    extra = [path for path in (data_path or "").split(os.pathsep) if path]
-    return _ReadOnlyLoader(shapes_read, extra_search_paths=extra) if extra else _ReadOnlyLoader(shapes_read)
+    extra = tuple(path for path in (data_path or "").split(os.pathsep) if path)
+    key = (extra, tuple((service, tuple((shape, tuple(sorted(members))) for shape, members in sorted(shapes.items())))
+                        for service, shapes in sorted(shapes_read.items())))
+    with _LOADERS_LOCK:
+        if key not in _LOADERS:
+            _LOADERS[key] = (_ReadOnlyLoader(shapes_read, extra_search_paths=list(extra)) if extra
+                             else _ReadOnlyLoader(shapes_read))
+        return _LOADERS[key]
 
 
 class AwsClients:
