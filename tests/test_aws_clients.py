@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from helper.aws.clients import AccessKey, AwsClients, _ReadOnlyLoader
+from helper.aws.clients import AccessKey, AwsClients, ModelUse, _ReadOnlyLoader
 from helper.inventory.collect import inventory_clients
-from helper.inventory.discover import EC2_SHAPES_READ, instance_from_ec2
+from helper.inventory.discover import INVENTORY_MODELS, instance_from_ec2
 from helper.sandbox.aws import fleet
 
 REGION = "us-east-1"
@@ -45,21 +45,26 @@ def test_trimmed_and_full_parses_make_the_same_instances(aws):
     assert {tag for inst in made for tag in inst.tags} >= {("Roles", "app,db"), ("Empty", ""), ("Name", "web")}
     # The trim is in force: fields nobody reads are not parsed at all.
     assert "ImageId" in full[0] and "ImageId" not in trimmed[0]
-    assert set(trimmed[0]) <= EC2_SHAPES_READ["ec2"]["Instance"]
+    assert set(trimmed[0]) <= dict(INVENTORY_MODELS["ec2"].shapes_read)["Instance"]
 
 
 def test_a_member_the_model_no_longer_has_fails_loudly_instead_of_parsing_less():
-    loader = _ReadOnlyLoader({"ec2": {"Instance": frozenset({"InstanceId", "NoSuchField"})}})
+    loader = _ReadOnlyLoader({"ec2": ModelUse(frozenset({"DescribeInstances"}),
+                                              (("Instance", frozenset({"InstanceId", "NoSuchField"})),))})
     with pytest.raises(KeyError, match=r"shape Instance has no member\(s\) \['NoSuchField'\]"):
         loader.load_service_model("ec2", "service-2")
+    renamed = _ReadOnlyLoader({"elb": ModelUse(frozenset({"DescribeLoadBalancers", "DescribeEverything"}))})
+    with pytest.raises(KeyError, match=r"no operation\(s\) \['DescribeEverything'\]"):
+        renamed.load_service_model("elb", "service-2")
 
 
 def test_the_cached_model_stays_whole_for_other_callers():
-    loader = _ReadOnlyLoader(EC2_SHAPES_READ)
+    loader = _ReadOnlyLoader(INVENTORY_MODELS)
     trimmed = loader.load_service_model("ec2", "service-2")
     whole = super(_ReadOnlyLoader, loader).load_service_model("ec2", "service-2")
-    assert set(trimmed["shapes"]["Instance"]["members"]) == EC2_SHAPES_READ["ec2"]["Instance"]
-    assert len(whole["shapes"]["Instance"]["members"]) > 40
+    assert set(trimmed["shapes"]["Instance"]["members"]) == dict(INVENTORY_MODELS["ec2"].shapes_read)["Instance"]
+    assert list(trimmed["operations"]) == ["DescribeInstances"]
+    assert len(whole["shapes"]["Instance"]["members"]) > 40 and len(whole["operations"]) > 500
     # Other services, and other model types of ec2, come as botocore has them.
     assert loader.load_service_model("ec2", "paginators-1") is super(_ReadOnlyLoader, loader).load_service_model(
         "ec2", "paginators-1")

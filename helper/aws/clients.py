@@ -10,6 +10,8 @@ tenth of a second of CPU per run.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import threading
 from collections.abc import Mapping
@@ -72,48 +74,83 @@ class AccessKey:
         )
 
 
-# service -> botocore shape name -> the members a caller reads of it.
-ShapesRead = Mapping[str, Mapping[str, frozenset[str]]]
+@dataclass(frozen=True)
+class ModelUse:
+    """What a caller uses of one service's model: the operations it calls, and of some shapes
+    the members it reads (shape name -> members). Hashable, so a loader can be shared by key."""
+
+    operations: frozenset[str]
+    shapes_read: tuple[tuple[str, frozenset[str]], ...] = ()
+
+
+# service name -> what is used of it; services not named are served whole.
+ModelsUsed = Mapping[str, ModelUse]
+
+
+class _JsonFiles(botocore.loaders.JSONFileLoader):
+    """botocore's model files read into plain dicts.
+
+    botocore asks json for OrderedDicts, which costs EC2's model 48 ms of CPU where plain
+    dicts (ordered too, since Python 3.7) cost 17: a tenth of a 1,000-instance inventory.
+    """
+
+    _OPENERS = ((".json", open), (".json.gz", gzip.open))
+
+    def load_file(self, file_path):
+        for extension, opener in self._OPENERS:
+            path = file_path + extension
+            if os.path.isfile(path):
+                with opener(path, "rb") as file:
+                    return json.loads(file.read().decode("utf-8"))
+        return None
 
 
 class _ReadOnlyLoader(botocore.loaders.Loader):
-    """botocore's model loader, serving models whose named shapes keep only the members we read.
+    """botocore's model loader, serving models cut down to what the caller uses.
 
-    botocore parses every member its model names: for DescribeInstances some sixty fields per
-    instance and their nested lists, where the inventory reads a dozen. A member the model
-    leaves out is skipped unread, so the parse costs a fraction (docs/benchmarks.md). The
-    cached model is never changed: the trimmed one is a copy, made once, sharing every shape
-    but the trimmed ones.
+    - Shapes keep only the members read. botocore parses every member its model names: for
+      DescribeInstances some sixty fields per instance and their nested lists, where the
+      inventory reads a dozen. A member the model leaves out is skipped unread, so the parse
+      costs a fraction (docs/benchmarks.md).
+    - Operations keep only those called: a client gets a method per operation, and EC2 has
+      seven hundred, half of its client's creation time.
+
+    The cached model is never changed: the cut one is a copy, made once, sharing every shape
+    but the trimmed ones. A name the model lacks fails loudly: botocore renamed something.
     """
 
-    def __init__(self, shapes_read: ShapesRead, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._shapes_read = shapes_read
-        self._trimmed: dict[tuple, dict] = {}
+    def __init__(self, models_used: ModelsUsed, **kwargs) -> None:
+        super().__init__(file_loader=_JsonFiles(), **kwargs)
+        self._models_used = models_used
+        self._cut: dict[tuple, dict] = {}
 
     def load_service_model(self, service_name, type_name, api_version=None):
         model = super().load_service_model(service_name, type_name, api_version=api_version)
-        wanted = self._shapes_read.get(service_name) if type_name == "service-2" else None
-        if not wanted:
+        use = self._models_used.get(service_name) if type_name == "service-2" else None
+        if use is None:
             return model
         key = (service_name, api_version)
-        if key not in self._trimmed:
-            self._trimmed[key] = self._trim(service_name, model, wanted)
-        return self._trimmed[key]
-
-    @staticmethod
-    def _trim(service_name: str, model: dict, wanted: Mapping[str, frozenset[str]]) -> dict:
-        shapes = dict(model["shapes"])
-        for name, members in wanted.items():
-            missing = members - shapes[name]["members"].keys()
-            if missing:  # botocore renamed something we read: fail loudly, never parse less
-                raise KeyError(f"{service_name} model: shape {name} has no member(s) {sorted(missing)}")
-            shapes[name] = {**shapes[name], "members": {k: v for k, v in shapes[name]["members"].items()
-                                                        if k in members}}
-        return {**model, "shapes": shapes}
+        if key not in self._cut:
+            self._cut[key] = _cut(service_name, model, use)
+        return self._cut[key]
 
 
-# One loader per (models read, data path) for the whole process: sites in several regions or
+def _cut(service_name: str, model: dict, use: ModelUse) -> dict:
+    missing_ops = use.operations - model["operations"].keys()
+    if missing_ops:
+        raise KeyError(f"{service_name} model: no operation(s) {sorted(missing_ops)}")
+    shapes = dict(model["shapes"])
+    for name, members in use.shapes_read:
+        missing = members - shapes[name]["members"].keys()
+        if missing:
+            raise KeyError(f"{service_name} model: shape {name} has no member(s) {sorted(missing)}")
+        shapes[name] = {**shapes[name], "members": {k: v for k, v in shapes[name]["members"].items()
+                                                    if k in members}}
+    operations = {name: op for name, op in model["operations"].items() if name in use.operations}
+    return {**model, "operations": operations, "shapes": shapes}
+
+
+# One loader per (models used, data path) for the whole process: sites in several regions or
 # accounts then share one copy of each model (EC2's is 16 MB parsed) instead of one per session,
 # and load it once. A Loader only reads files and caches what it read, so threads may share it
 # (two racing on a first load both read it, and one copy is kept).
@@ -121,16 +158,15 @@ _LOADERS: dict[tuple, _ReadOnlyLoader] = {}
 _LOADERS_LOCK = threading.Lock()
 
 
-def _data_loader(session: botocore.session.Session, shapes_read: ShapesRead) -> _ReadOnlyLoader:
+def _data_loader(session: botocore.session.Session, models_used: ModelsUsed) -> _ReadOnlyLoader:
     # What botocore.loaders.create_loader does with AWS_DATA_PATH, keeping its extra paths.
     data_path = session.get_config_variable("data_path")
     extra = tuple(path for path in (data_path or "").split(os.pathsep) if path)
-    key = (extra, tuple((service, tuple((shape, tuple(sorted(members))) for shape, members in sorted(shapes.items())))
-                        for service, shapes in sorted(shapes_read.items())))
+    key = (extra, tuple(sorted(models_used.items())))
     with _LOADERS_LOCK:
         if key not in _LOADERS:
-            _LOADERS[key] = (_ReadOnlyLoader(shapes_read, extra_search_paths=list(extra)) if extra
-                             else _ReadOnlyLoader(shapes_read))
+            _LOADERS[key] = (_ReadOnlyLoader(models_used, extra_search_paths=list(extra)) if extra
+                             else _ReadOnlyLoader(models_used))
         return _LOADERS[key]
 
 
@@ -142,20 +178,20 @@ class AwsClients:
     """
 
     def __init__(self, key: AccessKey, session: botocore.session.Session | None = None,
-                 boto_config: BotoConfig = BOTO_CONFIG, shapes_read: ShapesRead | None = None) -> None:
+                 boto_config: BotoConfig = BOTO_CONFIG, models_used: ModelsUsed | None = None) -> None:
         self.key = key
         self._session = session
         self._boto_config = boto_config
-        # Only for clients whose callers read nothing else of those shapes (the inventory).
-        self._shapes_read = shapes_read
+        # Only for clients whose callers use nothing else of those models (the inventory).
+        self._models_used = models_used
 
     def _new_session(self, profile: str | None = None) -> botocore.session.Session:
         session = botocore.session.Session(profile=profile)
         # We never read a timestamp from a response, and parsing them with dateutil
         # costs about a sixth of the CPU of describing 1,000 instances: keep the text.
         session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
-        if self._shapes_read:
-            session.register_component("data_loader", _data_loader(session, self._shapes_read))
+        if self._models_used:
+            session.register_component("data_loader", _data_loader(session, self._models_used))
         return session
 
     def _base_session(self) -> botocore.session.Session:

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from helper.aws.clients import AccessKey, AwsClients
 from helper.aws.errors import explain
 from helper.config.document import SiteConfig
-from helper.inventory.discover import EC2_SHAPES_READ, Discovered, auto_scaling_group, describe_instances, discover
+from helper.inventory.discover import INVENTORY_MODELS, Discovered, auto_scaling_group, describe_instances, discover
 from helper.errors import DiscoveryError
 from helper.inventory.model import SiteInventory
 from helper.inventory.naming import drop_clashing_tag_aliases, name_hosts
@@ -31,8 +31,8 @@ ClientFactory = Callable[[AccessKey], AwsClients]
 
 
 def inventory_clients(key: AccessKey) -> AwsClients:
-    """Clients whose DescribeInstances parses only what discovery reads (EC2_SHAPES_READ)."""
-    return AwsClients(key, shapes_read=EC2_SHAPES_READ)
+    """Clients on models cut down to what discovery uses (INVENTORY_MODELS)."""
+    return AwsClients(key, models_used=INVENTORY_MODELS)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator
 
 from botocore.exceptions import ClientError
 
-from helper.aws.clients import AwsClients
+from helper.aws.clients import AwsClients, ModelUse
 from helper.aws.errors import error_code, error_message
 from helper.aws.names import INSTANCE_ID_IN_TEXT_RE, is_instance_id
 from helper.config.document import SiteConfig
@@ -36,22 +36,25 @@ NOT_FOUND_RETRIES = 3
 _DNS_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _DNS_NAME_MAX_CHARS = 253
 
-# What instance_from_ec2 reads of DescribeInstances' answer, by botocore shape. The inventory's
-# clients model only these members (helper.aws.clients.AwsClients' shapes_read), so botocore
-# skips the other fifty-odd fields of each instance: parsing them was most of our CPU
-# (docs/benchmarks.md). Read a new field here, or the parse leaves it out.
-EC2_SHAPES_READ = {
-    "ec2": {
-        "Reservation": frozenset({"Instances"}),
-        "Instance": frozenset({"InstanceId", "PrivateIpAddress", "PublicIpAddress", "PrivateDnsName",
-                               "PublicDnsName", "Ipv6Address", "State", "Placement", "Tags",
-                               "NetworkInterfaces"}),
-        "InstanceState": frozenset({"Name"}),
-        "Placement": frozenset({"AvailabilityZone"}),
-        "InstanceNetworkInterface": frozenset({"Ipv6Addresses", "Attachment"}),
-        "InstanceNetworkInterfaceAttachment": frozenset({"DeviceIndex"}),
-        "InstanceIpv6Address": frozenset({"Ipv6Address", "IsPrimaryIpv6"}),
-    },
+# What discovery uses of each service's model: the calls below, and of DescribeInstances' answer
+# what instance_from_ec2 reads. The inventory's clients are built on models cut down to this
+# (helper.aws.clients.ModelUse), so botocore skips parsing the other fifty-odd fields of each
+# instance (most of our CPU, docs/benchmarks.md) and building 700 EC2 methods. Call another
+# operation or read another field here, and add it here too: a test parses both ways.
+INVENTORY_MODELS = {
+    "ec2": ModelUse(frozenset({"DescribeInstances"}), (
+        ("Reservation", frozenset({"Instances"})),
+        ("Instance", frozenset({"InstanceId", "PrivateIpAddress", "PublicIpAddress", "PrivateDnsName",
+                                "PublicDnsName", "Ipv6Address", "State", "Placement", "Tags", "NetworkInterfaces"})),
+        ("InstanceState", frozenset({"Name"})),
+        ("Placement", frozenset({"AvailabilityZone"})),
+        ("InstanceNetworkInterface", frozenset({"Ipv6Addresses", "Attachment"})),
+        ("InstanceNetworkInterfaceAttachment", frozenset({"DeviceIndex"})),
+        ("InstanceIpv6Address", frozenset({"Ipv6Address", "IsPrimaryIpv6"})),
+    )),
+    "elb": ModelUse(frozenset({"DescribeLoadBalancers", "DescribeInstanceHealth"})),
+    "elbv2": ModelUse(frozenset({"DescribeLoadBalancers", "DescribeTargetGroups", "DescribeTargetHealth"})),
+    "autoscaling": ModelUse(frozenset({"DescribeAutoScalingGroups"})),
 }
 
 # Health words from each source that mean "takes traffic now".
