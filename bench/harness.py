@@ -135,24 +135,45 @@ class Run:
     peak_rss_mb: float = 0.0
 
 
+# Linux keeps a process's peak RSS across fork and exec (ru_maxrss, VmHWM of the old mm), so a
+# client spawned from this process, which holds the seeded fleet, would report this process's
+# peak if it is larger than its own: the 10,000-instance figures read 202 MB where the client
+# itself peaked far lower. A small fresh Python forks and times the client instead; its own
+# ~10 MB is the floor every client's figure then starts from.
+_LAUNCHER = """
+import json, os, sys, time
+result, argv = sys.argv[1], sys.argv[2:]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(result, "w") as out:
+    json.dump({"wall_s": time.perf_counter() - start, "exit": os.waitstatus_to_exitcode(status),
+               "cpu_s": usage.ru_utime + usage.ru_stime, "maxrss_kb": usage.ru_maxrss}, out)
+"""
+
+
 def measure(argv: list[str], env: dict[str, str], server: CountingMoto, stdout_path: Path | None = None) -> Run:
     """Run a client to its end; its own wall, CPU (user+sys) and peak RSS, and the calls it made.
     Its output goes to `stdout_path` (else nowhere), for a check of what it listed.
 
-    os.wait4 reports the usage of exactly this child (and anything it waited for), where
-    RUSAGE_CHILDREN's ru_maxrss would be the largest of every child this process ever had."""
+    The launcher's os.wait4 reports the usage of exactly this child (and anything it waited
+    for), where RUSAGE_CHILDREN's ru_maxrss would be the largest of every child ever."""
     server.take_calls()
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as errors, open(stdout_path or os.devnull, "wb") as out:
-        process = subprocess.Popen(argv, env=env, stdout=out, stderr=errors)
-        _, status, usage = os.wait4(process.pid, 0)
-        wall = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if process.returncode != 0:
+    with tempfile.TemporaryFile() as errors, open(stdout_path or os.devnull, "wb") as out, \
+            tempfile.NamedTemporaryFile(mode="r", suffix=".json") as result:
+        subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, result.name, *argv], env=env,
+                       stdout=out, stderr=errors, check=True)
+        usage = json.load(result)
+        if usage["exit"] != 0:
             errors.seek(0)
             text = errors.read().decode("utf-8", "replace")
-            raise SystemExit(f"{argv[0]} failed ({process.returncode}): {text.strip()[-2000:]}")
-    return Run(wall, usage.ru_utime + usage.ru_stime, server.take_calls(), usage.ru_maxrss / 1024)
+            raise SystemExit(f"{argv[0]} failed ({usage['exit']}): {text.strip()[-2000:]}")
+    return Run(usage["wall_s"], usage["cpu_s"], server.take_calls(), usage["maxrss_kb"] / 1024)
 
 
 def median(values: list[float]) -> float:
