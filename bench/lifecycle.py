@@ -31,6 +31,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.lifecycle_parts import (  # noqa: E402
+    BATCH_MAX_INSTANCES, BATCH_WINDOW_S, JENKINS_TOKEN, JENKINS_USER, POLL_INTERVAL_S,
     notifications, peak_rss_mb, percentile, report, start_consumer, start_moto, stop_process, wait_for_log,
 )
 from helper.lifecycle.jenkins_client import BUILD_PARAMETERS  # noqa: E402
@@ -39,9 +40,6 @@ from helper.sandbox.jenkins.emulator import JenkinsEmulator  # noqa: E402
 
 REGION = "us-east-1"
 GROUP, SITE, JOB = "bench-asg", "bench", "deploy"
-JENKINS_USER, JENKINS_TOKEN = "bench", "bench-token"
-BATCH_WINDOW_S, BATCH_MAX_INSTANCES = 3.0, 20
-POLL_INTERVAL_S = 0.5
 # The hook's HeartbeatTimeout: long enough that no action times out if the consumer is slow,
 # so a slow run shows up as a missed target rather than as ABANDONed instances.
 HEARTBEAT_TIMEOUT_S = 300

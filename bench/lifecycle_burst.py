@@ -33,6 +33,7 @@ import requests
 import yaml
 
 from bench.lifecycle_parts import (
+    BATCH_MAX_INSTANCES, BATCH_WINDOW_S, JENKINS_TOKEN, JENKINS_USER, POLL_INTERVAL_S,
     accepted_at, completions, cpu_s, notifications, peak_rss_mb, percentile, report, served_path,
     start_consumer, start_moto, stop_process, wait_for_log,
 )
@@ -52,9 +53,6 @@ BUILD_S = 3.0
 # in moto: one SetDesiredCapacity of 100 would stall every heartbeat and completion for
 # ~1 s (several under load), ten in a row for ten times that, a stall AWS does not have.
 LAUNCH_STEP = 10
-JENKINS_USER, JENKINS_TOKEN = "bench", "bench-token"
-BATCH_WINDOW_S, BATCH_MAX_INSTANCES = 3.0, 20
-POLL_INTERVAL_S = 0.5
 # Long enough that no action times out while its site's builds queue one after another, so
 # a slow run shows as a missed target rather than as ABANDONed instances.
 HEARTBEAT_TIMEOUT_S = 600

@@ -20,6 +20,11 @@ from bench.harness import ROOT, environment, free_port
 from helper.lifecycle.action import LifecycleAction, parse
 
 STOP_TIMEOUT_S = 30.0
+# The consumer's settings and Jenkins login in both benchmarks: one batch window, so their
+# notification -> build queued figures compare.
+JENKINS_USER, JENKINS_TOKEN = "bench", "bench-token"
+BATCH_WINDOW_S, BATCH_MAX_INSTANCES = 3.0, 20
+POLL_INTERVAL_S = 0.5
 
 
 # moto with the lifecycle extensions, in a process of its own. The consumer deletes each

@@ -6,6 +6,7 @@ never reused), so host keys can stay checked and a scale-out never renames a hos
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Iterable
@@ -72,6 +73,12 @@ def tag_alias(site: str, instance: Instance, tag: str) -> str | None:
     return f"{site}-{word}-{instance.instance_id[-TAG_ALIAS_ID_CHARS:]}"
 
 
+@functools.lru_cache(maxsize=8)
+def _taken_groups(site_names: frozenset[str]) -> frozenset[str]:
+    # Once per run, not per host: name_hosts passes the same frozenset for every host.
+    return frozenset(group_name(name) for name in site_names) | RESERVED_GROUPS
+
+
 def tag_roles(instance: Instance, tag: str, site_names: Iterable[str] = ()) -> tuple[str, ...]:
     """The roles a host's tag names (comma-separated).
 
@@ -80,7 +87,7 @@ def tag_roles(instance: Instance, tag: str, site_names: Iterable[str] = ()) -> t
     the outputs of every site, nor merge its host into another site's group. Roles written in
     the config are checked when it is read and fail loudly instead.
     """
-    taken = {group_name(name) for name in site_names} | RESERVED_GROUPS
+    taken = _taken_groups(frozenset(site_names))
     value = dict(instance.tags).get(tag)
     roles = []
     for part in (value or "").split(","):
