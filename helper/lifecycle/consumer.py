@@ -79,7 +79,7 @@ class Consumer:
         pooled = CONSUMER_BOTO_CONFIG.merge(BotoConfig(max_pool_connections=MAX_DEPLOYMENTS + 1))
         clients = AwsClients(key, boto_config=pooled)
         jobs = JenkinsJobs.connect(lc.jenkins.url, settings.jenkins_user, settings.jenkins_token,
-                                   lc.jenkins.timeout_s)
+                                   lc.jenkins.timeout_s, connections=MAX_DEPLOYMENTS + 1)
         metrics = Metrics()
         breakers = SiteBreakers.from_clients(
             lc, clients.autoscaling, metrics.registry, settings.config.paths.revision_dir,

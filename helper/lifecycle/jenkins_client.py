@@ -15,6 +15,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import jenkins
 import requests
+from requests.adapters import HTTPAdapter
 
 from helper.lifecycle.action import LifecycleAction
 from helper.errors import HelperError
@@ -193,8 +194,19 @@ class JenkinsJobs:
         self._lock = threading.Lock()
 
     @classmethod
-    def connect(cls, url: str, user: str, token: str, timeout_s: float) -> "JenkinsJobs":
-        return cls(jenkins.Jenkins(url, username=user, password=token, timeout=timeout_s))
+    def connect(cls, url: str, user: str, token: str, timeout_s: float, connections: int = 10) -> "JenkinsJobs":
+        """`connections`: how many HTTP connections to keep for threads calling at once.
+
+        python-jenkins mounts requests' default adapter, which keeps 10; with more deployment
+        threads than that a burst discarded (and reopened) connections and logged "Connection
+        pool is full" (bench/lifecycle.py --burst). Its retry policy is kept as it was.
+        """
+        server = jenkins.Jenkins(url, username=user, password=token, timeout=timeout_s)
+        session = server._session  # python-jenkins offers no pool size of its own
+        retries = session.get_adapter(url).max_retries  # of the adapter that serves this URL today
+        # Mounted for the server's own URL: the longest prefix, so it serves every call to it.
+        session.mount(url.rstrip("/") + "/", HTTPAdapter(max_retries=retries, pool_maxsize=connections))
+        return cls(server)
 
     def _get(self, path: str, missing_ok: bool = True) -> dict:
         """GET a JSON answer; a 404 is NotFoundException when `missing_ok` (a job may be

@@ -63,6 +63,32 @@ class SandboxControlApp:
         return [body]
 
 
+def _dispatcher(create_backend_app: Callable[..., Any]) -> Any:
+    """moto's DomainDispatcherApplication, remembering which backend serves each host.
+
+    moto answers "which backend is this host?" by listing its package directory and trying
+    each service's URL patterns, for every request and under one lock that all requests share.
+    In bench/lifecycle.py --burst that made the server, not the calls, the bottleneck: most of
+    its threads' samples waited on that lock. The answer depends only on the host and the
+    installed moto, so it is kept (a few dozen hosts at most).
+    """
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    class RememberingDispatcher(DomainDispatcherApplication):
+        def __init__(self, create_app: Callable[..., Any]) -> None:
+            super().__init__(create_app)
+            self._backend_by_host: dict[str | None, Any] = {}
+
+        def get_backend_for_host(self, host: str | None) -> Any:  # called under self.lock
+            try:
+                return self._backend_by_host[host]
+            except KeyError:
+                backend = self._backend_by_host[host] = super().get_backend_for_host(host)
+                return backend
+
+    return RememberingDispatcher(create_backend_app)
+
+
 class MotoServer:
     """One moto server bound to 127.0.0.1; port 0 picks a free port. Its sandbox clock runs
     `time_scale` times faster than real time (60.0: a 30 s hook timeout passes in 0.5 s)."""
@@ -75,17 +101,13 @@ class MotoServer:
         self.url = ""
 
     def start(self) -> str:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
         from helper.sandbox.aws import extensions
 
         extensions.install(self._time_scale)
-        app = SandboxControlApp(DomainDispatcherApplication(create_backend_app))
+        app = SandboxControlApp(_dispatcher(create_backend_app))
         self._server = make_server("127.0.0.1", self._port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
         self._thread.start()
