@@ -132,7 +132,7 @@ def _hooks_parser(sub) -> None:
 
 
 def _iam_policy_parser(sub) -> None:
-    from helper.setup.iam_policy import PRINCIPALS
+    from helper.setup.principals import PRINCIPALS
 
     p = sub.add_parser("iam-policy", help="print least-privilege IAM policies for the helper, consumer and hook role")
     # Not CONFIG: here the file only narrows the resources, and every document prints without it.

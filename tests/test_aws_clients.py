@@ -69,3 +69,26 @@ def test_the_cached_model_stays_whole_for_other_callers():
     assert loader.load_service_model("ec2", "paginators-1") is super(_ReadOnlyLoader, loader).load_service_model(
         "ec2", "paginators-1")
     assert "ImageId" in loader.load_service_model("ec2", "service-2")["shapes"]["RunInstancesRequest"]["members"]
+
+
+@pytest.mark.parametrize("type_name", ["service-2", "endpoint-rule-set-1", "paginators-1"])
+def test_the_loader_knows_the_services_botocore_lists_without_listing_them_all(type_name):
+    import botocore.loaders
+
+    listed = botocore.loaders.Loader().list_available_services(type_name)
+    names = _ReadOnlyLoader(INVENTORY_MODELS).list_available_services(type_name)
+    asked = [*listed[:: max(1, len(listed) // 40)], "ec2", "elbv2", "no-such-service", "ec2/../s3", "", "."]
+
+    assert [n for n in asked if n in names] == [n for n in asked if n in listed]
+    assert list(names) == listed and len(names) == len(listed)
+
+
+def test_an_unknown_service_is_still_botocore_s_error_with_the_names_it_knows():
+    import botocore.session
+    from botocore.exceptions import UnknownServiceError
+
+    session = botocore.session.Session()
+    session.register_component("data_loader", _ReadOnlyLoader(INVENTORY_MODELS))
+
+    with pytest.raises(UnknownServiceError, match=r"Unknown service: 'ec3'\. Valid service names are: .*\bec2\b"):
+        session.create_client("ec3", region_name="us-east-1")

@@ -14,12 +14,13 @@ import gzip
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import botocore.loaders
 import botocore.session
+from botocore.exceptions import DataNotFoundError
 from botocore.config import Config as BotoConfig
 
 from helper import PROG
@@ -105,6 +106,42 @@ class _JsonFiles(botocore.loaders.JSONFileLoader):
         return None
 
 
+class _ServiceNames(Sequence):
+    """The services botocore has data for, as botocore's Loader.list_available_services lists them,
+    asked `in` by looking in one service's directory only.
+
+    botocore checks each model it loads against that list, and building it lists every one of
+    its ~400 service directories, twice per client (the model and the endpoint rules): 17 ms of
+    a 1,000-instance inventory's fixed cost (docs/benchmarks.md). The whole list is built only
+    when something reads it, as botocore's error for an unknown service does.
+    """
+
+    def __init__(self, loader: botocore.loaders.Loader, type_name: str) -> None:
+        self._loader = loader
+        self._type_name = type_name
+        self._names: list[str] | None = None
+
+    def __contains__(self, name: object) -> bool:
+        # Only a directory's own name can be listed: "ec2/../s3" would find s3's directory.
+        if not isinstance(name, str) or name in ("", ".", "..") or os.sep in name or (os.altsep or os.sep) in name:
+            return False
+        try:
+            return bool(self._loader.list_api_versions(name, self._type_name))
+        except DataNotFoundError:
+            return False
+
+    def _all(self) -> list[str]:
+        if self._names is None:
+            self._names = botocore.loaders.Loader.list_available_services(self._loader, self._type_name)
+        return self._names
+
+    def __getitem__(self, index):
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
 class _ReadOnlyLoader(botocore.loaders.Loader):
     """botocore's model loader, serving models cut down to what the caller uses.
 
@@ -123,6 +160,9 @@ class _ReadOnlyLoader(botocore.loaders.Loader):
         super().__init__(file_loader=_JsonFiles(), **kwargs)
         self._models_used = models_used
         self._cut: dict[tuple, dict] = {}
+
+    def list_available_services(self, type_name):
+        return _ServiceNames(self, type_name)
 
     def load_service_model(self, service_name, type_name, api_version=None):
         model = super().load_service_model(service_name, type_name, api_version=api_version)

@@ -9,14 +9,16 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from helper.aws.names import is_instance_id
 from helper.config import fields
 from helper.errors import ConfigError
-from helper.config.lifecycle import LifecycleConfig, parse_lifecycle
 from helper.config.output_mode import parse_output_mode
 from helper.config.yamlfile import Located
+
+if TYPE_CHECKING:  # imported where a lifecycle: section is parsed: an inventory run needs none of it
+    from helper.config.lifecycle import LifecycleConfig
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +303,8 @@ def parse(doc: Located) -> Config:
     )
     lifecycle = None
     if top.get("lifecycle") is not None:
+        from helper.config.lifecycle import parse_lifecycle
+
         default_region = defaults.get("region") or DEFAULT_REGION
         lifecycle = parse_lifecycle(doc, top["lifecycle"], {s.name for s in sites}, default_region)
     return Config(

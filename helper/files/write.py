@@ -8,7 +8,6 @@ helper.files.safepath's job.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import logging
 import os
 import re
@@ -253,6 +252,8 @@ def _find_block(lines: list[str], path: str | os.PathLike) -> tuple[int | None, 
 
 def unified_diff(path: str | os.PathLike, old: str | None, new: str) -> str:
     """What writing `new` over `old` would change, for --dry-run; "" when nothing."""
+    import difflib  # only --dry-run diffs: a real run need not import it
+
     diff = difflib.unified_diff(
         _diff_lines(old or ""),
         _diff_lines(new),

@@ -14,11 +14,8 @@ from dataclasses import dataclass
 
 from helper.config.document import Config
 from helper.setup.hooks import POLICY_VERSION
+from helper.setup.principals import CONSUMER, DEFAULT_PRINCIPALS, HELPER, HOOK_ROLE, PRINCIPALS, SETUP  # noqa: F401
 
-HELPER, CONSUMER, HOOK_ROLE, SETUP = "helper", "consumer", "hook-role", "setup"
-# Printed by default; `setup` (whoever runs `hooks install` and `doctor`) on request.
-DEFAULT_PRINCIPALS = (HELPER, CONSUMER, HOOK_ROLE)
-PRINCIPALS = DEFAULT_PRINCIPALS + (SETUP,)
 # Resource kinds a call can be scoped to; "*" where the action has no resource-level permissions.
 ANY, QUEUE, QUEUES, DLQ, GROUP, ROLE, SITE_ROLE = "*", "queue", "queues", "dlq", "group", "role", "site-role"
 # The groups `fleet hold` may suspend: each site's asg: group and the lifecycle groups (issue 11).
