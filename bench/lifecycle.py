@@ -170,11 +170,14 @@ def main() -> int:
     parser.add_argument("--burst", action="store_true",
                         help="instead, 1,000 launches over 10 groups and 5 sites (bench/lifecycle_burst.py)")
     parser.add_argument("--keep-log", type=Path, help="with --burst: copy the consumer's log here")
+    parser.add_argument("--aws-latency-ms", type=float, default=0.0,
+                        help="with --burst: add this to every AWS call, as the round trip to a real region "
+                             "(moto on loopback answers in a few ms)")
     args = parser.parse_args()
     if args.burst:
         from bench import lifecycle_burst
 
-        return lifecycle_burst.run(args.keep_log)
+        return lifecycle_burst.run(args.keep_log, args.aws_latency_ms)
     return run(args.instances)
 
 

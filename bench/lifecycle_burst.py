@@ -17,6 +17,7 @@ instance is InService:
 - the consumer's peak RSS (VmHWM), target <= 100 MB, and its CPU per lifecycle action.
 
     .venv/bin/python bench/lifecycle.py --burst
+    .venv/bin/python bench/lifecycle.py --burst --aws-latency-ms 40   # with a region's round trip
 """
 
 from __future__ import annotations
@@ -155,10 +156,10 @@ def builds(jenkins: JenkinsEmulator) -> list[dict]:
     return found
 
 
-def run(keep_log: Path | None = None) -> int:
+def run(keep_log: Path | None = None, latency_ms: float = 0.0) -> int:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-burst-")))
-        url, tap, moto = start_moto(stack, workdir)
+        url, tap, moto = start_moto(stack, workdir, latency_ms)
         jenkins = start_jenkins(stack)
         queue_url = seed(url)
         log_path = workdir / "consumer.log"
@@ -195,7 +196,7 @@ def run(keep_log: Path | None = None) -> int:
 
     print(f"lifecycle burst: {launches} launches over {len(GROUPS)} groups and {SITES} sites, batch window "
           f"{BATCH_WINDOW_S:g} s, at most {BATCH_MAX_INSTANCES} per build, each build {BUILD_S:g} s, "
-          f"one executor per site job")
+          f"one executor per site job, {latency_ms:g} ms added to each AWS call")
     print(f"notifications {len(notified)}, groups all InService {len(done_at)}/{len(GROUPS)}, completed "
           f"{completed}, deployed {len(queued)}, consumer warnings/errors {len(problems)}")
     met = len(done_at) == len(GROUPS)

@@ -74,8 +74,14 @@ def action_of(environ):
     params = urllib.parse.parse_qs(body.decode("utf-8", "replace") + "&" + environ.get("QUERY_STRING", ""))
     return params.get("Action", ["?"])[0]
 
+# Each AWS call waits this long before moto answers it (argv[5], seconds): the round trip to a
+# real region, which moto on loopback does not have. The handler thread sleeps; nothing is locked.
+latency_s = float(sys.argv[5])
+
 def timed(self, environ, start_response):
     action, started = action_of(environ), time.perf_counter()
+    if latency_s:
+        time.sleep(latency_s)
     try:
         return list(answer(self, environ, start_response))
     finally:
@@ -96,10 +102,12 @@ with served_lock, open(sys.argv[3], "w", encoding="utf-8") as out:
 """
 
 
-def start_moto(stack: contextlib.ExitStack, workdir: Path) -> tuple[str, Path, subprocess.Popen]:
+def start_moto(stack: contextlib.ExitStack, workdir: Path,
+               latency_ms: float = 0.0) -> tuple[str, Path, subprocess.Popen]:
+    """moto in its own process; `latency_ms`: added to every AWS call, as a region's round trip."""
     tap = workdir / "notifications.jsonl"
     argv = [sys.executable, "-c", MOTO_SCRIPT, str(free_port()), str(tap), str(served_path(workdir)),
-            str(completions_path(workdir))]
+            str(completions_path(workdir)), str(latency_ms / 1000)]
     process = subprocess.Popen(argv,
                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
     stack.callback(stop_process, process)
