@@ -176,6 +176,20 @@ def measure(argv: list[str], env: dict[str, str], server: CountingMoto, stdout_p
     return Run(usage["wall_s"], usage["cpu_s"], server.take_calls(), usage["maxrss_kb"] / 1024)
 
 
+def byte_compile_ours() -> None:
+    """Byte-compile the helper package, as pip does when it installs the wheel.
+
+    Run from a checkout where PYTHONDONTWRITEBYTECODE is set (it is on this machine), every run
+    of ours would compile our sources again: 30-40 ms of a 1,000-instance inventory that no
+    installed copy pays, while the peers run from the bytecode pip wrote for them. compileall
+    writes the files itself, whatever that variable says; imports then read them.
+    """
+    import compileall
+
+    if not compileall.compile_dir(str(ROOT / "helper"), quiet=1):
+        raise SystemExit("could not byte-compile the helper package")
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

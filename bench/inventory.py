@@ -32,7 +32,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import profile_report, scaled_fleet  # noqa: E402
-from bench.harness import CountingMoto, Run, environment, measure, median  # noqa: E402
+from bench.harness import CountingMoto, Run, byte_compile_ours, environment, measure, median  # noqa: E402
 
 REGIONS = ("us-east-1", "eu-west-1")
 # Up to this size the fleet lives in one region; above it, half in each of two.
@@ -207,6 +207,7 @@ def main() -> int:
     sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
 
     started = time.perf_counter()
+    byte_compile_ours()
     with CountingMoto(replay_reads=True) as server, tempfile.TemporaryDirectory(prefix="bench-inventory-") as tmp:
         workdir = Path(tmp)
         fleet: dict[str, scaled_fleet.RegionSites] = {}

@@ -30,6 +30,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.harness import byte_compile_ours  # noqa: E402
 from bench.lifecycle_parts import (  # noqa: E402
     BATCH_MAX_INSTANCES, BATCH_WINDOW_S, JENKINS_TOKEN, JENKINS_USER, POLL_INTERVAL_S,
     notifications, peak_rss_mb, percentile, report, start_consumer, start_moto, stop_process, wait_for_log,
@@ -174,6 +175,7 @@ def main() -> int:
                         help="with --burst: add this to every AWS call, as the round trip to a real region "
                              "(moto on loopback answers in a few ms)")
     args = parser.parse_args()
+    byte_compile_ours()
     if args.burst:
         from bench import lifecycle_burst
 
