@@ -33,7 +33,7 @@ from helper.sandbox.aws.server import SANDBOX_ENV
 from helper.sandbox.hosts import SshHost
 from helper.settings import load_config
 from helper.setup.doctor import check_tunnel_programs
-from helper.setup.findings import FAIL, OK
+from helper.setup.findings import FAIL, OK, WARN
 from tests.realdeploy import CAPAPP, needs_real_hosts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,9 +218,51 @@ def path_with(tmp_path: Path, *names: str) -> str:
     for name in names:
         if name == "aws":
             shutil.copy(STANDIN_DIR / "aws", bin_dir)
+            (bin_dir / "python3").symlink_to(sys.executable)  # the stand-in's interpreter (doctor runs it)
         else:
             program(bin_dir, name)
     return str(bin_dir)
+
+
+@pytest.mark.parametrize("version, transports, level, text", [
+    ("2.15.30", {"api": "eice"}, OK, "bin/aws, for site(s) api (eice); AWS CLI 2.15.30"),
+    ("2.12.0", {"api": "eice"}, OK, "; AWS CLI 2.12.0"),
+    ("2.11.27", {"api": "eice"}, FAIL, "bin/aws is AWS CLI 2.11.27; site(s) api need 2.12.0 or later, whose "
+                                       "ec2-instance-connect open-tunnel carries their ssh — install AWS CLI v2"),
+    ("1.32.0", {"web": "ssm", "api": "eice"}, FAIL, "is AWS CLI 1.32.0; site(s) api need 2.12.0 or later"),
+    ("1.32.0", {"web": "ssm"}, OK, "bin/aws, for site(s) web (ssm)"),  # v1 and the plugin carry Session Manager
+    ("two.twelve", {"api": "eice"}, WARN, "--version did not say which AWS CLI it is; site(s) api need AWS CLI "
+                                          "2.12.0 or later"),
+], ids=["v2", "first-with-open-tunnel", "v2-too-old", "v1-for-eice", "v1-for-ssm-only", "unreadable"])
+def test_doctor_fails_an_aws_cli_without_open_tunnel_for_an_eice_site(
+        tmp_path, monkeypatch, version, transports, level, text):
+    sites = load_config(str(tunnel_config(tmp_path, transports))).sites
+    monkeypatch.setenv("PATH", path_with(tmp_path, "aws", "session-manager-plugin"))
+    monkeypatch.setenv("STANDIN_AWS_VERSION", version)
+
+    aws_cli = [f for f in check_tunnel_programs(sites) if f.subject == "program aws"]
+
+    assert [f.level for f in aws_cli] == [level]
+    assert text in aws_cli[0].line(), aws_cli[0].line()
+
+
+@pytest.mark.parametrize("script", [
+    "echo aws-cli/2.15.30 Python/3.11.8; exit 1",   # a version, but the program failed
+    "echo 'aws: [ERROR]: unknown option'",           # runs, says nothing of a version
+    "exec 1>&-; exit 0",                              # says nothing at all
+], ids=["failed", "no-version", "silent"])
+def test_an_aws_program_that_will_not_say_its_version_is_a_warning_not_a_pass(tmp_path, monkeypatch, script):
+    sites = load_config(str(tunnel_config(tmp_path, {"api": "eice"}))).sites
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(f"#!/bin/sh\n{script}\n")
+    (bin_dir / "aws").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+    found = check_tunnel_programs(sites)
+
+    assert [(f.level, f.subject) for f in found] == [(WARN, "program aws")]
+    assert f"{bin_dir}/aws --version did not say which AWS CLI it is" in found[0].line()
 
 
 @pytest.mark.parametrize("transports, on_path, expected", [

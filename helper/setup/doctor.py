@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import subprocess
 from typing import Callable
 
 from helper import PROG
@@ -177,18 +179,60 @@ TUNNEL_PROGRAMS = {
 }
 
 
-def check_tunnel_programs(sites, which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
+# `aws ec2-instance-connect open-tunnel` came with AWS CLI 2.12.0; v1 has no such command, and
+# Session Manager's start-session works with either (the plugin carries the session).
+OPEN_TUNNEL_SINCE = (2, 12, 0)
+# `aws --version` reads no credentials and calls nothing: this only bounds a program that hangs.
+VERSION_TIMEOUT_S = 15.0
+_AWS_CLI_VERSION = re.compile(r"\baws-cli/(\d+)\.(\d+)\.(\d+)")
+
+
+def aws_cli_version(path: str) -> tuple[int, int, int] | None:
+    """What `path --version` says it is (`aws-cli/2.15.30 Python/...`: v2 on stdout, old v1s on
+    stderr), or None when it does not run, fails or says something else."""
+    try:
+        done = subprocess.run([path, "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              errors="replace", timeout=VERSION_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = _AWS_CLI_VERSION.search(f"{done.stdout}\n{done.stderr}") if done.returncode == 0 else None
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+def _open_tunnel_finding(path: str, users: list[str], eice: list[str], version: tuple[int, int, int] | None) -> Finding:
+    """Whether the `aws` on PATH has open-tunnel, which the eice sites' ProxyCommand runs."""
+    subject, since = "program aws", _dotted(OPEN_TUNNEL_SINCE)
+    if version is None:
+        return Finding(WARN, subject, f"{path} --version did not say which AWS CLI it is; site(s) {', '.join(eice)} "
+                       f"need AWS CLI {since} or later (ec2-instance-connect open-tunnel)",
+                       f"run {path} --version, and install AWS CLI v2 if it is not")
+    if version < OPEN_TUNNEL_SINCE:
+        return Finding(FAIL, subject, f"{path} is AWS CLI {_dotted(version)}; site(s) {', '.join(eice)} need {since} or "
+                       "later, whose ec2-instance-connect open-tunnel carries their ssh", TUNNEL_PROGRAMS["aws"][1])
+    return Finding(OK, subject, f"{path}, for site(s) {', '.join(users)}; AWS CLI {_dotted(version)}")
+
+
+def check_tunnel_programs(sites, which: Callable[[str], str | None] = shutil.which,
+                          version: Callable[[str], tuple[int, int, int] | None] = aws_cli_version) -> list[Finding]:
     """FAIL for each program a tunnel site's ProxyCommand runs that is not on PATH: without it
-    every ssh connection to those sites fails. Nothing is said when no site uses a tunnel."""
+    every ssh connection to those sites fails; and FAIL for an `aws` too old for an eice site's
+    open-tunnel. Nothing is said (and nothing run) when no site uses a tunnel."""
     found = []
     for program, (transports, fix) in TUNNEL_PROGRAMS.items():
         users = [f"{s.name} ({s.transport})" for s in sites if s.transport in transports]
         if not users:
             continue
         path = which(program)
+        eice = [s.name for s in sites if s.transport == "eice"]
         if path is None:
             found.append(Finding(FAIL, f"program {program}", f"is not on PATH; ssh reaches site(s) {', '.join(users)} "
                                  "through it", fix))
+        elif program == "aws" and eice:
+            found.append(_open_tunnel_finding(path, users, eice, version(path)))
         else:
             found.append(Finding(OK, f"program {program}", f"{path}, for site(s) {', '.join(users)}"))
     return found
