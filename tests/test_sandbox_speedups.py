@@ -98,3 +98,19 @@ def test_the_dispatcher_remembers_the_backend_moto_would_pick(host):
     assert first == plain.get_backend_for_host(host)
     assert remembering.get_backend_for_host(host) == first
     assert host in remembering._backend_by_host
+
+
+def test_the_dispatcher_stops_remembering_past_its_bound_and_still_answers(monkeypatch):
+    """The host comes from the request: a client inventing hosts must not grow the memo forever."""
+    from moto.moto_server.werkzeug_app import create_backend_app
+
+    from helper.sandbox.aws import server
+
+    monkeypatch.setattr(server, "REMEMBERED_HOSTS", 3)
+    remembering = _dispatcher(create_backend_app)
+    hosts = [f"sqs.region-{n}.amazonaws.com" for n in range(6)]
+
+    answers = [remembering.get_backend_for_host(h) for h in hosts]
+
+    assert answers == ["sqs"] * 6
+    assert len(remembering._backend_by_host) == 3

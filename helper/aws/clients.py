@@ -123,7 +123,7 @@ class _ServiceNames(Sequence):
 
     def __contains__(self, name: object) -> bool:
         # Only a directory's own name can be listed: "ec2/../s3" would find s3's directory.
-        if not isinstance(name, str) or name in ("", ".", "..") or os.sep in name or (os.altsep or os.sep) in name:
+        if not isinstance(name, str) or name in ("", ".", "..") or any(sep and sep in name for sep in (os.sep, os.altsep)):
             return False
         try:
             return bool(self._loader.list_api_versions(name, self._type_name))

@@ -26,6 +26,8 @@ SANDBOX_ENV = {
 }
 
 CONTROL_PATH = "/_sandbox/faults"
+# Hosts whose backend the server remembers (a run uses a few dozen: service x region).
+REMEMBERED_HOSTS = 512
 
 
 class SandboxControlApp:
@@ -70,7 +72,8 @@ def _dispatcher(create_backend_app: Callable[..., Any]) -> Any:
     each service's URL patterns, for every request and under one lock that all requests share.
     In bench/lifecycle.py --burst that made the server, not the calls, the bottleneck: most of
     its threads' samples waited on that lock. The answer depends only on the host and the
-    installed moto, so it is kept (a few dozen hosts at most).
+    installed moto, so it is kept: for the first REMEMBERED_HOSTS hosts, because the host comes
+    from the request, and a client sending a new one each time must not grow the memo forever.
     """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
@@ -80,11 +83,12 @@ def _dispatcher(create_backend_app: Callable[..., Any]) -> Any:
             self._backend_by_host: dict[str | None, Any] = {}
 
         def get_backend_for_host(self, host: str | None) -> Any:  # called under self.lock
-            try:
+            if host in self._backend_by_host:
                 return self._backend_by_host[host]
-            except KeyError:
-                backend = self._backend_by_host[host] = super().get_backend_for_host(host)
-                return backend
+            backend = super().get_backend_for_host(host)
+            if len(self._backend_by_host) < REMEMBERED_HOSTS:
+                self._backend_by_host[host] = backend
+            return backend
 
     return RememberingDispatcher(create_backend_app)
 
