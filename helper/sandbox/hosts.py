@@ -401,6 +401,25 @@ def _names(tag: str) -> tuple[str, str]:
     return f"adhb{tag}", f"adh{tag}-"
 
 
+def _link_exists(name: str) -> bool:
+    return subprocess.run(["ip", "link", "show", "dev", name], capture_output=True).returncode == 0
+
+
+def _delete_link(name: str) -> bool:
+    """Delete a link on the runner; False when it was gone by then.
+
+    The kernel destroys a deleted namespace, and the veth pair with it, in the background: a veth
+    listed just after `ip netns del` can vanish before its own delete runs (a clean CI run saw
+    "Cannot find device", and the bridge was left behind with its route)."""
+    try:
+        _ip("link", "del", name)
+        return True
+    except HostError:
+        if _link_exists(name):
+            raise
+        return False
+
+
 def remove_leftovers(tag: str, workdir: Path | None = None) -> list[str]:
     """Remove what the network tagged `tag` made, from its names alone: for a process that was
     killed before its close() ran. Every process in its namespaces ends (sshd and its sessions),
@@ -415,12 +434,10 @@ def remove_leftovers(tag: str, workdir: Path | None = None) -> list[str]:
             _ip("netns", "del", netns)
             removed.append(f"namespace {netns}")
     links = json.loads(_ip("-j", "link", "show") or "[]")
-    for link in links:  # a veth whose namespace went is gone already; one left attached goes here
-        if link.get("master") == bridge:
-            _ip("link", "del", link["ifname"])
+    for link in links:  # a veth whose namespace went goes with it; one left attached goes here
+        if link.get("master") == bridge and _delete_link(link["ifname"]):
             removed.append(f"link {link['ifname']}")
-    if any(link["ifname"] == bridge for link in links):
-        _ip("link", "del", bridge)
+    if any(link["ifname"] == bridge for link in links) and _delete_link(bridge):
         removed.append(f"bridge {bridge}")
     if workdir is not None and workdir.exists():
         shutil.rmtree(workdir, ignore_errors=True)
