@@ -195,6 +195,10 @@ class ConsumerSettings:
         )
 
 
+# What a program needs to find its interpreter and libraries, its home and its locale.
+PROGRAM_ENV_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR")
+
+
 @dataclass(frozen=True)
 class SetupSettings:
     """What `hooks` and `doctor` need. Mirrors ConsumerSettings, but Jenkins credentials are
@@ -206,6 +210,9 @@ class SetupSettings:
     jenkins_user: str | None = None
     jenkins_token: str | None = field(default=None, repr=False)
     jenkins_problem: str | None = None  # why there are no credentials
+    # The environment of a local program doctor runs (`aws --version`): enough to run it, and
+    # nothing of ours, such as the Jenkins token, for a program found on PATH to read.
+    program_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_args(cls, args, environ: Mapping[str, str] | None = None) -> "SetupSettings":
@@ -219,7 +226,8 @@ class SetupSettings:
                 problem = str(exc)
         return cls(config=config, endpoint_url=getattr(args, "endpoint_url", None) or
                    environ.get("AWS_ENDPOINT_URL") or None, dry_run=getattr(args, "dry_run", False),
-                   jenkins_user=user, jenkins_token=token, jenkins_problem=problem)
+                   jenkins_user=user, jenkins_token=token, jenkins_problem=problem,
+                   program_env={k: environ[k] for k in PROGRAM_ENV_NAMES if k in environ})
 
 
 @dataclass(frozen=True)

@@ -238,9 +238,9 @@ def test_doctor_fails_an_aws_cli_without_open_tunnel_for_an_eice_site(
         tmp_path, monkeypatch, version, transports, level, text):
     sites = load_config(str(tunnel_config(tmp_path, transports))).sites
     monkeypatch.setenv("PATH", path_with(tmp_path, "aws", "session-manager-plugin"))
-    monkeypatch.setenv("STANDIN_AWS_VERSION", version)
+    program_env = {"PATH": os.environ["PATH"], "STANDIN_AWS_VERSION": version}
 
-    aws_cli = [f for f in check_tunnel_programs(sites) if f.subject == "program aws"]
+    aws_cli = [f for f in check_tunnel_programs(sites, env=program_env) if f.subject == "program aws"]
 
     assert [f.level for f in aws_cli] == [level]
     assert text in aws_cli[0].line(), aws_cli[0].line()
@@ -259,7 +259,7 @@ def test_an_aws_program_that_will_not_say_its_version_is_a_warning_not_a_pass(tm
     (bin_dir / "aws").chmod(0o755)
     monkeypatch.setenv("PATH", str(bin_dir))
 
-    found = check_tunnel_programs(sites)
+    found = check_tunnel_programs(sites, env={"PATH": str(bin_dir)})
 
     assert [(f.level, f.subject) for f in found] == [(WARN, "program aws")]
     assert f"{bin_dir}/aws --version did not say which AWS CLI it is" in found[0].line()
@@ -284,7 +284,7 @@ def test_doctor_names_the_missing_tunnel_programs_and_the_sites_that_need_them(
     bin_dir = path_with(tmp_path, *on_path)
     monkeypatch.setenv("PATH", bin_dir)
 
-    found = check_tunnel_programs(sites)  # shutil.which on the PATH above
+    found = check_tunnel_programs(sites, env={"PATH": bin_dir})  # shutil.which on the PATH above
 
     assert [(f.level, f.subject) for f in found] == [(level, f"program {name}") for level, name, _ in expected]
     for finding, (level, name, text) in zip(found, expected):
@@ -295,6 +295,29 @@ def test_doctor_names_the_missing_tunnel_programs_and_the_sites_that_need_them(
             assert f" — {fix} (https://docs.aws.amazon.com/" in line, line
         else:
             assert f"{bin_dir}/{name}, for" in line, line
+
+
+def test_the_aws_program_doctor_runs_sees_none_of_our_secrets(aws, tmp_path, monkeypatch, capsys):
+    """`aws` is whatever is first on PATH: asked its version, it gets PATH, HOME and the locale,
+    not the Jenkins token (or the AWS keys) in doctor's own environment."""
+    config = tunnel_config(tmp_path, {"api": "eice"})
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "seen-env"
+    (bin_dir / "aws").write_text(f"#!/bin/sh\nenv > {seen}\necho aws-cli/2.15.30 Python/3.11.8\n")
+    (bin_dir / "aws").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("JENKINS_API_TOKEN", "s3cr3t-jenkins-token")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+
+    main(["doctor", "-c", str(config)])
+
+    lines = capsys.readouterr().out.splitlines()
+    env = dict(line.split("=", 1) for line in seen.read_text().splitlines() if "=" in line)
+    assert any(line.startswith("OK") and "program aws" in line and "AWS CLI 2.15.30" in line for line in lines), lines
+    assert "s3cr3t-jenkins-token" not in seen.read_text()
+    assert not {"JENKINS_API_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & env.keys()
+    assert env["PATH"] == os.environ["PATH"] and env["LANG"] == "C.UTF-8"
 
 
 def test_doctor_reports_a_missing_aws_cli_before_any_aws_call_and_fails(aws, tmp_path, monkeypatch, capsys):

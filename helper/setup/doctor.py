@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from typing import Callable
 
 from helper import PROG
@@ -187,12 +188,13 @@ VERSION_TIMEOUT_S = 15.0
 _AWS_CLI_VERSION = re.compile(r"\baws-cli/(\d+)\.(\d+)\.(\d+)")
 
 
-def aws_cli_version(path: str) -> tuple[int, int, int] | None:
+def aws_cli_version(path: str, env: Mapping[str, str] | None = None) -> tuple[int, int, int] | None:
     """What `path --version` says it is (`aws-cli/2.15.30 Python/...`: v2 on stdout, old v1s on
-    stderr), or None when it does not run, fails or says something else."""
+    stderr), or None when it does not run, fails or says something else. `env`: the program's
+    whole environment (SetupSettings.program_env), so it sees none of our secrets."""
     try:
         done = subprocess.run([path, "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              errors="replace", timeout=VERSION_TIMEOUT_S)
+                              errors="replace", timeout=VERSION_TIMEOUT_S, env=dict(env or {}))
     except (OSError, subprocess.SubprocessError):
         return None
     match = _AWS_CLI_VERSION.search(f"{done.stdout}\n{done.stderr}") if done.returncode == 0 else None
@@ -217,22 +219,22 @@ def _open_tunnel_finding(path: str, users: list[str], eice: list[str], version: 
 
 
 def check_tunnel_programs(sites, which: Callable[[str], str | None] = shutil.which,
-                          version: Callable[[str], tuple[int, int, int] | None] = aws_cli_version) -> list[Finding]:
+                          env: Mapping[str, str] | None = None) -> list[Finding]:
     """FAIL for each program a tunnel site's ProxyCommand runs that is not on PATH: without it
     every ssh connection to those sites fails; and FAIL for an `aws` too old for an eice site's
     open-tunnel. Nothing is said (and nothing run) when no site uses a tunnel."""
     found = []
+    eice = [s.name for s in sites if s.transport == "eice"]
     for program, (transports, fix) in TUNNEL_PROGRAMS.items():
         users = [f"{s.name} ({s.transport})" for s in sites if s.transport in transports]
         if not users:
             continue
         path = which(program)
-        eice = [s.name for s in sites if s.transport == "eice"]
         if path is None:
             found.append(Finding(FAIL, f"program {program}", f"is not on PATH; ssh reaches site(s) {', '.join(users)} "
                                  "through it", fix))
         elif program == "aws" and eice:
-            found.append(_open_tunnel_finding(path, users, eice, version(path)))
+            found.append(_open_tunnel_finding(path, users, eice, aws_cli_version(path, env)))
         else:
             found.append(Finding(OK, f"program {program}", f"{path}, for site(s) {', '.join(users)}"))
     return found
@@ -274,7 +276,7 @@ def diagnose(settings, api, jobs_factory: Callable | None = None,
     lc = config.lifecycle
     found = [Finding(OK, "config", f"{config.path} loads: {len(config.sites)} site(s)"
                      + ("" if lc else ", no lifecycle: section (hooks, queue and Jenkins not checked)"))]
-    found += check_tunnel_programs(config.sites, which)
+    found += check_tunnel_programs(config.sites, which, settings.program_env)
     try:
         identity = api.identity()
     except HelperError as exc:

@@ -27,18 +27,12 @@ _installed = False
 _WILDCARDS = frozenset("*?[")
 
 
-def _fast_unix_time(original):
-    def unix_time(dt: Any = None) -> float:
-        return time.time() if dt is None else original(dt)
+def _now_without_a_datetime(original, scale: float):
+    """moto's unix_time (scale 1) or unix_time_millis (1000): time.time() when given no datetime."""
+    def now(dt: Any = None) -> float:
+        return time.time() * scale if dt is None else original(dt)
 
-    return unix_time
-
-
-def _fast_unix_time_millis(original):
-    def unix_time_millis(dt: Any = None) -> float:
-        return time.time() * 1000.0 if dt is None else original(dt)
-
-    return unix_time_millis
+    return now
 
 
 def _retention_check(self: Any, queue_name: str, message: Any) -> bool:
@@ -51,10 +45,10 @@ def _retention_check(self: Any, queue_name: str, message: Any) -> bool:
 def _exact_image_lookup(original):
     def describe_images(self: Any, ami_ids: Any = None, filters: Any = None, exec_users: Any = None,
                         owners: Any = None) -> list:
-        wanted = (filters or {}).get("image-id") if not (ami_ids or exec_users or owners) else None
-        if filters and len(filters) == 1 and isinstance(wanted, str) and not _WILDCARDS & set(wanted):
-            ami = self.amis.get(wanted)
-            return [ami] if ami is not None else []
+        wanted = filters.get("image-id") if filters and len(filters) == 1 else None
+        exact = isinstance(wanted, str) and not _WILDCARDS & set(wanted)
+        if exact and not (ami_ids or exec_users or owners):
+            return [self.amis[wanted]] if wanted in self.amis else []
         return original(self, ami_ids=ami_ids, filters=filters, exec_users=exec_users, owners=owners)
 
     return describe_images
@@ -68,8 +62,8 @@ def install() -> None:
     from moto.ec2.models import amis
     from moto.sqs import models as sqs
 
-    sqs.unix_time = _fast_unix_time(sqs.unix_time)
-    sqs.unix_time_millis = _fast_unix_time_millis(sqs.unix_time_millis)
+    sqs.unix_time = _now_without_a_datetime(sqs.unix_time, 1.0)
+    sqs.unix_time_millis = _now_without_a_datetime(sqs.unix_time_millis, 1000.0)
     sqs.SQSBackend.is_message_valid_based_on_retention_period = _retention_check
     amis.AmiBackend.describe_images = _exact_image_lookup(amis.AmiBackend.describe_images)
     _installed = True
