@@ -120,6 +120,15 @@ def test_only_a_build_the_consumer_would_have_queued_is_its_own(build, reason):
     pytest.param(found(), action("tok-b"), False, id="another action of the instance"),
     pytest.param(found(**{ACTIONS_PARAM: f"{GROUP}:{INSTANCE}:-"}), action("tok-a"), False, id="wildcard"),
     pytest.param(found(**{ACTIONS_PARAM: f"{GROUP}:{INSTANCE}:-"}), action(None), True, id="reconciled"),
+    # Issue 19 item 20: after a SIGKILL the sweep finds the instance before its message comes back.
+    pytest.param(found(), action(None), True, id="reconciled meets the queued build of its notification"),
+    pytest.param(Found(queue_id=7, build_number=4, building=True, refs=found().refs, params=found().params),
+                 action(None), True, id="reconciled meets the running build of its notification"),
+    pytest.param(Found(queue_id=7, build_number=4, result="SUCCESS", refs=found().refs, params=found().params),
+                 action(None), False, id="never a finished build: it may be an earlier action's"),
+    pytest.param(found(), action(None, instance="i-0fffffffffffffff0"), False, id="reconciled, other instance"),
+    pytest.param(found(**{ACTIONS_PARAM: f"api-asg:{INSTANCE}:tok-a"}), action(None), False,
+                 id="reconciled, same instance id in another group"),
 ])
 def test_a_build_serves_an_action_it_names_and_deploys_to(build, act, expected):
     assert serves(build, act) is expected

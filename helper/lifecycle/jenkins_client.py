@@ -149,10 +149,28 @@ def not_ours(found: Found, site: str, user: str) -> str | None:
     return None
 
 
+def names_instance(ref: str, action: LifecycleAction) -> bool:
+    """Does a reference name this action's group and instance, whatever its token?"""
+    parsed = parse_ref(ref)
+    return parsed is not None and action.group in (unquote(parsed[0]), parsed[0]) and parsed[1] == action.instance_id
+
+
 def serves(found: Found, action: LifecycleAction) -> bool:
-    """The build names this very action and deploys to its instance."""
+    """The build names this very action and deploys to its instance.
+
+    A reconciled action (no token) also meets a build still queued or running that names its
+    instance with a token: after a SIGKILL the sweep can find the instance waiting before the
+    notification's invisibility runs out, and the killed consumer's build is then the instance's
+    deploy (issue 19, item 20). A finished build never stands in this way: it may be an earlier
+    action's (a warm pool's first launch), and a second deploy is harmless where a skipped one is not.
+    """
     instances = str(found.params.get("INSTANCE_IDS") or "").split(",")
-    return action.instance_id in instances and any(covers(r, action) for r in found.refs)
+    if action.instance_id not in instances:
+        return False
+    if any(covers(r, action) for r in found.refs):
+        return True
+    in_progress = found.build_number is None or found.building
+    return action.token is None and in_progress and any(names_instance(r, action) for r in found.refs)
 
 
 def _actions_part(actions, wanted: str) -> list:
