@@ -66,9 +66,33 @@ def test_valid_section_gets_the_defaults():
                  "deploy.yml:4: lifecycle.groups:", "map at least one Auto Scaling group", id="no groups"),
     pytest.param(VALID + "  warm_pool: skip\n",
                  "deploy.yml:11: lifecycle.warm_pool:", "must be one of continue, deploy", id="bad warm_pool"),
+    # Issue 19 item 5: a token in the URL would be published in breaker tags and alerts.
+    pytest.param(VALID.replace("http://jenkins.example.com/", "https://deployer:11aa22bb@jenkins.example.com/"),
+                 "deploy.yml:7: lifecycle.jenkins.url:", "must not hold user:token@", id="userinfo in jenkins.url"),
+    pytest.param(VALID.replace("http://jenkins.example.com/", "https://:11aa22bb@jenkins.example.com/"),
+                 "deploy.yml:7: lifecycle.jenkins.url:", "must not hold user:token@", id="password only"),
+    # Issue 24: no scheme loaded, then consume and doctor crashed in requests.
+    pytest.param(VALID.replace("http://jenkins.example.com/", "jenkins.example.com"),
+                 "deploy.yml:7: lifecycle.jenkins.url:", "must start with http:// or https://", id="no scheme"),
+    pytest.param(VALID.replace("http://jenkins.example.com/", "ftp://jenkins.example.com/"),
+                 "deploy.yml:7: lifecycle.jenkins.url:", "must start with http:// or https://", id="other scheme"),
+    pytest.param(VALID.replace("http://jenkins.example.com/", "http://jenkins.example.com:99999/"),
+                 "deploy.yml:7: lifecycle.jenkins.url:", "is not a URL", id="bad port"),
+    pytest.param(VALID.replace("http://jenkins.example.com/", "http:///job/x"),
+                 "deploy.yml:7: lifecycle.jenkins.url:", "has no host", id="no host"),
 ])
 def test_lifecycle_errors_name_file_line_and_key(text, where, message):
     with pytest.raises(ConfigError) as error:
         load(text)
     assert str(error.value).startswith(where), str(error.value)
     assert message in str(error.value)
+
+
+def test_the_token_in_a_jenkins_url_never_reaches_what_we_publish():
+    """Issue 19 item 5: whatever URL the client was given, build URLs (breaker tags, alerts) carry no userinfo."""
+    from helper.lifecycle.jenkins_client import without_userinfo
+
+    assert without_userinfo("https://deployer:11aa22bb@jenkins.example.com/job/deploy/7/") == \
+        "https://jenkins.example.com/job/deploy/7/"
+    assert without_userinfo("https://a@b:pw@jenkins.example.com:8443/x") == "https://jenkins.example.com:8443/x"
+    assert without_userinfo("https://jenkins.example.com/job/deploy/7/") == "https://jenkins.example.com/job/deploy/7/"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from helper.aws.hook_timeouts import MAX_HEARTBEAT_TIMEOUT_S, MIN_HEARTBEAT_TIMEOUT_S
 from helper.aws.processes import DEFAULT_PROCESSES, DEFAULT_TTL_S, MAX_TTL_S, check_processes
@@ -213,6 +214,28 @@ class LifecycleConfig:
         return self.heartbeat_interval_s or hook_timeout_s * self.heartbeat_fraction
 
 
+def jenkins_url_problem(url: str) -> str | None:
+    """Why `lifecycle.jenkins.url` cannot serve, or None.
+
+    A URL without a scheme made requests fail at the first call, deep in `consume` (issue 24);
+    `user:token@` in it was published in breaker tags and alerts (issue 19 item 5): the token
+    belongs in JENKINS_API_TOKEN or jenkins.credentials_file, never in this file.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
+    except ValueError:
+        return "is not a URL (a bad host or port)"
+    if parts.scheme not in ("http", "https"):
+        return "must start with http:// or https:// (for example https://jenkins.example.com/)"
+    if parts.username is not None or parts.password is not None:
+        return ("must not hold user:token@ (it would be published in alerts and tags): set JENKINS_USER and "
+                "JENKINS_API_TOKEN, or jenkins.credentials_file")
+    if not parts.hostname:
+        return "has no host"
+    return None
+
+
 def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str) -> LifecycleConfig:
     # Imported here: config imports this module.
     keys = ("lifecycle",)
@@ -225,6 +248,9 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
     jjob = fields.string(doc, jraw.get("job"), keys + ("jenkins", "job"))
     if jurl is None or jjob is None:
         raise fields.fail(doc, keys + ("jenkins",), "jenkins.url and jenkins.job are required")
+    problem = jenkins_url_problem(jurl)
+    if problem is not None:
+        raise fields.fail(doc, keys + ("jenkins", "url"), problem)
     jenkins = JenkinsConfig(
         url=jurl, job=jjob,
         credentials_file=fields.string(doc, jraw.get("credentials_file"), keys + ("jenkins", "credentials_file")),

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import jenkins
 import requests
@@ -149,6 +149,18 @@ def not_ours(found: Found, site: str, user: str) -> str | None:
     return None
 
 
+def without_userinfo(url: str) -> str:
+    """A URL as we may publish it (tags, alerts, logs): any `user:token@` removed.
+
+    The config refuses userinfo in jenkins.url, but a URL can come from elsewhere (a Jenkins
+    root URL, an older config); a credential must never leave in a breaker tag or an alert.
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
 def names_instance(ref: str, action: LifecycleAction) -> bool:
     """Does a reference name this action's group and instance, whatever its token?"""
     parsed = parse_ref(ref)
@@ -245,7 +257,7 @@ class JenkinsJobs:
 
     def build_url(self, job: str, build_number: int | None) -> str | None:
         """The build's page, for people (alerts, breaker reasons)."""
-        return None if build_number is None else f"{self._base}{self._job_path(job)}{build_number}/"
+        return None if build_number is None else without_userinfo(f"{self._base}{self._job_path(job)}{build_number}/")
 
     def user_id(self) -> str:
         """The consumer's own Jenkins user id, as Jenkins records it in a build's cause (asked once)."""
