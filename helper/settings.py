@@ -249,9 +249,7 @@ class FleetSettings:
         environ = os.environ if environ is None else environ
         config = load_config(args.config)
         site = site_named(config, args.site)
-        groups = [site.source.value] if site.source.kind == "auto_scaling_group" else []
         lc = config.lifecycle
-        groups += [r.group for r in (lc.groups.values() if lc else ()) if r.site == site.name]
         hold = lc.hold if lc else HoldConfig()  # the defaults without a lifecycle: section
         # A build holds as its own URL, so its post { always } releases only its own hold. A
         # person holds as user@host, and releases whoever holds (a killed build's hold).
@@ -259,6 +257,6 @@ class FleetSettings:
         if holder is None and args.fleet_action == "hold":
             holder = f"{environ.get('USER') or environ.get('LOGNAME') or 'unknown'}@{socket.gethostname()}"
         ttl_s = getattr(args, "ttl_s", None)
-        return cls(config=config, site=site, groups=tuple(dict.fromkeys(groups)), holder=holder,
+        return cls(config=config, site=site, groups=config.hold_groups(site.name), holder=holder,
                    processes=hold.processes, ttl_s=hold.ttl_s if ttl_s is None else ttl_s,
                    endpoint_url=args.endpoint_url or environ.get("AWS_ENDPOINT_URL") or None)

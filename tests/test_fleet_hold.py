@@ -164,3 +164,18 @@ def test_a_live_hold_is_left_alone_by_reconcile(world):
     hold(world.asg, SITE, [GROUP], holder=BUILD, ttl_s=7200)
     world.consumer().reconcile()
     assert suspended(world.asg, GROUP) == HELD
+
+
+def test_an_expired_hold_on_a_sites_own_asg_group_is_released_too(aws, tmp_path):
+    """Issue 19 item 6: the site's asg: group is in no lifecycle route; a killed build's hold on it expires all the same."""
+    own = fleet.auto_scaling_site(aws, REGION, "web-own-asg", 0)
+    scenario = Scenario(aws, tmp_path, site={"asg": own})
+    try:
+        hold(scenario.asg, SITE, [own], holder=BUILD, ttl_s=7200, now=datetime.now(timezone.utc) - timedelta(hours=3))
+        assert suspended(scenario.asg, own) == HELD
+        consumer = scenario.consumer()
+        assert own in consumer.hold_groups and own not in consumer.config.groups
+        consumer.reconcile()
+        assert suspended(scenario.asg, own) == set()
+    finally:
+        scenario.close()

@@ -139,6 +139,16 @@ class Config:
     profile: str | None = None
     lifecycle: "LifecycleConfig | None" = None
 
+    def hold_groups(self, site: str | None = None, region: str | None = None) -> tuple[str, ...]:
+        """The Auto Scaling groups a fleet hold can cover: each site's asg: source and the lifecycle
+        groups routed to it; of one site, or of every site (in one region: a client serves one)."""
+        lc = self.lifecycle
+        groups = [s.source.value for s in self.sites if s.source.kind == "auto_scaling_group"
+                  and site in (None, s.name) and region in (None, s.region)]
+        if lc is not None and region in (None, lc.region):
+            groups += [r.group for r in lc.groups.values() if site in (None, r.site)]
+        return tuple(dict.fromkeys(groups))
+
 
 def _roles(doc: Located, value: Any, keys: tuple) -> tuple[str, ...]:
     if value is None:

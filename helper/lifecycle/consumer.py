@@ -42,8 +42,12 @@ MAX_DEPLOYMENTS = 64
 
 class Consumer:
     def __init__(self, config: LifecycleConfig, queue: Queue, autoscaling: AutoScaling, jobs: JenkinsJobs,
-                 metrics: Metrics | None = None, clock=time.monotonic, breakers: SiteBreakers | None = None) -> None:
+                 metrics: Metrics | None = None, clock=time.monotonic, breakers: SiteBreakers | None = None,
+                 hold_groups: tuple[str, ...] = ()) -> None:
         self.config = config
+        # Every group a fleet hold can cover in our region (sites' asg: groups too), not only the
+        # routed ones: a killed build's hold on a site's own group must expire as well (issue 19 item 6).
+        self.hold_groups = tuple(sorted(set(hold_groups) | set(config.groups)))
         self.queue = queue
         self.autoscaling = autoscaling
         self.jobs = jobs
@@ -85,7 +89,7 @@ class Consumer:
             lc, clients.autoscaling, metrics.registry, settings.config.paths.revision_dir,
             sns_client=clients.client("sns") if lc.alerts.sns_topic_arn else None)
         return cls(lc, Queue(clients.client("sqs"), lc.queue_url), AutoScaling(clients.autoscaling), jobs,
-                   metrics=metrics, breakers=breakers)
+                   metrics=metrics, breakers=breakers, hold_groups=settings.config.hold_groups(region=lc.region))
 
     # --- receive -> parse -> route -------------------------------------------------
 
@@ -225,7 +229,7 @@ class Consumer:
         bad, but not worth stopping the deploys of new instances for.
         """
         try:
-            released = release_expired(self.autoscaling.client, sorted(self.config.groups))
+            released = release_expired(self.autoscaling.client, list(self.hold_groups))
         except HoldError as exc:
             self.metrics.aws_errors.labels("ResumeProcesses").inc()
             log.warning("event=hold_release_failed error=%r", str(exc))
