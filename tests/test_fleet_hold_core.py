@@ -60,7 +60,29 @@ def test_the_longest_record_fits_one_tag_value_and_the_holder_is_cut_the_same_wa
              "InstanceRefresh", "ReplaceUnhealthy", "ScheduledActions")
     value = encode(HoldRecord("h" * 1000, LATER, every))
     assert len(value) == MAX_TAG_VALUE
-    assert decode(value).holder == holder_text("h" * 1000) == "h" * HOLDER_MAX_CHARS
+    assert decode(value).holder == holder_text("h" * 1000)
+    assert len(holder_text("h" * 1000)) == HOLDER_MAX_CHARS and holder_text("h" * 1000).startswith("h" * 80)
+
+
+def test_two_long_holders_that_share_their_first_characters_stay_two_holders():
+    """Issue 19 item 17: cut to 101 characters, two builds' URLs were one holder, and each could release the other's."""
+    base = "https://ci.example.com/job/" + "folder/job/" * 12
+    first, second = holder_text(base + "web/12/"), holder_text(base + "web/13/")
+    assert first != second and len(first) <= HOLDER_MAX_CHARS and len(second) <= HOLDER_MAX_CHARS
+    assert holder_text(base + "web/12/") == first  # stable: release --holder finds its own hold
+    held = view(tag=tag(holder=base + "web/12/"))
+    with pytest.raises(HoldError, match="is held by"):
+        plan_hold(held, HELD, base + "web/13/", 3600, NOW)
+    assert isinstance(plan_release(held, base + "web/13/"), str)  # not released by the other build
+
+
+def test_a_hold_until_beyond_the_longest_ttl_is_no_hold_of_ours():
+    """Issue 19 item 16: a forged far-future `until` blocked every full deploy and never expired."""
+    forged = view(suspended=("Terminate",), tag=tag(holder=OTHER, until="2099-01-01T00:00:00Z"))
+    assert isinstance(decode(forged.tag, NOW), Unreadable)
+    assert isinstance(decode(tag(until=LATER), NOW), HoldRecord)  # two hours ahead: a hold of ours
+    plan = plan_hold(forged, HELD, BUILD, 3600, NOW)  # a full deploy goes ahead, no refusal
+    assert plan.record.holder == BUILD and plan.already == ("Terminate",)  # the forged processes stay an operator's
 
 
 @pytest.mark.parametrize("value", [

@@ -34,6 +34,7 @@ only code that talks to AWS, through an Auto Scaling client passed in.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -59,6 +60,13 @@ _PREFIX_MAX = len(f"{FORMAT_VERSION};until=2026-01-01T00:00:00Z;p={','.join(HOLD
 # The holder is cut to a fixed length whatever else the tag holds, so the text a release
 # compares with is cut the same way: 101 characters, enough for a Jenkins build URL.
 HOLDER_MAX_CHARS = MAX_TAG_VALUE - _PREFIX_MAX
+# A holder longer than that keeps its first characters and a digest of the whole, so two long
+# build URLs that share their first 101 characters stay two holders (issue 19 item 17).
+HOLDER_DIGEST_CHARS = 16
+# An `until` further ahead than the longest hold we ever write (plus this much clock skew
+# between the writer and us) was not written by us: a forged tag that would block every full
+# deploy forever is read as no hold of ours (issue 19 item 16).
+CLOCK_SKEW_S = 300
 # DescribeAutoScalingGroups takes at most 50 names a call.
 GROUPS_PER_DESCRIBE = 50
 
@@ -120,8 +128,18 @@ def _time(text: str) -> datetime:
 
 
 def holder_text(holder: str) -> str:
-    """The holder as the tag keeps it: printable, one line, cut to HOLDER_MAX_CHARS."""
-    return "".join(c if c.isprintable() else " " for c in holder).strip()[:HOLDER_MAX_CHARS]
+    """The holder as the tag keeps it: printable, one line, at most HOLDER_MAX_CHARS.
+
+    A longer holder keeps its start (readable in the console) and a digest of all of it: cut
+    plainly, two builds whose URLs differ only after the cut would be one holder, and either
+    could extend or release the other's hold. The same text always gives the same result, so
+    `release --holder` compares equal.
+    """
+    text = "".join(c if c.isprintable() else " " for c in holder).strip()
+    if len(text) <= HOLDER_MAX_CHARS:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:HOLDER_DIGEST_CHARS]
+    return f"{text[:HOLDER_MAX_CHARS - HOLDER_DIGEST_CHARS - 1]}~{digest}"
 
 
 def encode(record: HoldRecord) -> str:
@@ -130,8 +148,11 @@ def encode(record: HoldRecord) -> str:
     return value
 
 
-def decode(value: str) -> HoldRecord | Unreadable:
-    """A tag value as a record, or why it is none; never raises."""
+def decode(value: str, now: datetime | None = None) -> HoldRecord | Unreadable:
+    """A tag value as a record, or why it is none; never raises.
+
+    With `now`, an `until` beyond the longest hold we write is unreadable too: no hold of ours.
+    """
     if len(value) > MAX_TAG_VALUE:
         return Unreadable(f"{len(value)} characters, more than {MAX_TAG_VALUE}")
     parts = value.split(";", 3)  # the holder comes last and may hold ';'
@@ -144,9 +165,11 @@ def decode(value: str) -> HoldRecord | Unreadable:
     if not TIME_RE.fullmatch(until):
         return Unreadable("until is not a UTC time")
     try:
-        _time(until)
+        until_at = _time(until)
     except ValueError:
         return Unreadable("until is not a UTC time")
+    if now is not None and until_at > now + timedelta(seconds=MAX_TTL_S + CLOCK_SKEW_S):
+        return Unreadable(f"until is more than {MAX_TTL_S} s ahead, longer than any hold we write")
     names = procs.split(",") if procs else []
     if any(n not in HOLDABLE for n in names) or len(set(names)) != len(names):
         return Unreadable("a process we never suspend, or one named twice")
@@ -167,7 +190,7 @@ def plan_hold(view: GroupView, wanted: tuple[str, ...], holder: str, ttl_s: floa
         raise HoldError("a hold needs a holder (a build URL, user@host)")
     if not 0 < ttl_s <= MAX_TTL_S:
         raise HoldError(f"hold time {ttl_s:g} s is outside 1..{MAX_TTL_S} s")
-    current = decode(view.tag) if view.tag is not None else None
+    current = decode(view.tag, now) if view.tag is not None else None
     if isinstance(current, Unreadable):
         log.warning("event=hold_tag_unreadable group=%s why=%r action=overwrite", view.name, current.why)
         current = None
@@ -345,7 +368,7 @@ def release_expired(client, groups: list[str], now: datetime | None = None) -> l
     seam = FleetHold(client)
     released = []
     for group, view in sorted(seam.describe(groups).items()):
-        record = decode(view.tag) if view.tag is not None else None
+        record = decode(view.tag, now) if view.tag is not None else None
         if isinstance(record, Unreadable):
             log.warning("event=hold_tag_unreadable group=%s why=%r action=leave", group, record.why)
             continue

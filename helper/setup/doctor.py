@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Callable
 
 from helper import PROG
@@ -266,6 +267,27 @@ def check_breakers(breakers, lc: LifecycleConfig, config_path: str) -> list[Find
     return found
 
 
+def check_holds(views: dict, site_of: dict[str, str], now: datetime, config_path: str) -> list[Finding]:
+    """WARN for each fleet hold (scale-in and replacements stop until it ends) and each tag we cannot read."""
+    from helper.lifecycle.fleet_hold import Unreadable, decode, is_expired
+
+    found = []
+    for group, view in sorted(views.items()):
+        if view.tag is None:
+            continue
+        record = decode(view.tag, now)
+        if isinstance(record, Unreadable):
+            found.append(Finding(WARN, "fleet", f"group {group} has a hold tag we did not write ({record.why}); "
+                                 "a full deploy overwrites it, the consumer never releases it",
+                                 f"check who wrote it, then: {PROG} fleet release -c {config_path} --site {site_of[group]}"))
+        else:
+            state = "expired (the consumer's reconcile pass releases it)" if is_expired(record, now) else "held"
+            found.append(Finding(WARN, "fleet", f"group {group} {state} by {record.holder} until {record.until}; "
+                                 f"suspended {','.join(record.processes) or 'nothing'}",
+                                 f"if that build is gone: {PROG} fleet release -c {config_path} --site {site_of[group]}"))
+    return found or [Finding(OK, "fleet", f"{len(views)} group(s), none held")]
+
+
 def diagnose(settings, api, jobs_factory: Callable | None = None,
              which: Callable[[str], str | None] = shutil.which) -> list[Finding]:
     """Everything, in the order a deploy depends on it; later checks skip what cannot work.
@@ -299,6 +321,12 @@ def diagnose(settings, api, jobs_factory: Callable | None = None,
     except HelperError as exc:
         found.append(Finding(WARN, "breaker", f"could not read the breaker tags: {exc}",
                              "allow autoscaling:DescribeTags (see iam-policy --principal setup)"))
+    try:
+        site_of = {g: s.name for s in config.sites for g in config.hold_groups(s.name, region=lc.region)}
+        found += check_holds(api.holds(sorted(site_of)), site_of, datetime.now(timezone.utc), config.path)
+    except HelperError as exc:
+        found.append(Finding(WARN, "fleet", f"could not read the hold tags: {exc}",
+                             "allow autoscaling:DescribeAutoScalingGroups (see iam-policy --principal setup)"))
     return found + check_jenkins(settings, jobs_factory)
 
 

@@ -111,6 +111,12 @@ class SetupApi:
 
         return breaker_cmd.read(BreakerStore(self._autoscaling), AutoScaling(self._autoscaling), lc)
 
+    def holds(self, groups: list[str]) -> dict:
+        """Group -> its fleet-hold view (helper/lifecycle/fleet_hold.py), for `doctor`."""
+        from helper.lifecycle.fleet_hold import FleetHold
+
+        return FleetHold(self._autoscaling).describe(groups)
+
     def observe(self, want: Desired, with_role: bool = True) -> Observed:
         """`with_role` False: doctor checks what hooks do, not the role (needs no IAM read access)."""
         groups = self.groups(sorted({h.group for h in want.hooks}))
