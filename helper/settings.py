@@ -108,6 +108,10 @@ def site_named(config: config_mod.Config, name: str) -> config_mod.SiteConfig:
 def _instance_ids(values) -> frozenset[str]:
     ids = set()
     for value in values:
+        # `--instance-ids=,` must not mean "every instance": the Jenkinsfile reads any non-empty
+        # INSTANCE_IDS as a canary (no fleet hold, no recorded revision; issue 19 item 9).
+        if not re.sub(r"[,\s]", "", value):
+            raise ConfigError(f"--instance-ids: {value!r} names no instance (leave it out to deploy every instance)")
         # Accept "i-1,i-2" and "i-1 i-2" as Jenkins string parameters arrive.
         for part in re.split(r"[,\s]+", value.strip()):
             if not part:

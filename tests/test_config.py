@@ -380,3 +380,12 @@ def test_bad_breaker_or_alerts_names_file_line_and_key(extra, message):
         parse(load_text(LIFECYCLE + extra, "deploy.yml"))
     assert str(caught.value).startswith(message), str(caught.value)
     assert "p@" not in str(caught.value), "the webhook URL (a secret) is never echoed"
+
+
+@pytest.mark.parametrize("value", [",", " ", " , ,", "\t\n", ""])
+def test_instance_ids_that_name_no_instance_are_refused(value):
+    """Issue 19 item 9: `,` meant every instance here and a canary in the Jenkinsfile."""
+    from helper.settings import _instance_ids
+
+    with pytest.raises(ConfigError, match="names no instance"):
+        _instance_ids([value])
