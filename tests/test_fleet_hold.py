@@ -179,3 +179,54 @@ def test_an_expired_hold_on_a_sites_own_asg_group_is_released_too(aws, tmp_path)
         assert suspended(scenario.asg, own) == set()
     finally:
         scenario.close()
+
+
+def test_two_holders_at_once_never_both_hold(aws, tmp_path):
+    """Issue 19 item 7: both holds succeeded in 20 of 20 trials; now exactly one wins, or both are refused."""
+    import threading
+
+    from helper.errors import HelperError
+
+    own = fleet.auto_scaling_site(aws, REGION, "race-asg", 0)
+    asg = fleet.client("autoscaling", aws, REGION)
+    winners_per_trial = []
+    for trial in range(8):
+        barrier, won = threading.Barrier(2), []
+
+        def take(holder):
+            client = fleet.client("autoscaling", aws, REGION)
+            barrier.wait()
+            try:
+                hold(client, SITE, [own], holder=holder, ttl_s=600)
+                won.append(holder)
+            except HelperError as exc:
+                assert "is held by" in str(exc) or "is taking a hold" in str(exc), str(exc)
+
+        threads = [threading.Thread(target=take, args=(f"https://ci/job/{name}/{trial}/",)) for name in ("a", "b")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        winners_per_trial.append(len(won))
+        tags = asg.describe_tags(Filters=[{"Name": "auto-scaling-group", "Values": [own]}])["Tags"]
+        assert not [t for t in tags if t["Key"] != TAG_KEY], "claims are removed, won or lost"
+        if won:
+            assert [t["Value"] for t in tags if t["Key"] == TAG_KEY][0].endswith("by=" + won[0])
+        asg.resume_processes(AutoScalingGroupName=own)
+        if tags:
+            asg.delete_tags(Tags=[{"ResourceId": own, "ResourceType": "auto-scaling-group", "Key": TAG_KEY}])
+    assert max(winners_per_trial) == 1, winners_per_trial
+
+
+def test_a_stale_or_forged_claim_does_not_block_a_hold(aws):
+    """A holder killed between its claim and its removal must not refuse every later hold."""
+    from helper.lifecycle.hold_claim import claim_key, claim_value
+
+    own = fleet.auto_scaling_site(aws, REGION, "stale-asg", 0)
+    asg = fleet.client("autoscaling", aws, REGION)
+    old = claim_value("https://ci/job/dead/1/", datetime.now(timezone.utc) - timedelta(hours=1))
+    future = claim_value("mallory", datetime.now(timezone.utc) + timedelta(days=30))
+    asg.create_or_update_tags(Tags=[
+        {"ResourceId": own, "ResourceType": "auto-scaling-group", "Key": claim_key(k), "Value": v,
+         "PropagateAtLaunch": False} for k, v in (("dead", old), ("mallory", future), ("junk", "not a claim"))])
+    assert hold(asg, SITE, [own], holder=BUILD, ttl_s=600)[0].record.holder == BUILD

@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -47,6 +47,7 @@ from helper.aws.errors import explain
 from helper.aws.processes import (DEFAULT_PROCESSES, DEFAULT_TTL_S, HOLDABLE, MAX_TTL_S,
                                   check_processes, ordered)
 from helper.errors import HelperError
+from helper.lifecycle.hold_claim import CLAIM_PREFIX, claim_key, claim_value, rivals
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class GroupView:
     name: str
     suspended: frozenset[str]
     tag: str | None  # None: no hold tag
+    claims: dict = field(default_factory=dict, compare=False)  # claim tag key -> holder (hold_claim.py)
 
 
 @dataclass(frozen=True)
@@ -282,8 +284,10 @@ class FleetHold:
                         tag = next((t.get("Value", "") for t in group.get("Tags", []) if t.get("Key") == TAG_KEY),
                                    None)
                         suspended = frozenset(p["ProcessName"] for p in group.get("SuspendedProcesses", []))
+                        claims = {t["Key"]: t.get("Value", "") for t in group.get("Tags", [])
+                                  if str(t.get("Key", "")).startswith(CLAIM_PREFIX)}
                         views[group["AutoScalingGroupName"]] = GroupView(group["AutoScalingGroupName"],
-                                                                         suspended, tag)
+                                                                         suspended, tag, claims)
             except (ClientError, BotoCoreError) as exc:
                 raise HoldError(f"describe {', '.join(chunk)}: {explain(exc)}") from exc
         return views
@@ -303,9 +307,14 @@ class FleetHold:
             "ResourceId": group, "ResourceType": GROUP_RESOURCE, "Key": TAG_KEY, "Value": encode(record),
             "PropagateAtLaunch": False}])  # the group's hold, never its instances'
 
-    def delete_tag(self, group: str) -> None:
+    def delete_tag(self, group: str, key: str = TAG_KEY) -> None:
         self._call(f"untag {group}", "delete_tags",
-                   Tags=[{"ResourceId": group, "ResourceType": GROUP_RESOURCE, "Key": TAG_KEY}])
+                   Tags=[{"ResourceId": group, "ResourceType": GROUP_RESOURCE, "Key": key}])
+
+    def write_claim(self, group: str, holder: str, now: datetime) -> None:
+        self._call(f"claim {group}", "create_or_update_tags", Tags=[{
+            "ResourceId": group, "ResourceType": GROUP_RESOURCE, "Key": claim_key(holder),
+            "Value": claim_value(holder_text(holder), now), "PropagateAtLaunch": False}])
 
 
 # --- what the CLI and the consumer call ------------------------------------------------------
@@ -324,16 +333,31 @@ def hold(client, site: str, groups: list[str], processes=DEFAULT_PROCESSES, hold
         raise HoldError(f"hold {site}: {exc}") from None
     now = now or datetime.now(timezone.utc)
     seam = FleetHold(client)
-    views = seam.describe(groups)
-    missing = sorted(set(groups) - set(views))
+    names = sorted(set(groups))
+    views = seam.describe(names)
+    missing = sorted(set(names) - set(views))
     if missing:
         raise HoldError(f"hold {site}: no Auto Scaling group named {', '.join(missing)}")
-    plans = [plan_hold(views[g], wanted, holder, ttl_s, now) for g in sorted(set(groups))]
-    for plan in plans:
-        seam.write_tag(plan.group, plan.record)
-        seam.suspend(plan.group, plan.suspend)
-        log.info("event=fleet_held site=%s group=%s holder=%r until=%s suspended=%s", site, plan.group,
-                 plan.record.holder, plan.record.until, ",".join(plan.suspend))
+    for g in names:  # refused before any claim when someone holds already
+        plan_hold(views[g], wanted, holder, ttl_s, now)
+    for g in names:
+        seam.write_claim(g, holder, datetime.now(timezone.utc))
+    try:
+        views = seam.describe(names)  # read back: every claim, and a hold written meanwhile
+        wall = datetime.now(timezone.utc)
+        others = sorted({h for g in names for h in rivals(views[g].claims, holder, wall)})
+        if others:
+            raise HoldError(f"hold {site}: {', '.join(others)} is taking a hold on the same groups right now; "
+                            "try again once it is done")
+        plans = [plan_hold(views[g], wanted, holder, ttl_s, now) for g in names]
+        for plan in plans:
+            seam.write_tag(plan.group, plan.record)
+            seam.suspend(plan.group, plan.suspend)
+            log.info("event=fleet_held site=%s group=%s holder=%r until=%s suspended=%s", site, plan.group,
+                     plan.record.holder, plan.record.until, ",".join(plan.suspend))
+    finally:
+        for g in names:  # won or lost, the claim has done its work
+            seam.delete_tag(g, claim_key(holder))
     return plans
 
 
