@@ -8,6 +8,7 @@ below is checked against OpenSSH itself.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -39,12 +40,20 @@ CASES = {
     "comment-only": ("Host *\n    # StrictHostKeyChecking no\n    User me\n", "", None),
     "match-all": ("Match all\n    StrictHostKeyChecking no\n", "", 2),
     "quoted-value": ('Host "web-i-*"\n    StrictHostKeyChecking "no"\n', "", 2),
+    # Issue 19 item 15: spellings the first pass missed.
+    "false": ("Host *\n    StrictHostKeyChecking false\n", "", 2),
+    "false-upper-global": ("StrictHostKeyChecking=FALSE\n", "", 1),
+    "dev-dot-null": ("Host *\n    UserKnownHostsFile /dev/./null\n", "", 2),
+    "dev-double-slash-null": ("Host *\n    UserKnownHostsFile //dev//null\n", "", 2),
+    "dev-dotdot-null": ("Host *\n    UserKnownHostsFile /tmp/../dev/null\n", "", 2),
+    "a-real-file": ("Host *\n    UserKnownHostsFile /etc/ssh/ssh_known_hosts\n", "", None),
 }
 
 
 def ssh_weakened(resolved: dict[str, str]) -> bool:
+    # The file ssh opens: the kernel resolves `.`, `..`, repeated slashes and links.
     return (resolved["stricthostkeychecking"] in ("false", "no")
-            or resolved["userknownhostsfile"].split()[0] == "/dev/null")
+            or os.path.realpath(resolved["userknownhostsfile"].split()[0]) == "/dev/null")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

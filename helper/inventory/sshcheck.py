@@ -13,16 +13,27 @@ too many is better than a silent gap).
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 
 from helper.files.write import BEGIN, END
 
-# keyword (lower case) -> values that leave our hosts' keys unchecked.
+# keyword (lower case) -> values that leave our hosts' keys unchecked. OpenSSH reads `no`,
+# `off` and `false` alike as "accept any key" (`ssh -G -o StrictHostKeyChecking=false` prints
+# false); a known-hosts path is compared once normalised (`/dev/./null`, `//dev/null`, a link).
 WEAKENING = {
-    "stricthostkeychecking": frozenset({"no", "off"}),
+    "stricthostkeychecking": frozenset({"no", "off", "false"}),
     "userknownhostsfile": frozenset({"/dev/null", "none"}),
 }
+
+
+def _normalised(keyword: str, value: str) -> str:
+    """The value as ssh acts on it: lower-cased words; a known-hosts path with its `.`, `..`,
+    repeated slashes and links resolved, so any spelling of /dev/null is /dev/null."""
+    if keyword != "userknownhostsfile" or value.lower() == "none":
+        return value.lower()
+    return os.path.realpath(os.path.expanduser(re.sub("/+", "/", value)))
 # `Keyword value`, `Keyword=value` or `Keyword = value`, as ssh splits a line.
 _KEYWORD = re.compile(r"\s*([^\s=]+)\s*(?:=\s*|\s)(.*)")
 
@@ -47,7 +58,7 @@ def weakened_host_key_checking(text: str, path: str) -> list[str]:
             applies = _matches_any(args, aliases)
         elif keyword == "match":
             applies = True
-        elif applies and args and args[0].lower() in WEAKENING.get(keyword, ()):
+        elif applies and args and _normalised(keyword, args[0]) in WEAKENING.get(keyword, ()):
             found.append(
                 f"{path}:{number}: {words[0]} {args[0]} above the managed block applies to its hosts"
                 " (ssh uses the first value), so their host keys are not checked"
