@@ -276,3 +276,19 @@ def test_store_failures_are_one_helper_error():
                  lambda: store.clear("web", ["web-a"])):
         with pytest.raises(BreakerStoreError, match=" breaker of web: Could not connect"):
             call()
+
+
+@pytest.mark.parametrize("margin_s, heartbeat_timeout_s, at_s, expected", [
+    # Issue 19 item 24: margin 1800 s, HeartbeatTimeout 12 s (global 1200 s) gave up the moment a launch was held.
+    pytest.param(1800, 12, 1, Hold.ALERT_NEAR_TIMEOUT, id="the default margin on a short hook: clamped, held"),
+    pytest.param(1800, 12, 119, Hold.ALERT_NEAR_TIMEOUT, id="still held just before a tenth of the global"),
+    pytest.param(1800, 12, 120, Hold.LET_DEFAULT_APPLY, id="given up at a tenth of the global timeout"),
+    pytest.param(60, 12, 1079, Hold.HOLD, id="a small margin is used as written"),
+    pytest.param(60, 12, 1140, Hold.LET_DEFAULT_APPLY, id="a small margin gives up at global - margin"),
+])
+def test_a_margin_beyond_nine_tenths_of_the_global_timeout_is_clamped(margin_s, heartbeat_timeout_s, at_s, expected):
+    from helper.lifecycle.breaker import effective_margin_s
+
+    start = datetime(2026, 11, 27, 17, 0, tzinfo=timezone.utc)
+    assert effective_margin_s(1800, 1200) == 1080 and effective_margin_s(60, 1200) == 60
+    assert hold_decision_for_hook(start + timedelta(seconds=at_s), start, heartbeat_timeout_s, margin_s) is expected

@@ -212,7 +212,8 @@ def test_held_action_reaching_the_margin_is_alerted_once_then_gets_the_hooks_def
 
     consumer, _ = world.start_consumer(sandbox_time)
     (new,) = world.scale_to(3)
-    # Give up at 3000 - 2700 = 300 sandbox seconds (5 s real); alert in the 2700 s before that.
+    # Give up at 3000 - 2700 = 300 sandbox seconds (5 s real); alert in the 2700 s before that
+    # (2700 s is the largest margin a 3000 s global timeout takes unclamped: nine tenths).
     wait_for(lambda: new not in world.instances(), timeout_s=30, what="the hook's default result (ABANDON)")
     wait_for(lambda: counted(consumer, "adh_hold_timeouts_total", result="ABANDON") >= 1, what="counted")
     assert world.builds() == []
@@ -258,3 +259,21 @@ def test_a_dead_alert_target_is_counted_and_never_blocks_a_completion(world):
     assert counted(consumer, "adh_alerts_sent_total", target="webhook") == 0
     wait_for(lambda: counted(consumer, "adh_actions_held", site=SITE) == 1, what="the replacement held")
     assert len(world.builds()) == 1
+
+
+@pytest.mark.scenario(breaker={"margin_s": 60})
+def test_a_copy_with_a_past_time_does_not_start_the_hold_early(world):
+    """Issue 19 item 3: a copy of the genuine notification dated two hours ago made the held action take
+    its default result at once (the hook's global timeout is 3000 s). The hold counts from our own and SQS's clocks."""
+    BreakerStore(world.asg).write(SITE, [GROUP], BreakerState(State.OPEN, "v1", 3, "2026-11-27T17:00:00Z", "test"))
+    (new,) = world.scale_to(3)
+    body, receipt = world.take_notice(new)
+    body["Time"] = (datetime.now(timezone.utc) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(body))
+    world.sqs.delete_message(QueueUrl=world.queue_url, ReceiptHandle=receipt)  # only the copy reaches us
+    consumer, _ = world.start_consumer()
+    wait_for(lambda: counted(consumer, "adh_actions_held", site=SITE) == 1, what="the action held")
+    beats = counted(consumer, "adh_heartbeats_total")
+    wait_for(lambda: counted(consumer, "adh_heartbeats_total") >= beats + 3, what="three more rounds of the hold")
+    assert counted(consumer, "adh_hold_timeouts_total", result="ABANDON") == 0
+    assert new in world.instances("Pending:Wait"), "still held, not given its default result"

@@ -185,10 +185,26 @@ def hold_decision(now: datetime, action_started_at: datetime, global_timeout_s: 
     return Hold.HOLD
 
 
+# The margin is at most this fraction of a hook's global timeout. A margin at or beyond the
+# global timeout left no hold at all: every held action was given up the moment it was held, so
+# an open breaker abandoned a launch a second, faster churn than no breaker (issue 19 item 24).
+# Nine tenths keeps a tenth of the global timeout (100 x HeartbeatTimeout) as the hold: ten
+# heartbeat timeouts, at least 300 s on AWS, longer than a failing build takes to churn.
+MAX_MARGIN_FRACTION = 0.9
+
+
+def effective_margin_s(margin_s: float, global_timeout: float) -> float:
+    """lifecycle.breaker.margin_s as used for a hook with this global timeout: clamped, never refused,
+    since the hook's timeout is read from AWS at run time (doctor and the log say when it is clamped)."""
+    return min(margin_s, global_timeout * MAX_MARGIN_FRACTION)
+
+
 def hold_decision_for_hook(now: datetime, action_started_at: datetime, heartbeat_timeout_s: int,
                            margin_s: float) -> Hold:
-    """`hold_decision` for an action of a hook with this HeartbeatTimeout (AWS's global-timeout rule)."""
-    return hold_decision(now, action_started_at, global_timeout_s(heartbeat_timeout_s), margin_s)
+    """`hold_decision` for an action of a hook with this HeartbeatTimeout (AWS's global-timeout rule),
+    with the margin clamped to the hook."""
+    overall = global_timeout_s(heartbeat_timeout_s)
+    return hold_decision(now, action_started_at, overall, effective_margin_s(margin_s, overall))
 
 
 def seconds_left(now: datetime, action_started_at: datetime, global_timeout_s: float, margin_s: float) -> float:

@@ -7,9 +7,11 @@ breaker has closed, every action held for a (site, job) goes into one plan, one 
 action that nears its hook's global timeout is alerted once; at `global timeout - margin` it
 is completed with the hook's DefaultResult, by us, counted and logged.
 
-An action's start is its notification's time; an action found by reconciliation has none,
-and counts from when this consumer first held it (so its alert can come late: AWS's own
-global timeout then applies the same default result).
+An action's start never comes from message text: a copy of a genuine notification with a past
+`Time` made a held action take its default result at once (issue 19 item 3). It is the latest
+of when this consumer first saw the action and SQS's SentTimestamp of its messages. Later than
+the real start means our give-up can come after AWS's own global timeout, which then applies
+the same default result: late, never early.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from helper.aws.hook_timeouts import global_timeout_s
 from helper.lifecycle import alerts as texts
-from helper.lifecycle.breaker import Hold, hold_decision_for_hook, seconds_left
+from helper.lifecycle.breaker import Hold, effective_margin_s, hold_decision_for_hook, seconds_left
 from helper.lifecycle.breakers import SiteBreakers
 from helper.lifecycle.claims import Claims
 from helper.lifecycle.context import Context
@@ -56,6 +58,7 @@ class HeldActions:
         self._next_check: dict[str, float] = {}
         self._inbox: list[tuple[str, HeldAction]] = []  # from deployments' threads
         self._inbox_lock = threading.Lock()
+        self._clamp_logged: set[int] = set()  # heartbeat timeouts whose clamped margin was logged
 
     def __len__(self) -> int:
         with self._inbox_lock:
@@ -72,10 +75,16 @@ class HeldActions:
         for tracked in plan.tracked:
             if tracked.gone or tracked.rejected:
                 continue
-            started = tracked.action.notified_at or now
             with self._inbox_lock:
-                self._inbox.append((plan.site, HeldAction(tracked, plan.job, min(started, now))))
+                self._inbox.append((plan.site, HeldAction(tracked, plan.job, self.hold_start(tracked, now))))
             log.info("event=action_held site=%s action=%s", plan.site, tracked.action.reference())
+
+    def hold_start(self, tracked: Tracked, now: datetime) -> datetime:
+        """The latest moment we know of, from our own clock and SQS's, never from the message body."""
+        first_seen = now - timedelta(seconds=max(0.0, self.ctx.clock() - tracked.received_at))
+        sent = [datetime.fromtimestamp(m.sent_at_ms / 1000, timezone.utc) for m in tracked.take_messages()
+                if m.sent_at_ms > 0]
+        return min(now, max([first_seen, *sent]))
 
     def _take_inbox(self, now: float) -> None:
         with self._inbox_lock:
@@ -123,6 +132,12 @@ class HeldActions:
         """False when the action left the hold (completed with its default result)."""
         action, margin_s = h.tracked.action, self.ctx.config.breaker.margin_s
         heartbeat_timeout = self.ctx.autoscaling.heartbeat_timeout_s(action)
+        used_s = effective_margin_s(margin_s, global_timeout_s(heartbeat_timeout))
+        if used_s < margin_s and heartbeat_timeout not in self._clamp_logged:
+            self._clamp_logged.add(heartbeat_timeout)
+            log.warning("event=breaker_margin_clamped margin_s=%g used_s=%g heartbeat_timeout_s=%d "
+                        "fix=%r", margin_s, used_s, heartbeat_timeout,
+                        "lower lifecycle.breaker.margin_s below the hooks' global timeout (100 x HeartbeatTimeout)")
         decision = hold_decision_for_hook(wall, h.started_at, heartbeat_timeout, margin_s)
         if decision is Hold.HOLD:
             return True
@@ -130,7 +145,7 @@ class HeldActions:
         if decision is Hold.ALERT_NEAR_TIMEOUT:
             if not h.alerted:
                 h.alerted = True
-                left = seconds_left(wall, h.started_at, global_timeout_s(heartbeat_timeout), margin_s)
+                left = seconds_left(wall, h.started_at, global_timeout_s(heartbeat_timeout), used_s)
                 log.warning("event=held_near_timeout site=%s action=%s seconds_left=%d default=%s",
                             site, action.reference(), left, default)
                 self.breakers.alerts.send(texts.hold_near_timeout(site, action.group, action.instance_id,

@@ -25,6 +25,7 @@ from helper.errors import ConfigError, HelperError, OutputError
 from helper.files.safepath import read_text
 from helper.inventory.sshcheck import weakened_host_key_checking
 from helper.lifecycle.action import LAUNCHING, TERMINATING
+from helper.lifecycle.breaker import effective_margin_s
 from helper.setup.doctor_jenkins import check_jenkins
 from helper.setup.findings import FAIL, OK, WARN, Finding
 from helper.setup.hooks import Desired, Observed, desired
@@ -257,11 +258,12 @@ def check_breakers(breakers, lc: LifecycleConfig, config_path: str) -> list[Find
         elif s.reason.startswith("unreadable") or ": unreadable" in s.reason:
             found.append(Finding(WARN, "breaker", f"site {b.site}: {s.reason}",
                                  f"run: {PROG} breaker reset -c {config_path} --site {b.site}"))
-    hold_s = global_timeout_s(lc.hook_heartbeat_timeout_s) - 2 * lc.breaker.margin_s
-    if hold_s <= 0:
-        found.append(Finding(WARN, "breaker", f"lifecycle.breaker.margin_s {lc.breaker.margin_s:g} s is half the "
-                             f"hooks' global timeout or more: a held instance is alerted at once and given up early",
-                             "lower lifecycle.breaker.margin_s"))
+    overall = global_timeout_s(lc.hook_heartbeat_timeout_s)
+    used_s = effective_margin_s(lc.breaker.margin_s, overall)
+    if used_s < lc.breaker.margin_s:
+        found.append(Finding(WARN, "breaker", f"lifecycle.breaker.margin_s {lc.breaker.margin_s:g} s is more than "
+                             f"nine tenths of the hooks' global timeout ({overall:g} s): the consumer clamps it to "
+                             f"{used_s:g} s", f"set lifecycle.breaker.margin_s to {used_s:g} or less"))
     if not found:
         found.append(Finding(OK, "breaker", f"{len(breakers)} site(s), none open"))
     return found
