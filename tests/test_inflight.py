@@ -32,7 +32,7 @@ def test_first_admit_is_new_and_a_second_copy_is_a_duplicate_that_keeps_its_mess
     again, same = inflight.admit(action(), message(2))
     assert again == "duplicate" and same is tracked
     assert [m.message_id for m in tracked.take_messages()] == ["m1", "m2"]
-    assert inflight.covers(GROUP, INSTANCE, LAUNCHING) and len(inflight) == 1
+    assert inflight.covers(action()) and len(inflight) == 1
 
 
 def test_the_same_instance_terminating_is_another_action():
@@ -73,7 +73,7 @@ def test_done_only_after_completion():
     inflight = InFlight(FakeClock())
     _, tracked = inflight.admit(action(), message(1))
     inflight.finish(tracked, completed=False)  # released, or completion failed: the next copy must deploy
-    assert not inflight.covers(GROUP, INSTANCE, LAUNCHING) and len(inflight) == 0
+    assert not inflight.covers(action()) and len(inflight) == 0
     assert inflight.admit(action(), message(2))[0] == "new"
 
 
@@ -83,7 +83,7 @@ def test_finishing_a_stale_entry_leaves_the_current_one():
     inflight.finish(old, completed=False)
     _, current = inflight.admit(action(), message(2))
     inflight.finish(old, completed=False)
-    assert inflight.covers(GROUP, INSTANCE, LAUNCHING)
+    assert inflight.covers(action())
     inflight.finish(current, completed=False)
     assert len(inflight) == 0
 
@@ -134,3 +134,19 @@ def test_a_confirmed_reconciled_action_stays_served_until_a_token_is_confirmed()
     assert tracked.action.token is None and [c.action.token for c in tracked.unjudged()] == ["tok-a"]
     tracked.claims[1].confirmed = True
     assert tracked.action.token == "tok-a" and [m.message_id for m in tracked.messages] == ["m1"]
+
+
+def test_a_reconciled_warm_pool_entry_does_not_swallow_the_launch_out_of_the_pool():
+    """Issue 19 item 11: the instance's later launch out of the pool (a new token) was dropped as done."""
+    from dataclasses import replace
+
+    inflight = InFlight(FakeClock())
+    entry = replace(action(None), destination="WarmPool")  # reconciled at Warmed:Pending:Wait, no token
+    _, tracked = inflight.admit(entry, None)
+    inflight.finish(tracked, completed=True)
+    assert inflight.admit(replace(action("tok-entry"), destination="WarmPool"), message(1))[0] == "done", \
+        "a late copy of the entry's own notification is still done"
+    out = replace(action("tok-out"), origin="WarmPool", destination="AutoScalingGroup")
+    status, tracked = inflight.admit(out, message(2))
+    assert status == "new" and tracked.action.token == "tok-out"
+    assert inflight.covers(out) and not inflight.covers(entry)

@@ -204,7 +204,7 @@ class Consumer:
         seen: dict[tuple[str, str], float] = {}
         for w in waiting:
             key = (w.group, w.instance_id)
-            if self.inflight.covers(w.group, w.instance_id, reconciled_action(w).transition):
+            if self.inflight.covers(reconciled_action(w)):
                 continue
             seen[key] = self._waiting_seen.get(key, 0) + 1
             if seen[key] >= passes_needed:

@@ -29,9 +29,12 @@ class Admission(str, Enum):
     DONE = "done"  # completed lately: the message is only deleted
 
 
-def identity(action: LifecycleAction) -> tuple[str, str, str]:
-    # Not the token: a reconciled action has none, and must meet its notification.
-    return (action.group, action.instance_id, action.transition)
+def identity(action: LifecycleAction) -> tuple[str, str, str, bool]:
+    # Not the token: a reconciled action has none, and must meet its notification. Whether it
+    # goes into a warm pool is part of it: an instance's launch into the pool and its later
+    # launch out of it are two actions of one transition, and a reconciled (tokenless)
+    # completion of the first must not swallow the second (issue 19 item 11).
+    return (action.group, action.instance_id, action.transition, action.launching and action.into_warm_pool)
 
 
 @dataclass
@@ -165,9 +168,9 @@ class InFlight:
                 while len(self._done) > RECENTLY_DONE_MAX:
                     self._done.popitem(last=False)
 
-    def covers(self, group: str, instance_id: str, transition: str) -> bool:
+    def covers(self, action: LifecycleAction) -> bool:
         with self._lock:
-            return (group, instance_id, transition) in self._tracked
+            return identity(action) in self._tracked
 
     def __len__(self) -> int:
         with self._lock:
