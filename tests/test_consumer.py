@@ -79,11 +79,15 @@ def test_two_consumers_on_one_queue_start_no_duplicate_build(world):
 
 
 def test_jenkins_down_for_a_while_is_waited_out_and_the_action_completed(world):
-    world.start_consumer()
+    consumer, _ = world.start_consumer()
     world.jenkins.down(for_s=2.0)
     new = world.scale_to(3)
     wait_for(lambda: world.all_in_service(new), timeout_s=30, what="CONTINUE after Jenkins came back")
     assert len(world.builds()) == 1
+    # Issue 19 item 19: asked with back-off, not every 0.05 s poll (about 40 asks in 2 s before),
+    # while the heartbeats (every 0.2 s) kept their own time through the outage.
+    assert 1 <= counted(consumer, "jenkins_errors") <= 12, counted(consumer, "jenkins_errors")
+    assert counted(consumer, "actions_gone") == 0
 
 
 def test_throttled_auto_scaling_calls_still_complete(world):

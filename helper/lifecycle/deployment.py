@@ -25,6 +25,16 @@ from helper.lifecycle.plan import (BREAKER_OPEN, UNREACHABLE, Ending, Finished, 
 
 log = logging.getLogger(__name__)
 
+# Asking a Jenkins that is down or lacks the job again every poll interval logged a line (and
+# made a request) per interval for as long as it lasted (issue 19 item 19): each failure in a
+# row doubles the wait, up to this. A minute keeps a recovered Jenkins found soon enough.
+JENKINS_RETRY_MAX_S = 60.0
+
+
+def jenkins_retry_s(poll_interval_s: float, failures: int) -> float:
+    """When to ask Jenkins again after `failures` failed asks in a row: doubling, capped."""
+    return min(JENKINS_RETRY_MAX_S, poll_interval_s * 2.0 ** min(failures - 1, 32))
+
 
 class Deployment:
     def __init__(self, ctx: Context, plan: Plan) -> None:
@@ -153,10 +163,11 @@ class Deployment:
     def follow(self) -> Ending:
         clock, cfg = self.ctx.clock, self.ctx.config
         last_answer = clock()
+        failures, ask_at = 0, clock()  # Jenkins is asked again at ask_at: later after each failure in a row
         while True:
             now = clock()
             self._check_states()
-            self.housekeeping(now)
+            self.housekeeping(now)  # every round, whatever Jenkins does: heartbeats keep their own time
             if not self._live():
                 if self.queue_id is not None and self.build_number is None:
                     self._cancel_quietly()
@@ -168,23 +179,32 @@ class Deployment:
                 last_answer = clock()  # Jenkins is not asked yet: its deadline has not started
                 self.ctx.release.wait(cfg.poll_interval_s)
                 continue
+            if now < ask_at:
+                self.ctx.release.wait(min(cfg.poll_interval_s, ask_at - now))
+                continue
             try:
                 ending = self._poll()
-                last_answer = clock()
+                last_answer, failures = clock(), 0
                 if ending is not None:
                     return ending
-            except JobMissing as exc:
+            except JenkinsUnavailable as exc:  # JobMissing too: someone may be creating the job
+                failures += 1
                 self.ctx.metrics.jenkins_errors.inc()
-                self.ctx.metrics.job_missing.inc()
-                log.error("event=jenkins_job_missing site=%s job=%s error=%r fix=%r", self.plan.site,
-                          self.plan.job, str(exc), "create the job or fix lifecycle.jenkins.job (see doctor)")
+                missing = isinstance(exc, JobMissing)
+                if missing:
+                    self.ctx.metrics.job_missing.inc()
+                if failures & (failures - 1) == 0:  # the 1st, 2nd, 4th, 8th... failure in a row: a line per step
+                    log.log(logging.ERROR if missing else logging.WARNING,
+                            "event=%s site=%s job=%s attempt=%d error=%r fix=%r",
+                            "jenkins_job_missing" if missing else "jenkins_unavailable", self.plan.site,
+                            self.plan.job, failures, str(exc),
+                            "create the job or fix lifecycle.jenkins.job (see doctor)" if missing
+                            else "check that Jenkins is up and reachable (see doctor)")
                 if clock() - last_answer > cfg.jenkins_deadline_s:
                     return Finished(UNREACHABLE)
-            except JenkinsUnavailable as exc:
-                self.ctx.metrics.jenkins_errors.inc()
-                log.warning("event=jenkins_unavailable site=%s error=%r", self.plan.site, str(exc))
-                if clock() - last_answer > cfg.jenkins_deadline_s:
-                    return Finished(UNREACHABLE)
+                ask_at = clock() + jenkins_retry_s(cfg.poll_interval_s, failures)
+                continue
+            ask_at = clock() + cfg.poll_interval_s
             self.ctx.release.wait(cfg.poll_interval_s)
 
     def _cancel_quietly(self) -> None:
