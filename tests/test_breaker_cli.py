@@ -96,7 +96,7 @@ def test_breaker_calls_are_in_the_consumer_and_setup_policies(setup, aws, tmp_pa
     breakers = SiteBreakers.from_clients(config.lifecycle, clients.autoscaling, CollectorRegistry(),
                                          str(tmp_path / "revisions"), sns_client=clients.client("sns"))
     for _ in range(3):  # opens, and alerts
-        breakers.record("web", "FAILURE", "http://ci/job/deploy/1/")
+        breakers.record("web", "FAILURE", "http://ci/job/deploy/1/", "v1")
     assert breakers.state("web").is_open
     breakers.close(10.0)
     assert breakers.alerts.sent == 1

@@ -61,13 +61,13 @@ def breakers(tmp_path):
     ("ABORTED", False), ("NOT_BUILT", False), ("CANCELLED", False), ("UNREACHABLE", False),
 ])
 def test_which_results_count_as_failures(breakers, result, counts):
-    breakers.record("web", result, "http://ci/job/deploy/1/")
+    breakers.record("web", result, "http://ci/job/deploy/1/", "v2")
     assert breakers.store.tags.get("web", CLOSED).failures == (1 if counts else 0)
 
 
 def test_three_failures_of_the_recorded_revision_open_it_once_with_one_alert(breakers):
     for n in range(4):
-        breakers.record("web", "FAILURE", f"http://ci/job/deploy/{n}/")
+        breakers.record("web", "FAILURE", f"http://ci/job/deploy/{n}/", "v2")
     state = breakers.store.tags["web"]
     assert (state.state, state.revision, state.failures) == (State.OPEN, "v2", 4)
     assert breakers.alerts.sent == ["breaker_opened"]
@@ -76,7 +76,7 @@ def test_three_failures_of_the_recorded_revision_open_it_once_with_one_alert(bre
 
 def test_a_full_deploy_recording_another_revision_closes_it_on_the_next_read(breakers):
     for _ in range(3):
-        breakers.record("web", "FAILURE", None)
+        breakers.record("web", "FAILURE", None, "v2")
     assert breakers.state("web").is_open
     revision.record(str(breakers.tmp), "web", "v3")
     closed = breakers.state("web", held=2)
@@ -89,7 +89,7 @@ def test_a_full_deploy_recording_another_revision_closes_it_on_the_next_read(bre
 
 def test_a_failed_tag_read_keeps_the_last_state_seen(breakers):
     for _ in range(3):
-        breakers.record("web", "FAILURE", None)
+        breakers.record("web", "FAILURE", None, "v2")
     assert breakers.state("web").is_open
     breakers.store.failing = True
     assert breakers.state("web").is_open, "an Auto Scaling outage does not let a bad revision loop"
@@ -100,5 +100,16 @@ def test_a_failed_tag_read_keeps_the_last_state_seen(breakers):
 def test_without_a_recorded_revision_failures_still_count(breakers, tmp_path):
     breakers.revision_dir = None
     for _ in range(3):
-        breakers.record("web", "FAILURE", None)
+        breakers.record("web", "FAILURE", None, "")
     assert breakers.store.tags["web"].is_open and breakers.store.tags["web"].revision == ""
+
+
+def test_a_failure_counts_against_the_revision_the_build_deployed_not_the_one_recorded_since(breakers):
+    """Issue 19 item 12: a full deploy recorded v3 while v2's scale-up builds failed: v3 never failed."""
+    for _ in range(2):
+        breakers.record("web", "FAILURE", None, "v2")
+    revision.record(str(breakers.tmp), "web", "v3")
+    state = breakers.record("web", "FAILURE", None, "v2")
+    assert (state.revision, state.failures, state.is_open) == ("v2", 3, True)
+    assert breakers.record("web", "FAILURE", None, None) is None, "a build whose revision nobody knows counts nothing"
+    assert breakers.store.tags["web"].failures == 3

@@ -141,15 +141,20 @@ class SiteBreakers:
 
     # --- build results -------------------------------------------------------------------------
 
-    def record(self, site: str, result: str, build_url: str | None) -> BreakerState | None:
-        """Count a finished scale-up build of the site; None when its result says nothing of the revision."""
+    def record(self, site: str, result: str, build_url: str | None, deployed: str | None) -> BreakerState | None:
+        """Count a finished scale-up build of the site against the revision it deployed; None when its
+        result says nothing of a revision, or nobody knows which it deployed (`deployed` None).
+
+        `deployed` is the site's recorded revision when the build started ("" when none was
+        recorded): a scale-up build installs that one. The revision recorded when the result
+        arrives may be a full deploy's newer one, which this build never ran (issue 19 item 12).
+        """
         succeeded = COUNTED_RESULTS.get(result)
-        if succeeded is None:
+        if succeeded is None or deployed is None:
             return None
         with self._lock:
             before = self._read(site)
-            rev = self.recorded_revision(site) or ""
-            state, event = on_result(before, rev, succeeded, self.config.breaker.failures,
+            state, event = on_result(before, deployed, succeeded, self.config.breaker.failures,
                                      detail=f"{result} {build_url or ''}".strip(), now=self.wall())
             if state != before:
                 self._write(site, state)

@@ -43,6 +43,9 @@ class Deployment:
         self.claims = Claims(ctx)
         self.queue_id: int | None = None
         self.build_number: int | None = None
+        # The site's recorded revision when we saw the build start: what a scale-up build installs.
+        # None for a build that started unseen (adopted running): the breaker then does not count it.
+        self.revision_at_start: str | None = None
         self._checked = plan.checked
 
     # --- the parameters a scale-up build gets -----------------------------------
@@ -157,6 +160,8 @@ class Deployment:
             return None
         if progress.build_number is not None and self.build_number is None:
             self.build_number = progress.build_number
+            if self.ctx.breakers is not None:
+                self.revision_at_start = self.ctx.breakers.recorded_revision(self.plan.site) or ""
             log.info("event=build_started site=%s job=%s build=%d", self.plan.site, self.plan.job, self.build_number)
         return None if progress.result is None else Finished(progress.result)
 
@@ -245,7 +250,7 @@ class Deployment:
         url = self.ctx.jobs.build_url(self.plan.job, self.build_number)
         ours = [t for t in completed if not t.gone]
         if ours and self.build_number is not None:
-            breakers.record(self.plan.site, outcome, url)
+            breakers.record(self.plan.site, outcome, url, self.revision_at_start)
         if self.result_for(outcome) == "ABANDON":
             for tracked in ours:
                 breakers.abandoned(self.plan.site, tracked.action.group, tracked.action.instance_id, outcome, url)
