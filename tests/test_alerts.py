@@ -279,3 +279,21 @@ def test_no_target_sends_nothing_and_an_sns_target_needs_a_client():
     assert alerts.close(1.0)
     with pytest.raises(ValueError):
         Alerts(AlertTargets(sns_topic_arn="arn:aws:sns:us-east-1:123456789012:x"))
+
+
+def test_a_webhook_that_dribbles_never_silences_sns_and_each_delivery_has_a_deadline(topic, webhook, alerts_factory):
+    """Issue 19 item 8: a webhook answering a byte every 3 s held the one worker, and every later alert,
+    SNS too, was dropped. Each target has its own worker, and a webhook delivery its own whole deadline."""
+    sns, sqs, arn, queues = topic
+    webhook.slow = True  # answers nothing until released: no per-read timeout (5 s here) fires first
+    alerts = alerts_factory(AlertTargets(sns_topic_arn=arn, webhook_url=webhook.url), sns=sns,
+                            webhook_timeout_s=(0.5, 5.0), webhook_deadline_s=0.3)
+    sent = [OPENED, abandoned("web", "web-asg", "i-0abc", "FAILURE", "https://ci/job/deploy/12/"), OPENED]
+    started = time.monotonic()
+    for alert in sent:
+        assert alerts.send(alert)
+    assert receive_all(sqs, queues["raw"], 3) == [a.plain() for a in sent]  # SNS is not behind the webhook
+    wait_for(lambda: alerts.failed == 3, "each webhook delivery given up at its deadline")
+    assert time.monotonic() - started < 3.0, "three deadlines of 0.3 s, not three read timeouts of 5 s"
+    assert alerts.close(2.0)
+    webhook.release.set()

@@ -1,10 +1,13 @@
 """Telling a person: a breaker opened or closed, an instance was abandoned, a held action
 nears its timeout. Sent to an SNS topic and/or a Slack-compatible webhook.
 
-Sending never blocks a completion: `send()` puts the alert on a bounded queue and returns;
-one daemon worker delivers. A full queue drops the alert (counted, logged); a failing target
-is logged and counted, never retried (a retrying worker would back up behind a dead target,
-and the next alert says the same thing anyway).
+Sending never blocks a completion: `send()` puts the alert on a bounded queue per target and
+returns; one daemon worker per target delivers, so a slow webhook never delays (or, its queue
+full, silences) SNS. A full queue drops the alert (counted, logged); a failing target is logged
+and counted, never retried (a retrying worker would back up behind a dead target, and the next
+alert says the same thing anyway). A webhook delivery has a whole-response deadline: requests'
+read timeout is per read, and a server that answers one byte every 3 s held the worker for
+good (issue 19 item 8).
 
 Webhook URLs allowed: `https://` to any host, or `http://` to the loopback addresses
 127.0.0.1 and [::1] only (a local relay, the tests). Plain http elsewhere would send the
@@ -43,6 +46,10 @@ QUEUE_SIZE = 100
 # (connect, read): a webhook answers in well under a second; a slow one must not hold the
 # worker, and with it every later alert, for long.
 WEBHOOK_TIMEOUT_S = (3.0, 5.0)
+# The whole delivery, however the server dribbles its answer. Past it the POST is given up
+# (counted as failed); while one given-up POST still hangs, later ones fail at once instead of
+# piling up threads on a hostile server.
+WEBHOOK_DEADLINE_S = 10.0
 # A value from outside is cut here: a build URL or a reason is readable, a 1 MB one is not.
 MAX_VALUE_CHARS = 300
 # SNS: subjects are ASCII, one line, under 100 characters.
@@ -179,7 +186,8 @@ _STOP = object()
 class Alerts:
     def __init__(self, targets: AlertTargets, sns=None, session: requests.Session | None = None,
                  counters: AlertCounters | None = None, queue_size: int = QUEUE_SIZE,
-                 webhook_timeout_s: tuple[float, float] = WEBHOOK_TIMEOUT_S) -> None:
+                 webhook_timeout_s: tuple[float, float] = WEBHOOK_TIMEOUT_S,
+                 webhook_deadline_s: float = WEBHOOK_DEADLINE_S) -> None:
         if targets.sns_topic_arn and sns is None:
             raise ValueError("an SNS topic needs an SNS client")
         self.targets = targets
@@ -187,26 +195,20 @@ class Alerts:
         self._session = session or requests.Session()
         self._counters = counters or AlertCounters()
         self._timeout = webhook_timeout_s
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._deadline_s = webhook_deadline_s
+        self._stuck: threading.Thread | None = None  # a webhook POST given up at its deadline, still hanging
         self._lock = threading.Lock()  # the counters
         self._send_lock = threading.Lock()
         self._closed = False
         self._abandon = threading.Event()  # close() ran out of time: drop the rest
         self.sent = self.failed = self.dropped = 0
-        self._worker = threading.Thread(target=self._work, name="alerts", daemon=True)
-        self._worker.start()
-
-    @classmethod
-    def from_settings(cls, targets: AlertTargets, region: str, counters: AlertCounters | None = None) -> "Alerts":
-        import boto3
-        from botocore.config import Config
-
-        sns = None
-        if targets.sns_topic_arn:
-            # Short timeouts and few retries: the worker must not sit on one publish for minutes.
-            sns = boto3.client("sns", region_name=region, config=Config(
-                connect_timeout=3, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}))
-        return cls(targets, sns=sns, counters=counters)
+        deliver = {SNS: self._deliver_sns, WEBHOOK: self._deliver_webhook}
+        wanted = [t for t, on in ((SNS, targets.sns_topic_arn), (WEBHOOK, targets.webhook_url)) if on]
+        self._queues = {t: queue.Queue(maxsize=queue_size) for t in wanted}
+        self._workers = [threading.Thread(target=self._work, args=(self._queues[t], deliver[t]),
+                                          name=f"alerts-{t}", daemon=True) for t in wanted]
+        for worker in self._workers:
+            worker.start()
 
     def _count(self, name: str, target: str | None = None) -> None:
         with self._lock:
@@ -216,80 +218,97 @@ class Alerts:
             (counter.labels(target=target) if target else counter).inc()
 
     def send(self, alert: Alert) -> bool:
-        """Queue the alert; never blocks. False when it was dropped."""
-        if not (self.targets.sns_topic_arn or self.targets.webhook_url):
+        """Queue the alert for each target; never blocks. False when any target dropped it."""
+        if not self._queues:
             return False
-        try:
-            with self._send_lock:  # nothing slips in behind close()'s stop marker
-                if self._closed:
-                    raise queue.Full
-                self._queue.put_nowait(alert)
-            return True
-        except queue.Full:
-            self._count("dropped")
-            log.warning("event=alert_dropped kind=%s site=%s", alert.kind, alert.site)
-            return False
+        queued = True
+        with self._send_lock:  # nothing slips in behind close()'s stop marker
+            for target, waiting in self._queues.items():
+                try:
+                    if self._closed:
+                        raise queue.Full
+                    waiting.put_nowait(alert)
+                except queue.Full:
+                    queued = False
+                    self._count("dropped")
+                    log.warning("event=alert_dropped target=%s kind=%s site=%s", target, alert.kind, alert.site)
+        return queued
 
-    def _work(self) -> None:
+    def _work(self, waiting: queue.Queue, deliver) -> None:
         while True:
-            alert = self._queue.get()
+            alert = waiting.get()
             if alert is _STOP:
                 return
             if self._abandon.is_set():
-                self._drop_rest(alert)
+                self._drop_rest(waiting)
                 return
-            self._deliver(alert)
+            deliver(alert)
 
-    def _drop_rest(self, alert: Alert) -> None:
+    def _drop_rest(self, waiting: queue.Queue) -> None:
         self._count("dropped")
         while True:
             try:
-                alert = self._queue.get_nowait()
+                alert = waiting.get_nowait()
             except queue.Empty:
                 return
             if alert is not _STOP:
                 self._count("dropped")
 
-    def _deliver(self, alert: Alert) -> None:
+    def _deliver_sns(self, alert: Alert) -> None:
         # Here, not at the top: the config checks a webhook URL with this module, and reading a
         # config (every scale-up build does) must not load botocore (tests/test_edges.py).
         from botocore.exceptions import BotoCoreError, ClientError
 
-        if self.targets.sns_topic_arn:
-            try:
-                self._sns.publish(TopicArn=self.targets.sns_topic_arn, Subject=alert.subject(),
-                                  Message=alert.plain())
-                self._count("sent", SNS)
-            except (ClientError, BotoCoreError) as exc:
-                self._count("failed", SNS)
-                log.warning("event=alert_failed target=sns kind=%s site=%s error=%s",
-                            alert.kind, alert.site, type(exc).__name__)
-        if self.targets.webhook_url:
-            origin = safe_origin(self.targets.webhook_url)
-            try:
-                reply = self._session.post(self.targets.webhook_url, json={"text": alert.slack()},
-                                           timeout=self._timeout, allow_redirects=False, stream=True)
-                reply.close()  # the body is of no use to us, and may be large
-                if not 200 <= reply.status_code < 300:
-                    raise requests.HTTPError(f"HTTP {reply.status_code}")
-                self._count("sent", WEBHOOK)
-            except requests.RequestException as exc:
-                self._count("failed", WEBHOOK)
-                status = exc.args[0] if isinstance(exc, requests.HTTPError) else type(exc).__name__
-                log.warning("event=alert_failed target=webhook url=%s kind=%s site=%s error=%s",
-                            origin, alert.kind, alert.site, status)
+        try:
+            self._sns.publish(TopicArn=self.targets.sns_topic_arn, Subject=alert.subject(), Message=alert.plain())
+            self._count("sent", SNS)
+        except (ClientError, BotoCoreError) as exc:
+            self._count("failed", SNS)
+            log.warning("event=alert_failed target=sns kind=%s site=%s error=%s",
+                        alert.kind, alert.site, type(exc).__name__)
+
+    def _post(self, alert: Alert, outcome: list) -> None:
+        try:
+            reply = self._session.post(self.targets.webhook_url, json={"text": alert.slack()},
+                                       timeout=self._timeout, allow_redirects=False, stream=True)
+            reply.close()  # the body is of no use to us, and may be large
+            if not 200 <= reply.status_code < 300:
+                raise requests.HTTPError(f"HTTP {reply.status_code}")
+            outcome.append(None)
+        except requests.RequestException as exc:
+            outcome.append(exc.args[0] if isinstance(exc, requests.HTTPError) else type(exc).__name__)
+
+    def _deliver_webhook(self, alert: Alert) -> None:
+        outcome: list = []
+        if self._stuck is not None and self._stuck.is_alive():
+            outcome.append("an earlier delivery is still past its deadline")
+        else:
+            post = threading.Thread(target=self._post, args=(alert, outcome), name="alerts-webhook-post", daemon=True)
+            post.start()
+            post.join(self._deadline_s)
+            if post.is_alive():
+                self._stuck = post
+                outcome.append(f"no full answer within {self._deadline_s:g} s")
+        if outcome and outcome[0] is None:
+            self._count("sent", WEBHOOK)
+            return
+        self._count("failed", WEBHOOK)
+        log.warning("event=alert_failed target=webhook url=%s kind=%s site=%s error=%s",
+                    safe_origin(self.targets.webhook_url), alert.kind, alert.site, outcome[0])
 
     def close(self, timeout_s: float) -> bool:
         """Deliver what is queued for up to `timeout_s`, then stop. True when all was delivered."""
         with self._send_lock:
             self._closed = True
         deadline = time.monotonic() + timeout_s
-        try:
-            self._queue.put(_STOP, timeout=timeout_s)
-        except queue.Full:
-            pass
-        self._worker.join(max(0.0, deadline - time.monotonic()))
-        if self._worker.is_alive():
+        for waiting in self._queues.values():
+            try:
+                waiting.put(_STOP, timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Full:
+                pass
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if any(worker.is_alive() for worker in self._workers):
             # Out of time: after its current delivery the worker drops (and counts) what is
             # left and exits. A daemon thread, so it never holds up the process either way.
             self._abandon.set()
