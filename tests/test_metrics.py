@@ -185,3 +185,39 @@ def test_default_server_bounds_its_handlers_and_their_wait():
     from helper.lifecycle.metrics import MAX_CONNECTIONS as DEFAULT_MAX, REQUEST_TIMEOUT_S
 
     assert 1 <= DEFAULT_MAX <= 64 and 0 < REQUEST_TIMEOUT_S <= 30
+
+
+def test_clients_trickling_inside_the_read_timeout_cannot_hold_the_server(guarded):
+    """Issue 19 item 13: eight clients sending a byte just inside the read timeout blocked /metrics and /healthz."""
+    import threading
+    import time
+
+    from tests.polling import wait_for
+
+    stop, closed = threading.Event(), []
+
+    def trickle() -> None:
+        conn = socket.create_connection(("127.0.0.1", guarded.port), timeout=5)
+        try:
+            for byte in b"GET /metrics HTTP/1.0\r\nX-Slow: " + b"a" * 1000:
+                if stop.is_set():
+                    return
+                conn.sendall(bytes([byte]))
+                time.sleep(IDLE_TIMEOUT_S / 3)  # the client's own pace, inside the server's read timeout
+        except OSError:
+            closed.append(True)  # the server hung up on it
+        finally:
+            conn.close()
+
+    slow = [threading.Thread(target=trickle, daemon=True) for _ in range(2 * MAX_CONNECTIONS)]
+    for t in slow:
+        t.start()
+    try:
+        wait_for(lambda: server_threads() >= MAX_CONNECTIONS, what="the slow clients hold every slot")
+        started = time.monotonic()
+        reply = requests.get(f"http://127.0.0.1:{guarded.port}/healthz", timeout=10)
+        assert reply.status_code == 200
+        assert time.monotonic() - started < 10 * IDLE_TIMEOUT_S, "answered within a few request deadlines"
+        wait_for(lambda: len(closed) >= MAX_CONNECTIONS, what="slow clients hung up at their deadline", timeout_s=10)
+    finally:
+        stop.set()

@@ -12,6 +12,8 @@ outside go to the log, where helper/logfmt.py quotes them.
 
 from __future__ import annotations
 
+import socket
+import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -95,12 +97,20 @@ class Metrics:
 
 class BoundedHTTPServer(ThreadingHTTPServer):
     """A thread per connection, but at most `max_connections` of them: the accept loop waits
-    for a free slot, so connections beyond the cap stay in the listen queue, not in memory."""
+    for a free slot, so connections beyond the cap stay in the listen queue, not in memory.
+
+    Each connection also has a whole-request deadline: the handler's socket timeout bounds one
+    read, and a client sending a byte just inside it held its slot for good, so eight of them
+    blocked /metrics and /healthz (issue 19 item 13). At the deadline the socket is shut down,
+    the handler's read fails, and the slot is free again.
+    """
 
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address: tuple[str, int], handler: Callable, max_connections: int) -> None:
+    def __init__(self, address: tuple[str, int], handler: Callable, max_connections: int,
+                 deadline_s: float) -> None:
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._deadline_s = deadline_s
         super().__init__(address, handler)
 
     def process_request(self, request, client_address) -> None:
@@ -114,10 +124,28 @@ class BoundedHTTPServer(ThreadingHTTPServer):
             raise
 
     def process_request_thread(self, request, client_address) -> None:
+        cutoff = threading.Timer(self._deadline_s, _hang_up, args=(request,))
+        cutoff.daemon = True
         try:
+            cutoff.start()
             super().process_request_thread(request, client_address)
         finally:
+            cutoff.cancel()
             self._slots.release()
+
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up, or that we hung up on at its deadline, is not worth a traceback
+        on stderr (socketserver's default); anything else still gets one."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+def _hang_up(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # closed already: the request ended just now
+        pass
 
 
 class MetricsServer:
@@ -152,7 +180,8 @@ class MetricsServer:
                 pass
 
         self.stall_after_s = stall_after_s
-        self._server = BoundedHTTPServer((host, port), Handler, max_connections)
+        # The whole request gets twice one read's timeout: a scrape is one short request.
+        self._server = BoundedHTTPServer((host, port), Handler, max_connections, deadline_s=2 * request_timeout_s)
         self.port = self._server.server_address[1]
         # A short poll interval so stop() returns promptly (the default is half a second).
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
