@@ -38,7 +38,6 @@ def _in_sync(**changes) -> Observed:
 
 @pytest.mark.parametrize("seen, expected", [
     (_in_sync(), []),
-    (_in_sync(hook={"NotificationTargetARN": "arn:aws:sqs:us-east-1:123456789012:other"}), ["update_hook"]),
     (_in_sync(hook={"HeartbeatTimeout": 30}), ["update_hook"]),
     (_in_sync(hooks={"web-asg": ()}), ["create_hook"]),
     (_in_sync(queue={**WANT.queue_attributes(), "VisibilityTimeout": "300"}), []),  # longer is fine
@@ -48,7 +47,7 @@ def _in_sync(**changes) -> Observed:
     (_in_sync(dlq=None), ["create_queue"]),
     (_in_sync(role=None), ["create_role"]),
     (_in_sync(role=ObservedRole(WANT.trust_policy(), {}, managed=True)), ["update_role_policy"]),
-], ids=["in-sync", "other-queue", "short-heartbeat", "no-hook", "longer-visibility", "short-visibility",
+], ids=["in-sync", "short-heartbeat", "no-hook", "longer-visibility", "short-visibility",
         "no-redrive", "no-queue", "no-dlq", "no-role", "no-inline-policy"])
 def test_plan_install_changes_only_what_differs(seen, expected):
     assert [c.action for c in plan_install(WANT, seen)] == expected
@@ -193,13 +192,27 @@ def test_dry_run_prints_one_line_per_change_and_changes_nothing(world, aws, caps
     assert _state(aws) == before
 
 
-def test_install_repairs_a_hook_pointing_at_another_queue(world, aws, capsys):
+def test_a_same_named_hook_of_someone_else_is_neither_retargeted_nor_removed():
+    """Issue 19 item 18: install retargeted and remove deleted a hook that pointed at another queue."""
+    seen = _in_sync(hook={"NotificationTargetARN": "arn:aws:sqs:us-east-1:123456789012:other",
+                          "RoleARN": "arn:aws:iam::123456789012:role/someone-elses"})
+    for plan in (plan_install, plan_remove):
+        with pytest.raises(HelperError, match="hook web-asg/deploy-on-launch exists and notifies .* left alone"):
+            plan(WANT, seen)
+    # Notifying our queue, it is ours whatever role it was made with: brought in line.
+    ours = _in_sync(hook={"RoleARN": "arn:aws:iam::123456789012:role/made-by-hand"})
+    assert [c.action for c in plan_install(WANT, ours)] == ["update_hook"]
+
+
+def test_install_leaves_a_hook_pointing_at_another_queue_alone(world, aws, capsys):
     _run(capsys, "hooks", "install", "-c", world)
     other = fleet.lifecycle_queue(aws, REGION, "other")[1]
     fleet.launch_hook(aws, REGION, "web-asg", other)
-    code, out = _run(capsys, "hooks", "install", "-c", world)
-    assert out[0].startswith("update hook web-asg/deploy-on-launch: NotificationTargetARN arn:aws:sqs:us-east-1:")
-    assert _state(aws)["hooks"][("web-asg", "deploy-on-launch")]["NotificationTargetARN"].endswith(":deploy-hooks")
+    for command in ("install", "remove"):
+        code = main(["hooks", command, "-c", world])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 1 and len(err) == 1 and "hook web-asg/deploy-on-launch exists" in err[0], err
+    assert _state(aws)["hooks"][("web-asg", "deploy-on-launch")]["NotificationTargetARN"] == other
 
 
 def _drain(aws, name: str = "deploy-hooks") -> str:

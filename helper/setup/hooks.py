@@ -253,12 +253,30 @@ def _role_changes(want: Desired, seen: ObservedRole | None) -> list[Change]:
     return changes
 
 
+def _foreign_hook(want: Desired, spec: HookSpec, seen: dict | None) -> HelperError | None:
+    """A same-named hook that notifies another target is someone else's: install retargeted it and
+    remove deleted it (issue 19 item 18). Hooks carry no tags, so its target says whose it is: a
+    hook that notifies our queue feeds our consumer, and its role (another one made by hand, say)
+    is brought in line like any other setting."""
+    if seen is None:
+        return None
+    target, role = seen.get("NotificationTargetARN"), seen.get("RoleARN")
+    if target == want.queue_arn():
+        return None
+    return HelperError(f"hook {spec.group}/{spec.name} exists and notifies {target or 'nothing'} with role "
+                       f"{role or 'none'}, not queue {want.queue} with role {want.role}, so it is left alone; "
+                       "set lifecycle.hook_name (or terminate_hook_name) to another name, or remove that hook yourself")
+
+
 def _hook_changes(want: Desired, spec: HookSpec, seen: dict | None) -> list[Change]:
     wanted = {"LifecycleTransition": spec.transition, "NotificationTargetARN": want.queue_arn(),
               "RoleARN": want.role_arn, "HeartbeatTimeout": spec.heartbeat_timeout_s,
               "DefaultResult": spec.default_result}
     params = {"AutoScalingGroupName": spec.group, "LifecycleHookName": spec.name, **wanted}
     subject = f"hook {spec.group}/{spec.name}"
+    foreign = _foreign_hook(want, spec, seen)
+    if foreign is not None:
+        raise foreign
     if seen is None:
         return [Change("create_hook", subject, f"{spec.transition.split(':')[1]} -> queue {want.queue}, "
                        f"heartbeat {spec.heartbeat_timeout_s} s, default {spec.default_result}", params)]
@@ -296,6 +314,10 @@ def _queue_deletion(name: str, what: str, attributes: dict[str, str], managed: b
 def plan_remove(want: Desired, seen: Observed, force: bool = False) -> list[Change]:
     """The reverse order: nothing may point at what is already gone. Every refusal is raised
     here, before anything is deleted; `force` lets a queue go with its messages."""
+    for spec in want.hooks:
+        foreign = _foreign_hook(want, spec, seen.hook(spec.group, spec.name))
+        if foreign is not None:
+            raise foreign
     changes = [Change("delete_hook", f"hook {s.group}/{s.name}", s.transition.split(":")[1],
                       {"AutoScalingGroupName": s.group, "LifecycleHookName": s.name})
                for s in want.hooks if seen.hook(s.group, s.name) is not None]
