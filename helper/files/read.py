@@ -58,21 +58,21 @@ def _read_at_most(fd: int, limit_bytes: int) -> bytes:
 
 
 def read_regular(path: str | os.PathLike, limit_bytes: int, *, follow_links: bool = True,
-                 check: Callable[[os.stat_result], None] | None = None) -> bytes | None:
+                 check: Callable[[os.stat_result], None] | None = None, dir_fd: int | None = None) -> bytes | None:
     """The bytes of the regular file at `path`, or None when there is none.
 
     Never opens a device or FIFO (stat first, and O_NONBLOCK in case one is swapped in before
     the open), never reads more than `limit_bytes`, and with follow_links=False never follows
     a link (O_NOFOLLOW: for a path whose links were already checked). `check` sees the opened
     file's stat (its mode, not that of whatever the path names a moment later) before reading.
-    Raises Unreadable.
+    `dir_fd`: `path` is a name in that open directory (the writer's *at() calls). Raises Unreadable.
     """
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
     try:
-        refused = not_regular((os.stat if follow_links else os.lstat)(path).st_mode)
+        refused = not_regular(os.stat(path, dir_fd=dir_fd, follow_symlinks=follow_links).st_mode)
         if refused:
             raise Unreadable(refused)
-        fd = os.open(path, flags)
+        fd = os.open(path, flags, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     except OSError as exc:
