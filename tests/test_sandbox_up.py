@@ -370,3 +370,45 @@ def test_the_demo_shows_a_new_instance_outside_its_load_balancer_until_its_deplo
     line = listed(new_id)
     assert " InService " in line and line.endswith(" load_balancer=in"), line
     assert " revision=none yet" not in line
+
+
+# --- issue 19 items 10 and 23: the sandbox's own files are read as untrusted -----------------------------
+
+@pytest.mark.parametrize("write, message", [
+    (lambda p: p.write_text("{not json"), "not a sandbox record (not JSON)"),
+    (lambda p: p.write_text("[1, 2]"), "not a sandbox record (not a JSON object)"),
+    (lambda p: p.write_text('{"pid": "1"}'), "pid missing or not a int"),
+    (lambda p: os.mkfifo(p), "is a FIFO, not a regular file"),
+    (lambda p: os.symlink("/etc/hostname", p), "not a regular file"),
+], ids=["garbage", "a list", "a pid as text", "a FIFO", "a link"])
+def test_a_bad_state_file_is_one_line_and_exit_2_never_a_traceback_or_a_hang(tmp_path, write, message):
+    write(tmp_path / "state.json")
+    for action in ("status", "down"):
+        done = cli(action, "--state-dir", str(tmp_path), check=False)
+        assert done.returncode == 2, (action, done.stderr)
+        assert done.stderr.strip().count("\n") == 0 and message in done.stderr, done.stderr
+        assert str(tmp_path / "state.json") in done.stderr
+
+
+def test_down_kills_no_process_and_removes_no_directory_that_a_forged_record_names(tmp_path):
+    """A reused pid was killed, and the record's workdir removed with rm -rf."""
+    import json as json_mod
+
+    stranger = subprocess.Popen(["sleep", "60"])
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep").write_text("mine\n")
+    try:
+        (tmp_path / "state.json").write_text(json_mod.dumps({"pid": stranger.pid}))
+        done = cli("down", "--state-dir", str(tmp_path), check=False)
+        assert done.returncode == 0 and "sandbox was not running" in done.stdout, done.stderr
+        (tmp_path / "hosts.json").write_text(json_mod.dumps({"pid": stranger.pid, "tag": "zz9", "workdir": str(precious)}))
+        cli("down", "--state-dir", str(tmp_path), check=False)
+        assert stranger.poll() is None, "the unrelated process still runs"
+        assert (precious / "keep").read_text() == "mine\n", "the named directory is untouched"
+        (tmp_path / "hosts.json").write_text(json_mod.dumps({"pid": stranger.pid, "tag": ""}))
+        done = cli("down", "--state-dir", str(tmp_path), check=False)
+        assert done.returncode == 2 and "tag is not one we make" in done.stderr, done.stderr
+    finally:
+        stranger.kill()
+        stranger.wait()

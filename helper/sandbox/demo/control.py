@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from helper.errors import HelperError
-from helper.sandbox.demo import jobs, real_hosts
+from helper.sandbox.demo import jobs, real_hosts, records
 from helper.sandbox.aws import fleet
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from helper.sandbox.aws.server import SANDBOX_ENV, MotoServer
@@ -65,10 +65,14 @@ def _state_path(state_dir: str) -> Path:
 
 
 def read_state(state_dir: str) -> dict | None:
-    try:
-        return json.loads(_state_path(state_dir).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
+    """state.json, checked (helper/sandbox/demo/records.py): a bad one is one line, never a traceback or a hang."""
+    return records.read_record(_state_path(state_dir), {"pid": int})
+
+
+def running(state: dict | None, state_dir: str) -> bool:
+    """Does the process state.json names still serve this state directory (not a reused pid)?"""
+    return state is not None and records.is_our_serve(state["pid"], state.get("pid_start"),
+                                                      Path(state_dir).resolve())
 
 
 def _alive(pid: int) -> bool:
@@ -123,7 +127,7 @@ def _seed(directory: Path, aws_url: str, jenkins: JenkinsEmulator, token: str, t
     source = jobs.add_deploy_job(jenkins, jobs.deploy_command(config, directory, aws_url))
     log.info("event=sandbox_ready aws=%s jenkins=%s job_from=%s", aws_url, jenkins.url, source)
     return demo, {
-        "pid": os.getpid(), "aws_endpoint": aws_url, "region": demo.region,
+        "pid": os.getpid(), "pid_start": records.process_start(os.getpid()), "aws_endpoint": aws_url, "region": demo.region,
         "jenkins_url": jenkins.url, "jenkins_user": JENKINS_USER, "jenkins_api_token": token,
         "jenkins_job": jobs.DEPLOY_JOB, "queue_url": demo.queue_url, "queue_arn": demo.queue_arn,
         "dlq_url": demo.dlq_url, "config": str(config), "time_scale": time_scale,
@@ -171,7 +175,7 @@ def _serve_argv(directory: Path, port: int, jenkins_port: int, time_scale: float
 def up(state_dir: str, port: int = 0, jenkins_port: int = 0, time_scale: float | None = None,
        hosts: bool = False) -> dict:
     existing = read_state(state_dir)
-    if existing and _alive(existing["pid"]):
+    if running(existing, state_dir):
         return existing
     directory = Path(state_dir).resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -207,22 +211,22 @@ def _terminate(pid: int) -> None:
 def _stop_recorded_hosts(directory: Path) -> list[str]:
     """End a serve process that recorded real hosts and remove what it left (after a crash or a
     SIGKILL, its namespaces, bridge and sshd); what was left, one entry each."""
-    pid = real_hosts.recorded_pid(directory)
-    if pid is None:
+    record = real_hosts.read_record(directory)
+    if record is None:
         return []
-    if _alive(pid):
-        _terminate(pid)
+    if records.is_our_serve(record["pid"], record.get("pid_start"), directory):
+        _terminate(record["pid"])
     return real_hosts.sweep(directory)
 
 
 def down(state_dir: str) -> tuple[bool, list[str]]:
     """Stop the sandbox; (whether it was running, what a crashed one left and was removed now)."""
     state = read_state(state_dir)
-    running = state is not None and _alive(state["pid"])
-    if running:
+    serving = running(state, state_dir)
+    if serving:
         _terminate(state["pid"])
     _state_path(state_dir).unlink(missing_ok=True)
-    return running, _stop_recorded_hosts(Path(state_dir).resolve())
+    return serving, _stop_recorded_hosts(Path(state_dir).resolve())
 
 
 def scale(state: dict, state_dir: str, group: str, desired: int | None) -> list[str]:
@@ -293,7 +297,7 @@ def run(action: str, args) -> int:
         print("sandbox stopped" if stopped else "sandbox was not running")
         return 0
     state = read_state(args.state_dir)
-    if state is None or not _alive(state["pid"]):
+    if not running(state, args.state_dir):
         print("sandbox is not running")
         return 1
     if action == "scale":

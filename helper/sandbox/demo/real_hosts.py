@@ -13,12 +13,14 @@ import contextlib
 import json
 import logging
 import os
+import re
 from pathlib import Path
 
-from helper.errors import HelperError
+from helper.errors import ConfigError, HelperError
 from helper.files.write import write_atomic
 from helper.sandbox import hosts
 from helper.sandbox.aws import fleet
+from helper.sandbox.demo import records
 from helper.sandbox.fleet_hosts import FleetHosts
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,8 @@ WORKDIR = "ssh-hosts"  # keys, sshd configs and each host's deploy root, under t
 # Hosts are made as root (network namespaces), so the deploy user they accept is root.
 DEPLOY_USER = "root"
 RECORD_MODE = 0o600
+# hosts.new_tag(): two base-36 numbers, short enough for interface names.
+TAG_RE = re.compile(r"[0-9a-z]{2,10}")
 
 
 def refusal() -> str | None:
@@ -37,10 +41,14 @@ def refusal() -> str | None:
 
 
 def read_record(directory: Path) -> dict | None:
-    try:
-        return json.loads((directory / RECORD_FILE).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
+    """hosts.json, checked like state.json (helper/sandbox/demo/records.py); its tag names what
+    `sandbox down` removes, so it must be one hosts.new_tag() could have made (an empty or odd
+    one would match other networks' names)."""
+    record = records.read_record(directory / RECORD_FILE, {"pid": int, "tag": str})
+    if record is not None and not TAG_RE.fullmatch(record["tag"]):
+        raise ConfigError(f"{directory / RECORD_FILE}: not a sandbox record (tag is not one we make); "
+                          "remove it, or use another --state-dir")
+    return record
 
 
 def start(directory: Path, running: contextlib.ExitStack) -> tuple[hosts.HostNetwork, fleet.DemoSsh]:
@@ -50,7 +58,8 @@ def start(directory: Path, running: contextlib.ExitStack) -> tuple[hosts.HostNet
         raise HelperError(f"{record_path} records hosts of an earlier sandbox; run `sandbox down` first")
     tag = hosts.new_tag()
     workdir = directory / WORKDIR
-    record = {"pid": os.getpid(), "tag": tag, "workdir": str(workdir), "cidr": hosts.DEFAULT_CIDR}
+    record = {"pid": os.getpid(), "pid_start": records.process_start(os.getpid()), "tag": tag,
+              "workdir": str(workdir), "cidr": hosts.DEFAULT_CIDR}
     write_atomic(record_path, json.dumps(record, indent=2) + "\n", mode=RECORD_MODE)
     try:
         network = hosts.HostNetwork(hosts.DEFAULT_CIDR, tag=tag, workdir=workdir)
@@ -88,14 +97,15 @@ def sweep(directory: Path) -> list[str]:
     record = read_record(directory)
     if record is None:
         return []
+    # Only the directory the sandbox makes, inside this state directory, and never through a link:
+    # the record's own "workdir" may name anything (issue 19 item 10), so it is not used.
+    workdir = directory / WORKDIR
+    if workdir.is_symlink() or (workdir.exists() and not workdir.is_dir()):
+        raise HelperError(f"{workdir} is not the directory the sandbox made (a link or a file); "
+                          "remove it yourself after checking what it is")
     try:
-        removed = hosts.remove_leftovers(record["tag"], Path(record["workdir"]))
+        removed = hosts.remove_leftovers(record["tag"], workdir)
     except hosts.HostError as error:
         raise HelperError(f"the sandbox's hosts ({directory / RECORD_FILE}) not removed: {error}") from None
     (directory / RECORD_FILE).unlink()
     return removed
-
-
-def recorded_pid(directory: Path) -> int | None:
-    record = read_record(directory)
-    return None if record is None else record["pid"]
