@@ -12,7 +12,7 @@ import pytest
 
 from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
 from helper.sandbox.aws import faults, lifecycle
-from tests.scenario import GROUP, Scenario, wait_for
+from tests.scenario import GROUP, REGION, Scenario, wait_for
 
 
 def counted(consumer, name: str, **labels: str) -> float:
@@ -288,23 +288,20 @@ def test_terminating_hook_runs_the_drain_job_and_continues_whatever_its_result(w
 
 
 def test_warm_pool_entry_continues_without_a_deploy(world):
-    # moto has no warm pools: hand the consumer the notification AWS sends when an
-    # instance enters one, for an instance that really waits in Pending:Wait.
+    # moto has no warm pools: the sandbox moves a waiting instance to Warmed:Pending:Wait, as AWS
+    # holds one launched into the pool, and the consumer gets the notification AWS then sends.
+    from helper.sandbox.aws import scaling
+
     (new,) = world.scale_to(3)
-    token = None
-    while messages := world.sqs.receive_message(QueueUrl=world.queue_url, MaxNumberOfMessages=10).get("Messages"):
-        for message in messages:  # the test and launch notifications: replaced by the one below
-            token = json.loads(message["Body"]).get("LifecycleActionToken") or token
-            world.sqs.delete_message(QueueUrl=world.queue_url, ReceiptHandle=message["ReceiptHandle"])
+    genuine, receipt = world.take_notice(new)
+    world.sqs.delete_message(QueueUrl=world.queue_url, ReceiptHandle=receipt)
+    scaling.move_to_warm_pool("123456789012", REGION, GROUP, new)
     # The action's own token: a made-up one is a forged message, dead-lettered (tests/test_consumer_trust.py).
-    body = {"Origin": "EC2", "Destination": "WarmPool", "LifecycleHookName": "deploy-on-launch",
-            "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING", "AutoScalingGroupName": GROUP,
-            "EC2InstanceId": new, "LifecycleActionToken": token}
-    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(body))
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps({**genuine, "Destination": "WarmPool"}))
     consumer, _ = world.start_consumer()
-    wait_for(lambda: counted(consumer, "actions_completed", result="CONTINUE")
-             + counted(consumer, "actions_gone") >= 1, what="the warm-pool action handled")
+    wait_for(lambda: counted(consumer, "actions_completed", result="CONTINUE") >= 1, what="the warm-pool action CONTINUEd")
     assert world.builds() == [], "warm_pool: continue deploys when the instance leaves the pool"
+    assert world.instances("Warmed:Stopped") == [new] and new not in world.in_elb() | world.in_target_group()
     wait_for(lambda: world.queue_depth() == 0, what="message deleted")
 
 

@@ -182,3 +182,51 @@ def test_a_job_created_while_the_consumer_backs_off_is_then_used(world):
     world.add_deploy_job("deploy-late")
     wait_for(lambda: world.all_in_service([new]), what="deployed once the job exists")
     assert world.revision_of(new) == "v1" and world.queue_depth(world.dlq_url) == 0
+
+
+# --- issue 19 item 1: a plan with no job is checked like any other --------------------------------------
+
+def _eventbridge(body: dict, detail_type: str) -> dict:
+    detail = {k: body[k] for k in ("LifecycleActionToken", "AutoScalingGroupName", "LifecycleHookName",
+                                   "EC2InstanceId", "LifecycleTransition", "Origin", "Destination") if k in body}
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": detail_type, "source": "aws.autoscaling",
+            "account": "123456789012", "time": "2026-12-05T05:00:00Z", "region": "us-east-1",
+            "resources": [], "detail": detail}
+
+
+FORGERIES = {
+    "into the warm pool": lambda b: {**b, "Destination": "WarmPool"},
+    "terminating, naming the launch hook": lambda b: {**b, "LifecycleTransition":
+                                                      "autoscaling:EC2_INSTANCE_TERMINATING"},
+    "terminating through EventBridge": lambda b: _eventbridge(
+        {**b, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}, "EC2 Instance-terminate Lifecycle Action"),
+}
+
+
+@pytest.mark.parametrize("forge", FORGERIES.values(), ids=FORGERIES.keys())
+def test_a_forged_message_that_needs_no_build_never_puts_an_undeployed_instance_in_service(world, forge):
+    """A job-less plan (warm-pool entry, a terminating action without a job) skipped the state check and the
+    token-confirming heartbeat, and completion goes by instance id: a made-up token let the waiting launch in."""
+    (new,) = world.scale_to(3)
+    genuine, _ = world.take_notice(new)  # hidden for 60 s: only the forgery reaches the consumer
+    forged = forge({**genuine, "LifecycleActionToken": str(uuid.uuid4())})
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(forged))
+    consumer, _ = world.start_consumer()
+    wait_for(lambda: world.queue_depth(world.dlq_url) == 1, what="the forgery dead-lettered")
+    wait_for(lambda: counted(consumer, "messages_rejected", reason="not_waiting") == 1, what="rejected, counted")
+    assert world.instances("Pending:Wait") == [new], "still held by its hook: nothing completed it"
+    assert new not in world.in_elb() and new not in world.in_target_group()
+    assert counted(consumer, "actions_completed", result="CONTINUE") == 0 and world.builds() == []
+
+
+def test_a_message_naming_a_hook_of_another_transition_is_rejected(world):
+    from helper.lifecycle.action import TERMINATING, LifecycleAction
+    from helper.lifecycle.autoscaling import WRONG_HOOK, AutoScaling
+
+    autoscaling = AutoScaling(world.asg)
+    named = lambda hook, transition="autoscaling:EC2_INSTANCE_LAUNCHING": LifecycleAction(  # noqa: E731
+        group=GROUP, instance_id="i-0123456789abcdef0", transition=transition, hook=hook, token=str(uuid.uuid4()))
+    assert autoscaling.wrong_hook(named("deploy-on-launch")) is None
+    assert autoscaling.wrong_hook(named("deploy-on-launch", TERMINATING)) == WRONG_HOOK
+    assert autoscaling.wrong_hook(named("no-such-hook")) == WRONG_HOOK
+    assert autoscaling.wrong_hook(named(None, TERMINATING)) is None  # reconciled: found by transition

@@ -19,16 +19,23 @@ from helper.errors import HelperError
 # DescribeAutoScalingGroups takes at most 50 names a call, DescribeAutoScalingInstances 50 ids.
 GROUPS_PER_DESCRIBE = 50
 INSTANCES_PER_DESCRIBE = 50
-# The states an instance holds while an action of each transition waits for us; in any
-# other state a message about it is forged or stale, and no build is started for it.
+# The state an instance holds while an action waits for us, by (transition, into a warm pool);
+# in any other state a message about it is forged or stale. A launch into the warm pool waits
+# in Warmed:Pending:Wait and is completed with no build; a launch into the group waits in
+# Pending:Wait. A message that says "WarmPool" for an instance in Pending:Wait would otherwise
+# complete the real launch, undeployed, with CONTINUE (issue 19 item 1).
 WAITING_STATES = {
-    LAUNCHING: frozenset({"Pending:Wait", "Warmed:Pending:Wait"}),
-    TERMINATING: frozenset({"Terminating:Wait", "Warmed:Terminating:Wait"}),
+    (LAUNCHING, False): frozenset({"Pending:Wait"}),
+    (LAUNCHING, True): frozenset({"Warmed:Pending:Wait"}),
+    # AWS sends Destination "if available": a launch message without one is deployed either way
+    # (a build, never a bare CONTINUE), so either state is its own.
+    (LAUNCHING, None): frozenset({"Pending:Wait", "Warmed:Pending:Wait"}),
+    (TERMINATING, None): frozenset({"Terminating:Wait", "Warmed:Terminating:Wait"}),
 }
 # Why a message did not check out with Auto Scaling: the `reason` label of
 # adh_messages_rejected_total, a fixed set so attacker-chosen messages cannot grow it.
-NOT_IN_GROUP, NOT_WAITING, TOKEN_REJECTED = "not_in_group", "not_waiting", "token_rejected"
-REJECT_REASONS = (NOT_IN_GROUP, NOT_WAITING, TOKEN_REJECTED)
+NOT_IN_GROUP, NOT_WAITING, TOKEN_REJECTED, WRONG_HOOK = "not_in_group", "not_waiting", "token_rejected", "wrong_hook"
+REJECT_REASONS = (NOT_IN_GROUP, NOT_WAITING, TOKEN_REJECTED, WRONG_HOOK)
 
 
 class ActionGone(HelperError):
@@ -71,7 +78,8 @@ def mismatch(action: LifecycleAction, seen: Seen | None) -> str | None:
     """Why Auto Scaling does not hold this instance for this action (a REJECT_REASONS value), or None."""
     if seen is None or seen.group != action.group:
         return NOT_IN_GROUP
-    if seen.state not in WAITING_STATES.get(action.transition, ()):
+    warm = action.into_warm_pool if action.launching and action.destination is not None else None
+    if seen.state not in WAITING_STATES.get((action.transition, warm), ()):
         return NOT_WAITING
     return None
 
@@ -150,6 +158,15 @@ class AutoScaling:
             self._client.record_lifecycle_action_heartbeat(**target)
         except (ClientError, BotoCoreError) as exc:
             _raise(exc, f"heartbeat {action.reference()}")
+
+    def wrong_hook(self, action: LifecycleAction) -> str | None:
+        """WRONG_HOOK when the hook a message names is not on its group or serves another transition:
+        completion goes by instance id and hook name, so a TERMINATING message naming the launch hook
+        would complete the launch. Raises Throttled / AutoScalingError when the hooks cannot be read."""
+        if action.hook is None:  # reconciled: the hook is found by its transition
+            return None
+        hook = self._hook(action)
+        return None if hook is not None and hook["LifecycleTransition"] == action.transition else WRONG_HOOK
 
     def heartbeat_timeout_s(self, action: LifecycleAction) -> int:
         """The hook's HeartbeatTimeout (AWS's default when the hook is not found)."""

@@ -62,6 +62,11 @@ class Claims:
             if reason is not None:
                 for claim in list(tracked.claims):
                     self.reject(tracked, claim, reason)
+                continue
+            for claim in list(tracked.claims):  # each claim names its own hook
+                wrong = self.ctx.autoscaling.wrong_hook(claim.action)
+                if wrong is not None:
+                    self.reject(tracked, claim, wrong)
 
     def _judge(self, tracked: Tracked, claim: Claim) -> None:
         """Let AWS say whether a token is real: a heartbeat with a forged one is a ValidationError."""

@@ -184,6 +184,8 @@ class Deployment:
                 last_answer = clock()  # Jenkins is not asked yet: its deadline has not started
                 self.ctx.release.wait(cfg.poll_interval_s)
                 continue
+            if self.plan.job is None:  # nothing to build: checked and confirmed, it completes now
+                return Finished(self.plan.outcome)
             if now < ask_at:
                 self.ctx.release.wait(min(cfg.poll_interval_s, ask_at - now))
                 continue
@@ -280,7 +282,9 @@ class Deployment:
         """
         ending: Ending = Stop.RELEASED
         try:
-            ending = Finished(self.plan.outcome) if self.plan.job is None else self.follow()
+            # A plan without a job too: its actions are checked against Auto Scaling and confirmed
+            # by a heartbeat before anything completes them (issue 19 item 1).
+            ending = self.follow()
         finally:
             if not isinstance(ending, (Handover, Held)):
                 settled = self._settle(ending)

@@ -18,6 +18,7 @@ from helper.sandbox.aws.state import SandboxState
 
 CONTINUE, ABANDON = "CONTINUE", "ABANDON"
 WAIT_STATE = {LAUNCHING: "Pending:Wait", TERMINATING: "Terminating:Wait"}
+WARMED = "Warmed:"  # the prefix of a warm-pool instance's states (move_to_warm_pool)
 # States that count towards desired capacity: an instance waiting to launch already fills a slot.
 COUNTED_STATES = {"InService", "Pending", "Pending:Wait", "Pending:Proceed"}
 
@@ -147,16 +148,33 @@ def find_state(action: PendingAction) -> tuple[Any, Any] | tuple[None, None]:
     if group is None:
         return None, None
     state = next((s for s in group.instance_states if s.instance.id == action.instance_id), None)
-    if state is None or state.lifecycle_state != WAIT_STATE[action.transition]:
+    waiting = WAIT_STATE[action.transition]
+    if state is None or state.lifecycle_state not in (waiting, WARMED + waiting):
         return None, None
     return group, state
+
+
+def move_to_warm_pool(account_id: str, region: str, group_name: str, instance_id: str) -> None:
+    """The sandbox's stand-in for a launch into a warm pool (moto has none): an instance waiting
+    in Pending:Wait waits in Warmed:Pending:Wait instead, with the same action and token, as AWS
+    holds an instance launched into the pool (Origin EC2, Destination WarmPool). CONTINUE then
+    leaves it Warmed:Stopped, out of every load balancer."""
+    from moto.autoscaling.models import autoscaling_backends
+
+    group = autoscaling_backends[account_id][region].autoscaling_groups[group_name]
+    state = next(s for s in group.instance_states if s.instance.id == instance_id)
+    if state.lifecycle_state != WAIT_STATE[LAUNCHING]:
+        raise ValueError(f"{instance_id} is {state.lifecycle_state}, not {WAIT_STATE[LAUNCHING]}")
+    state.lifecycle_state = WARMED + WAIT_STATE[LAUNCHING]
 
 
 def apply_result(action: PendingAction, result: str) -> None:
     group, state = find_state(action)
     if group is None:
         return  # the instance left some other way (EC2 TerminateInstances, group deleted)
-    if action.transition == LAUNCHING and result == CONTINUE:
+    if action.transition == LAUNCHING and result == CONTINUE and state.lifecycle_state.startswith(WARMED):
+        state.lifecycle_state = WARMED + "Stopped"  # into the pool: stopped, no traffic
+    elif action.transition == LAUNCHING and result == CONTINUE:
         state.lifecycle_state = "InService"
         refresh_load_balancers(group)
     elif action.transition == LAUNCHING:
