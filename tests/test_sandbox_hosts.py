@@ -115,3 +115,33 @@ def test_hosts_are_refused_with_one_line_for_a_user_who_is_not_root(tmp_path):
     assert refused.stderr.strip().splitlines() == [refused.stderr.strip()]
     assert "--hosts" in refused.stderr and "root" in refused.stderr
     assert not (tmp_path / "sandbox").exists()
+
+
+def test_the_host_network_lock_never_follows_a_planted_link(tmp_path, monkeypatch):
+    """Issue 19 item 21: the lock in $TMPDIR was opened with open(..., "a"), following a planted symlink."""
+    import os
+
+    import pytest
+
+    from helper.sandbox import host_locks
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    lock_dir = host_locks.private_lock_dir()
+    assert oct(os.stat(lock_dir).st_mode & 0o777) == "0o700"
+    os.symlink(victim, lock_dir / "planted.lock")
+    with pytest.raises(OSError):
+        host_locks.open_lock("planted.lock")
+    assert victim.read_text() == "precious\n"
+    os.chmod(lock_dir, 0o777)  # someone opened it to others: refused, not used
+    with pytest.raises(host_locks.LockDirError):
+        host_locks.open_lock("x.lock")
+    for entry in lock_dir.iterdir():
+        entry.unlink()
+    lock_dir.rmdir()
+    os.symlink(tmp_path, lock_dir)  # a link in place of the directory itself
+    with pytest.raises(host_locks.LockDirError):
+        host_locks.open_lock("x.lock")

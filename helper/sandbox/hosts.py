@@ -40,6 +40,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from helper.sandbox import host_locks
+
 SSHD = "/usr/sbin/sshd"  # absolute: sshd re-executes itself per connection and refuses a relative path
 # moto's default VPC; its default subnets are /20s from the bottom, so the top address is never an instance's.
 DEFAULT_CIDR = "172.31.0.0/16"
@@ -582,8 +584,11 @@ class HostNetwork:
             raise HostError(f"another HostNetwork in this process holds {cidr}; close it first")
         _cidrs_held_here.add(cidr)
         self._push(f"release {cidr}", lambda: _cidrs_held_here.discard(cidr))
-        lock_path = Path(tempfile.gettempdir()) / f"adh-sshhosts-{str(cidr.network_address).replace(':', '_')}-{cidr.prefixlen}.lock"
-        lock = open(lock_path, "a")
+        lock_path = f"adh-sshhosts-{str(cidr.network_address).replace(':', '_')}-{cidr.prefixlen}.lock"
+        try:
+            lock = os.fdopen(host_locks.open_lock(lock_path), "a")
+        except OSError as error:
+            raise HostError(f"cannot take the lock {lock_path}: {error}") from None
         self._push(f"release {lock_path}", lock.close)  # closing the file releases the flock
 
         def acquired() -> bool:
