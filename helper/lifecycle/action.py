@@ -119,7 +119,25 @@ def _field(body: dict, name: str, pattern: re.Pattern, required: bool = True) ->
     return value
 
 
+def _encodable(value) -> bool:
+    """JSON's \ud800 escapes make lone surrogates, which no name can hold and which crash every later
+    encode (a log line, a build parameter): refused at parse time (issue 19 item 2)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_encodable(v) for v in value)
+    return True
+
+
 def _from_fields(fields: dict, when: str | None) -> Parsed:
+    if not _encodable(fields) or not _encodable(when):
+        return Malformed("a field holds a lone surrogate (not text)")
     if fields.get("Event") == TEST_NOTIFICATION:
         return Skip("test notification")
     transition = fields.get("LifecycleTransition")

@@ -110,6 +110,22 @@ class Consumer:
         else:
             self.accept(parsed, message)
 
+    def handle_one(self, message: Message) -> None:
+        """`handle`, as the receive loop's per-message error boundary.
+
+        The one place besides the CLI that catches Exception, for the same reason: a message is
+        input from outside, and a bug its content finds must cost that message (left on the queue,
+        so redrive dead-letters it), never the loop or the messages received with it (issue 19
+        item 2: a lone surrogate crashed the loop on every redelivery).
+        """
+        try:
+            self.handle(message)
+        except Exception as exc:  # noqa: BLE001 - the per-message boundary, see above
+            self.metrics.handle_errors.inc()
+            if self.messages.log_once(message, logging.ERROR, "event=message_failed message=%s error=%s",
+                                      message.message_id, type(exc).__name__):
+                log.debug("event=message_failed_detail message=%s", message.message_id, exc_info=True)
+
     def accept(self, action: LifecycleAction, message: Message | None) -> None:
         route = self.config.groups.get(action.group)
         if route is None:
@@ -280,7 +296,7 @@ class Consumer:
                     stop.wait(backoff_s(errors))
                     continue
                 for message in messages:
-                    self.handle(message)
+                    self.handle_one(message)
                 if not messages and wait_s % 1:
                     stop.wait(wait_s % 1)
                 self.start_due(self.batcher.due(self.clock()))

@@ -53,6 +53,8 @@ class Metrics:
             "adh_messages_dead_lettered", "Malformed messages on their last receive before redrive", registry=r)
         # No group label: the name is the sender's choice (it is logged instead).
         self.unknown_group = Counter("adh_unknown_group", "Actions for groups not in the config", registry=r)
+        self.handle_errors = Counter("adh_message_errors", "Messages whose handling failed (a bug: left for redrive)",
+                                     registry=r)
         self.builds_queued = Counter("adh_builds_queued", "Jenkins builds queued", registry=r)
         self.builds_adopted = Counter("adh_builds_adopted", "Existing builds adopted instead of queueing", registry=r)
         self.completed = Counter("adh_actions_completed", "Lifecycle actions completed", ["result"], registry=r)
