@@ -230,3 +230,21 @@ def test_a_message_naming_a_hook_of_another_transition_is_rejected(world):
     assert autoscaling.wrong_hook(named("deploy-on-launch", TERMINATING)) == WRONG_HOOK
     assert autoscaling.wrong_hook(named("no-such-hook")) == WRONG_HOOK
     assert autoscaling.wrong_hook(named(None, TERMINATING)) is None  # reconciled: found by transition
+
+
+def test_an_instance_paired_with_anothers_token_keeps_its_own_action_alive_through_a_long_build(world):
+    """Issue 19 item 4: heartbeats went by X's token, so Y's own action timed out mid-build and Y was abandoned."""
+    from helper.sandbox.aws import lifecycle
+
+    x, y = world.scale_to(4)
+    notice_x, receipt_x = world.take_notice(x)
+    notice_y, _ = world.take_notice(y)
+    forged = {**notice_y, "LifecycleActionToken": notice_x["LifecycleActionToken"]}
+    lifecycle.set_time_scale(30.0)  # the hooks' 30 s heartbeat timeout is 1 s real; the build takes 3 s
+    (world.tmp / "delay_s").write_text("3")
+    consumer, _ = world.start_consumer()
+    world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(forged))
+    wait_for(lambda: counted(consumer, "actions_completed", result="CONTINUE") == 1, timeout_s=30,
+             what="Y deployed and CONTINUEd")
+    assert world.all_in_service([y]) and world.revision_of(y) == "v1"
+    assert counted(consumer, "actions_gone") == 0, "Y's own action was kept alive, not timed out"

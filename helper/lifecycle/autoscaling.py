@@ -152,8 +152,10 @@ class AutoScaling:
         except (ClientError, BotoCoreError) as exc:
             _raise(exc, f"complete {action.reference()} with {result}")
 
-    def heartbeat(self, action: LifecycleAction) -> None:
-        target = self._target(action)
+    def heartbeat(self, action: LifecycleAction, by_instance: bool = False) -> None:
+        """By token to ask AWS whether a claim's token is real; by instance id to keep the instance's
+        own action alive, whichever token a message paired it with (issue 19 item 4)."""
+        target = self._target(action, by_instance=by_instance)
         try:
             self._client.record_lifecycle_action_heartbeat(**target)
         except (ClientError, BotoCoreError) as exc:

@@ -100,7 +100,11 @@ class Claims:
                 continue
             claim = tracked.served()
             try:
-                self.ctx.autoscaling.heartbeat(claim.action)
+                # Not yet confirmed: by its token, so AWS says whether it is real. Confirmed: by
+                # instance id, as completion goes. AWS checks that a token is real, not whose it is:
+                # a message pairing waiting instance Y with X's genuine token passes, and heartbeats
+                # by that token kept X alive while Y's own action timed out mid-build.
+                self.ctx.autoscaling.heartbeat(claim.action, by_instance=claim.confirmed)
                 claim.confirmed = True
                 schedule.heartbeat_failures = 0
                 schedule.heartbeat_at = now + self._heartbeat_interval_s(tracked)
