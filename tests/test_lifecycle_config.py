@@ -57,7 +57,7 @@ def test_valid_section_gets_the_defaults():
     pytest.param(VALID + "  heartbeat_fraction: '0.5'\n",
                  "deploy.yml:11: lifecycle.heartbeat_fraction:", "must be a number", id="number as a string"),
     pytest.param(VALID + "  batch_max_instances: true\n",
-                 "deploy.yml:11: lifecycle.batch_max_instances:", "must be a number", id="boolean as a number"),
+                 "deploy.yml:11: lifecycle.batch_max_instances:", "must be a whole number", id="boolean as a number"),
     pytest.param(VALID + "  batch_windows: 3\n",
                  "deploy.yml:11: lifecycle.batch_windows:", "unknown key", id="unknown key"),
     pytest.param(VALID.replace("    job: deploy\n", ""),
@@ -71,6 +71,16 @@ def test_valid_section_gets_the_defaults():
                  "deploy.yml:7: lifecycle.jenkins.url:", "must not hold user:token@", id="userinfo in jenkins.url"),
     pytest.param(VALID.replace("http://jenkins.example.com/", "https://:11aa22bb@jenkins.example.com/"),
                  "deploy.yml:7: lifecycle.jenkins.url:", "must not hold user:token@", id="password only"),
+    # Issue 24: whole numbers were silently cut (2.5 -> 2), and any text was a queue URL.
+    pytest.param(VALID + "  batch_max_instances: 2.5\n", "deploy.yml:11: lifecycle.batch_max_instances:",
+                 "must be a whole number from 1 to 1000, not 2.5", id="batch_max_instances 2.5"),
+    pytest.param(VALID + "  breaker: {failures: 2.5}\n", "deploy.yml:11: lifecycle.breaker.failures:",
+                 "must be a whole number", id="breaker failures 2.5"),
+    pytest.param(VALID.replace("https://sqs.us-east-1.amazonaws.com/123456789012/hooks", "not-a-url"),
+                 "deploy.yml:5: lifecycle.queue_url:", "must be an SQS queue URL", id="queue_url not a URL"),
+    pytest.param(VALID.replace("https://sqs.us-east-1.amazonaws.com/123456789012/hooks",
+                               "https://sqs.us-east-1.amazonaws.com/hooks"),
+                 "deploy.yml:5: lifecycle.queue_url:", "must be an SQS queue URL", id="queue_url without account"),
     # Issue 24: no scheme loaded, then consume and doctor crashed in requests.
     pytest.param(VALID.replace("http://jenkins.example.com/", "jenkins.example.com"),
                  "deploy.yml:7: lifecycle.jenkins.url:", "must start with http:// or https://", id="no scheme"),
@@ -96,3 +106,9 @@ def test_the_token_in_a_jenkins_url_never_reaches_what_we_publish():
         "https://jenkins.example.com/job/deploy/7/"
     assert without_userinfo("https://a@b:pw@jenkins.example.com:8443/x") == "https://jenkins.example.com:8443/x"
     assert without_userinfo("https://jenkins.example.com/job/deploy/7/") == "https://jenkins.example.com/job/deploy/7/"
+
+
+def test_whole_numbers_written_as_floats_are_taken():
+    lc = load(VALID + "  batch_max_instances: 20.0\n  visibility_timeout_s: 300\n").lifecycle
+    assert (lc.batch_max_instances, lc.visibility_timeout_s) == (20, 300)
+    assert isinstance(lc.batch_max_instances, int)

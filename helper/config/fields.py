@@ -94,3 +94,12 @@ def number(doc: Located, value, keys: tuple, low: float, high: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise fail(doc, keys, f"must be a number from {low} to {high}, not {value!r}")
     return float(value)
+
+
+def whole(doc: Located, value, keys: tuple, low: int, high: int) -> int:
+    """A whole number: 2.5 is refused, not cut to 2 behind the user's back (issue 24)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise fail(doc, keys, f"must be a whole number from {low} to {high}, not {value!r}")
+    return value

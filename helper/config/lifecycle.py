@@ -50,6 +50,9 @@ SECTION_KEYS = {
 BREAKER_KEYS = {"failures", "on_open", "margin_s"}
 ALERT_KEYS = {"sns_topic_arn", "webhook_url"}
 ON_OPEN = ("hold", "abandon")
+# An SQS queue URL: http(s), a host, then ACCOUNT/NAME (a local endpoint may put a path before them).
+# Queue names are 1-80 letters, digits, `-` and `_`.
+QUEUE_URL_RE = re.compile(r"https?://[^/\s@]+(/[^/\s]+)*/[0-9]{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?/?")
 # A topic in any partition; names are 1-256 letters, digits, `-` and `_` (`.fifo` for FIFO topics).
 SNS_TOPIC_ARN_RE = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
 
@@ -76,7 +79,7 @@ def parse_breaker(doc: Located, raw) -> BreakerConfig:
     keys = ("lifecycle", "breaker")
     section = fields.mapping(doc, raw, keys, BREAKER_KEYS)
     return BreakerConfig(
-        failures=int(fields.number(doc, section.get("failures", 3), keys + ("failures",), 1, 9999)),
+        failures=fields.whole(doc, section.get("failures", 3), keys + ("failures",), 1, 9999),
         on_open=fields.choice(doc, section.get("on_open"), keys + ("on_open",), ON_OPEN, "hold"),
         margin_s=fields.number(doc, section.get("margin_s", 1800.0), keys + ("margin_s",), 1, 172800),
     )
@@ -243,6 +246,9 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
     queue_url = fields.string(doc, section.get("queue_url"), keys + ("queue_url",))
     if queue_url is None:
         raise fields.fail(doc, keys, "queue_url is required")
+    if not QUEUE_URL_RE.fullmatch(queue_url):
+        raise fields.fail(doc, keys + ("queue_url",), "must be an SQS queue URL "
+                          "(https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)")
     jraw = fields.mapping(doc, section.get("jenkins"), keys + ("jenkins",), JENKINS_KEYS)
     jurl = fields.string(doc, jraw.get("url"), keys + ("jenkins", "url"))
     jjob = fields.string(doc, jraw.get("job"), keys + ("jenkins", "job"))
@@ -277,6 +283,7 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
     if policy["SUCCESS"] != "CONTINUE":
         raise fields.fail(doc, keys + ("result_on", "SUCCESS"), "a successful deploy must CONTINUE")
     number = lambda name, default, low, high: fields.number(doc, section.get(name, default), keys + (name,), low, high)  # noqa: E731
+    whole = lambda name, default, low, high: fields.whole(doc, section.get(name, default), keys + (name,), low, high)  # noqa: E731
     port = section.get("metrics_port")
     return LifecycleConfig(
         queue_url=queue_url,
@@ -284,12 +291,12 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         jenkins=jenkins,
         groups=groups,
         batch_window_s=number("batch_window_s", 3.0, 0, 300),
-        batch_max_instances=int(number("batch_max_instances", 20, 1, 1000)),
-        visibility_timeout_s=int(number("visibility_timeout_s", 120, 1, 43200)),
+        batch_max_instances=whole("batch_max_instances", 20, 1, 1000),
+        visibility_timeout_s=whole("visibility_timeout_s", 120, 1, 43200),
         heartbeat_fraction=number("heartbeat_fraction", 0.4, 0.05, 0.9),
         heartbeat_interval_s=None if section.get("heartbeat_interval_s") is None
         else number("heartbeat_interval_s", None, 0.01, 7200),
-        receive_wait_s=int(number("receive_wait_s", 5, 0, 20)),
+        receive_wait_s=whole("receive_wait_s", 5, 0, 20),
         poll_interval_s=number("poll_interval_s", 2.0, 0.01, 300),
         jenkins_deadline_s=number("jenkins_deadline_s", 1800.0, 1, 172800),
         result_on=policy,
@@ -297,13 +304,13 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         reconcile_interval_s=number("reconcile_interval_s", 300.0, 0.1, 86400),
         grace_period_s=number("grace_period_s", 30.0, 0, 3600),
         metrics_host=fields.string(doc, section.get("metrics_host"), keys + ("metrics_host",)) or "127.0.0.1",
-        metrics_port=None if port is None else int(fields.number(doc, port, keys + ("metrics_port",), 0, 65535)),
+        metrics_port=None if port is None else fields.whole(doc, port, keys + ("metrics_port",), 0, 65535),
         stall_after_s=number("stall_after_s", 120.0, 1, 86400),
         hook_name=fields.string(doc, section.get("hook_name"), keys + ("hook_name",)) or "deploy-on-launch",
         terminate_hook_name=fields.string(doc, section.get("terminate_hook_name"), keys + ("terminate_hook_name",))
         or "deploy-on-terminate",
-        hook_heartbeat_timeout_s=int(number("hook_heartbeat_timeout_s", 900, MIN_HEARTBEAT_TIMEOUT_S,
-                                            MAX_HEARTBEAT_TIMEOUT_S)),
+        hook_heartbeat_timeout_s=whole("hook_heartbeat_timeout_s", 900, MIN_HEARTBEAT_TIMEOUT_S,
+                                       MAX_HEARTBEAT_TIMEOUT_S),
         hook_default_result=fields.choice(doc, section.get("hook_default_result"), keys + ("hook_default_result",),
                                     RESULTS, "ABANDON"),
         hook_role_name=fields.string(doc, section.get("hook_role_name"), keys + ("hook_role_name",)),
