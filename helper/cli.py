@@ -397,8 +397,20 @@ def _run_breaker(args) -> int:
     return 0
 
 
+# Options of the program, not of a command: accepted after the command too (`consume -c x -v`
+# was a usage error; issue 24), by moving them in front before argparse sees them.
+GLOBAL_FLAGS = frozenset({"-v", "--verbose", "--log-json"})
+
+
+def hoist_global_flags(argv: list[str]) -> list[str]:
+    """argv with -v/--verbose/--log-json moved to the front, up to a `--` (after it, words are data)."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    flags = [a for a in argv[:end] if a in GLOBAL_FLAGS]
+    return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(hoist_global_flags(sys.argv[1:] if argv is None else list(argv)))
     configure_logging(verbose=args.verbose, json_lines=args.log_json)
     try:
         return args.func(args)

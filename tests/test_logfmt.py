@@ -143,3 +143,18 @@ def test_cli_log_json_keeps_level_and_event_whatever_a_group_is_called(tmp_path)
         else:
             fields = dict(kv_fields(done.stderr.rstrip("\n")))
             assert (fields["level"], fields["event"]) == ("warning", "unknown_group")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["consume", "-c", "x", "-v"], ["-v", "consume", "-c", "x"]),
+    (["doctor", "--log-json", "-c", "x", "--verbose"], ["--log-json", "--verbose", "doctor", "-c", "x"]),
+    (["-v", "inventory", "-c", "x"], ["-v", "inventory", "-c", "x"]),
+    (["sandbox", "serve", "--", "-v"], ["sandbox", "serve", "--", "-v"]),
+])
+def test_logging_flags_are_taken_after_the_command_too(argv, expected):
+    """Issue 24: `consume -c x -v` was a usage error."""
+    from helper.cli import build_parser, hoist_global_flags
+
+    assert hoist_global_flags(argv) == expected
+    args = build_parser().parse_args(hoist_global_flags(["doctor", "-c", "deploy.yml", "-v", "--log-json"]))
+    assert args.verbose and args.log_json and args.command == "doctor"
