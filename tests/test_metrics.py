@@ -221,3 +221,19 @@ def test_clients_trickling_inside_the_read_timeout_cannot_hold_the_server(guarde
         wait_for(lambda: len(closed) >= MAX_CONNECTIONS, what="slow clients hung up at their deadline", timeout_s=10)
     finally:
         stop.set()
+
+
+@pytest.mark.parametrize("host, port, message", [
+    ("no-such-host.invalid", 0, "cannot listen"),
+    ("127.0.0.1", None, "cannot listen: Address already in use"),
+])
+def test_a_bad_metrics_address_is_one_line_not_a_traceback(metrics, host, port, message):
+    """Issue 24: a bad lifecycle.metrics_host, or a metrics_port in use, crashed `consume`."""
+    from helper.errors import HelperError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(HelperError, match=message) as caught:
+            MetricsServer(metrics, host, taken.getsockname()[1] if port is None else port, stall_after_s=STALL_AFTER_S)
+    assert str(caught.value).startswith("lifecycle.metrics_host/metrics_port ")

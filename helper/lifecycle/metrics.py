@@ -23,6 +23,7 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from helper.errors import HelperError
 from helper.lifecycle.autoscaling import REJECT_REASONS
 
 # From a quick deploy (tens of seconds) to a hook's 2-hour heartbeat ceiling.
@@ -183,7 +184,12 @@ class MetricsServer:
 
         self.stall_after_s = stall_after_s
         # The whole request gets twice one read's timeout: a scrape is one short request.
-        self._server = BoundedHTTPServer((host, port), Handler, max_connections, deadline_s=2 * request_timeout_s)
+        try:
+            self._server = BoundedHTTPServer((host, port), Handler, max_connections, deadline_s=2 * request_timeout_s)
+        except (OSError, OverflowError, UnicodeError) as exc:  # gaierror is an OSError
+            # A name that does not resolve or a port in use crashed `consume` with a traceback (issue 24).
+            raise HelperError(f"lifecycle.metrics_host/metrics_port {host}:{port}: cannot listen: "
+                              f"{getattr(exc, 'strerror', None) or exc}") from None
         self.port = self._server.server_address[1]
         # A short poll interval so stop() returns promptly (the default is half a second).
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
