@@ -256,6 +256,16 @@ def test_once_handles_the_queue_and_exits(world):
     assert len(world.builds()) == 1
 
 
+def test_once_with_a_queue_that_does_not_exist_gives_up_in_one_line(world):
+    """Issue 24: `consume --once` retried forever, and a cron job hung."""
+    world.set_lifecycle(queue_url=world.queue_url.rsplit("/", 1)[0] + "/no-such-queue")
+    done = subprocess.run([sys.executable, "-m", "helper", "consume", "-c", str(world.config_path), "--once"],
+                          env=world.env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("aws-deploy-helper: gave up after 5 failed receives") and "Traceback" not in done.stderr
+
+
 @pytest.mark.scenario(jenkins_deadline_s=1)
 def test_jenkins_unreachable_past_the_deadline_applies_the_configured_result(world):
     world.jenkins.down()

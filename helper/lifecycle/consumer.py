@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 # Deployments waiting on Jenkins at once. Each is a thread that mostly sleeps; the
 # batch size keeps a burst of 200 launches near ten of them.
 MAX_DEPLOYMENTS = 64
+# `consume --once` gives up after this many failed receives in a row (about 5 s of back-off):
+# a queue that does not exist, or no permission, is not going to heal within a cron run.
+ONCE_RECEIVE_ATTEMPTS = 5
 
 
 class Consumer:
@@ -293,6 +296,9 @@ class Consumer:
                     errors += 1
                     self.metrics.aws_errors.labels("ReceiveMessage").inc()
                     log.warning("event=receive_failed attempt=%d error=%r", errors, str(exc))
+                    if once and errors >= ONCE_RECEIVE_ATTEMPTS:
+                        # A cron job must end: `--once` gives up, in one line, after a bounded time (issue 24).
+                        raise QueueError(f"gave up after {errors} failed receives: {exc}") from None
                     stop.wait(backoff_s(errors))
                     continue
                 for message in messages:
