@@ -121,6 +121,8 @@ BAD = [
     ("sites:\n  a:\n    elb: x\n    transport: eice\n    instance_connect_endpoint_id: 'eice-1;id'\n",
      "deploy.yml:5: sites.a.instance_connect_endpoint_id: 'eice-1;id' is not eice-<hex>"),
     ("sites:\n  a:\n    elb: x\n    filters: {zones: [a]}\n", "deploy.yml:4: sites.a.filters.zones: unknown key"),
+    # Issue 24: blamed on defaults.region, a key the user never wrote, with no line.
+    ("aws: {region: [x]}\nsites:\n  a: {elb: x}\n", "deploy.yml:1: aws.region: must be a non-empty string"),
     ("sites:\n  a:\n    elb: x\n    filters: [a]\n", "deploy.yml:4: sites.a.filters: must be a mapping"),
     ("sites:\n  a:\n    elb: x\n    filters:\n      exclude_instance_ids: [i-0123456789abcdef0, web-1]\n",
      "deploy.yml:5: sites.a.filters.exclude_instance_ids: 'web-1' is not an instance id"),

@@ -297,7 +297,9 @@ def parse(doc: Located) -> Config:
     paths_raw = fields.mapping(doc, top.get("path"), ("path",), PATH_KEYS)
     defaults = fields.mapping(doc, top.get("defaults"), ("defaults",), SITE_OPTION_KEYS)
     if "region" in aws and "region" not in defaults:
-        defaults = {**defaults, "region": aws["region"]}
+        # Checked here, under the key the user wrote: as a default it was blamed on defaults.region,
+        # a key the file never had, with no line (issue 24).
+        defaults = {**defaults, "region": fields.string(doc, aws["region"], ("aws", "region"))}
     sites_raw = fields.mapping(doc, top.get("sites"), ("sites",))
     if not sites_raw:
         raise fields.fail(doc, ("sites",), "no sites configured")
