@@ -121,6 +121,13 @@ BAD = [
     ("sites:\n  a:\n    elb: x\n    transport: eice\n    instance_connect_endpoint_id: 'eice-1;id'\n",
      "deploy.yml:5: sites.a.instance_connect_endpoint_id: 'eice-1;id' is not eice-<hex>"),
     ("sites:\n  a:\n    elb: x\n    filters: {zones: [a]}\n", "deploy.yml:4: sites.a.filters.zones: unknown key"),
+    # Issue 24: a bad proxy_jump hop passed the config and failed only when an output was written.
+    ("sites:\n  a:\n    elb: x\n    proxy_jump: 'h;id'\n",
+     "deploy.yml:4: sites.a.proxy_jump: proxy_jump hop 'h;id' is not [user@]host[:port]"),
+    ("sites:\n  a:\n    elb: x\n    proxy_jump: -oProxyCommand=id\n",
+     "deploy.yml:4: sites.a.proxy_jump: proxy_jump hop '-oProxyCommand=id' is not"),
+    ("defaults:\n  proxy_jump: user@h:99999\nsites:\n  a: {elb: x}\n",
+     "deploy.yml:2: defaults.proxy_jump: proxy_jump hop 'user@h:99999' is not"),
     # Issue 24: blamed on defaults.region, a key the user never wrote, with no line.
     ("aws: {region: [x]}\nsites:\n  a: {elb: x}\n", "deploy.yml:1: aws.region: must be a non-empty string"),
     ("sites:\n  a:\n    elb: x\n    filters: [a]\n", "deploy.yml:4: sites.a.filters: must be a mapping"),

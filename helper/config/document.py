@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from helper.aws.names import is_instance_id
 from helper.config import fields
+from helper.config.jump import jump_hops
 from helper.errors import ConfigError
 from helper.config.output_mode import parse_output_mode
 from helper.config.yamlfile import Located
@@ -236,6 +237,15 @@ def _source(doc: Located, site: dict, keys: tuple) -> Source:
     return Source(SOURCE_KEYS[key], fields.string(doc, value, keys + (key,)))
 
 
+def _proxy_jump(doc: Located, value: str | None, keys: tuple) -> str | None:
+    if value is not None:
+        try:
+            jump_hops(value)
+        except ValueError as exc:
+            raise fields.fail(doc, keys, str(exc)) from None
+    return value
+
+
 def _site(doc: Located, name: Any, raw: Any, defaults: dict) -> SiteConfig:
     keys = ("sites", name)
     fields.name(doc, name, keys, "site name")
@@ -261,7 +271,7 @@ def _site(doc: Located, name: Any, raw: Any, defaults: dict) -> SiteConfig:
         user=fields.login_name(doc, merged.get("user"), where("user")),
         port=fields.port(doc, merged.get("port"), where("port")),
         address=fields.choice(doc, merged.get("address"), where("address"), ADDRESS_CHOICES, "private"),
-        proxy_jump=fields.string(doc, merged.get(jump_key), where(jump_key)),
+        proxy_jump=_proxy_jump(doc, fields.string(doc, merged.get(jump_key), where(jump_key)), where(jump_key)),
         identity_file=fields.string(doc, merged.get(identity_key), where(identity_key)),
         roles=_roles(doc, merged.get("roles"), where("roles")),
         transport=transport,

@@ -24,7 +24,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 
 from helper import PROG
-from helper.config.fields import LOGIN_NAME_RE
+from helper.config.jump import jump_hops
 from helper.errors import OutputError
 from helper.inventory.model import Host, SiteInventory, Tunnel
 from helper.inventory.render.common import ordered_sites
@@ -51,17 +51,6 @@ _NET_SSH_DIFFERS = re.compile(r'["\\]')
 # The known_hosts a user already keeps: a bastion key trusted there still counts.
 USER_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
-# One hop of a ProxyJump chain as ssh_config(5) spells it: [ssh://][user@]host[:port],
-# an IPv6 address in brackets. ssh and net-ssh paste user, host and port into a shell
-# command (the jump's ProxyCommand), so each part is held to the characters of a name.
-_JUMP_HOP = re.compile(
-    r"(?:ssh://)?(?:(?P<user>[^@]*)@)?"
-    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]*))"
-    r"(?::(?P<port>[0-9]{1,5}))?"
-)
-_HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-# ProxyJump's word for "no jump" (ssh_config(5)).
-_NO_JUMP = "none"
 
 # Characters that make a Host argument a pattern (* ? !), a list (,) or not one
 # literal word: an alias with them would match other hosts or none.
@@ -195,25 +184,12 @@ def key_checking_options(host: Host, known_hosts_file: str) -> list[tuple[str, s
 
 
 def jump_host_names(site: str, proxy_jump: str) -> list[str]:
-    """The host names of a ProxyJump value's hops, in order; refused unless each hop is a plain
-    [user@]host[:port] (a hostile value must not reach the shell command ssh builds from it)."""
-    if proxy_jump.strip().lower() == _NO_JUMP:
-        return []
-    names = []
-    for hop in proxy_jump.split(","):
-        parsed = _JUMP_HOP.fullmatch(hop)
-        user = parsed and parsed["user"]
-        port = parsed and parsed["port"]
-        name = parsed and (parsed["ipv6"] or parsed["host"])
-        if (not parsed or not name or (not parsed["ipv6"] and not _HOST_NAME.fullmatch(name))
-                or (user is not None and not LOGIN_NAME_RE.fullmatch(user))
-                or (port is not None and not 0 < int(port) < 65536)):
-            raise OutputError(
-                f"site {site!r}: proxy_jump hop {hop!r} is not [user@]host[:port]"
-                " (a login name, a host name or address, a port 1-65535)"
-            )
-        names.append(name.lower())  # ssh matches Host patterns against the lowercased name
-    return names
+    """The host names of a ProxyJump value's hops, in order (helper/config/jump.py checks them); a
+    hostile value must not reach the shell command ssh builds from it, however it got here."""
+    try:
+        return jump_hops(proxy_jump)
+    except ValueError as exc:
+        raise OutputError(f"site {site!r}: {exc}") from None
 
 
 def jump_host_options(
