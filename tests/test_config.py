@@ -128,6 +128,12 @@ BAD = [
      "deploy.yml:4: sites.a.proxy_jump: proxy_jump hop '-oProxyCommand=id' is not"),
     ("defaults:\n  proxy_jump: user@h:99999\nsites:\n  a: {elb: x}\n",
      "deploy.yml:2: defaults.proxy_jump: proxy_jump hop 'user@h:99999' is not"),
+    # Issue 24: roles that collide with a site's Ansible group were refused only when an Ansible output was written.
+    ("sites:\n  web-app:\n    elb: x\n  b:\n    elb: y\n    roles: [web_app]\n",
+     "deploy.yml:6: sites.b.roles: role 'web_app' would be Ansible group 'web_app', site 'web-app''s"),
+    ("sites:\n  a:\n    elb: x\n    roles: [all]\n", "deploy.yml:4: sites.a.roles: role 'all' would be Ansible group"),
+    ("sites:\n  web-app: {elb: x}\n  web_app: {elb: y}\n",
+     "deploy.yml:3: sites.web_app: its Ansible group 'web_app' is site 'web-app''s"),
     # Issue 24: blamed on defaults.region, a key the user never wrote, with no line.
     ("aws: {region: [x]}\nsites:\n  a: {elb: x}\n", "deploy.yml:1: aws.region: must be a non-empty string"),
     ("sites:\n  a:\n    elb: x\n    filters: [a]\n", "deploy.yml:4: sites.a.filters: must be a mapping"),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from helper.aws.names import is_instance_id
 from helper.config import fields
+from helper.config.groups import RESERVED_GROUPS, group_name
 from helper.config.jump import jump_hops
 from helper.errors import ConfigError
 from helper.config.output_mode import parse_output_mode
@@ -340,9 +341,17 @@ def parse(doc: Located) -> Config:
 
 
 def _check_role_names(doc: Located, sites: tuple[SiteConfig, ...]) -> None:
-    # Roles and sites share one group namespace in the Ansible inventory.
-    site_names = {site.name for site in sites}
+    # Roles and sites share one group namespace in the Ansible inventory, after Ansible's rewriting.
+    site_groups: dict[str, str] = {}
+    for site in sites:
+        group = group_name(site.name)
+        if group in RESERVED_GROUPS or site_groups.setdefault(group, site.name) != site.name:
+            other = "Ansible's own" if group in RESERVED_GROUPS else f"site {site_groups[group]!r}'s"
+            raise fields.fail(doc, ("sites", site.name), f"its Ansible group {group!r} is {other}")
     for site in sites:
         for role in site.roles:
-            if role in site_names:
-                raise fields.fail(doc, ("sites", site.name, "roles"), f"role {role!r} has the name of a site")
+            group = group_name(role)
+            if group in RESERVED_GROUPS or group in site_groups:
+                owner = "Ansible's own" if group in RESERVED_GROUPS else f"site {site_groups[group]!r}'s"
+                what = "has the name of a site" if role in site_groups.values() else f"would be Ansible group {group!r}"
+                raise fields.fail(doc, ("sites", site.name, "roles"), f"role {role!r} {what}, {owner}")

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from helper.aws.names import is_instance_id
 from helper.config.document import SiteConfig
+from helper.config.groups import RESERVED_GROUPS, group_name  # noqa: F401 - renderers import them from here
 from helper.config.fields import NAME_RE
 from helper.errors import DiscoveryError
 from helper.inventory.model import Host, Instance, Membership, SiteInventory, Tunnel
@@ -28,15 +29,6 @@ TAG_ALIAS_MAX_CHARS = 32
 # The id's tail that keeps two hosts with one tag value apart.
 TAG_ALIAS_ID_CHARS = 5
 
-# Ansible warns about, and may rewrite, group names with other characters.
-_INVALID_GROUP_CHARS = re.compile(r"[^A-Za-z0-9_]")
-# Names Ansible defines itself; a site or role of that name would merge into them.
-RESERVED_GROUPS = frozenset({"all", "ungrouped"})
-
-
-def group_name(name: str) -> str:
-    """The Ansible group a site or role becomes: every character outside [A-Za-z0-9_] is `_`."""
-    return _INVALID_GROUP_CHARS.sub("_", name)
 
 
 def alias(site: str, instance_id: str) -> str:
