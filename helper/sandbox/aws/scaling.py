@@ -57,7 +57,7 @@ def send(sandbox: SandboxState, hook: Any, message: dict, group: Any) -> None:
         notify.deliver(target, body, backend.account_id, backend.region_name, sandbox.faults.delivery_copies())
 
 
-def start_action(sandbox: SandboxState, group: Any, state: Any, hook: Any) -> PendingAction:
+def start_action(sandbox: SandboxState, group: Any, state: Any, hook: Any, origin: str | None = None) -> PendingAction:
     backend = group.autoscaling_backend
     state.lifecycle_state = WAIT_STATE[hook.lifecycle_transition]
     action = sandbox.book.start(
@@ -73,6 +73,8 @@ def start_action(sandbox: SandboxState, group: Any, state: Any, hook: Any) -> Pe
     message = notify.lifecycle_message(
         action, getattr(hook, "notification_metadata", None), notify.now()
     )
+    if origin is not None:  # a launch out of a warm pool says where it came from
+        message["Origin"] = origin
     try:
         send(sandbox, hook, message, group)
     except notify.TargetNotFound:
@@ -152,6 +154,23 @@ def find_state(action: PendingAction) -> tuple[Any, Any] | tuple[None, None]:
     if state is None or state.lifecycle_state not in (waiting, WARMED + waiting):
         return None, None
     return group, state
+
+
+def launch_from_warm_pool(account_id: str, region: str, group_name: str, instance_id: str) -> None:
+    """A Warmed:Stopped instance leaves the pool for the group, as AWS does on a scale-out with a warm
+    pool: a new action with a new token at Pending:Wait, and a notification with Origin WarmPool and
+    Destination AutoScalingGroup. Only CONTINUE then puts it InService and behind its load balancers."""
+    from moto.autoscaling.models import autoscaling_backends
+
+    from helper.sandbox.aws import state as sandbox_state
+
+    sandbox = sandbox_state.current()
+    with sandbox.lock:
+        group = autoscaling_backends[account_id][region].autoscaling_groups[group_name]
+        state = next(s for s in group.instance_states if s.instance.id == instance_id)
+        if state.lifecycle_state != WARMED + "Stopped":
+            raise ValueError(f"{instance_id} is {state.lifecycle_state}, not in the warm pool")
+        start_action(sandbox, group, state, hooks_for(group, LAUNCHING)[0], origin="WarmPool")
 
 
 def move_to_warm_pool(account_id: str, region: str, group_name: str, instance_id: str) -> None:
