@@ -174,8 +174,17 @@ def main() -> int:
     parser.add_argument("--aws-latency-ms", type=float, default=0.0,
                         help="with --burst: add this to every AWS call, as the round trip to a real region "
                              "(moto on loopback answers in a few ms)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="with --burst: also run N consumer replicas on the same queue and print each figure "
+                             "as a ratio against one replica in the same run (bench/lifecycle_replicas.py)")
+    parser.add_argument("--kill-after-s", type=float,
+                        help="with --replicas: SIGKILL one replica this long after the first launch")
     args = parser.parse_args()
     byte_compile_ours()
+    if args.burst and args.replicas > 1:
+        from bench import lifecycle_replicas
+
+        return lifecycle_replicas.run(args.replicas, args.kill_after_s)
     if args.burst:
         from bench import lifecycle_burst
 
