@@ -134,6 +134,9 @@ BAD = [
     ("sites:\n  a:\n    elb: x\n    roles: [all]\n", "deploy.yml:4: sites.a.roles: role 'all' would be Ansible group"),
     ("sites:\n  web-app: {elb: x}\n  web_app: {elb: y}\n",
      "deploy.yml:3: sites.web_app: its Ansible group 'web_app' is site 'web-app''s"),
+    # Issue 24: any text was a role ARN until the first AssumeRole.
+    ("sites:\n  a:\n    elb: x\n    role_arn: deploy-role\n",
+     "deploy.yml:4: sites.a.role_arn: must be an IAM role ARN"),
     # Issue 24: blamed on defaults.region, a key the user never wrote, with no line.
     ("aws: {region: [x]}\nsites:\n  a: {elb: x}\n", "deploy.yml:1: aws.region: must be a non-empty string"),
     ("sites:\n  a:\n    elb: x\n    filters: [a]\n", "deploy.yml:4: sites.a.filters: must be a mapping"),

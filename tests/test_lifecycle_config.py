@@ -81,6 +81,11 @@ def test_valid_section_gets_the_defaults():
     pytest.param(VALID.replace("https://sqs.us-east-1.amazonaws.com/123456789012/hooks",
                                "https://sqs.us-east-1.amazonaws.com/hooks"),
                  "deploy.yml:5: lifecycle.queue_url:", "must be an SQS queue URL", id="queue_url without account"),
+    # Issue 24: names that AWS would refuse were accepted, and failed at the first AWS call.
+    pytest.param(VALID + "  hook_name: 'on launch;x'\n", "deploy.yml:11: lifecycle.hook_name:",
+                 "must be a hook name", id="bad hook_name"),
+    pytest.param(VALID + "  hook_role_name: 'role name'\n", "deploy.yml:11: lifecycle.hook_role_name:",
+                 "must be an IAM role name", id="bad hook_role_name"),
     # Issue 24: no scheme loaded, then consume and doctor crashed in requests.
     pytest.param(VALID.replace("http://jenkins.example.com/", "jenkins.example.com"),
                  "deploy.yml:7: lifecycle.jenkins.url:", "must start with http:// or https://", id="no scheme"),

@@ -16,6 +16,12 @@ INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
 INSTANCE_ID_IN_TEXT_RE = re.compile(rf"\b{INSTANCE_ID_RE.pattern}\b")
 # IAM's limit on a role name.
 ROLE_NAME_MAX_CHARS = 64
+# IAM role names: letters, digits and `+=,.@_-` (the IAM API's pattern), at most 64 characters.
+ROLE_NAME_RE = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+# A role's ARN in any partition: arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME.
+ROLE_ARN_RE = re.compile(r"arn:aws[a-z-]*:iam::[0-9]{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}", re.ASCII)
+# Lifecycle hook names: the Auto Scaling API's pattern [A-Za-z0-9\-_\/]+, at most 255 characters.
+HOOK_NAME_RE = re.compile(r"[A-Za-z0-9_/-]{1,255}")
 
 
 def is_instance_id(text: str) -> bool:

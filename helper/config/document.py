@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from helper.aws.names import is_instance_id
+from helper.aws.names import ROLE_ARN_RE, is_instance_id
 from helper.config import fields
 from helper.config.groups import RESERVED_GROUPS, group_name
 from helper.config.jump import jump_hops
@@ -238,6 +238,13 @@ def _source(doc: Located, site: dict, keys: tuple) -> Source:
     return Source(SOURCE_KEYS[key], fields.string(doc, value, keys + (key,)))
 
 
+def _role_arn(doc: Located, value: str | None, keys: tuple) -> str | None:
+    # Accepted as any text before, and failed only at the first AssumeRole (issue 24).
+    if value is not None and not ROLE_ARN_RE.fullmatch(value):
+        raise fields.fail(doc, keys, "must be an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+    return value
+
+
 def _proxy_jump(doc: Located, value: str | None, keys: tuple) -> str | None:
     if value is not None:
         try:
@@ -268,7 +275,7 @@ def _site(doc: Located, name: Any, raw: Any, defaults: dict) -> SiteConfig:
         source=_source(doc, site, keys),
         region=fields.string(doc, merged.get("region"), where("region")) or DEFAULT_REGION,
         profile=fields.string(doc, merged.get("profile"), where("profile")),
-        role_arn=fields.string(doc, merged.get("role_arn"), where("role_arn")),
+        role_arn=_role_arn(doc, fields.string(doc, merged.get("role_arn"), where("role_arn")), where("role_arn")),
         user=fields.login_name(doc, merged.get("user"), where("user")),
         port=fields.port(doc, merged.get("port"), where("port")),
         address=fields.choice(doc, merged.get("address"), where("address"), ADDRESS_CHOICES, "private"),

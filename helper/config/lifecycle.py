@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from helper.aws.hook_timeouts import MAX_HEARTBEAT_TIMEOUT_S, MIN_HEARTBEAT_TIMEOUT_S
 from helper.aws.processes import DEFAULT_PROCESSES, DEFAULT_TTL_S, MAX_TTL_S, check_processes
-from helper.aws.names import ROLE_NAME_MAX_CHARS, queue_account, queue_name
+from helper.aws.names import HOOK_NAME_RE, ROLE_NAME_MAX_CHARS, ROLE_NAME_RE, queue_account, queue_name
 from helper.config import fields
 from helper.config.yamlfile import Located
 
@@ -283,6 +283,12 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
     if policy["SUCCESS"] != "CONTINUE":
         raise fields.fail(doc, keys + ("result_on", "SUCCESS"), "a successful deploy must CONTINUE")
     number = lambda name, default, low, high: fields.number(doc, section.get(name, default), keys + (name,), low, high)  # noqa: E731
+    def matching(name: str, pattern: re.Pattern, what: str) -> str | None:
+        value = fields.string(doc, section.get(name), keys + (name,))
+        if value is not None and not pattern.fullmatch(value):
+            raise fields.fail(doc, keys + (name,), f"must be {what}")
+        return value
+
     whole = lambda name, default, low, high: fields.whole(doc, section.get(name, default), keys + (name,), low, high)  # noqa: E731
     port = section.get("metrics_port")
     return LifecycleConfig(
@@ -306,14 +312,14 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         metrics_host=fields.string(doc, section.get("metrics_host"), keys + ("metrics_host",)) or "127.0.0.1",
         metrics_port=None if port is None else fields.whole(doc, port, keys + ("metrics_port",), 0, 65535),
         stall_after_s=number("stall_after_s", 120.0, 1, 86400),
-        hook_name=fields.string(doc, section.get("hook_name"), keys + ("hook_name",)) or "deploy-on-launch",
-        terminate_hook_name=fields.string(doc, section.get("terminate_hook_name"), keys + ("terminate_hook_name",))
+        hook_name=matching("hook_name", HOOK_NAME_RE, "a hook name ([A-Za-z0-9_/-], at most 255)") or "deploy-on-launch",
+        terminate_hook_name=matching("terminate_hook_name", HOOK_NAME_RE, "a hook name ([A-Za-z0-9_/-], at most 255)")
         or "deploy-on-terminate",
         hook_heartbeat_timeout_s=whole("hook_heartbeat_timeout_s", 900, MIN_HEARTBEAT_TIMEOUT_S,
                                        MAX_HEARTBEAT_TIMEOUT_S),
         hook_default_result=fields.choice(doc, section.get("hook_default_result"), keys + ("hook_default_result",),
                                     RESULTS, "ABANDON"),
-        hook_role_name=fields.string(doc, section.get("hook_role_name"), keys + ("hook_role_name",)),
+        hook_role_name=matching("hook_role_name", ROLE_NAME_RE, "an IAM role name ([A-Za-z0-9+=,.@_-], at most 64)"),
         breaker=parse_breaker(doc, section.get("breaker")),
         alerts=parse_alerts(doc, section.get("alerts")),
         hold=parse_hold(doc, section.get("hold")),
