@@ -106,7 +106,7 @@ def test_the_four_texts_name_what_a_person_needs():
     assert OPENED.plain() == (
         "Breaker OPEN for site web: 3 consecutive scale-up deploys of revision v1.4.2 failed (3 consecutive "
         "scale-up deploys of v1.4.2 failed). No deploy starts for web; new instances wait in Pending:Wait until a "
-        "full deploy records another revision or `aws-deploy-helper breaker reset --site web`.")
+        "full deploy records another revision or `aws-deploy-helper breaker reset -c deploy.yml --site web`.")
     assert breaker_closed("web", "reset by an operator", 2).plain() == (
         "Breaker closed for site web: reset by an operator. 2 held instance(s) are deployed now.")
     assert abandoned("web", "web-asg", "i-0abc", "FAILURE", "https://ci/job/deploy/12/").plain() == (
@@ -297,3 +297,13 @@ def test_a_webhook_that_dribbles_never_silences_sns_and_each_delivery_has_a_dead
     assert time.monotonic() - started < 3.0, "three deadlines of 0.3 s, not three read timeouts of 5 s"
     assert alerts.close(2.0)
     webhook.release.set()
+
+
+def test_the_reset_command_an_alert_suggests_names_the_config_and_pastes_as_one_command():
+    """Issue 24: the suggested `breaker reset --site web` lacked the -c it needs."""
+    import shlex
+
+    text = breaker_opened("web", "v1", 3, "why", "/etc/aws-deploy-helper/deploy prod.yml").plain()
+    command = text.split("`")[1]
+    assert shlex.split(command) == ["aws-deploy-helper", "breaker", "reset", "-c",
+                                    "/etc/aws-deploy-helper/deploy prod.yml", "--site", "web"]

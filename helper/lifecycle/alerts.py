@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import shlex
 import threading
 import time
 from dataclasses import dataclass, field
@@ -119,12 +120,14 @@ class Alert:
 
 # --- the texts -------------------------------------------------------------------------------
 
-def breaker_opened(site: str, revision: str, failures: int, why: str) -> Alert:
+def breaker_opened(site: str, revision: str, failures: int, why: str, config_path: str = "deploy.yml") -> Alert:
+    # The command must paste and run: it lacked the -c it needs (issue 24).
     return Alert("breaker_opened", clean(site),
                  "Breaker OPEN for site {site}: {failures} consecutive scale-up deploys of revision {revision} "
                  "failed ({why}). No deploy starts for {site}; new instances wait in Pending:Wait until a full "
-                 "deploy records another revision or `" + PROG + " breaker reset --site {site}`.",
-                 {"site": site, "revision": revision or "(not recorded)", "failures": failures, "why": why})
+                 "deploy records another revision or `" + PROG + " breaker reset -c {config} --site {site}`.",
+                 {"site": site, "revision": revision or "(not recorded)", "failures": failures, "why": why,
+                  "config": shlex.quote(config_path)})
 
 
 def breaker_closed(site: str, how: str, held: int = 0) -> Alert:

@@ -65,8 +65,10 @@ class BreakerMetrics:
 
 class SiteBreakers:
     def __init__(self, config: LifecycleConfig, store: BreakerStore, alerts: Alerts, metrics: BreakerMetrics,
-                 revision_dir: str | None = None, wall: Callable[[], datetime] = utc_now) -> None:
+                 revision_dir: str | None = None, wall: Callable[[], datetime] = utc_now,
+                 config_path: str = "deploy.yml") -> None:
         self.config = config
+        self.config_path = config_path  # for the reset command an alert suggests, so it pastes and runs
         self.store = store
         self.alerts = alerts
         self.metrics = metrics
@@ -77,12 +79,12 @@ class SiteBreakers:
 
     @classmethod
     def from_clients(cls, config: LifecycleConfig, autoscaling_client, registry, revision_dir: str | None,
-                     sns_client=None) -> "SiteBreakers":
+                     sns_client=None, config_path: str = "deploy.yml") -> "SiteBreakers":
         targets = AlertTargets(config.alerts.sns_topic_arn, config.alerts.webhook_url)
         sites = sorted({route.site for route in config.groups.values()})
         return cls(config, BreakerStore(autoscaling_client),
                    Alerts(targets, sns=sns_client if targets.sns_topic_arn else None, counters=counters_on(registry)),
-                   BreakerMetrics(registry, sites), revision_dir)
+                   BreakerMetrics(registry, sites), revision_dir, config_path=config_path)
 
     @property
     def sites(self) -> list[str]:
@@ -163,7 +165,8 @@ class SiteBreakers:
         if event is Event.OPENED:
             self.metrics.opened.labels(site).inc()
             log.warning("event=breaker_opened site=%s revision=%s failures=%d", site, state.revision, state.failures)
-            self.alerts.send(texts.breaker_opened(site, state.revision, state.failures, state.reason))
+            self.alerts.send(texts.breaker_opened(site, state.revision, state.failures, state.reason,
+                                                  self.config_path))
         elif event is Event.CLOSED:
             log.info("event=breaker_closed site=%s reason=%r", site, state.reason)
             self.alerts.send(texts.breaker_closed(site, state.reason))

@@ -90,7 +90,7 @@ class Consumer:
         metrics = Metrics()
         breakers = SiteBreakers.from_clients(
             lc, clients.autoscaling, metrics.registry, settings.config.paths.revision_dir,
-            sns_client=clients.client("sns") if lc.alerts.sns_topic_arn else None)
+            sns_client=clients.client("sns") if lc.alerts.sns_topic_arn else None, config_path=settings.config.path)
         return cls(lc, Queue(clients.client("sqs"), lc.queue_url), AutoScaling(clients.autoscaling), jobs,
                    metrics=metrics, breakers=breakers, hold_groups=settings.config.hold_groups(region=lc.region))
 
