@@ -411,7 +411,7 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(hoist_global_flags(sys.argv[1:] if argv is None else list(argv)))
-    configure_logging(verbose=args.verbose, json_lines=args.log_json)
+    configure_logging(verbose=args.verbose, json_lines=args.log_json, daemon=args.command == "consume")
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -133,12 +133,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=True)
 
 
-def configure_logging(verbose: bool = False, json_lines: bool = False) -> None:
+def configure_logging(verbose: bool = False, json_lines: bool = False, daemon: bool = False) -> None:
+    """WARNING for a one-shot command (a pipeline stage's stderr stays quiet), INFO for a daemon
+    (the journal shows what the consumer does: builds, completions, breakers, holds; without it the
+    journal was silent while it deployed, issue 24), DEBUG with -v (each step, heartbeats too)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else KeyValueFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO if daemon else logging.WARNING)
     # botocore logs request details (never credentials) at DEBUG; keep it quiet unless asked.
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

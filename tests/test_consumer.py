@@ -198,6 +198,7 @@ def test_sigkill_while_the_build_runs_then_restart_gives_one_build_and_completes
         _, err = second.communicate(timeout=30)
     assert len(world.builds()) == 1
     assert "event=build_adopted" in err
+    assert "event=heartbeat " in err, "with -v every heartbeat is logged (issue 24)"
     assert "s3cret-token" not in err
 
 
@@ -254,6 +255,10 @@ def test_once_handles_the_queue_and_exits(world):
     assert done.returncode == 0, done.stderr
     assert world.all_in_service(new) and world.queue_depth() == 0
     assert len(world.builds()) == 1
+    # Issue 24: without -v the journal was silent while the consumer deployed. A daemon logs what it
+    # does at info; each step (an action accepted, a heartbeat) only with -v.
+    assert "event=build_queued" in done.stderr and "event=action_completed" in done.stderr, done.stderr
+    assert "event=action_accepted" not in done.stderr and "event=heartbeat " not in done.stderr
 
 
 def test_once_with_a_queue_that_does_not_exist_gives_up_in_one_line(world):

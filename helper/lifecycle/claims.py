@@ -109,6 +109,8 @@ class Claims:
                 schedule.heartbeat_failures = 0
                 schedule.heartbeat_at = now + self._heartbeat_interval_s(tracked)
                 self.ctx.metrics.heartbeats.inc()
+                log.debug("event=heartbeat action=%s next_in_s=%.1f", tracked.action.reference(),
+                          schedule.heartbeat_at - now)
             except ActionGone as exc:
                 if claim.confirmed or claim.action.token is None:
                     self.action_gone(tracked, str(exc))

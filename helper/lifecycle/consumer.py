@@ -146,13 +146,13 @@ class Consumer:
                 self.messages.delete(message)
             return
         if admitted is Admission.DUPLICATE:
-            log.info("event=duplicate_attached action=%s", action.reference())
+            log.debug("event=duplicate_attached action=%s", action.reference())
             return
         warm = action.launching and action.into_warm_pool
         job = route.terminate_job if action.transition == TERMINATING else route.job
         key = (route.site, action.transition, job, warm)
         self.batcher.add(key, tracked, self.clock())
-        log.info("event=action_accepted action=%s site=%s source=%s", action.reference(), route.site,
+        log.debug("event=action_accepted action=%s site=%s source=%s", action.reference(), route.site,
                  "message" if message else "reconcile")
 
     # --- batch -> deploy ------------------------------------------------------------
