@@ -17,6 +17,8 @@ from helper.files.read import TooLarge, Unreadable, read_regular
 # As ssh treats a private key: any permission for group or others (read, or write, which lets
 # them swap the token) means the token may already be someone else's.
 CREDENTIALS_FORBIDDEN_MODE = 0o077
+# The name of the systemd credential (LoadCredential=jenkins:...) the consumer's unit passes.
+SYSTEMD_CREDENTIAL = "jenkins"
 # One `user:token` line is well under this; a larger "credentials file" is the wrong file.
 CREDENTIALS_MAX_BYTES = 4096
 
@@ -49,15 +51,31 @@ def _read_file(credentials_file: str) -> str:
         raise ConfigError(f"{credentials_file}: Jenkins credentials are not UTF-8 text") from None
 
 
+def _from_file(path: str) -> tuple[str, str]:
+    user, sep, token = _read_file(path).strip().partition(":")
+    if sep and user and token:
+        return user, token
+    raise ConfigError(f"{path}: expected one line user:api-token")
+
+
 def read_credentials(environ: Mapping[str, str], credentials_file: str | None) -> tuple[str, str]:
-    """(user, token) from JENKINS_USER and JENKINS_API_TOKEN, else from `user:token` in a file."""
+    """(user, token), from the first of these that is there:
+
+    1. JENKINS_USER and JENKINS_API_TOKEN in the environment (both);
+    2. systemd's credential `jenkins` ($CREDENTIALS_DIRECTORY/jenkins, from the unit's
+       `LoadCredential=jenkins:/etc/aws-deploy-helper/jenkins`): systemd reads the root-owned 0600
+       file and hands the service a private copy, which a DynamicUser= service could not read
+       itself (issue 24);
+    3. lifecycle.jenkins.credentials_file.
+    Each file holds one line `user:token` and is open to no one else.
+    """
     user, token = environ.get("JENKINS_USER"), environ.get("JENKINS_API_TOKEN")
     if user and token:
         return user, token
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    if directory and os.path.lexists(os.path.join(directory, SYSTEMD_CREDENTIAL)):
+        return _from_file(os.path.join(directory, SYSTEMD_CREDENTIAL))
     if credentials_file:
-        user, sep, token = _read_file(credentials_file).strip().partition(":")
-        if sep and user and token:
-            return user, token
-        raise ConfigError(f"{credentials_file}: expected one line user:api-token")
+        return _from_file(credentials_file)
     raise ConfigError("Jenkins credentials missing: set JENKINS_USER and JENKINS_API_TOKEN "
                       "or lifecycle.jenkins.credentials_file")
