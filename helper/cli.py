@@ -30,7 +30,9 @@ The two main commands:
 
 `hooks install` creates the queue and hooks `consume` reads, `doctor` checks every setting,
 and `sandbox up` runs a local AWS and Jenkins to try it all without an account."""
-EPILOG = "Documentation: README.md for a first run, docs/ for the config reference, the Jenkins wiring and more."
+EPILOG = ("Documentation: README.md for a first run, docs/ for the config reference, the Jenkins wiring and more,\n"
+          "and contrib/systemd/ for the consumer's unit: in the source, and installed with the package under\n"
+          f"{sys.prefix}/share/doc/aws-deploy-helper/.")
 
 # Exit codes: 1 = a site or an action failed; 2 = the command line or config is wrong
 # (argparse also uses 2); 130 = interrupted.

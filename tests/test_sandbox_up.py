@@ -166,7 +166,8 @@ def test_the_packaged_job_definition_is_jenkins_jobs_deploy_yaml():
 def test_a_wheel_carries_the_job_definition_and_the_sandbox_reads_it_from_there(tmp_path):
     source = tmp_path / "src"
     tracked = subprocess.run(["git", "ls-files", "-z", "--", "helper", "jenkins/jobs", "setup.cfg", "pyproject.toml",
-                              "README.md"], cwd=ROOT, capture_output=True, check=True).stdout.decode().split("\0")
+                              "README.md", "docs", "contrib"], cwd=ROOT, capture_output=True,
+                             check=True).stdout.decode().split("\0")
     packaged = "helper/sandbox/jenkins/jobs/deploy.yaml"
     for name in sorted(set(filter(None, tracked)) | {packaged}):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
@@ -177,6 +178,11 @@ def test_a_wheel_carries_the_job_definition_and_the_sandbox_reads_it_from_there(
     (wheel,) = tmp_path.glob("aws_deploy_helper-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read(packaged) == (ROOT / "jenkins" / "jobs" / "deploy.yaml").read_bytes()
+        # Issue 24: --help points at docs/ and contrib/systemd/, which the wheel did not carry.
+        shipped = {n.split(".data/data/share/doc/aws-deploy-helper/", 1)[1] for n in archive.namelist()
+                   if ".data/data/share/doc/aws-deploy-helper/" in n}
+        assert {"README.md", "docs/sandbox.md", "docs/operations.md",
+                "contrib/systemd/aws-deploy-helper-consumer.service"} <= shipped, shipped
         archive.extractall(tmp_path / "installed")
 
     # Run from the unpacked wheel, away from the checkout: the job's parameters come from the packaged file.
