@@ -281,10 +281,11 @@ def test_a_config_role_named_like_a_site_group_is_one_line_and_writes_nothing(aw
     config = config_file(tmp_path, {"shop": {"tags": {"Name": "shop"}, "roles": ["api.v2"]},
                                     "api_v2": {"tags": {"Name": "none"}}})
     capsys.readouterr()
-    assert main(["inventory", "-c", str(config)]) == 1
+    # Refused when the config loads since issue 24 (it was refused only when an Ansible output was written).
+    assert main(["inventory", "-c", str(config)]) == 2
     message = [line for line in capsys.readouterr().err.splitlines() if "event=" not in line]
-    assert message == ["aws-deploy-helper: role 'api.v2' and site 'api_v2' would both be Ansible group 'api_v2';"
-                       " rename one"]
+    assert len(message) == 1 and message[0].startswith(f"aws-deploy-helper: {config}:")
+    assert "sites.shop.roles: role 'api.v2' would be Ansible group 'api_v2', site 'api_v2''s" in message[0]
     assert not any(path.exists() for path in outputs(tmp_path).values())
 
 

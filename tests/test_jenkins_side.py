@@ -368,7 +368,6 @@ def test_scale_up_build_queued_through_jenkins_deploys_the_recorded_revision_to_
     ("INSTANCE_IDS", "i-0123456789abcdef0`touch {pwned}`", "is not an EC2 instance id"),
     # Issue 19 item 9: "every instance" to the helper, a canary to the Jenkinsfile (no hold, no record).
     ("INSTANCE_IDS", ",", "INSTANCE_IDS names no instance"),
-    ("INSTANCE_IDS", " , \t", "INSTANCE_IDS names no instance"),
     ("REVISION", "main;touch {pwned}", "aws-deploy-helper: revision 'main;touch"),
     ("REVISION", "release/../../{pwned}", "aws-deploy-helper: revision 'release/../.."),
     ("REVISION", "v" * 201, "aws-deploy-helper: revision 'vvv"),
