@@ -169,7 +169,7 @@ def test_keep_going_writes_the_sites_that_worked_and_still_fails(aws, tmp_path, 
     fleet.classic_elb_site(aws, "us-east-1", "web-elb", 2)
     config = write_config(tmp_path, {"web": {"elb": "web-elb"}, "gone": {"asg": "no-such-group"}})
     assert main(["inventory", "-c", str(config), "--keep-going"]) == 1
-    assert "site gone: Auto Scaling group 'no-such-group' not found" in capsys.readouterr().err
+    assert "site gone: Auto Scaling group 'no-such-group' not found in region us-east-1" in capsys.readouterr().err
     assert list(cap_sites(tmp_path)) == ["web"]
 
 

@@ -81,7 +81,10 @@ def _collect_group(clients: AwsClients, sites: list[SiteConfig], run: _Run) -> l
                 found[site.name] = _with_launching(clients, found[site.name], selection,
                                                    run.launching_groups[site.name])
         except (DiscoveryError, ClientError, BotoCoreError) as exc:
-            results[site.name] = SiteResult(site.name, error=explain(exc))
+            # "not found" alone sent a newcomer looking in the wrong region (issue 24): name it.
+            error = explain(exc)
+            results[site.name] = SiteResult(site.name, error=f"{error} in region {site.region}"
+                                            if error.endswith("not found") else error)
     known = {i: inst for d in found.values() for i, inst in d.instances.items()}
     to_describe = {m.instance_id for d in found.values() for m in d.memberships} - known.keys()
     try:
