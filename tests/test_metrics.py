@@ -237,3 +237,25 @@ def test_a_bad_metrics_address_is_one_line_not_a_traceback(metrics, host, port, 
         with pytest.raises(HelperError, match=message) as caught:
             MetricsServer(metrics, host, taken.getsockname()[1] if port is None else port, stall_after_s=STALL_AFTER_S)
     assert str(caught.value).startswith("lifecycle.metrics_host/metrics_port ")
+
+
+def test_every_metric_the_consumer_exports_is_named_in_its_docs_and_no_other():
+    """Issue 24: the docs named metrics without their _total and missed two."""
+    import re
+    from pathlib import Path
+
+    from prometheus_client import CollectorRegistry
+
+    from helper.lifecycle.alerts import counters_on
+    from helper.lifecycle.breakers import BreakerMetrics
+    from helper.lifecycle.metrics import Metrics
+
+    metrics = Metrics()
+    BreakerMetrics(metrics.registry, ["web"])
+    counters_on(metrics.registry)
+    # As a scrape names them: a counter with _total (prometheus-client keeps the family's name without it).
+    exported = {f.name + "_total" if f.type == "counter" else f.name for f in metrics.registry.collect()}
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "consumer.md").read_text()
+    documented = set(re.findall(r"`(adh_[a-z_]+)(?:\{[a-z,]*\})?`", docs))
+    assert exported - documented == set(), "exported but not documented"
+    assert documented - exported == set(), "documented but not exported"
