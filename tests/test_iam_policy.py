@@ -217,3 +217,15 @@ def test_fleet_hold_release_and_the_consumers_expired_release_are_in_their_polic
     statements = {s["Sid"]: s for s in json.loads(capsys.readouterr().out)["Statement"]}
     assert statements["HeldGroups"]["Resource"].endswith(":autoScalingGroup:*:autoScalingGroupName/web-asg")
     assert "autoscaling:SuspendProcesses" in statements["HeldGroups"]["Action"]
+
+
+def test_the_setup_policy_covers_what_doctors_site_check_and_breaker_reset_call():
+    """Issue 24: doctor resolves each site (EC2, ELB, AssumeRole) and breaker reset publishes to the alert
+    topic, but the setup principal's policy had none of those actions."""
+    setup = {c.action for c in iam_policy.CALLS if iam_policy.SETUP in c.principals}
+    inventory = {c.action for c in iam_policy.CALLS if iam_policy.HELPER in c.principals
+                 and c.service in ("ec2", "elb", "elbv2", "sts")}
+    assert inventory <= setup and "sns:Publish" in setup
+    consumer_releases = {c.resource for c in iam_policy.CALLS if iam_policy.CONSUMER in c.principals
+                         and c.action in ("autoscaling:ResumeProcesses", "autoscaling:DeleteTags")}
+    assert consumer_releases == {iam_policy.HELD}, "every group a hold can cover (issue 19 item 6)"

@@ -36,16 +36,17 @@ class Call:
 
 
 CALLS = (
-    # Inventory (helper/inventory/discover.py); the consumer's reconciler shares DescribeAutoScalingGroups.
-    Call("ec2", "DescribeInstances", "ec2:DescribeInstances", (HELPER,)),
-    Call("elb", "DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancers", (HELPER,)),
-    Call("elb", "DescribeInstanceHealth", "elasticloadbalancing:DescribeInstanceHealth", (HELPER,)),
-    Call("elbv2", "DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancers", (HELPER,)),
-    Call("elbv2", "DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroups", (HELPER,)),
-    Call("elbv2", "DescribeTargetHealth", "elasticloadbalancing:DescribeTargetHealth", (HELPER,)),
+    # Inventory (helper/inventory/discover.py); the consumer's reconciler shares DescribeAutoScalingGroups,
+    # and `doctor` (SETUP) resolves every site the way an inventory run does (issue 24: it lacked these).
+    Call("ec2", "DescribeInstances", "ec2:DescribeInstances", (HELPER, SETUP)),
+    Call("elb", "DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancers", (HELPER, SETUP)),
+    Call("elb", "DescribeInstanceHealth", "elasticloadbalancing:DescribeInstanceHealth", (HELPER, SETUP)),
+    Call("elbv2", "DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancers", (HELPER, SETUP)),
+    Call("elbv2", "DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroups", (HELPER, SETUP)),
+    Call("elbv2", "DescribeTargetHealth", "elasticloadbalancing:DescribeTargetHealth", (HELPER, SETUP)),
     Call("autoscaling", "DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingGroups",
          (HELPER, CONSUMER, SETUP)),
-    Call("sts", "AssumeRole", "sts:AssumeRole", (HELPER,), SITE_ROLE),
+    Call("sts", "AssumeRole", "sts:AssumeRole", (HELPER, SETUP), SITE_ROLE),
     # The consumer (helper/lifecycle/sqs.py, helper/lifecycle/autoscaling.py).
     Call("sqs", "ReceiveMessage", "sqs:ReceiveMessage", (CONSUMER,), QUEUE),
     Call("sqs", "DeleteMessage", "sqs:DeleteMessage", (CONSUMER,), QUEUE),
@@ -86,19 +87,20 @@ CALLS = (
     Call("autoscaling", "DeleteLifecycleHook", "autoscaling:DeleteLifecycleHook", (SETUP,), GROUP),
     Call("iam", "PassRole", "iam:PassRole", (SETUP,), ROLE),  # not an API call: PutLifecycleHook's RoleARN
     # `fleet hold` / `fleet release` (helper/lifecycle/fleet_hold.py): suspend, resume, and the hold's tag;
-    # the consumer's reconcile releases expired holds of the lifecycle groups.
+    # the consumer's reconcile releases expired holds of every group a hold can cover (issue 19 item 6).
     Call("autoscaling", "SuspendProcesses", "autoscaling:SuspendProcesses", (HELPER,), HELD),
     Call("autoscaling", "ResumeProcesses", "autoscaling:ResumeProcesses", (HELPER,), HELD),
     Call("autoscaling", "CreateOrUpdateTags", "autoscaling:CreateOrUpdateTags", (HELPER,), HELD),
     Call("autoscaling", "DeleteTags", "autoscaling:DeleteTags", (HELPER,), HELD),
-    Call("autoscaling", "ResumeProcesses", "autoscaling:ResumeProcesses", (CONSUMER,), GROUP),
-    Call("autoscaling", "DeleteTags", "autoscaling:DeleteTags", (CONSUMER,), GROUP),
+    Call("autoscaling", "ResumeProcesses", "autoscaling:ResumeProcesses", (CONSUMER,), HELD),
+    Call("autoscaling", "DeleteTags", "autoscaling:DeleteTags", (CONSUMER,), HELD),
     # The per-site breaker (helper/lifecycle/breaker.py): its state is a tag on the site's groups,
     # read and written by the consumer, read by `doctor` and `breaker status`, written by
     # `breaker reset`; the alerts publish to the configured topic (helper/lifecycle/alerts.py).
     Call("autoscaling", "DescribeTags", "autoscaling:DescribeTags", (CONSUMER, SETUP)),
     Call("autoscaling", "CreateOrUpdateTags", "autoscaling:CreateOrUpdateTags", (CONSUMER, SETUP), GROUP),
-    Call("sns", "Publish", "sns:Publish", (CONSUMER,), TOPIC),
+    # `breaker reset` (SETUP) sends the breaker-closed alert to the same topic (issue 24: it lacked it).
+    Call("sns", "Publish", "sns:Publish", (CONSUMER, SETUP), TOPIC),
 )
 
 
