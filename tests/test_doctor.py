@@ -221,3 +221,15 @@ def test_userinfo_is_dropped_from_every_url_in_a_text(text, expected):
 ])
 def test_jenkins_root_url_comparison(configured, root, same):
     assert same_root(configured, root) is same
+
+
+def test_the_margin_warning_reads_the_hooks_aws_has_not_the_config():
+    """Issue 24: doctor judged lifecycle.breaker.margin_s against the config's hook_heartbeat_timeout_s."""
+    from helper.config.lifecycle import BreakerConfig
+    from helper.setup.doctor import check_breakers
+
+    lc = LifecycleConfig(queue_url="https://sqs/123456789012/hooks", region=REGION, jenkins=None, groups={},
+                         hook_heartbeat_timeout_s=900, breaker=BreakerConfig(margin_s=1800))
+    assert [f.level for f in check_breakers([], lc, "deploy.yml")] == [OK]  # 900 s hooks: 90000 s global
+    short = check_breakers([], lc, "deploy.yml", hook_timeouts_s=(12, 900))  # a 12 s hook on AWS: 1200 s
+    assert [f.level for f in short] == [WARN] and "clamps it to 1080 s" in short[0].line()

@@ -245,7 +245,8 @@ def check_tunnel_programs(sites, which: Callable[[str], str | None] = shutil.whi
 # --- the breakers (issue 11) -------------------------------------------------------------------
 
 
-def check_breakers(breakers, lc: LifecycleConfig, config_path: str) -> list[Finding]:
+def check_breakers(breakers, lc: LifecycleConfig, config_path: str,
+                   hook_timeouts_s: tuple[int, ...] = ()) -> list[Finding]:
     """WARN for each open breaker (deploys of the site are stopped); and a margin that leaves no hold."""
     found = []
     for b in breakers:
@@ -258,7 +259,9 @@ def check_breakers(breakers, lc: LifecycleConfig, config_path: str) -> list[Find
         elif s.reason.startswith("unreadable") or ": unreadable" in s.reason:
             found.append(Finding(WARN, "breaker", f"site {b.site}: {s.reason}",
                                  f"run: {PROG} breaker reset -c {config_path} --site {b.site}"))
-    overall = global_timeout_s(lc.hook_heartbeat_timeout_s)
+    # The hooks AWS has (their shortest timeout), not the config's hook_heartbeat_timeout_s, which only
+    # says what `hooks install` would create (issue 24); the config's when no hook could be read.
+    overall = global_timeout_s(min(hook_timeouts_s, default=lc.hook_heartbeat_timeout_s))
     used_s = effective_margin_s(lc.breaker.margin_s, overall)
     if used_s < lc.breaker.margin_s:
         found.append(Finding(WARN, "breaker", f"lifecycle.breaker.margin_s {lc.breaker.margin_s:g} s is more than "
@@ -311,6 +314,7 @@ def diagnose(settings, api, jobs_factory: Callable | None = None,
     if lc is None:
         return found
     fix = install_fix(config.path)
+    hook_timeouts: tuple[int, ...] = ()
     try:
         want = desired(lc, identity["Account"])
         seen = api.observe(want, with_role=False)
@@ -318,8 +322,9 @@ def diagnose(settings, api, jobs_factory: Callable | None = None,
         found.append(Finding(FAIL, "lifecycle", str(exc), fix))
     else:
         found += check_queue(want, seen, lc, fix) + check_hooks(want, seen, lc, fix)
+        hook_timeouts = tuple(heartbeat_timeout_s(h) for hooks in seen.hooks.values() for h in hooks)
     try:
-        found += check_breakers(api.breakers(lc), lc, config.path)
+        found += check_breakers(api.breakers(lc), lc, config.path, hook_timeouts)
     except HelperError as exc:
         found.append(Finding(WARN, "breaker", f"could not read the breaker tags: {exc}",
                              "allow autoscaling:DescribeTags (see iam-policy --principal setup)"))
