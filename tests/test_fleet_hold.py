@@ -182,7 +182,7 @@ def test_an_expired_hold_on_a_sites_own_asg_group_is_released_too(aws, tmp_path)
 
 
 def test_two_holders_at_once_never_both_hold(aws, tmp_path):
-    """Issue 19 item 7: both holds succeeded in 20 of 20 trials; now exactly one wins, or both are refused."""
+    """Issue 19 item 7: both holds succeeded in 20 of 20 trials; now exactly one wins and the other is refused."""
     import threading
 
     from helper.errors import HelperError
@@ -215,7 +215,8 @@ def test_two_holders_at_once_never_both_hold(aws, tmp_path):
         asg.resume_processes(AutoScalingGroupName=own)
         if tags:
             asg.delete_tags(Tags=[{"ResourceId": own, "ResourceType": "auto-scaling-group", "Key": TAG_KEY}])
-    assert max(winners_per_trial) == 1, winners_per_trial
+    # Exactly one each time: the other is refused, by the hold (naming its holder) or by the crossing claim.
+    assert winners_per_trial == [1] * len(winners_per_trial), winners_per_trial
 
 
 def test_a_stale_or_forged_claim_does_not_block_a_hold(aws):

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import re
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -68,6 +70,11 @@ HOLDER_DIGEST_CHARS = 16
 # between the writer and us) was not written by us: a forged tag that would block every full
 # deploy forever is read as no hold of ours (issue 19 item 16).
 CLOCK_SKEW_S = 300
+# Two holders whose claims crossed both withdraw and try again after a random wait of up to
+# CLAIM_RETRY_MAX_S, so one of them holds (a crossing takes the few ms between a write and its
+# read-back; the odds of crossing again fall with each try).
+CLAIM_ATTEMPTS = 4
+CLAIM_RETRY_MAX_S = 0.5
 # DescribeAutoScalingGroups takes at most 50 names a call.
 GROUPS_PER_DESCRIBE = 50
 
@@ -338,27 +345,33 @@ def hold(client, site: str, groups: list[str], processes=DEFAULT_PROCESSES, hold
     missing = sorted(set(names) - set(views))
     if missing:
         raise HoldError(f"hold {site}: no Auto Scaling group named {', '.join(missing)}")
-    for g in names:  # refused before any claim when someone holds already
-        plan_hold(views[g], wanted, holder, ttl_s, now)
-    for g in names:
-        seam.write_claim(g, holder, datetime.now(timezone.utc))
-    try:
-        views = seam.describe(names)  # read back: every claim, and a hold written meanwhile
-        wall = datetime.now(timezone.utc)
-        others = sorted({h for g in names for h in rivals(views[g].claims, holder, wall)})
-        if others:
-            raise HoldError(f"hold {site}: {', '.join(others)} is taking a hold on the same groups right now; "
-                            "try again once it is done")
-        plans = [plan_hold(views[g], wanted, holder, ttl_s, now) for g in names]
-        for plan in plans:
-            seam.write_tag(plan.group, plan.record)
-            seam.suspend(plan.group, plan.suspend)
-            log.info("event=fleet_held site=%s group=%s holder=%r until=%s suspended=%s", site, plan.group,
-                     plan.record.holder, plan.record.until, ",".join(plan.suspend))
-    finally:
-        for g in names:  # won or lost, the claim has done its work
-            seam.delete_tag(g, claim_key(holder))
-    return plans
+    for attempt in range(1, CLAIM_ATTEMPTS + 1):
+        for g in names:  # refused before any claim when someone holds already (named in the error)
+            plan_hold(views[g], wanted, holder, ttl_s, now)
+        for g in names:
+            seam.write_claim(g, holder, datetime.now(timezone.utc))
+        try:
+            views = seam.describe(names)  # read back: every claim, and a hold written meanwhile
+            wall = datetime.now(timezone.utc)
+            others = sorted({h for g in names for h in rivals(views[g].claims, holder, wall)})
+            if not others:
+                plans = [plan_hold(views[g], wanted, holder, ttl_s, now) for g in names]
+                for plan in plans:
+                    seam.write_tag(plan.group, plan.record)
+                    seam.suspend(plan.group, plan.suspend)
+                    log.info("event=fleet_held site=%s group=%s holder=%r until=%s suspended=%s", site, plan.group,
+                             plan.record.holder, plan.record.until, ",".join(plan.suspend))
+                return plans
+        finally:
+            for g in names:  # won or lost, the claim has done its work
+                seam.delete_tag(g, claim_key(holder))
+        # Two holders that saw each other's claims both stand back: after a jittered wait one of
+        # them goes first and holds, and the other is then refused by the hold itself (naming it).
+        if attempt < CLAIM_ATTEMPTS:
+            threading.Event().wait(random.uniform(0, CLAIM_RETRY_MAX_S))
+            views = seam.describe(names)
+    raise HoldError(f"hold {site}: {', '.join(others)} is taking a hold on the same groups right now; "
+                    "try again once it is done")
 
 
 def _release(seam: FleetHold, plan: ReleasePlan) -> None:
