@@ -57,7 +57,7 @@ def test_hook_pointing_at_another_queue_fails(world, aws, capsys):
     assert code == 1
     assert fails(lines) == [
         f"FAIL hook {GROUP}/deploy-on-launch targets {other}, not the configured queue hooks"
-        f" — run: aws-deploy-helper hooks install -c {world.config_path}"]
+        " — set lifecycle.hook_name (or terminate_hook_name) to another name, or remove that hook yourself"]
 
 
 @pytest.mark.scenario(heartbeat_timeout_s=30, jenkins_deadline_s=3600)

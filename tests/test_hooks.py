@@ -211,7 +211,9 @@ def test_install_leaves_a_hook_pointing_at_another_queue_alone(world, aws, capsy
     for command in ("install", "remove"):
         code = main(["hooks", command, "-c", world])
         err = capsys.readouterr().err.strip().splitlines()
-        assert code == 1 and len(err) == 1 and "hook web-asg/deploy-on-launch exists" in err[0], err
+        # Exit 2, as a config error (issue 19 item 18, second pass): the way out is another hook name.
+        assert code == 2 and len(err) == 1 and "hook web-asg/deploy-on-launch exists" in err[0], err
+        assert f"notifies {other}" in err[0] and "role" in err[0], err
     assert _state(aws)["hooks"][("web-asg", "deploy-on-launch")]["NotificationTargetARN"] == other
 
 

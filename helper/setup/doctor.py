@@ -88,7 +88,9 @@ def _pick(hooks: tuple[dict, ...], transition: str, name: str) -> dict | None:
 def _check_hook(want: Desired, hook: dict, lc: LifecycleConfig, fix: str, subject: str) -> list[Finding]:
     target = hook.get("NotificationTargetARN")
     if target != want.queue_arn():
-        return [Finding(FAIL, subject, f"targets {target}, not the configured queue {want.queue}", fix)]
+        # Not `hooks install`: it leaves a hook that notifies another target alone (issue 19 item 18).
+        return [Finding(FAIL, subject, f"targets {target}, not the configured queue {want.queue}",
+                        "set lifecycle.hook_name (or terminate_hook_name) to another name, or remove that hook yourself")]
     found = []
     timeout = heartbeat_timeout_s(hook)
     interval = lc.heartbeat_interval_for_s(timeout)

@@ -253,17 +253,18 @@ def _role_changes(want: Desired, seen: ObservedRole | None) -> list[Change]:
     return changes
 
 
-def _foreign_hook(want: Desired, spec: HookSpec, seen: dict | None) -> HelperError | None:
+def _foreign_hook(want: Desired, spec: HookSpec, seen: dict | None) -> ConfigError | None:
     """A same-named hook that notifies another target is someone else's: install retargeted it and
     remove deleted it (issue 19 item 18). Hooks carry no tags, so its target says whose it is: a
     hook that notifies our queue feeds our consumer, and its role (another one made by hand, say)
-    is brought in line like any other setting."""
+    is brought in line like any other setting. A ConfigError (exit 2): the way out is another
+    hook name in the config, and no flag overrides it (remove's --force is about queued messages)."""
     if seen is None:
         return None
     target, role = seen.get("NotificationTargetARN"), seen.get("RoleARN")
     if target == want.queue_arn():
         return None
-    return HelperError(f"hook {spec.group}/{spec.name} exists and notifies {target or 'nothing'} with role "
+    return ConfigError(f"hook {spec.group}/{spec.name} exists and notifies {target or 'nothing'} with role "
                        f"{role or 'none'}, not queue {want.queue} with role {want.role}, so it is left alone; "
                        "set lifecycle.hook_name (or terminate_hook_name) to another name, or remove that hook yourself")
 
