@@ -259,3 +259,29 @@ def test_every_metric_the_consumer_exports_is_named_in_its_docs_and_no_other():
     documented = set(re.findall(r"`(adh_[a-z_]+)(?:\{[a-z,]*\})?`", docs))
     assert exported - documented == set(), "exported but not documented"
     assert documented - exported == set(), "documented but not exported"
+
+
+def test_eight_silent_half_requests_neither_delay_healthz_nor_stay_open(metrics):
+    """Issue 19 item 13 (second pass): with the default number of handlers, eight sockets that send
+    half a request and nothing more took every handler, and /healthz waited a read timeout behind
+    them. It answers at once now, and each of them is hung up on at its deadline."""
+    import time
+
+    request_timeout_s = 1.0
+    running = MetricsServer(metrics, "127.0.0.1", 0, stall_after_s=STALL_AFTER_S,
+                            request_timeout_s=request_timeout_s).start()
+    slow = [socket.create_connection(("127.0.0.1", running.port), timeout=10) for _ in range(8)]
+    try:
+        for conn in slow:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x")  # and nothing more
+        started = time.monotonic()
+        reply = requests.get(f"http://127.0.0.1:{running.port}/healthz", timeout=10)
+        assert reply.status_code == 200 and reply.text == "ok\n"
+        assert time.monotonic() - started < 0.8 * request_timeout_s, "answered without waiting behind them"
+        for conn in slow:  # recv would time out after 10 s if the server kept the socket open
+            assert conn.recv(1024) == b"", "hung up on"
+        assert time.monotonic() - started < 10
+    finally:
+        for conn in slow:
+            conn.close()
+        running.stop()

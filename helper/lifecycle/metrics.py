@@ -33,9 +33,11 @@ LATENCY_BUCKETS_S = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
 # timeout is 10 s, and a loopback request takes milliseconds).
 REQUEST_TIMEOUT_S = 5.0
 # Handlers at once. Prometheus scrapes a target one request at a time and a health probe adds
-# one; the rest is room for a person with curl. Further connections wait, unaccepted, until a
-# handler is free, so idle connections cost no thread and at most REQUEST_TIMEOUT_S each.
-MAX_CONNECTIONS = 8
+# one, but a slow client holds its handler until the whole-request deadline (2 x REQUEST_TIMEOUT_S):
+# with 8, eight slow clients left a probe waiting up to 10 s behind them (issue 19 item 13), so
+# there is room for 24 more; a thread that waits on a socket costs little. Further connections
+# wait, unaccepted, until a handler is free, so idle connections cost no thread.
+MAX_CONNECTIONS = 32
 # Connections the kernel holds for us while every handler is busy. Past the backlog Linux drops
 # the SYN and the client retries only after a second or more, which would fail a scrape.
 LISTEN_BACKLOG = 128
