@@ -307,3 +307,69 @@ def test_the_reset_command_an_alert_suggests_names_the_config_and_pastes_as_one_
     command = text.split("`")[1]
     assert shlex.split(command) == ["aws-deploy-helper", "breaker", "reset", "-c",
                                     "/etc/aws-deploy-helper/deploy prod.yml", "--site", "web"]
+
+
+class Dribbler:
+    """A webhook that reads the request and answers one byte per `every_s`, never finishing:
+    the server of issue 19 item 8 (a byte every 3 s there), faster so no read timeout fires."""
+
+    def __init__(self, every_s: float = 0.05) -> None:
+        self.stop = threading.Event()
+        self.requests = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}{SECRET_PATH}"
+        self.every_s = every_s
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # the accept timeout: look at the stop flag again
+                continue
+            self.requests += 1
+            threading.Thread(target=self._dribble, args=(conn,), daemon=True).start()
+
+    def _dribble(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100000:
+                    if self.stop.wait(self.every_s):
+                        return
+                    conn.sendall(bytes([byte]))
+            except OSError:  # the client gave up and closed
+                pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.fixture
+def dribbler():
+    server = Dribbler()
+    yield server
+    server.close()
+
+
+def test_a_webhook_dribbling_inside_the_read_timeout_is_given_up_at_the_deadline_and_sns_still_gets_all(
+        topic, dribbler, alerts_factory):
+    """Issue 19 item 8 (second pass), with a real dribbling server: a byte comes well inside
+    requests' per-read timeout, so only the whole-response deadline ends a delivery; meanwhile
+    SNS, on its own worker, gets every alert."""
+    sns, sqs, arn, queues = topic
+    alerts = alerts_factory(AlertTargets(sns_topic_arn=arn, webhook_url=dribbler.url), sns=sns,
+                            webhook_timeout_s=(0.5, 0.5), webhook_deadline_s=0.3)
+    sent = [OPENED, breaker_closed("web", "a new revision was recorded"), OPENED]
+    started = time.monotonic()
+    for alert in sent:
+        assert alerts.send(alert)
+    assert receive_all(sqs, queues["raw"], 3) == [a.plain() for a in sent]
+    wait_for(lambda: alerts.failed == 3, "each webhook delivery given up")
+    assert time.monotonic() - started < 3.0, "deadlines of 0.3 s, not a dribble that never ends"
+    assert dribbler.requests == 1, "while the given-up POST still dribbles, later ones fail at once"
+    assert alerts.close(2.0)
