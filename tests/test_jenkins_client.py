@@ -146,3 +146,39 @@ def test_a_build_serves_an_action_it_names_and_deploys_to(build, act, expected):
 ])
 def test_a_jobs_name_is_read_from_its_url_whatever_root_precedes_it(url, job):
     assert job_of_url(url) == job
+
+
+def test_a_jenkins_url_with_userinfo_never_reaches_an_alert_or_a_breaker_tag():
+    """Issue 19 item 5: a Jenkins reached (and calling itself) by a URL with `user:token@` in it.
+    The config refuses that URL; whatever gets one past it, the build URL we publish, the alert
+    texts (SNS and webhook) and the breaker's reason tag carry no credential, and neither does a
+    URL Jenkins itself answers (api/json `url`) when an alert names it."""
+    import time
+
+    from helper.lifecycle import alerts, breaker
+    from helper.lifecycle.jenkins_client import JenkinsJobs
+    from helper.sandbox.jenkins.emulator import JenkinsEmulator
+
+    secret = "s3cretT0ken"
+    with JenkinsEmulator(users={}, api_tokens={"deployer": secret}) as emulator:
+        credentialed = emulator.url.replace("http://", f"http://deployer:{secret}@")
+        emulator.set_root_url(credentialed)  # Jenkins answers its URLs with the userinfo too
+        emulator.add_job("deploy", [{"name": "SITE"}])
+        jobs = JenkinsJobs.connect(credentialed, "deployer", secret, 10)
+        queue_id = jobs.queue_build("deploy", {"SITE": "web"})
+        deadline = time.monotonic() + 10
+        while (number := jobs.progress("deploy", queue_id, None).build_number) is None:
+            assert time.monotonic() < deadline, "the build never started"
+            time.sleep(0.02)
+        answered = jobs._server.get_build_info("deploy", number)["url"]
+    assert secret in answered, "the emulator answers as the Jenkins of the attack"
+    published = jobs.build_url("deploy", number)
+    assert published == f"{emulator.url}job/deploy/{number}/"
+    state, _ = breaker.on_result(breaker.CLOSED, "v1", False, 1, detail=f"FAILURE {published}")
+    texts = [breaker.encode_tags("web", state)[breaker.REASON_TAG_PREFIX + "web"]]
+    for url in (published, answered):
+        for alert in (alerts.abandoned("web", "web-asg", "i-0abc", "FAILURE", url),
+                      alerts.breaker_opened("web", "v1", 1, f"last: FAILURE {url}")):
+            texts += [alert.plain(), alert.slack()]
+    assert all(secret not in text and "deployer" not in text for text in texts), texts
+    assert alerts.redact_userinfo("x https://a@b:pw@ci:8443/job/x@y/ y") == "x https://ci:8443/job/x@y/ y"

@@ -19,7 +19,7 @@ query (where webhook secrets live), and never the exception text (requests puts 
 URL in it).
 
 Values from outside (build URLs, group and instance names, results) are cleaned to one
-printable line of bounded length; for the webhook `&`, `<` and `>` are escaped as Slack
+printable line of bounded length, with the `user:token@` of any URL in them dropped; for the webhook `&`, `<` and `>` are escaped as Slack
 requires, so a value cannot make a link, a `<!channel>` or a `<@user>` mention.
 """
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import math
 import queue
+import re
 import shlex
 import threading
 import time
@@ -58,6 +59,9 @@ MAX_SUBJECT_CHARS = 99
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
 SNS, WEBHOOK = "sns", "webhook"  # the `target` label: a fixed set
 SLACK_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+# `scheme://user:password@` of any URL in a text. Greedy up to the host: a user or password may
+# hold an `@` itself (`https://a@b:pw@host/`), and only the last one before `/?#` ends it.
+USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
 
 
 def check_webhook_url(url: str) -> str:
@@ -88,9 +92,19 @@ def safe_origin(url: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
+def redact_userinfo(text: str) -> str:
+    """Drop the userinfo (`user:token@`) of every URL in a text."""
+    return USERINFO_RE.sub(r"\1", text)
+
+
 def clean(value) -> str:
-    """One printable line of at most MAX_VALUE_CHARS characters."""
-    text = "".join(c if c.isprintable() else " " for c in str(value))
+    """One printable line of at most MAX_VALUE_CHARS characters, with no `user:token@` in it.
+
+    Every value an alert names passes here, so this is where a credential in a URL (a Jenkins
+    build URL, a reason quoting one) is dropped, whatever its source (issue 19 item 5); before
+    the cut, which could leave `https://user:token` without the `@` that marks it.
+    """
+    text = redact_userinfo("".join(c if c.isprintable() else " " for c in str(value)))
     return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS - 1] + "…"
 
 

@@ -4,21 +4,13 @@ not from the environment, and not from a `user:token@` in a URL or a library's e
 
 from __future__ import annotations
 
-import re
 from typing import Callable
 from urllib.parse import urlsplit
 
+from helper.lifecycle.alerts import redact_userinfo as redact
 from helper.lifecycle.jenkins_client import BUILD_PARAMETERS as CONSUMER_PARAMETERS
 from helper.lifecycle.jenkins_client import JenkinsJobs, JenkinsRejected, JenkinsUnavailable
 from helper.setup.findings import FAIL, OK, WARN, Finding
-
-# `scheme://user:password@`: the userinfo part of any URL in a text.
-USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]*@")
-
-
-def redact(text: str) -> str:
-    """Drop the userinfo (`user:token@`) of every URL in a text."""
-    return USERINFO_RE.sub(r"\1", text)
 
 
 def same_root(configured: str, root: str) -> bool:
