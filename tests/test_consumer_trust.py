@@ -240,8 +240,8 @@ def test_an_instance_paired_with_anothers_token_keeps_its_own_action_alive_throu
     notice_x, receipt_x = world.take_notice(x)
     notice_y, _ = world.take_notice(y)
     forged = {**notice_y, "LifecycleActionToken": notice_x["LifecycleActionToken"]}
-    lifecycle.set_time_scale(30.0)  # the hooks' 30 s heartbeat timeout is 1 s real; the build takes 3 s
-    (world.tmp / "delay_s").write_text("3")
+    lifecycle.set_time_scale(10.0)  # the hooks' 30 s heartbeat timeout is 3 s real; the build takes 6 s
+    (world.tmp / "delay_s").write_text("6")
     consumer, _ = world.start_consumer()
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(forged))
     wait_for(lambda: counted(consumer, "actions_completed", result="CONTINUE") == 1, timeout_s=30,
