@@ -215,7 +215,7 @@ def test_scale_out_during_a_full_deploy_gets_the_new_revision(world):
     assert [world.revision_of(i) for i in world.instances()] == ["v2"] * 3
 
 
-@pytest.mark.scenario(reconcile_interval_s=0.2)
+@pytest.mark.scenario(visibility_timeout_s=1, reconcile_interval_s=1)  # at least the visibility (issue 19 item 20)
 def test_instance_left_in_pending_wait_without_a_message_is_reconciled(world):
     new = world.scale_to(3)
     world.sqs.purge_queue(QueueUrl=world.queue_url)

@@ -228,7 +228,7 @@ def test_held_action_reaching_the_margin_is_alerted_once_then_gets_the_hooks_def
           f"{len(near)}, alerts {kinds(world.topic.texts)}")
 
 
-@pytest.mark.scenario(reconcile_interval_s=0.2, breaker={"margin_s": 60})
+@pytest.mark.scenario(visibility_timeout_s=1, reconcile_interval_s=1, breaker={"margin_s": 60})
 def test_an_instance_found_by_reconciliation_is_held_too_and_a_reset_deploys_it(world):
     BreakerStore(world.asg).write(SITE, [GROUP], BreakerState(State.OPEN, "v1", 3, "2026-11-27T17:00:00Z", "test"))
     (new,) = world.scale_to(3)

@@ -117,3 +117,25 @@ def test_whole_numbers_written_as_floats_are_taken():
     lc = load(VALID + "  batch_max_instances: 20.0\n  visibility_timeout_s: 300\n").lifecycle
     assert (lc.batch_max_instances, lc.visibility_timeout_s) == (20, 300)
     assert isinstance(lc.batch_max_instances, int)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("  reconcile_interval_s: 60\n",
+     "deploy.yml:11: lifecycle.reconcile_interval_s: reconcile_interval_s (60 s) must be at least "
+     "visibility_timeout_s (120 s): a shorter sweep can redeploy, after a restart, an instance whose "
+     "notification is still invisible"),
+    ("  visibility_timeout_s: 600\n",
+     "deploy.yml:11: lifecycle.visibility_timeout_s: reconcile_interval_s (300 s) must be at least "
+     "visibility_timeout_s (600 s)"),
+])
+def test_a_reconcile_interval_shorter_than_the_visibility_timeout_is_refused(extra, message):
+    """Issue 19 item 20: after a SIGKILL, a sweep before the notification came back queued a second build."""
+    with pytest.raises(ConfigError) as caught:
+        load(VALID + extra)
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_the_defaults_and_an_equal_reconcile_interval_load():
+    assert load(VALID).lifecycle.reconcile_interval_s >= load(VALID).lifecycle.visibility_timeout_s
+    lc = load(VALID + "  visibility_timeout_s: 30\n  reconcile_interval_s: 30\n").lifecycle
+    assert (lc.visibility_timeout_s, lc.reconcile_interval_s) == (30, 30.0)

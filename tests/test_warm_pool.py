@@ -14,7 +14,8 @@ ACCOUNT = "123456789012"
 
 @pytest.fixture
 def world(aws, tmp_path):
-    scenario = Scenario(aws, tmp_path, reconcile_interval_s=0.2)
+    # The shortest sweep the config allows: at least the visibility timeout (issue 19 item 20).
+    scenario = Scenario(aws, tmp_path, visibility_timeout_s=1, reconcile_interval_s=1)
     yield scenario
     scenario.close()
 

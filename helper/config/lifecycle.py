@@ -239,6 +239,25 @@ def jenkins_url_problem(url: str) -> str | None:
     return None
 
 
+def check_reconcile_interval(doc: Located, section: dict, reconcile_s: float, visibility_s: int) -> None:
+    """Refuse a reconcile pass that can run before a killed consumer's notification comes back.
+
+    A message is kept invisible for at most visibility_timeout_s past its last renewal. After a
+    SIGKILL the restarted consumer sweeps at once and again reconcile_interval_s later; an
+    instance seen waiting on both sweeps is deployed by instance id. With a shorter interval the
+    second sweep could come while the notification is still invisible, and when the killed
+    consumer's build had finished by then, nothing stands in for it: a second build (issue 19
+    item 20). No shorter interval is needed: a lost notification is rare, not urgent.
+    """
+    if reconcile_s >= visibility_s:
+        return
+    key = "reconcile_interval_s" if "reconcile_interval_s" in section else "visibility_timeout_s"
+    raise fields.fail(doc, ("lifecycle", key),
+                      f"reconcile_interval_s ({reconcile_s:g} s) must be at least visibility_timeout_s "
+                      f"({visibility_s} s): a shorter sweep can redeploy, after a restart, an instance whose "
+                      "notification is still invisible")
+
+
 def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str) -> LifecycleConfig:
     # Imported here: config imports this module.
     keys = ("lifecycle",)
@@ -291,6 +310,9 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
 
     whole = lambda name, default, low, high: fields.whole(doc, section.get(name, default), keys + (name,), low, high)  # noqa: E731
     port = section.get("metrics_port")
+    visibility_s = whole("visibility_timeout_s", 120, 1, 43200)
+    reconcile_s = number("reconcile_interval_s", 300.0, 0.1, 86400)
+    check_reconcile_interval(doc, section, reconcile_s, visibility_s)
     return LifecycleConfig(
         queue_url=queue_url,
         region=fields.string(doc, section.get("region"), keys + ("region",)) or default_region,
@@ -298,7 +320,7 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         groups=groups,
         batch_window_s=number("batch_window_s", 3.0, 0, 300),
         batch_max_instances=whole("batch_max_instances", 20, 1, 1000),
-        visibility_timeout_s=whole("visibility_timeout_s", 120, 1, 43200),
+        visibility_timeout_s=visibility_s,
         heartbeat_fraction=number("heartbeat_fraction", 0.4, 0.05, 0.9),
         heartbeat_interval_s=None if section.get("heartbeat_interval_s") is None
         else number("heartbeat_interval_s", None, 0.01, 7200),
@@ -307,7 +329,7 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         jenkins_deadline_s=number("jenkins_deadline_s", 1800.0, 1, 172800),
         result_on=policy,
         warm_pool=fields.choice(doc, section.get("warm_pool"), keys + ("warm_pool",), WARM_POOL_POLICIES, "continue"),
-        reconcile_interval_s=number("reconcile_interval_s", 300.0, 0.1, 86400),
+        reconcile_interval_s=reconcile_s,
         grace_period_s=number("grace_period_s", 30.0, 0, 3600),
         metrics_host=fields.string(doc, section.get("metrics_host"), keys + ("metrics_host",)) or "127.0.0.1",
         metrics_port=None if port is None else fields.whole(doc, port, keys + ("metrics_port",), 0, 65535),
