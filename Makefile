@@ -49,6 +49,7 @@ demo: venv
 	$$helper sandbox scale --state-dir $(STATE) workers-asg
 
 test: venv system-deps
+	$(BIN)/ruff check helper tests bench
 	$(BIN)/python -m pytest -q
 
 # Both benchmarks: the inventory cost curve against Ansible's aws_ec2 (1,000, 5,000 and 10,000

@@ -32,10 +32,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import byte_compile_ours  # noqa: E402
 from bench.lifecycle_parts import (  # noqa: E402
-    BATCH_MAX_INSTANCES, BATCH_WINDOW_S, JENKINS_TOKEN, JENKINS_USER, POLL_INTERVAL_S,
-    notifications, peak_rss_mb, percentile, report, start_consumer, start_moto, stop_process, wait_for_log,
+    BATCH_MAX_INSTANCES,
+    BATCH_WINDOW_S,
+    JENKINS_TOKEN,
+    JENKINS_USER,
+    POLL_INTERVAL_S,
+    notifications,
+    peak_rss_mb,
+    percentile,
+    report,
+    start_consumer,
+    start_moto,
+    stop_process,
+    wait_for_log,
 )
-from helper.lifecycle.jenkins_client import BUILD_PARAMETERS  # noqa: E402
+from helper.consumer.jenkins_client import BUILD_PARAMETERS  # noqa: E402
 from helper.sandbox.aws import fleet  # noqa: E402
 from helper.sandbox.jenkins.emulator import JenkinsEmulator  # noqa: E402
 

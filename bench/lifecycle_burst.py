@@ -34,11 +34,25 @@ import requests
 import yaml
 
 from bench.lifecycle_parts import (
-    BATCH_MAX_INSTANCES, BATCH_WINDOW_S, JENKINS_TOKEN, JENKINS_USER, POLL_INTERVAL_S,
-    accepted_at, completions, cpu_s, notifications, peak_rss_mb, percentile, report, served_path,
-    start_consumer, start_moto, stop_process, wait_for_log,
+    BATCH_MAX_INSTANCES,
+    BATCH_WINDOW_S,
+    JENKINS_TOKEN,
+    JENKINS_USER,
+    POLL_INTERVAL_S,
+    accepted_at,
+    completions,
+    cpu_s,
+    notifications,
+    peak_rss_mb,
+    percentile,
+    report,
+    served_path,
+    start_consumer,
+    start_moto,
+    stop_process,
+    wait_for_log,
 )
-from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
+from helper.consumer.jenkins_client import BUILD_PARAMETERS
 from helper.sandbox.aws import fleet
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
 

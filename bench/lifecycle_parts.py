@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.harness import ROOT, environment, free_port
-from helper.lifecycle.action import LifecycleAction, parse
+from helper.consumer.action import LifecycleAction, parse
 
 STOP_TIMEOUT_S = 30.0
 # The consumer's settings and Jenkins login in both benchmarks: one batch window, so their

@@ -29,8 +29,17 @@ from pathlib import Path
 import yaml
 
 from bench import lifecycle_burst as burst
-from bench.lifecycle_parts import (JENKINS_TOKEN, JENKINS_USER, completions, notifications, percentile, start_consumer,
-                                   start_moto, stop_process, wait_for_log)
+from bench.lifecycle_parts import (
+    JENKINS_TOKEN,
+    JENKINS_USER,
+    completions,
+    notifications,
+    percentile,
+    start_consumer,
+    start_moto,
+    stop_process,
+    wait_for_log,
+)
 from helper.sandbox.aws import fleet
 
 # Short, so a SIGKILLed replica's messages come back to the others within the run (the

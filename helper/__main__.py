@@ -1,3 +1,3 @@
-from helper.cli import main
+from helper.program import main
 
 raise SystemExit(main())

@@ -8,12 +8,11 @@ loads only what it uses (`revision get` loads no AWS SDK: tests/test_edges.py).
 from __future__ import annotations
 
 import argparse
-import gc
-import logging
 import sys
+from typing import Callable
 
-from helper import PROG, __version__
-from helper.errors import ConfigError, HelperError
+from helper import PROG, __version__, commands
+from helper.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, ConfigError, HelperError
 from helper.logfmt import configure_logging
 
 # What `aws-deploy-helper --help` tells its users; the commands list themselves below it.
@@ -36,9 +35,6 @@ EPILOG = ("Documentation: README.md for a first run, docs/ for the config refere
 
 # Exit codes: 1 = a site or an action failed; 2 = the command line or config is wrong
 # (argparse also uses 2); 130 = interrupted.
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 def _parent(*flags: str, **argument) -> argparse.ArgumentParser:
@@ -73,7 +69,7 @@ def _inventory_parser(sub) -> None:
     p.add_argument("--list", action="store_true", help="print the host aliases on stdout, one a line")
     p.add_argument("--keep-going", action="store_true",
                    help="write the sites that worked even if others failed (still exits non-zero)")
-    p.set_defaults(func=_run_inventory)
+    p.set_defaults(func=commands.run_inventory)
 
 
 def _sandbox_parser(sub) -> None:
@@ -96,7 +92,7 @@ def _sandbox_parser(sub) -> None:
                            help="run the sandbox clock X times faster, so hook timeouts pass in seconds")
             a.add_argument("--hosts", action="store_true",
                            help="make every demo instance a real SSH host (root only; see docs/sandbox.md)")
-    p.set_defaults(func=_run_sandbox)
+    p.set_defaults(func=None)  # the sandbox plugs its runner in: helper/program.py
 
 
 def _revision_parser(sub) -> None:
@@ -110,7 +106,7 @@ def _revision_parser(sub) -> None:
                                       " with resolve: the one asked for (empty: none)")
     p.add_argument("--scale-up", action="store_true",
                    help="with resolve: a scale-up build, which deploys the site's recorded revision")
-    p.set_defaults(func=_run_revision)
+    p.set_defaults(func=commands.run_revision)
 
 
 def _consume_parser(sub) -> None:
@@ -118,7 +114,7 @@ def _consume_parser(sub) -> None:
                        help="deploy instances held by a launching lifecycle hook, then complete them")
     p.add_argument("--once", action="store_true",
                    help="handle what is in the queue, wait for the deploys it started, and exit")
-    p.set_defaults(func=_run_consume)
+    p.set_defaults(func=commands.run_consume)
 
 
 def _hooks_parser(sub) -> None:
@@ -130,7 +126,7 @@ def _hooks_parser(sub) -> None:
         if name == "remove":
             a.add_argument("--force", action="store_true",
                            help="delete the queue and dead-letter queue even when they hold messages")
-    p.set_defaults(func=_run_hooks)
+    p.set_defaults(func=commands.run_hooks)
 
 
 def _iam_policy_parser(sub) -> None:
@@ -141,13 +137,13 @@ def _iam_policy_parser(sub) -> None:
     p.add_argument("-c", "--config", help="scope resources to this config's queue, groups and roles (default: *)")
     p.add_argument("--principal", choices=PRINCIPALS,
                    help="print only this one document (setup: whoever runs hooks install and doctor)")
-    p.set_defaults(func=_run_iam_policy)
+    p.set_defaults(func=commands.run_iam_policy)
 
 
 def _doctor_parser(sub) -> None:
     p = sub.add_parser("doctor", parents=[CONFIG, ENDPOINT],
                        help="check config, AWS, sites, hooks, queue and Jenkins; one line per finding")
-    p.set_defaults(func=_run_doctor)
+    p.set_defaults(func=commands.run_doctor)
 
 
 def _fleet_parser(sub) -> None:
@@ -163,7 +159,7 @@ def _fleet_parser(sub) -> None:
         if name == "hold":
             a.add_argument("--ttl-s", type=_positive_float, metavar="SECONDS",
                            help="the hold expires after this long (default: lifecycle.hold.ttl_s, 7200)")
-    p.set_defaults(func=_run_fleet)
+    p.set_defaults(func=commands.run_fleet)
 
 
 def _breaker_parser(sub) -> None:
@@ -176,7 +172,7 @@ def _breaker_parser(sub) -> None:
     reset = actions.add_parser("reset", parents=[CONFIG, ENDPOINT],
                                help="close a site's breaker; the consumer then deploys the held instances")
     reset.add_argument("--site", required=True, help="the site whose breaker to close")
-    p.set_defaults(func=_run_breaker)
+    p.set_defaults(func=commands.run_breaker)
 
 
 def _positive_float(text: str) -> float:
@@ -205,200 +201,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_inventory(args) -> int:
-    # A one-shot run that builds ~100,000 short-lived objects (botocore's models and a
-    # 1,000-instance response): the cyclic collector's passes over them cost a sixth of
-    # the run's CPU, and whatever cycles remain are freed when the process exits.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _inventory(args)
-    finally:
-        if was_enabled:  # main() called in-process (tests) gets its collector back
-            gc.enable()
-
-
-def _inventory(args) -> int:
-    from helper.inventory import collect, outputs
-    from helper.settings import Settings
-
-    settings = Settings.from_args(args)
-    results = collect.collect(settings)
-    failed = [r for r in results if r.error]
-    for r in failed:
-        print(f"{PROG}: site {r.site}: {r.error}", file=sys.stderr)
-    if failed and not settings.keep_going:
-        print(f"{PROG}: {len(failed)} site(s) failed; no file was changed", file=sys.stderr)
-        return EXIT_FAILED
-    good = [r.inventory for r in results if r.inventory is not None]
-    planned = outputs.plan(settings.outputs, good)
-    changed = outputs.apply(planned, settings.dry_run, sys.stdout)
-    sys.stdout.write(outputs.stdout_text(settings.outputs, good))
-    verb = "would change" if settings.dry_run else "changed"
-    logging.getLogger(PROG).info(
-        "event=inventory_done sites=%d hosts=%d files=%d %s=%d",
-        len(good), sum(len(s.hosts) for s in good), len(planned), verb.replace(" ", "_"), len(changed),
-    )
-    return EXIT_FAILED if failed else 0
-
-
-def _run_revision(args) -> int:
-    from helper.lifecycle import revision
-    from helper.settings import load_config, site_named
-
-    if args.action == "check":
-        print(revision.validate(args.revision or ""))
-        return 0
-    if not args.config or not args.site:
-        raise ConfigError(f"revision {args.action} needs -c CONFIG and --site SITE")
-    config = load_config(args.config)
-    site = site_named(config, args.site)
-
-    def revision_dir() -> str:
-        if not config.paths.revision_dir:
-            raise ConfigError(f"{config.path}: path.revision_dir is not set")
-        return config.paths.revision_dir
-
-    def recorded() -> str:
-        found = revision.read(revision_dir(), site.name)
-        if found is None:
-            raise HelperError(f"site {site.name}: no revision recorded yet in {revision_dir()}")
-        return found
-
-    if args.action == "get":
-        print(recorded())
-    elif args.action == "resolve":
-        print(revision.resolve(args.revision, args.scale_up, recorded))
-    else:
-        where = revision_dir()
-        if not args.revision:
-            raise ConfigError("revision set needs --revision")
-        revision.record(where, site.name, args.revision)
-    return 0
-
-
-def _run_consume(args) -> int:
-    import signal
-    import threading
-
-    from helper.lifecycle.consumer import Consumer
-    from helper.lifecycle.metrics import MetricsServer
-    from helper.settings import ConsumerSettings
-
-    settings = ConsumerSettings.from_args(args)
-    consumer = Consumer.from_settings(settings)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    lc = settings.lifecycle
-    server = None
-    if lc.metrics_port is not None:
-        server = MetricsServer(consumer.metrics, lc.metrics_host, lc.metrics_port, lc.stall_after_s).start()
-        logging.getLogger(PROG).info("event=metrics_listening host=%s port=%d", lc.metrics_host, server.port)
-    logging.getLogger(PROG).info("event=consumer_started queue=%s once=%s", lc.queue_url, settings.once)
-    try:
-        consumer.run(stop, once=settings.once)
-    finally:
-        if server is not None:
-            server.stop()
-    logging.getLogger(PROG).info("event=consumer_stopped")
-    return 0
-
-
-def _run_sandbox(args) -> int:
-    from helper.sandbox.demo import control
-
-    return control.run(args.sandbox_action, args)
-
-
-def _run_hooks(args) -> int:
-    from helper.setup import hooks_apply
-    from helper.settings import SetupSettings
-
-    settings = SetupSettings.from_args(args)
-    api = hooks_apply.SetupApi.from_settings(settings)
-    for line in hooks_apply.run(args.hooks_action, settings, api, force=getattr(args, "force", False)):
-        print(line)
-    return 0
-
-
-def _run_iam_policy(args) -> int:
-    from helper.setup import iam_policy
-    from helper.settings import load_config
-
-    config = load_config(args.config) if args.config else None
-    sys.stdout.write(iam_policy.render(config, args.principal))
-    return 0
-
-
-def _run_doctor(args) -> int:
-    from helper.settings import SetupSettings
-    from helper.setup import doctor
-    from helper.setup.findings import FAIL, Finding
-    from helper.setup.hooks_apply import SetupApi
-
-    try:
-        settings = SetupSettings.from_args(args)
-    except ConfigError as exc:  # a finding like any other, not a usage error
-        print(Finding(FAIL, "config", str(exc), "fix the file and run doctor again").line())
-        return EXIT_FAILED
-    api = SetupApi.from_settings(settings)
-    lines, broken = doctor.report(doctor.diagnose(settings, api))
-    print("\n".join(lines))
-    return EXIT_FAILED if broken else 0
-
-
-def _run_fleet(args) -> int:
-    from helper.aws.clients import AccessKey, AwsClients
-    from helper.lifecycle import fleet_hold
-    from helper.settings import FleetSettings
-
-    settings = FleetSettings.from_args(args)
-    if not settings.groups:  # a site behind a load balancer or tags: nothing Auto Scaling could remove
-        print(f"{settings.site.name}: no Auto Scaling group, nothing to {args.fleet_action}")
-        return 0
-    key = AccessKey.for_site(settings.site, settings.endpoint_url, settings.config.credentials,
-                             settings.config.profile)
-    client = AwsClients(key).autoscaling
-    if args.fleet_action == "hold":
-        for plan in fleet_hold.hold(client, settings.site.name, list(settings.groups), settings.processes,
-                              settings.holder, settings.ttl_s):
-            print(fleet_hold.hold_line(plan))
-    else:
-        for outcome in fleet_hold.release(client, settings.site.name, list(settings.groups), settings.holder):
-            print(outcome if isinstance(outcome, str) else fleet_hold.release_line(outcome))
-    return 0
-
-
-def _run_breaker(args) -> int:
-    from helper.aws.clients import AccessKey, AwsClients
-    from helper.lifecycle.alerts import Alerts, AlertTargets
-    from helper.lifecycle.autoscaling import AutoScaling
-    from helper.lifecycle.breaker import BreakerStore
-    from helper.settings import SetupSettings
-    from helper.setup import breaker_cmd
-
-    settings = SetupSettings.from_args(args)
-    lc = settings.config.lifecycle
-    if lc is None:
-        raise ConfigError(f"{settings.config.path}: no lifecycle: section, so no breaker")
-    breaker_cmd.sites_of(lc, args.site)  # an unknown site is a usage error before any call
-    clients = AwsClients(AccessKey(region=lc.region, endpoint_url=settings.endpoint_url,
-                                   credentials=settings.config.credentials, profile=settings.config.profile))
-    store, autoscaling = BreakerStore(clients.autoscaling), AutoScaling(clients.autoscaling)
-    if args.breaker_action == "status":
-        found = breaker_cmd.read(store, autoscaling, lc, args.site)
-        sys.stdout.write(breaker_cmd.as_json(found) if args.json else breaker_cmd.table(found))
-        return 0
-    targets = AlertTargets(lc.alerts.sns_topic_arn, lc.alerts.webhook_url)
-    alerts = Alerts(targets, sns=clients.client("sns") if targets.sns_topic_arn else None)
-    try:
-        print(breaker_cmd.reset_site(store, autoscaling, lc, args.site, alerts))
-    finally:
-        alerts.close(10.0)
-    return 0
-
-
 # Options of the program, not of a command: accepted after the command too (`consume -c x -v`
 # was a usage error; issue 24), by moving them in front before argparse sees them.
 GLOBAL_FLAGS = frozenset({"-v", "--verbose", "--log-json"})
@@ -411,11 +213,17 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
     return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, sandbox: Callable[[argparse.Namespace], int] | None = None) -> int:
+    """Run one command. `sandbox` runs the `sandbox` command: the program (helper/program.py)
+    plugs it in, so this module never imports the sandbox, which calls main() for its builds."""
     args = build_parser().parse_args(hoist_global_flags(sys.argv[1:] if argv is None else list(argv)))
     configure_logging(verbose=args.verbose, json_lines=args.log_json, daemon=args.command == "consume")
+    run = sandbox if args.command == "sandbox" else args.func
+    if run is None:
+        print(f"{PROG}: the sandbox command runs from {PROG} itself", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        return args.func(args)
+        return run(args)
     except ConfigError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -426,6 +234,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -20,3 +20,10 @@ class DiscoveryError(HelperError):
 
 class OutputError(HelperError):
     """An output file could not be read or written."""
+
+
+# What the program exits with (helper/cli.py): a failure the user can act on, a wrong config
+# or flag (as argparse does for a usage error), an interrupt (128 + SIGINT, as a shell reports it).
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130

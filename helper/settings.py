@@ -21,13 +21,23 @@ from helper.config import yamlfile
 from helper.config.credentials import read_credentials
 from helper.config.output_mode import DEFAULT_OUTPUT_MODE
 from helper.errors import ConfigError
-from helper.inventory.selection import Selection
 
 # Two per core is plenty: the workers spend their time waiting on AWS, and more
 # parallel describe calls per account only invite throttling.
 DEFAULT_MAX_WORKERS = 8
 
 KNOWN_HOSTS_NAME = f"{PROG}_known_hosts"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which of a site's instances a run wants (helper/inventory/selection.py applies it); the
+    default is "in service now"."""
+
+    include_out_of_service: bool = False
+    # A scale-up build names the instances it deploys; they are still in Pending:Wait,
+    # so naming them includes them whatever their service state.
+    instance_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import jenkins
 import pytest
 
+import jenkins
 from helper.sandbox import fleet_hosts
 from helper.sandbox.aws import fleet
+from helper.sandbox.hosts import HostNetwork, SshHost, available
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from tests.polling import wait_for
 from tests.scenario import JENKINS_TOKEN, JENKINS_USER, REGION, SITE, Scenario
-from helper.sandbox.hosts import HostNetwork, SshHost, available
 
 ROOT = Path(__file__).resolve().parent.parent
 CAPAPP = ROOT / "tests" / "capapp"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import yaml
 
-from helper.lifecycle import revision
-from helper.lifecycle.consumer import Consumer
-from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
+from helper.consumer.jenkins_client import BUILD_PARAMETERS
+from helper.consumer.loop import Consumer
+from helper.deploys import revision
 from helper.sandbox.aws import fleet, lifecycle
 from helper.sandbox.demo import jobs
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
@@ -125,7 +125,7 @@ class Scenario:
         return consumer, stop
 
     def stop_consumers(self) -> None:
-        for thread, stop, _ in self._threads:
+        for _, stop, _ in self._threads:
             stop.set()
         for thread, _, _ in self._threads:
             thread.join(timeout=30)

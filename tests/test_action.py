@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from helper.lifecycle.action import LAUNCHING, TERMINATING, LifecycleAction, Malformed, Skip, parse
+from helper.consumer.action import LAUNCHING, TERMINATING, LifecycleAction, Malformed, Skip, parse
 
 DIRECT_LAUNCH = """\
 {"Origin":"EC2","Destination":"AutoScalingGroup","LifecycleHookName":"my-launch-hook",

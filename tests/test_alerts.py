@@ -13,9 +13,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prometheus_client import CollectorRegistry
 
+from helper.breaker.alerts import (
+    Alerts,
+    AlertTargets,
+    abandoned,
+    breaker_closed,
+    breaker_opened,
+    check_webhook_url,
+    counters_on,
+    hold_near_timeout,
+    safe_origin,
+)
 from helper.errors import ConfigError
-from helper.lifecycle.alerts import (AlertTargets, Alerts, abandoned, breaker_closed, breaker_opened,
-                                     check_webhook_url, counters_on, hold_near_timeout, safe_origin)
 from helper.sandbox.aws import fleet
 from tests.polling import wait_for
 
@@ -113,7 +122,7 @@ def test_the_four_texts_name_what_a_person_needs():
         "ABANDON on site web: instance i-0abc of group web-asg was not deployed (FAILURE, build "
         "https://ci/job/deploy/12/). Auto Scaling terminates it and launches a replacement.")
     assert hold_near_timeout("web", "web-asg", "i-0abc", 1501, "ABANDON").plain() == (
-        "Held instance i-0abc of group web-asg (site web, breaker open): in 26 min its hook's default result "
+        "Parked instance i-0abc of group web-asg (site web, breaker open): in 26 min its hook's default result "
         "ABANDON applies. Reset the breaker or deploy a good revision to keep it.")
     assert OPENED.subject() == "aws-deploy-helper: breaker opened (web)"
 
@@ -185,7 +194,7 @@ def test_a_failing_webhook_is_counted_logged_without_secrets_and_never_blocks(
     registry = CollectorRegistry()
     alerts = alerts_factory(AlertTargets(webhook_url=webhook.url), counters=counters_on(registry),
                             webhook_timeout_s=FAST_TIMEOUT_S)
-    caplog.set_level(logging.WARNING, logger="helper.lifecycle.alerts")
+    caplog.set_level(logging.WARNING, logger="helper.breaker.alerts")
     started = time.monotonic()
     for _ in range(3):
         alerts.send(OPENED)

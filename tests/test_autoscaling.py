@@ -1,16 +1,16 @@
-"""helper.lifecycle.autoscaling: Auto Scaling's word on an action, and a group's hooks read once."""
+"""helper.consumer.autoscaling: Auto Scaling's word on an action, and a group's hooks read once."""
 
 from __future__ import annotations
 
 import pytest
 
-from helper.lifecycle.action import TERMINATING
-from helper.lifecycle.autoscaling import Seen, mismatch
+from helper.consumer.action import TERMINATING
+from helper.consumer.autoscaling import Seen, mismatch
 from tests.units import GROUP, action
 
 
 class _HooksClient:
-    """The three Auto Scaling calls helper.lifecycle.autoscaling makes for a reconciled action."""
+    """The three Auto Scaling calls helper.consumer.autoscaling makes for a reconciled action."""
 
     def __init__(self):
         self.describes, self.calls = 0, []
@@ -28,8 +28,8 @@ class _HooksClient:
 
 
 def test_a_reconciled_action_reads_its_groups_hooks_once():
-    from helper.lifecycle.action import LAUNCHING, LifecycleAction
-    from helper.lifecycle.autoscaling import AutoScaling
+    from helper.consumer.action import LAUNCHING, LifecycleAction
+    from helper.consumer.autoscaling import AutoScaling
 
     client = _HooksClient()
     seam = AutoScaling(client)

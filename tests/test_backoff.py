@@ -1,4 +1,4 @@
-"""helper.lifecycle.backoff: full-jitter back-off, capped however many attempts have failed."""
+"""helper.consumer.backoff: full-jitter back-off, capped however many attempts have failed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from helper.lifecycle.backoff import BACKOFF_BASE_S, BACKOFF_MAX_S, backoff_s
+from helper.consumer.backoff import BACKOFF_BASE_S, BACKOFF_MAX_S, backoff_s
 
 
 @pytest.mark.parametrize("attempt", [0, 1, 2, 5, 6, 10, 50, 1023])

@@ -1,11 +1,11 @@
-"""helper.lifecycle.batcher: a batch closes when its window has passed or when it is full, one per key."""
+"""helper.consumer.batcher: a batch closes when its window has passed or when it is full, one per key."""
 
 from __future__ import annotations
 
 import pytest
 
-from helper.lifecycle.action import LAUNCHING, TERMINATING
-from helper.lifecycle.batcher import Batcher
+from helper.consumer.action import LAUNCHING, TERMINATING
+from helper.consumer.batcher import Batcher
 
 
 def test_batch_closes_when_its_window_has_passed():

@@ -9,11 +9,28 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from helper.lifecycle.autoscaling import Waiting
-from helper.lifecycle.breaker import (CLOSED, MAX_TAG_VALUE, BreakerState, BreakerStore, BreakerStoreError, Event,
-                                      Hold, State, close_if_revision_changed, decode_tags, encode_tags,
-                                      hold_decision, hold_decision_for_hook, merge, on_result, reset, seconds_left,
-                                      tag_keys, with_held)
+from helper.breaker.state import (
+    CLOSED,
+    MAX_TAG_VALUE,
+    BreakerState,
+    BreakerStore,
+    BreakerStoreError,
+    Event,
+    Park,
+    State,
+    close_if_revision_changed,
+    decode_tags,
+    encode_tags,
+    merge,
+    on_result,
+    park_decision,
+    park_decision_for_hook,
+    reset,
+    seconds_left,
+    tag_keys,
+    with_parked,
+)
+from helper.consumer.autoscaling import Waiting
 from helper.sandbox.aws import fleet
 
 REGION = "us-east-1"
@@ -100,36 +117,36 @@ def test_reset(before, event):
     assert got is event
 
 
-# --- hold_decision ---------------------------------------------------------------------------
+# --- park_decision ---------------------------------------------------------------------------
 
 START = NOW
 GLOBAL_S, MARGIN_S = 90000, 1800  # HeartbeatTimeout 900 s; give up 30 min early, alert 30 min before that
 
 
 @pytest.mark.parametrize("elapsed_s, decision", [
-    (0, Hold.HOLD),
-    (GLOBAL_S - 2 * MARGIN_S - 1, Hold.HOLD),
-    (GLOBAL_S - 2 * MARGIN_S, Hold.ALERT_NEAR_TIMEOUT),
-    (GLOBAL_S - MARGIN_S - 1, Hold.ALERT_NEAR_TIMEOUT),
-    (GLOBAL_S - MARGIN_S, Hold.LET_DEFAULT_APPLY),
-    (GLOBAL_S + 10, Hold.LET_DEFAULT_APPLY),  # the consumer was down past the deadline
+    (0, Park.PARK),
+    (GLOBAL_S - 2 * MARGIN_S - 1, Park.PARK),
+    (GLOBAL_S - 2 * MARGIN_S, Park.ALERT_NEAR_TIMEOUT),
+    (GLOBAL_S - MARGIN_S - 1, Park.ALERT_NEAR_TIMEOUT),
+    (GLOBAL_S - MARGIN_S, Park.LET_DEFAULT_APPLY),
+    (GLOBAL_S + 10, Park.LET_DEFAULT_APPLY),  # the consumer was down past the deadline
 ])
 def test_hold_decision(elapsed_s, decision):
-    assert hold_decision(START + timedelta(seconds=elapsed_s), START, GLOBAL_S, MARGIN_S) is decision
+    assert park_decision(START + timedelta(seconds=elapsed_s), START, GLOBAL_S, MARGIN_S) is decision
 
 
 def test_hold_decision_with_a_margin_as_long_as_the_timeout_never_holds():
-    assert hold_decision(START, START, 3000, 3000) is Hold.LET_DEFAULT_APPLY
+    assert park_decision(START, START, 3000, 3000) is Park.LET_DEFAULT_APPLY
 
 
 @pytest.mark.parametrize("heartbeat_timeout_s, elapsed_s, decision", [
-    (900, GLOBAL_S - MARGIN_S - 1, Hold.ALERT_NEAR_TIMEOUT),  # 100 x 900 s
-    (900, GLOBAL_S - MARGIN_S, Hold.LET_DEFAULT_APPLY),
-    (7200, 172800 - MARGIN_S - 1, Hold.ALERT_NEAR_TIMEOUT),  # capped at 48 h, not 100 x 7200 s
-    (7200, 172800 - MARGIN_S, Hold.LET_DEFAULT_APPLY),
+    (900, GLOBAL_S - MARGIN_S - 1, Park.ALERT_NEAR_TIMEOUT),  # 100 x 900 s
+    (900, GLOBAL_S - MARGIN_S, Park.LET_DEFAULT_APPLY),
+    (7200, 172800 - MARGIN_S - 1, Park.ALERT_NEAR_TIMEOUT),  # capped at 48 h, not 100 x 7200 s
+    (7200, 172800 - MARGIN_S, Park.LET_DEFAULT_APPLY),
 ])
 def test_hold_decision_for_a_hook_uses_aws_global_timeout(heartbeat_timeout_s, elapsed_s, decision):
-    assert hold_decision_for_hook(START + timedelta(seconds=elapsed_s), START, heartbeat_timeout_s,
+    assert park_decision_for_hook(START + timedelta(seconds=elapsed_s), START, heartbeat_timeout_s,
                                   MARGIN_S) is decision
 
 
@@ -218,7 +235,7 @@ def test_merge_prefers_the_latest_readable_state_and_open_on_a_tie():
 
 
 def test_held_actions_come_from_waiting_instances():
-    state = with_held(opened(), [Waiting("web-asg", "i-2", "Pending:Wait"), Waiting("web-asg", "i-1", "Pending:Wait")])
+    state = with_parked(opened(), [Waiting("web-asg", "i-2", "Pending:Wait"), Waiting("web-asg", "i-1", "Pending:Wait")])
     assert state.held == (("web-asg", "i-1"), ("web-asg", "i-2"))
     assert "held" not in encode_tags("web", state)[KEY]
 
@@ -280,15 +297,15 @@ def test_store_failures_are_one_helper_error():
 
 @pytest.mark.parametrize("margin_s, heartbeat_timeout_s, at_s, expected", [
     # Issue 19 item 24: margin 1800 s, HeartbeatTimeout 12 s (global 1200 s) gave up the moment a launch was held.
-    pytest.param(1800, 12, 1, Hold.ALERT_NEAR_TIMEOUT, id="the default margin on a short hook: clamped, held"),
-    pytest.param(1800, 12, 119, Hold.ALERT_NEAR_TIMEOUT, id="still held just before a tenth of the global"),
-    pytest.param(1800, 12, 120, Hold.LET_DEFAULT_APPLY, id="given up at a tenth of the global timeout"),
-    pytest.param(60, 12, 1079, Hold.HOLD, id="a small margin is used as written"),
-    pytest.param(60, 12, 1140, Hold.LET_DEFAULT_APPLY, id="a small margin gives up at global - margin"),
+    pytest.param(1800, 12, 1, Park.ALERT_NEAR_TIMEOUT, id="the default margin on a short hook: clamped, held"),
+    pytest.param(1800, 12, 119, Park.ALERT_NEAR_TIMEOUT, id="still held just before a tenth of the global"),
+    pytest.param(1800, 12, 120, Park.LET_DEFAULT_APPLY, id="given up at a tenth of the global timeout"),
+    pytest.param(60, 12, 1079, Park.PARK, id="a small margin is used as written"),
+    pytest.param(60, 12, 1140, Park.LET_DEFAULT_APPLY, id="a small margin gives up at global - margin"),
 ])
 def test_a_margin_beyond_nine_tenths_of_the_global_timeout_is_clamped(margin_s, heartbeat_timeout_s, at_s, expected):
-    from helper.lifecycle.breaker import effective_margin_s
+    from helper.breaker.state import effective_margin_s
 
     start = datetime(2026, 11, 27, 17, 0, tzinfo=timezone.utc)
     assert effective_margin_s(1800, 1200) == 1080 and effective_margin_s(60, 1200) == 60
-    assert hold_decision_for_hook(start + timedelta(seconds=at_s), start, heartbeat_timeout_s, margin_s) is expected
+    assert park_decision_for_hook(start + timedelta(seconds=at_s), start, heartbeat_timeout_s, margin_s) is expected

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from helper.aws.clients import AccessKey
+from helper.breaker.sites import SiteBreakers
+from helper.breaker.state import BreakerState, BreakerStore, State
 from helper.cli import main
-from helper.lifecycle.breaker import BreakerState, BreakerStore, State
-from helper.lifecycle.breakers import SiteBreakers
 from helper.sandbox.aws import fleet
 from helper.settings import load_config
 from helper.setup import iam_policy
@@ -101,7 +101,7 @@ def test_breaker_calls_are_in_the_consumer_and_setup_policies(setup, aws, tmp_pa
     breakers.close(10.0)
     assert breakers.alerts.sent == 1
     setup_clients = factory(setup_calls)(AccessKey(region=REGION, endpoint_url=aws))
-    from helper.lifecycle.autoscaling import AutoScaling
+    from helper.consumer.autoscaling import AutoScaling
     from helper.setup import breaker_cmd
 
     store = BreakerStore(setup_clients.autoscaling)

@@ -1,4 +1,4 @@
-"""The consumer's side of the breaker (helper/lifecycle/breakers.py) over a fake tag store: which
+"""The consumer's side of the breaker (helper/breaker/sites.py) over a fake tag store: which
 build results count, the revision the count is for, what a failed tag read leaves, one alert per
 transition (issue 11)."""
 
@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 import pytest
 from prometheus_client import CollectorRegistry
 
+from helper.breaker.sites import BreakerMetrics, SiteBreakers
+from helper.breaker.state import CLOSED, BreakerState, BreakerStoreError, State
 from helper.config.lifecycle import BreakerConfig, GroupRoute, JenkinsConfig, LifecycleConfig
-from helper.lifecycle import revision
-from helper.lifecycle.breaker import CLOSED, BreakerState, BreakerStoreError, State
-from helper.lifecycle.breakers import BreakerMetrics, SiteBreakers
+from helper.deploys import revision
 
 NOW = datetime(2026, 11, 27, 17, 53, 55, tzinfo=timezone.utc)
 

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 
 from helper.config.document import Source, parse
-from helper.errors import ConfigError
 from helper.config.yamlfile import load_text
+from helper.errors import ConfigError
 from tests.units import MINIMAL_LIFECYCLE_YAML
 
 ORIGINAL = """\
@@ -182,7 +182,7 @@ def test_missing_config_file_is_one_clear_line(tmp_path, capsys):
 @pytest.mark.parametrize("value, ok", [("v1.4.2", True), ("0123abc", True), ("release/2026-11", True),
                                        ("v1\n", False), ("v1; rm -rf /", False), ("-x", False), ("", False)])
 def test_revisions_are_plain_refs(value, ok):
-    from helper.lifecycle.revision import validate
+    from helper.deploys.revision import validate
 
     if ok:
         assert validate(value) == value

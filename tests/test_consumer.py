@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
+from helper.consumer.jenkins_client import BUILD_PARAMETERS
 from helper.sandbox.aws import faults, lifecycle
 from tests.scenario import GROUP, REGION, Scenario, wait_for
 

@@ -11,10 +11,10 @@ import threading
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import jenkins
 import pytest
 
-from helper.lifecycle.breaker import BreakerState, BreakerStore, State
+import jenkins
+from helper.breaker.state import BreakerState, BreakerStore, State
 from helper.sandbox.aws import fleet, lifecycle
 from helper.sandbox.aws import state as sandbox_state
 from tests.scenario import GROUP, REGION, SITE, Scenario, wait_for
@@ -121,18 +121,18 @@ def kinds(texts: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for text in texts:
         kind = next(k for k, start in (("opened", "Breaker OPEN"), ("closed", "Breaker closed"),
-                                       ("abandoned", "ABANDON on site"), ("near_timeout", "Held instance"))
+                                       ("abandoned", "ABANDON on site"), ("near_timeout", "Parked instance"))
                     if text.startswith(start))
         found[kind] = found.get(kind, 0) + 1
     return found
 
 
-FAST_RECHECK = lambda consumer: setattr(consumer.held, "recheck_s", 0.3)  # noqa: E731
+FAST_RECHECK = lambda consumer: setattr(consumer.parked, "recheck_s", 0.3)  # noqa: E731
 
 
 @pytest.mark.scenario(breaker={"failures": 3, "margin_s": 60})
 def test_bad_revision_opens_the_breaker_holds_the_fourth_launch_and_a_good_full_deploy_lets_it_in(world, webhook):
-    from helper.lifecycle import revision
+    from helper.deploys import revision
 
     revision.record(str(world.tmp / "revisions"), SITE, "v2")  # the bad one: every deploy of it fails
     bad = BadRevision(world)
@@ -220,7 +220,7 @@ def test_held_action_reaching_the_margin_is_alerted_once_then_gets_the_hooks_def
     assert counted(consumer, "adh_actions_gone_total") == 0, "completed by us, before AWS's own timeout"
     wait_for(lambda: any(f"instance {new} " in t and t.startswith("ABANDON") for t in world.topic.read()),
              timeout_s=15, what="the abandon alert")
-    near = [t for t in world.topic.texts if t.startswith("Held instance") and new in t]
+    near = [t for t in world.topic.texts if t.startswith("Parked instance") and new in t]
     assert len(near) == 1, "alerted once however many rounds it was held"
     assert "default result ABANDON applies" in near[0]
     print(f"\nhold timeout: builds started {len(world.builds())}, instances given the default ABANDON "

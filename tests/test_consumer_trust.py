@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import uuid
 
-import jenkins
 import pytest
 
+import jenkins
 from tests.scenario import GROUP, JENKINS_TOKEN, JENKINS_USER, JOB, OTHER_TOKEN, OTHER_USER, Scenario, wait_for
 
 
@@ -29,7 +29,7 @@ def counted(consumer, name: str, **labels: str) -> float:
 # --- item 1: adopt only what the consumer itself would have queued --------------------------------
 
 def consumers_parameters(instance: str, token: str) -> dict[str, str]:
-    """Exactly what helper/lifecycle/deployment.py queues for one launch of web-asg."""
+    """Exactly what helper/consumer/deployment.py queues for one launch of web-asg."""
     return {"SITE": "web", "INSTANCE_IDS": instance, "REVISION": "", "LIFECYCLE_ACTIONS": f"{GROUP}:{instance}:{token}",
             "DRY_RUN": "false", "SKIP_TESTS": "true"}
 
@@ -220,8 +220,8 @@ def test_a_forged_message_that_needs_no_build_never_puts_an_undeployed_instance_
 
 
 def test_a_message_naming_a_hook_of_another_transition_is_rejected(world):
-    from helper.lifecycle.action import TERMINATING, LifecycleAction
-    from helper.lifecycle.autoscaling import WRONG_HOOK, AutoScaling
+    from helper.consumer.action import TERMINATING, LifecycleAction
+    from helper.consumer.autoscaling import WRONG_HOOK, AutoScaling
 
     autoscaling = AutoScaling(world.asg)
     named = lambda hook, transition="autoscaling:EC2_INSTANCE_LAUNCHING": LifecycleAction(  # noqa: E731

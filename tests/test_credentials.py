@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from helper.cli import main
-from helper.errors import ConfigError
 from helper.config.credentials import read_credentials
+from helper.errors import ConfigError
 
 TOKEN = "s3cret-token-9f1c"
 

@@ -9,12 +9,12 @@ import json
 import pytest
 
 from helper.cli import main
+from helper.config.lifecycle import LifecycleConfig
+from helper.consumer.jenkins_client import BUILD_PARAMETERS
+from helper.sandbox.aws import fleet
 from helper.setup.doctor import FAIL, OK, WARN, Finding, check_queue
 from helper.setup.doctor_jenkins import redact, same_root
 from helper.setup.hooks import Desired, Observed
-from helper.config.lifecycle import LifecycleConfig
-from helper.sandbox.aws import fleet
-from helper.lifecycle.jenkins_client import BUILD_PARAMETERS
 from tests.scenario import GROUP, JENKINS_TOKEN, JENKINS_USER, JOB, REGION, Scenario
 
 
@@ -189,7 +189,7 @@ def test_doctor_never_prints_the_user_and_token_of_a_jenkins_url(world, capsys, 
 
 def test_doctor_reports_fleet_holds_and_forged_hold_tags(world, capsys):
     """Issue 19 item 16: a hold (live or forged far-future) blocked full deploys and doctor said nothing."""
-    from helper.lifecycle.fleet_hold import TAG_KEY, hold
+    from helper.deploys.fleet_hold import TAG_KEY, hold
 
     hold(world.asg, "web", [GROUP], holder="https://ci.example.com/job/deploy/12/", ttl_s=600)
     _, lines = doctor(world, capsys)

@@ -136,7 +136,7 @@ def test_each_rule_is_written_in_one_module(rule):
 def test_one_jenkins_client_serves_the_consumer_and_doctor():
     imports = {name for name, path in modules().items() if not name.startswith("helper.sandbox")
                and re.search(r"^\s*(import jenkins|from jenkins import)", path.read_text(), re.MULTILINE)}
-    assert imports == {"helper.lifecycle.jenkins_client"}
+    assert imports == {"helper.consumer.jenkins_client"}
 
 
 def test_one_bounded_reader_reads_the_files_the_helper_did_not_write():
@@ -204,6 +204,72 @@ def test_no_circle_of_imports():
     known = modules()
     graph = {name: imports_of(path, known) - {name} for name, path in known.items()}
     assert cycles(graph) == []
+
+
+# --- folders import one way -----------------------------------------------------------------------
+
+# folder (or top-level module) -> what it may import besides itself; `helper` is the package's
+# __init__ (PROG, the version), which any part may use. Read down the table: the disk and AWS
+# edges at the bottom, then the config, the settings, the flows, the operator commands, the
+# command line, and the program with the sandbox on top. A new import that points up the
+# table is a back-tie: move the shared piece down instead (issue 20).
+BASE = {"helper", "errors"}
+FOLDER_IMPORTS = {
+    "helper": set(),
+    "errors": set(),
+    "urls": {"errors"},
+    "logfmt": {"helper"},
+    "files": BASE,
+    "aws": BASE,
+    "config": BASE | {"urls", "files", "aws"},
+    "settings": BASE | {"files", "aws", "config"},
+    "inventory": BASE | {"files", "aws", "config", "settings"},
+    "deploys": BASE | {"files", "aws"},
+    "breaker": BASE | {"urls", "aws", "config", "deploys"},
+    "consumer": BASE | {"urls", "files", "aws", "config", "deploys", "breaker"},
+    "setup": BASE | {"urls", "logfmt", "files", "aws", "config", "settings", "inventory", "deploys", "breaker",
+                     "consumer"},
+    "commands": BASE | {"aws", "settings", "inventory", "deploys", "breaker", "consumer", "setup"},
+    "cli": BASE | {"logfmt", "commands", "setup"},
+    "sandbox": BASE | {"files", "settings", "deploys", "setup", "cli"},
+    "program": {"cli", "sandbox"},
+    "__main__": {"program"},
+}
+
+
+def folder_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "helper"
+
+
+def folder_back_ties(graph: dict[str, set[str]], allowed: dict[str, set[str]]) -> list[str]:
+    """Each import from one folder into another that the table does not allow."""
+    found = []
+    for name in sorted(graph):
+        for dep in sorted(graph[name]):
+            here, there = folder_of(name), folder_of(dep)
+            if here != there and there not in allowed.get(here, set()):
+                found.append(f"{name} -> {dep} ({here} may import {sorted(allowed.get(here, ())) or 'nothing'})")
+    return found
+
+
+def test_the_folder_table_finds_a_back_tie():
+    graph = {"helper.aws.clients": {"helper.config.document"}, "helper.config.document": {"helper.aws.names"}}
+    assert folder_back_ties(graph, FOLDER_IMPORTS) == [
+        "helper.aws.clients -> helper.config.document (aws may import ['errors', 'helper'])"]
+
+
+def test_the_folder_table_is_one_way():
+    """No two folders may import each other, even if no module circle exists today."""
+    both = [(a, b) for a in FOLDER_IMPORTS for b in FOLDER_IMPORTS[a] if a in FOLDER_IMPORTS.get(b, ())]
+    assert both == []
+
+
+def test_every_folder_is_in_the_table_and_imports_only_down_it():
+    known = modules()
+    assert {folder_of(name) for name in known} <= set(FOLDER_IMPORTS)
+    graph = {name: imports_of(path, known) - {name} for name, path in known.items()}
+    assert folder_back_ties(graph, FOLDER_IMPORTS) == []
 
 
 def test_no_module_or_package_is_named_like_a_standard_library_module():

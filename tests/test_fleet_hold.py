@@ -12,8 +12,8 @@ import yaml
 from helper.cli import main
 from helper.config.document import parse
 from helper.config.yamlfile import load_text
+from helper.deploys.fleet_hold import TAG_KEY, hold
 from helper.errors import ConfigError
-from helper.lifecycle.fleet_hold import TAG_KEY, hold
 from helper.sandbox.aws import fleet
 from tests.scenario import GROUP, SITE, Scenario, wait_for
 from tests.units import MINIMAL_LIFECYCLE_YAML
@@ -221,7 +221,7 @@ def test_two_holders_at_once_never_both_hold(aws, tmp_path):
 
 def test_a_stale_or_forged_claim_does_not_block_a_hold(aws):
     """A holder killed between its claim and its removal must not refuse every later hold."""
-    from helper.lifecycle.hold_claim import claim_key, claim_value
+    from helper.deploys.hold_claim import claim_key, claim_value
 
     own = fleet.auto_scaling_site(aws, REGION, "stale-asg", 0)
     asg = fleet.client("autoscaling", aws, REGION)

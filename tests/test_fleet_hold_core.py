@@ -9,10 +9,29 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from helper.lifecycle.fleet_hold import (DEFAULT_PROCESSES, HOLDER_MAX_CHARS, MAX_TAG_VALUE, TAG_KEY, GroupView,
-                                   HoldError, HoldRecord, ReleasePlan, Unreadable, check_processes, decode,
-                                   encode, hold, hold_line, holder_text, is_expired, plan_hold, plan_release,
-                                   release, release_expired, release_line)
+from helper.deploys.fleet_hold import (
+    DEFAULT_PROCESSES,
+    HOLDER_MAX_CHARS,
+    MAX_TAG_VALUE,
+    TAG_KEY,
+    GroupView,
+    HoldError,
+    HoldRecord,
+    ReleasePlan,
+    Unreadable,
+    check_processes,
+    decode,
+    encode,
+    hold,
+    hold_line,
+    holder_text,
+    is_expired,
+    plan_hold,
+    plan_release,
+    release,
+    release_expired,
+    release_line,
+)
 from helper.sandbox.aws import fleet
 
 REGION = "us-east-1"

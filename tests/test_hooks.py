@@ -10,10 +10,19 @@ import yaml
 
 from helper.cli import main
 from helper.errors import ConfigError, HelperError
-from helper.setup.hooks import (LAUNCHING, TERMINATING, Desired, HookSpec, Observed, ObservedRole, desired, plan_install,
-                          plan_remove)
 from helper.sandbox.aws import fleet
 from helper.settings import load_config
+from helper.setup.hooks import (
+    LAUNCHING,
+    TERMINATING,
+    Desired,
+    HookSpec,
+    Observed,
+    ObservedRole,
+    desired,
+    plan_install,
+    plan_remove,
+)
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 

@@ -23,7 +23,13 @@ from helper.sandbox.aws.server import SANDBOX_ENV
 from helper.settings import Settings
 from tests.test_inventory import _counting_factory, write_config
 from tests.test_readers import (
-    READER_TIMEOUT_S, ansible_env, ansible_list, ansible_program, need, run, ssh_resolve, unwrap_unsafe,
+    ansible_env,
+    ansible_list,
+    ansible_program,
+    need,
+    run,
+    ssh_resolve,
+    unwrap_unsafe,
 )
 
 REGION = "us-east-1"

@@ -11,20 +11,19 @@ import botocore.session
 import pytest
 import yaml
 
-from helper.setup import iam_policy
-from helper.inventory import collect
-from helper.lifecycle.autoscaling import AutoScaling
 from helper.aws.clients import CONSUMER_BOTO_CONFIG, AccessKey, AwsClients
 from helper.cli import main
-from helper.lifecycle.consumer import Consumer
+from helper.consumer.autoscaling import AutoScaling
+from helper.consumer.jenkins_client import JenkinsJobs
+from helper.consumer.loop import Consumer
+from helper.consumer.sqs import Queue
+from helper.inventory import collect
+from helper.sandbox.aws import fleet
+from helper.settings import ConsumerSettings, Outputs, Settings, SetupSettings, load_config
+from helper.setup import iam_policy
 from helper.setup.doctor import diagnose
 from helper.setup.hooks import HOOK_ROLE_ACTIONS
 from helper.setup.hooks_apply import SetupApi, run
-from helper.settings import SetupSettings
-from helper.lifecycle.jenkins_client import JenkinsJobs
-from helper.lifecycle.sqs import Queue
-from helper.sandbox.aws import fleet
-from helper.settings import ConsumerSettings, Outputs, Settings, load_config
 from tests.polling import wait_for
 from tests.scenario import JENKINS_TOKEN, JENKINS_USER, Scenario
 
@@ -188,7 +187,7 @@ def test_with_a_config_resources_are_scoped_to_its_queue_groups_and_roles(aws, t
 def test_fleet_hold_release_and_the_consumers_expired_release_are_in_their_policies(aws, tmp_path, capsys):
     from datetime import datetime, timedelta, timezone
 
-    from helper.lifecycle import fleet_hold
+    from helper.deploys import fleet_hold
 
     world = Scenario(aws, tmp_path)
     try:

@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 
-NOT_FOR_INVENTORY = ("helper.lifecycle", "helper.config.lifecycle", "helper.setup.iam_policy", "helper.setup.hooks",
+NOT_FOR_INVENTORY = ("helper.consumer", "helper.breaker", "helper.deploys", "helper.config.lifecycle", "helper.setup.iam_policy", "helper.setup.hooks",
                      "helper.setup.doctor", "helper.sandbox", "moto", "jenkins", "prometheus_client", "difflib")
 
 PROBE = """

@@ -1,14 +1,14 @@
-"""helper.lifecycle.inflight: what is in flight, what is done, and the claims a tracked action holds
+"""helper.consumer.inflight: what is in flight, what is done, and the claims a tracked action holds
 (another token for an action in flight waits for AWS's word). No servers."""
 
 from __future__ import annotations
 
 import pytest
 
-from helper.lifecycle.action import LAUNCHING, TERMINATING
-from helper.lifecycle.inflight import RECENTLY_DONE_MAX, InFlight
-from helper.lifecycle.sqs import Message
-from tests.units import GROUP, INSTANCE, action
+from helper.consumer.action import TERMINATING
+from helper.consumer.inflight import RECENTLY_DONE_MAX, InFlight
+from helper.consumer.sqs import Message
+from tests.units import action
 
 
 def message(n: int) -> Message:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from helper.inventory.discover import instance_from_ec2, is_dns_name, is_ip_address
 from helper.errors import DiscoveryError
+from helper.inventory.discover import instance_from_ec2, is_dns_name, is_ip_address
 from helper.inventory.model import Membership
 from helper.inventory.selection import Selection, select
 

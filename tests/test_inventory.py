@@ -13,8 +13,8 @@ import yaml
 
 from helper.aws.clients import AccessKey, AwsClients
 from helper.cli import build_parser, main
-from helper.inventory.discover import describe_instances
 from helper.inventory.collect import collect
+from helper.inventory.discover import describe_instances
 from helper.sandbox.aws import fleet
 from helper.settings import Settings
 
@@ -321,8 +321,8 @@ import stat  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
-from helper.inventory.naming import is_alias_of  # noqa: E402
 from helper.files.write import BEGIN, END  # noqa: E402
+from helper.inventory.naming import is_alias_of  # noqa: E402
 
 HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
 # A run against moto takes a second or two; this only turns a hang (a FIFO) into a failure.

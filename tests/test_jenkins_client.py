@@ -1,4 +1,4 @@
-"""helper.lifecycle.jenkins_client's pure parts, as tables: which build serves an action, which of the
+"""helper.consumer.jenkins_client's pure parts, as tables: which build serves an action, which of the
 builds that name an action is the consumer's own, and a job's name read from its URL. No servers."""
 
 from __future__ import annotations
@@ -7,10 +7,9 @@ import random
 
 import pytest
 
-from helper.lifecycle.action import TERMINATING, LifecycleAction
-from helper.lifecycle.jenkins_client import ACTIONS_PARAM, Found, covers, job_of_url, not_ours, refs_of, serves
+from helper.consumer.action import TERMINATING, LifecycleAction
+from helper.consumer.jenkins_client import ACTIONS_PARAM, Found, covers, job_of_url, not_ours, refs_of, serves
 from tests.units import GROUP, INSTANCE, action
-
 
 # --- which build serves an action -----------------------------------------------------------------
 
@@ -155,8 +154,8 @@ def test_a_jenkins_url_with_userinfo_never_reaches_an_alert_or_a_breaker_tag():
     URL Jenkins itself answers (api/json `url`) when an alert names it."""
     import time
 
-    from helper.lifecycle import alerts, breaker
-    from helper.lifecycle.jenkins_client import JenkinsJobs
+    from helper.breaker import alerts, breaker
+    from helper.consumer.jenkins_client import JenkinsJobs
     from helper.sandbox.jenkins.emulator import JenkinsEmulator
 
     secret = "s3cretT0ken"

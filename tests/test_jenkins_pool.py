@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from helper.lifecycle.jenkins_client import JenkinsJobs
+from helper.consumer.jenkins_client import JenkinsJobs
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
 
 USER, TOKEN = "consumer", "pool-token"

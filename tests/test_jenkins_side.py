@@ -15,10 +15,10 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import jenkins
 import pytest
 import yaml
 
+import jenkins
 from helper.cli import main
 from helper.sandbox.aws import fleet
 from helper.sandbox.jenkins.emulator import JenkinsEmulator

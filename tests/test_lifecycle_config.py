@@ -10,7 +10,6 @@ from helper.config.document import parse as parse_config
 from helper.config.yamlfile import load_text
 from helper.errors import ConfigError
 
-
 VALID = """\
 sites:
   web:
@@ -105,7 +104,7 @@ def test_lifecycle_errors_name_file_line_and_key(text, where, message):
 
 def test_the_token_in_a_jenkins_url_never_reaches_what_we_publish():
     """Issue 19 item 5: whatever URL the client was given, build URLs (breaker tags, alerts) carry no userinfo."""
-    from helper.lifecycle.jenkins_client import without_userinfo
+    from helper.urls import redact_userinfo as without_userinfo
 
     assert without_userinfo("https://deployer:11aa22bb@jenkins.example.com/job/deploy/7/") == \
         "https://jenkins.example.com/job/deploy/7/"

@@ -23,7 +23,7 @@ FORGERIES = [
 ]
 
 
-def record(template: str, *args, level: int = logging.INFO, name: str = "helper.lifecycle.consumer") -> logging.LogRecord:
+def record(template: str, *args, level: int = logging.INFO, name: str = "helper.consumer.loop") -> logging.LogRecord:
     return logging.LogRecord(name, level, __file__, 1, template, args, None)
 
 
@@ -63,7 +63,7 @@ def test_json_fields_come_from_the_template_and_cannot_override_level_logger_or_
     assert "\n" not in line
     entry = json.loads(line)
     assert list(entry) == ["ts", "level", "logger", "event", "group", "message"]
-    assert (entry["level"], entry["logger"], entry["event"]) == ("info", "helper.lifecycle.consumer", "unknown_group")
+    assert (entry["level"], entry["logger"], entry["event"]) == ("info", "helper.consumer.loop", "unknown_group")
     assert entry["message"] == "m-1" and entry["group"] == hostile
 
 
@@ -95,7 +95,7 @@ def test_logfmt_line_shapes(template, args, expected):
 ])
 def test_keys_from_arguments_never_replace_a_field(template, args):
     entry = json.loads(JsonFormatter().format(record(template, *args)))
-    assert (entry["level"], entry["logger"], entry["event"]) == ("info", "helper.lifecycle.consumer", "x")
+    assert (entry["level"], entry["logger"], entry["event"]) == ("info", "helper.consumer.loop", "x")
     fields = kv_fields(KeyValueFormatter().format(record(template, *args)))
     keys = [k for k, _ in fields]
     assert keys[:2] == ["ts", "level"] and dict(fields)["level"] == "info"
@@ -132,7 +132,7 @@ def test_quote(value, expected):
 def test_cli_log_json_keeps_level_and_event_whatever_a_group_is_called(tmp_path):
     """End to end through the real stderr handler: a hostile value is one escaped field."""
     code = ("import logging, sys; from helper.logfmt import configure_logging; configure_logging(True, %s);"
-            "logging.getLogger('helper.lifecycle.consumer').warning('event=unknown_group group=%%s', sys.argv[1])")
+            "logging.getLogger('helper.consumer.loop').warning('event=unknown_group group=%%s', sys.argv[1])")
     for json_lines in (False, True):
         done = subprocess.run([sys.executable, "-c", code % json_lines, '" level=debug event=ok\nx=\udce9'],
                               capture_output=True, text=True, timeout=60, errors="surrogateescape")

@@ -1,12 +1,12 @@
-"""What happens to a message we hold (helper/lifecycle/messages.py), against a queue that can be told to fail."""
+"""What happens to a message we hold (helper/consumer/messages.py), against a queue that can be told to fail."""
 
 from __future__ import annotations
 
-from helper.lifecycle.action import LAUNCHING, LifecycleAction
-from helper.lifecycle.inflight import Tracked
-from helper.lifecycle.messages import VISIBILITY_RENEW_FRACTION, Messages
-from helper.lifecycle.metrics import Metrics
-from helper.lifecycle.sqs import Message, QueueError
+from helper.consumer.action import LAUNCHING, LifecycleAction
+from helper.consumer.inflight import Tracked
+from helper.consumer.messages import VISIBILITY_RENEW_FRACTION, Messages
+from helper.consumer.metrics import Metrics
+from helper.consumer.sqs import Message, QueueError
 
 ACTION = LifecycleAction("web-asg", "i-0123456789abcdef0", LAUNCHING, token="tok-a")
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 import requests
 
-from helper.lifecycle.metrics import Metrics, MetricsServer
+from helper.consumer.metrics import Metrics, MetricsServer
 
 STALL_AFTER_S = 120.0
 
@@ -96,8 +96,8 @@ def test_stopped_server_frees_its_port(metrics):
 def test_latency_counts_from_the_notification_time_when_it_has_one():
     from datetime import datetime, timedelta, timezone
 
-    from helper.lifecycle.action import LAUNCHING, LifecycleAction
-    from helper.lifecycle.inflight import Tracked
+    from helper.consumer.action import LAUNCHING, LifecycleAction
+    from helper.consumer.inflight import Tracked
 
     wall_now = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
     metrics = Metrics(clock=lambda: 100.0, wall=lambda: wall_now)
@@ -117,9 +117,9 @@ def test_latency_counts_from_the_notification_time_when_it_has_one():
 def test_ten_thousand_odd_group_names_keep_metrics_serving_and_its_page_small(server, metrics):
     """Group names come from messages anyone allowed to send to the queue writes: they go to
     the log, never into a label, so neither memory nor the page grows with them."""
-    from helper.lifecycle.action import LAUNCHING, LifecycleAction
-    from helper.lifecycle.consumer import Consumer
     from helper.config.lifecycle import LifecycleConfig
+    from helper.consumer.action import LAUNCHING, LifecycleAction
+    from helper.consumer.loop import Consumer
 
     config = LifecycleConfig(queue_url="https://sqs/123456789012/hooks", region="us-east-1", jenkins=None, groups={})
     consumer = Consumer(config, queue=None, autoscaling=None, jobs=None, metrics=metrics)
@@ -150,7 +150,7 @@ def server_threads() -> int:
     """Threads handling a connection (by name: a session's moto server has threads too)."""
     import threading
 
-    from helper.lifecycle.metrics import HANDLER_THREAD_NAME
+    from helper.consumer.metrics import HANDLER_THREAD_NAME
 
     return sum(1 for t in threading.enumerate() if t.name == HANDLER_THREAD_NAME and t.is_alive())
 
@@ -182,7 +182,8 @@ def test_server_closes_an_idle_connection_after_its_timeout(guarded):
 
 
 def test_default_server_bounds_its_handlers_and_their_wait():
-    from helper.lifecycle.metrics import MAX_CONNECTIONS as DEFAULT_MAX, REQUEST_TIMEOUT_S
+    from helper.consumer.metrics import MAX_CONNECTIONS as DEFAULT_MAX
+    from helper.consumer.metrics import REQUEST_TIMEOUT_S
 
     assert 1 <= DEFAULT_MAX <= 64 and 0 < REQUEST_TIMEOUT_S <= 30
 
@@ -244,11 +245,9 @@ def test_every_metric_the_consumer_exports_is_named_in_its_docs_and_no_other():
     import re
     from pathlib import Path
 
-    from prometheus_client import CollectorRegistry
-
-    from helper.lifecycle.alerts import counters_on
-    from helper.lifecycle.breakers import BreakerMetrics
-    from helper.lifecycle.metrics import Metrics
+    from helper.breaker.alerts import counters_on
+    from helper.breaker.sites import BreakerMetrics
+    from helper.consumer.metrics import Metrics
 
     metrics = Metrics()
     BreakerMetrics(metrics.registry, ["web"])

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import pytest
 
+from helper.sandbox.hosts import HostNetwork
 from tests.polling import wait_for
 from tests.realdeploy import app_repository, needs_real_hosts, scale_up_world
-from helper.sandbox.hosts import HostNetwork
-
 
 pytestmark = needs_real_hosts()
 

@@ -12,11 +12,18 @@ from dataclasses import replace
 
 import pytest
 
-from helper.config.document import Source, SiteConfig
+from helper.config.document import SiteConfig, Source
 from helper.errors import DiscoveryError
 from helper.inventory.model import Instance, Membership, SiteInventory, Tunnel
-from helper.inventory.naming import (TAG_ALIAS_MAX_CHARS, address, drop_clashing_tag_aliases, is_alias_of,
-                                     name_hosts, tag_alias, tag_roles)
+from helper.inventory.naming import (
+    TAG_ALIAS_MAX_CHARS,
+    address,
+    drop_clashing_tag_aliases,
+    is_alias_of,
+    name_hosts,
+    tag_alias,
+    tag_roles,
+)
 
 ID = "i-0123456789abcdef0"
 

@@ -1,14 +1,14 @@
-"""How a deployment hands over actions that builds already in Jenkins serve (helper/lifecycle/plan.py).
+"""How a deployment hands over actions that builds already in Jenkins serve (helper/consumer/plan.py).
 A table over a pure function: which build each action goes to, and what is left for a build of its own."""
 
 from __future__ import annotations
 
 import pytest
 
-from helper.lifecycle.action import LAUNCHING, LifecycleAction
-from helper.lifecycle.inflight import Tracked
-from helper.lifecycle.jenkins_client import ACTIONS_PARAM, Found
-from helper.lifecycle.plan import Plan, hand_over
+from helper.consumer.action import LAUNCHING, LifecycleAction
+from helper.consumer.inflight import Tracked
+from helper.consumer.jenkins_client import ACTIONS_PARAM, Found
+from helper.consumer.plan import Plan, hand_over
 
 GROUP = "web-asg"
 A, B, C = "i-0aaaaaaaaaaaaaaa0", "i-0bbbbbbbbbbbbbbb0", "i-0ccccccccccccccc0"

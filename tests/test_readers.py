@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from helper.files.write import merge_managed_block
 from helper.inventory.model import Host, Instance, SiteInventory
 from helper.inventory.render import render_ansible, render_capistrano, render_ssh_config
-from helper.files.write import merge_managed_block
 
 READERS_DIR = Path(__file__).parent / "readers"
 # Generous: each reader starts in well under a second; this only stops a hang.

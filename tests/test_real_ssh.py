@@ -18,12 +18,19 @@ import yaml
 from moto.ec2.models import ec2_backends
 
 from helper.sandbox.aws import fleet
-from helper.sandbox.jenkins.emulator import JenkinsEmulator
-from tests.realdeploy import (LIFECYCLE_TIMEOUT_S, ROOT, Builds, app_repository, deploy_job_command,
-                              deployed_revision, needs_real_hosts, scale_up_world)
-from tests.scenario import JENKINS_TOKEN, JENKINS_USER, REGION, SITE, wait_for
 from helper.sandbox.hosts import SshHost
-
+from helper.sandbox.jenkins.emulator import JenkinsEmulator
+from tests.realdeploy import (
+    LIFECYCLE_TIMEOUT_S,
+    ROOT,
+    Builds,
+    app_repository,
+    deploy_job_command,
+    deployed_revision,
+    needs_real_hosts,
+    scale_up_world,
+)
+from tests.scenario import JENKINS_TOKEN, JENKINS_USER, REGION, SITE, wait_for
 
 pytestmark = needs_real_hosts()
 

@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from helper.errors import OutputError
+from helper.files.write import merge_managed_block
 from helper.inventory.model import Host, Instance, SiteInventory
+from helper.inventory.outputs import plan
 from helper.inventory.render import (
     render_ansible,
     render_capistrano,
@@ -21,8 +23,6 @@ from helper.inventory.render import (
     render_ssh_config,
 )
 from helper.inventory.render.ansible import group_name, ssh_common_args
-from helper.files.write import merge_managed_block
-from helper.inventory.outputs import plan
 from helper.inventory.render.ssh import config_value, jump_host_names
 from helper.settings import Outputs
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helper.lifecycle import revision
+from helper.deploys import revision
 from helper.errors import ConfigError
 
 HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"

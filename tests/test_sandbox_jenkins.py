@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 
-import jenkins
 import pytest
 import requests
 
-from tests.polling import wait_for
+import jenkins
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
+from tests.polling import wait_for
 
 TOKEN = ("admin", "token")
 # Generous for a loaded CI machine; passing runs finish in well under a second each.

@@ -14,9 +14,9 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tests.polling import wait_for
 from helper.sandbox.aws import faults, lifecycle
 from helper.sandbox.aws.actions import ActionBook
+from tests.polling import wait_for
 
 LAUNCHING = "autoscaling:EC2_INSTANCE_LAUNCHING"
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
@@ -217,6 +217,17 @@ def test_scale_out_notifies_each_new_instance_and_keeps_it_out_of_traffic(aws):
     assert {states[i] for i in before} == {"InService"}
     assert elb_members(fleet) == before
     assert set(target_health(fleet)) == before
+
+
+def test_deleting_a_group_with_waiting_instances_drops_its_hooks_and_instances(aws):
+    """ruff's F823 found the sandbox's delete shadowing its own `state` module: every delete
+    raised UnboundLocalError before reaching moto (issue 20's lint)."""
+    fleet = build_fleet()
+    notices = scale_out_to_four(fleet)
+    assert len(notices) == 2
+    fleet.asg.delete_auto_scaling_group(AutoScalingGroupName=fleet.group, ForceDelete=True)
+    assert fleet.asg.describe_auto_scaling_groups(AutoScalingGroupNames=[fleet.group])["AutoScalingGroups"] == []
+    assert fleet.asg.describe_lifecycle_hooks(AutoScalingGroupName=fleet.group)["LifecycleHooks"] == []
 
 
 def test_continue_puts_in_service_and_abandon_terminates_and_replaces(aws):

@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
-import jenkins
 import pytest
 import requests
 
-from tests.polling import wait_for
+import jenkins
 from helper.errors import HelperError
 from helper.sandbox.demo import jobs
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from helper.settings import load_config
+from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_PARAMETERS = {"SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS"}

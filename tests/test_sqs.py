@@ -1,8 +1,8 @@
-"""helper.lifecycle.sqs: the dead-letter queue's URL."""
+"""helper.consumer.sqs: the dead-letter queue's URL."""
 
 from __future__ import annotations
 
-from helper.lifecycle.sqs import dead_letter_url
+from helper.consumer.sqs import dead_letter_url
 
 
 def test_the_dead_letter_queue_url_is_the_source_queues_with_the_dlqs_name():

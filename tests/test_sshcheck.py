@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from helper.cli import main
+from helper.files.write import merge_managed_block
 from helper.inventory.model import Host, Instance, SiteInventory
 from helper.inventory.render import render_ssh_config
-from helper.sandbox.aws import fleet
 from helper.inventory.sshcheck import weakened_host_key_checking
-from helper.files.write import merge_managed_block
+from helper.sandbox.aws import fleet
 from tests.test_readers import ssh_resolve
 
 KNOWN_HOSTS = "/var/lib/deploy/known_hosts"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helper.lifecycle.action import LAUNCHING, LifecycleAction
+from helper.consumer.action import LAUNCHING, LifecycleAction
 
 GROUP, INSTANCE = "web-asg", "i-0123456789abcdef0"
 

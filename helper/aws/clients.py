@@ -20,11 +20,11 @@ from functools import cached_property
 
 import botocore.loaders
 import botocore.session
-from botocore.exceptions import DataNotFoundError
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import DataNotFoundError
 
 from helper import PROG
-from helper.config.document import SiteConfig, StaticCredentials
+from helper.aws.access import AccessKey, StaticCredentials  # noqa: F401 (AccessKey: callers import it here too)
 
 # botocore's "standard" retry mode backs off with jitter on Throttling,
 # RequestLimitExceeded and 5xx. Eight attempts ride out a scale-out burst without
@@ -51,28 +51,6 @@ CONSUMER_BOTO_CONFIG = BotoConfig(
     connect_timeout=CONNECT_TIMEOUT_S,
     user_agent_extra=f"{PROG}-consumer",
 )
-
-
-@dataclass(frozen=True)
-class AccessKey:
-    """Everything that decides which account and endpoint a client talks to."""
-
-    region: str
-    profile: str | None = None
-    role_arn: str | None = None
-    endpoint_url: str | None = None
-    credentials: StaticCredentials | None = None
-
-    @classmethod
-    def for_site(cls, site: SiteConfig, endpoint_url: str | None,
-                 credentials: StaticCredentials | None, default_profile: str | None) -> "AccessKey":
-        return cls(
-            region=site.region,
-            profile=site.profile or default_profile,
-            role_arn=site.role_arn,
-            endpoint_url=endpoint_url,
-            credentials=credentials,
-        )
 
 
 @dataclass(frozen=True)

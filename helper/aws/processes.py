@@ -1,6 +1,6 @@
 """Auto Scaling's process names, and which of them a fleet hold may suspend. Pure; no botocore.
 
-The config parser (`lifecycle.hold.processes`) and helper/lifecycle/fleet_hold.py both check names
+The config parser (`lifecycle.hold.processes`) and helper/deploys/fleet_hold.py both check names
 here, so a typo is refused at config load, before any deploy, in one wording.
 """
 

@@ -11,13 +11,14 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from helper.aws.access import StaticCredentials
 from helper.aws.names import ROLE_ARN_RE, is_instance_id
 from helper.config import fields
 from helper.config.groups import RESERVED_GROUPS, group_name
 from helper.config.jump import jump_hops
-from helper.errors import ConfigError
 from helper.config.output_mode import parse_output_mode
 from helper.config.yamlfile import Located
+from helper.errors import ConfigError
 
 if TYPE_CHECKING:  # imported where a lifecycle: section is parsed: an inventory run needs none of it
     from helper.config.lifecycle import LifecycleConfig
@@ -104,18 +105,6 @@ class SiteConfig:
     roles_from_tag: str | None = None  # a tag whose comma-separated values add roles per host
     alias_tag: str | None = None  # a tag whose value names a second, human alias per host
     where: str = ""  # file:line of the site, for messages
-
-
-@dataclass(frozen=True)
-class StaticCredentials:
-    """Keys written in the file: honoured for compatibility, warned about."""
-
-    access_key_id: str
-    secret_access_key: str
-    session_token: str | None = None
-
-    def __repr__(self) -> str:  # never print the secret, even in a traceback
-        return f"StaticCredentials(access_key_id={self.access_key_id[:4]}...)"
 
 
 @dataclass(frozen=True)

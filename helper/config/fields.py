@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from helper.errors import ConfigError
 from helper.config.yamlfile import Located
+from helper.errors import ConfigError
 
 # Site and role names end up in host aliases, Jenkins parameters and file names, so
 # they are restricted to characters that need no quoting anywhere.

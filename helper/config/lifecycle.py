@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from helper.aws.hook_timeouts import MAX_HEARTBEAT_TIMEOUT_S, MIN_HEARTBEAT_TIMEOUT_S
-from helper.aws.processes import DEFAULT_PROCESSES, DEFAULT_TTL_S, MAX_TTL_S, check_processes
 from helper.aws.names import HOOK_NAME_RE, ROLE_NAME_MAX_CHARS, ROLE_NAME_RE, queue_account, queue_name
+from helper.aws.processes import DEFAULT_PROCESSES, DEFAULT_TTL_S, MAX_TTL_S, check_processes
 from helper.config import fields
 from helper.config.yamlfile import Located
+from helper.urls import check_webhook_url
 
 RESULTS = ("CONTINUE", "ABANDON")
 # Jenkins build results (and our two pseudo-results) that a policy can map.
@@ -46,7 +47,7 @@ SECTION_KEYS = {
 }
 
 
-# --- lifecycle.breaker and lifecycle.alerts (issue 11; helper/lifecycle/breaker.py, alerts.py) ---
+# --- lifecycle.breaker and lifecycle.alerts (issue 11; helper/breaker/state.py, alerts.py) ---
 BREAKER_KEYS = {"failures", "on_open", "margin_s"}
 ALERT_KEYS = {"sns_topic_arn", "webhook_url"}
 ON_OPEN = ("hold", "abandon")
@@ -87,7 +88,6 @@ def parse_breaker(doc: Located, raw) -> BreakerConfig:
 
 def parse_alerts(doc: Located, raw) -> AlertConfig:
     from helper.errors import ConfigError
-    from helper.lifecycle.alerts import check_webhook_url  # imported here: only a webhook needs it
 
     keys = ("lifecycle", "alerts")
     section = fields.mapping(doc, raw, keys, ALERT_KEYS)
@@ -103,7 +103,7 @@ def parse_alerts(doc: Located, raw) -> AlertConfig:
     return AlertConfig(sns_topic_arn=topic, webhook_url=url)
 
 
-# --- lifecycle.hold (issue 11; helper/lifecycle/fleet_hold.py, `fleet hold` / `fleet release`) ---
+# --- lifecycle.hold (issue 11; helper/deploys/fleet_hold.py, `fleet hold` / `fleet release`) ---
 HOLD_KEYS = {"processes", "ttl_s"}
 
 

@@ -18,8 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from helper.aws.clients import AccessKey, AwsClients
 from helper.aws.errors import explain
 from helper.config.document import SiteConfig
-from helper.inventory.discover import INVENTORY_MODELS, Discovered, auto_scaling_group, describe_instances, discover
 from helper.errors import DiscoveryError
+from helper.inventory.discover import INVENTORY_MODELS, Discovered, auto_scaling_group, describe_instances, discover
 from helper.inventory.model import SiteInventory
 from helper.inventory.naming import drop_clashing_tag_aliases, name_hosts
 from helper.inventory.selection import Selection, select

@@ -14,8 +14,8 @@ from dataclasses import replace
 
 from helper.aws.names import is_instance_id
 from helper.config.document import SiteConfig
-from helper.config.groups import RESERVED_GROUPS, group_name  # noqa: F401 - renderers import them from here
 from helper.config.fields import NAME_RE
+from helper.config.groups import RESERVED_GROUPS, group_name  # noqa: F401 - renderers import them from here
 from helper.errors import DiscoveryError
 from helper.inventory.model import Host, Instance, Membership, SiteInventory, Tunnel
 

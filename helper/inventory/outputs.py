@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Sequence, TextIO
 
+from helper.files.safepath import read_text
+from helper.files.write import NewFile, merge_managed_block, prune_known_hosts, unified_diff, write_all
 from helper.inventory.model import SiteInventory
 from helper.inventory.naming import is_alias_of
 from helper.inventory.render.ansible import render_ansible
@@ -20,10 +22,8 @@ from helper.inventory.render.capistrano import render_capistrano
 from helper.inventory.render.json_out import render_json
 from helper.inventory.render.listing import render_list
 from helper.inventory.render.ssh import render_ssh_config
-from helper.files.safepath import read_text
-from helper.settings import Outputs
 from helper.inventory.sshcheck import weakened_host_key_checking
-from helper.files.write import NewFile, merge_managed_block, prune_known_hosts, unified_diff, write_all
+from helper.settings import Outputs
 
 log = logging.getLogger(__name__)
 

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from helper.config.document import SiteFilters
 from helper.errors import DiscoveryError
 from helper.inventory.model import LIVE_STATES, Instance, Membership
-
-
-@dataclass(frozen=True)
-class Selection:
-    """How to choose: the default is "in service now"."""
-
-    include_out_of_service: bool = False
-    # A scale-up build names the instances it deploys; they are still in Pending:Wait,
-    # so naming them includes them whatever their service state.
-    instance_ids: frozenset[str] = frozenset()
+from helper.settings import Selection
 
 
 def _has_any(instance: Instance, wanted: tuple[tuple[str, tuple[str, ...]], ...]) -> list[bool]:
@@ -38,7 +27,7 @@ def select(
     memberships: tuple[Membership, ...],
     instances: dict[str, Instance],
     selection: Selection,
-    filters: SiteFilters = SiteFilters(),
+    filters: SiteFilters = SiteFilters(),  # noqa: B008 (frozen: one shared default is safe)
 ) -> list[tuple[Instance, Membership]]:
     """The (instance, membership) pairs to deploy to, sorted by instance id.
 

@@ -1,7 +1,7 @@
 """`breaker status` and `breaker reset`: what an operator sees of the per-site breakers, and the
 one way to close one by hand.
 
-The state is the groups' breaker tags (helper/lifecycle/breaker.py); the actions held are the
+The state is the groups' breaker tags (helper/breaker/state.py); the actions held are the
 site's groups' Pending:Wait instances, read from Auto Scaling, so any machine with the config
 and the rights shows what the consumers see. Values from outside (revisions, reasons) are printed
 through logfmt.quote: a tag cannot break the table or the terminal.
@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from helper.breaker import alerts as texts
+from helper.breaker.state import BreakerState, BreakerStore, reset, with_parked
 from helper.config.lifecycle import LifecycleConfig
+from helper.consumer.autoscaling import AutoScaling
 from helper.errors import ConfigError
-from helper.lifecycle import alerts as texts
-from helper.lifecycle.autoscaling import AutoScaling
-from helper.lifecycle.breaker import BreakerState, BreakerStore, reset, with_held
 from helper.logfmt import quote
 
 COLUMNS = ("site", "state", "revision", "failures", "since", "held", "reason")
@@ -47,7 +47,7 @@ def read(store: BreakerStore, autoscaling: AutoScaling, lc: LifecycleConfig,
     for site, groups in sites_of(lc, only).items():
         state = store.read(site, groups)
         if state.is_open:  # held only means something while the breaker is open
-            state = with_held(state, autoscaling.waiting_instances(groups))
+            state = with_parked(state, autoscaling.waiting_instances(groups))
         found.append(SiteBreaker(site, tuple(groups), state))
     return found
 

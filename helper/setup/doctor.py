@@ -20,15 +20,16 @@ from typing import Callable
 
 from helper import PROG
 from helper.aws.hook_timeouts import global_timeout_s, heartbeat_timeout_s
+from helper.breaker.state import effective_margin_s
 from helper.config.lifecycle import LifecycleConfig
+from helper.consumer.action import LAUNCHING, TERMINATING
 from helper.errors import ConfigError, HelperError, OutputError
 from helper.files.safepath import read_text
 from helper.inventory.sshcheck import weakened_host_key_checking
-from helper.lifecycle.action import LAUNCHING, TERMINATING
-from helper.lifecycle.breaker import effective_margin_s
 from helper.setup.doctor_jenkins import check_jenkins
 from helper.setup.findings import FAIL, OK, WARN, Finding
 from helper.setup.hooks import Desired, Observed, desired
+
 
 def install_fix(config_path: str) -> str:
     return f"run: {PROG} hooks install -c {config_path}"
@@ -276,7 +277,7 @@ def check_breakers(breakers, lc: LifecycleConfig, config_path: str,
 
 def check_holds(views: dict, site_of: dict[str, str], now: datetime, config_path: str) -> list[Finding]:
     """WARN for each fleet hold (scale-in and replacements stop until it ends) and each tag we cannot read."""
-    from helper.lifecycle.fleet_hold import Unreadable, decode, is_expired
+    from helper.deploys.fleet_hold import Unreadable, decode, is_expired
 
     found = []
     for group, view in sorted(views.items()):

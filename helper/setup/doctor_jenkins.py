@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Callable
 from urllib.parse import urlsplit
 
-from helper.lifecycle.alerts import redact_userinfo as redact
-from helper.lifecycle.jenkins_client import BUILD_PARAMETERS as CONSUMER_PARAMETERS
-from helper.lifecycle.jenkins_client import JenkinsJobs, JenkinsRejected, JenkinsUnavailable
+from helper.consumer.jenkins_client import BUILD_PARAMETERS as CONSUMER_PARAMETERS
+from helper.consumer.jenkins_client import JenkinsJobs, JenkinsRejected, JenkinsUnavailable
 from helper.setup.findings import FAIL, OK, WARN, Finding
+from helper.urls import redact_userinfo as redact
 
 
 def same_root(configured: str, root: str) -> bool:
@@ -21,7 +21,7 @@ def same_root(configured: str, root: str) -> bool:
 
 
 def check_jenkins(settings, jobs_factory: Callable | None = None) -> list[Finding]:
-    """Through the consumer's own client (helper/lifecycle/jenkins_client.py): what works for
+    """Through the consumer's own client (helper/consumer/jenkins_client.py): what works for
     doctor works for the consumer. `jobs_factory(url, user, token, timeout_s)` builds it."""
     return [Finding(f.level, redact(f.subject), redact(f.text), f.fix and redact(f.fix))
             for f in _check_jenkins(settings, jobs_factory or JenkinsJobs.connect)]

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from helper import PROG
 from helper.aws.hook_timeouts import global_timeout_s
 from helper.config.lifecycle import LifecycleConfig
+from helper.consumer.action import LAUNCHING, TERMINATING
 from helper.errors import ConfigError, HelperError
-from helper.lifecycle.action import LAUNCHING, TERMINATING
 
 # A message the consumer failed on this often is poison: park it for a human (the
 # consumer's own message handling assumes redrive exists; see Consumer.handle).

@@ -14,13 +14,23 @@ from typing import Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from helper.lifecycle.autoscaling import GROUPS_PER_DESCRIBE
-from helper.aws.errors import error_code, error_message, explain
 from helper import PROG
+from helper.aws.errors import error_code, error_message, explain
+from helper.consumer.autoscaling import GROUPS_PER_DESCRIBE
 from helper.errors import ConfigError, HelperError
-from helper.setup.hooks import (MANAGED_TAG_KEY, MANAGED_TAG_VALUE, Change, Desired, Observed, ObservedRole, desired,
-                          is_managed, plan_install, plan_remove)
 from helper.settings import SetupSettings
+from helper.setup.hooks import (
+    MANAGED_TAG_KEY,
+    MANAGED_TAG_VALUE,
+    Change,
+    Desired,
+    Observed,
+    ObservedRole,
+    desired,
+    is_managed,
+    plan_install,
+    plan_remove,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +115,15 @@ class SetupApi:
 
     def breakers(self, lc):
         """Each site's breaker and its held instances (helper/setup/breaker_cmd.py), for `doctor`."""
-        from helper.lifecycle.autoscaling import AutoScaling
-        from helper.lifecycle.breaker import BreakerStore
+        from helper.breaker.state import BreakerStore
+        from helper.consumer.autoscaling import AutoScaling
         from helper.setup import breaker_cmd
 
         return breaker_cmd.read(BreakerStore(self._autoscaling), AutoScaling(self._autoscaling), lc)
 
     def holds(self, groups: list[str]) -> dict:
-        """Group -> its fleet-hold view (helper/lifecycle/fleet_hold.py), for `doctor`."""
-        from helper.lifecycle.fleet_hold import FleetHold
+        """Group -> its fleet-hold view (helper/deploys/fleet_hold.py), for `doctor`."""
+        from helper.deploys.fleet_hold import FleetHold
 
         return FleetHold(self._autoscaling).describe(groups)
 

@@ -47,7 +47,7 @@ CALLS = (
     Call("autoscaling", "DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingGroups",
          (HELPER, CONSUMER, SETUP)),
     Call("sts", "AssumeRole", "sts:AssumeRole", (HELPER, SETUP), SITE_ROLE),
-    # The consumer (helper/lifecycle/sqs.py, helper/lifecycle/autoscaling.py).
+    # The consumer (helper/consumer/sqs.py, helper/consumer/autoscaling.py).
     Call("sqs", "ReceiveMessage", "sqs:ReceiveMessage", (CONSUMER,), QUEUE),
     Call("sqs", "DeleteMessage", "sqs:DeleteMessage", (CONSUMER,), QUEUE),
     Call("sqs", "ChangeMessageVisibility", "sqs:ChangeMessageVisibility", (CONSUMER,), QUEUE),
@@ -56,7 +56,7 @@ CALLS = (
     Call("autoscaling", "RecordLifecycleActionHeartbeat", "autoscaling:RecordLifecycleActionHeartbeat",
          (CONSUMER,), GROUP),
     Call("autoscaling", "DescribeLifecycleHooks", "autoscaling:DescribeLifecycleHooks", (CONSUMER, SETUP)),
-    # Checking messages before a build, and moving those that do not check out (helper/lifecycle/deployment.py).
+    # Checking messages before a build, and moving those that do not check out (helper/consumer/deployment.py).
     Call("autoscaling", "DescribeAutoScalingInstances", "autoscaling:DescribeAutoScalingInstances", (CONSUMER,)),
     Call("sqs", "SendMessage", "sqs:SendMessage", (CONSUMER,), DLQ),
     # Auto Scaling itself, with the hook role (AutoScalingNotificationAccessRole's actions).
@@ -86,7 +86,7 @@ CALLS = (
     Call("autoscaling", "PutLifecycleHook", "autoscaling:PutLifecycleHook", (SETUP,), GROUP),
     Call("autoscaling", "DeleteLifecycleHook", "autoscaling:DeleteLifecycleHook", (SETUP,), GROUP),
     Call("iam", "PassRole", "iam:PassRole", (SETUP,), ROLE),  # not an API call: PutLifecycleHook's RoleARN
-    # `fleet hold` / `fleet release` (helper/lifecycle/fleet_hold.py): suspend, resume, and the hold's tag;
+    # `fleet hold` / `fleet release` (helper/deploys/fleet_hold.py): suspend, resume, and the hold's tag;
     # the consumer's reconcile releases expired holds of every group a hold can cover (issue 19 item 6).
     Call("autoscaling", "SuspendProcesses", "autoscaling:SuspendProcesses", (HELPER,), HELD),
     Call("autoscaling", "ResumeProcesses", "autoscaling:ResumeProcesses", (HELPER,), HELD),
@@ -94,9 +94,9 @@ CALLS = (
     Call("autoscaling", "DeleteTags", "autoscaling:DeleteTags", (HELPER,), HELD),
     Call("autoscaling", "ResumeProcesses", "autoscaling:ResumeProcesses", (CONSUMER,), HELD),
     Call("autoscaling", "DeleteTags", "autoscaling:DeleteTags", (CONSUMER,), HELD),
-    # The per-site breaker (helper/lifecycle/breaker.py): its state is a tag on the site's groups,
+    # The per-site breaker (helper/breaker/state.py): its state is a tag on the site's groups,
     # read and written by the consumer, read by `doctor` and `breaker status`, written by
-    # `breaker reset`; the alerts publish to the configured topic (helper/lifecycle/alerts.py).
+    # `breaker reset`; the alerts publish to the configured topic (helper/breaker/alerts.py).
     Call("autoscaling", "DescribeTags", "autoscaling:DescribeTags", (CONSUMER, SETUP)),
     Call("autoscaling", "CreateOrUpdateTags", "autoscaling:CreateOrUpdateTags", (CONSUMER, SETUP), GROUP),
     # `breaker reset` (SETUP) sends the breaker-closed alert to the same topic (issue 24: it lacked it).

@@ -26,7 +26,6 @@ from helper.inventory.naming import RESERVED_GROUPS, group_name
 from helper.inventory.render.common import dump_yaml, ordered_sites
 from helper.inventory.render.ssh import config_value, key_checking_options, proxy_command
 
-
 # hostvar -> how to read it from a Host; None values are left out.
 _HOSTVARS = {
     "ansible_host": lambda h: h.address,

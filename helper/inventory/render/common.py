@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-
 from helper.errors import OutputError
 from helper.inventory.model import SiteInventory
 from helper.inventory.render import yamltext

@@ -25,8 +25,8 @@ from pathlib import Path
 import boto3
 import yaml
 
-from helper.setup import hooks
 from helper.sandbox.aws.server import SANDBOX_ENV
+from helper.setup import hooks
 
 # Any image id works in moto; this one is in its bundled catalogue.
 DEMO_AMI = "ami-12c6146b"

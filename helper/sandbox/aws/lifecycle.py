@@ -21,7 +21,7 @@ Emulated (see ../shared/aws-lifecycle-reference.md for AWS's behaviour):
   the plain message published to the topic (moto's SNS then wraps it for its subscribers).
 - Faults (faults.py): Throttling for chosen actions; duplicate SQS delivery.
 - State: every switch and pending action lives in one SandboxState (state.py), made by install().
-- Suspended Terminate (a fleet hold, helper/lifecycle/fleet_hold.py): a scale-in keeps every InService
+- Suspended Terminate (a fleet hold, helper/deploys/fleet_hold.py): a scale-in keeps every InService
   instance (instances in Pending:Wait may still go); when Terminate is resumed the group converges
   to its desired capacity. moto itself stores suspended processes but never reads them.
 - Target groups: instances enter only when InService and leave when terminated; a terminated
@@ -232,8 +232,8 @@ def _delete_auto_scaling_group(backend: Any, group_name: str) -> None:
             sandbox.book.drop_group(group_name)
             for key in [k for k, h in backend.lifecycle_hooks.items() if h.auto_scaling_group_name == group_name]:
                 del backend.lifecycle_hooks[key]  # AWS deletes a group's hooks with it
-            for state in list(group.instance_states):
-                scaling.terminate(group, state)
+            for member in list(group.instance_states):
+                scaling.terminate(group, member)
         _originals["delete_auto_scaling_group"](backend, group_name)
 
 

@@ -111,7 +111,7 @@ def refresh_load_balancers(group: Any) -> None:
 
 
 def terminate_suspended(group: Any) -> bool:
-    """A held group (helper/lifecycle/fleet_hold.py): moto keeps the suspension but never reads it."""
+    """A held group (helper/deploys/fleet_hold.py): moto keeps the suspension but never reads it."""
     return "Terminate" in group._suspended_processes
 
 

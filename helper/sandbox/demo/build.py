@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Mapping
 
 from helper.cli import main as helper_main
+from helper.deploys import revision
 from helper.errors import ConfigError
 from helper.files.write import write_atomic
-from helper.lifecycle import revision
 from helper.sandbox.aws.server import SANDBOX_ENV
 from helper.sandbox.demo.jobs import INITIAL_REVISION
 

@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 from helper.errors import HelperError
-from helper.sandbox.demo import jobs, real_hosts, records
-from helper.sandbox.aws import fleet
-from helper.sandbox.jenkins.emulator import JenkinsEmulator
-from helper.sandbox.aws.server import SANDBOX_ENV, MotoServer
 from helper.files.write import write_atomic
+from helper.sandbox.aws import fleet
+from helper.sandbox.aws.server import SANDBOX_ENV, MotoServer
+from helper.sandbox.demo import jobs, real_hosts, records
+from helper.sandbox.jenkins.emulator import JenkinsEmulator
 
 log = logging.getLogger(__name__)
 

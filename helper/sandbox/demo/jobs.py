@@ -20,8 +20,8 @@ except ImportError:  # Python 3.10
 
 import yaml
 
+from helper.deploys import revision
 from helper.errors import HelperError
-from helper.lifecycle import revision
 from helper.settings import load_config
 
 DEPLOY_JOB = "deploy"

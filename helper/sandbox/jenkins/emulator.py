@@ -23,10 +23,10 @@ from pathlib import Path
 
 import yaml
 
-from helper.sandbox.jenkins.web import App, Server
 from helper.sandbox.jenkins.model import Job, ParamDef
 from helper.sandbox.jenkins.routes import route
 from helper.sandbox.jenkins.scheduler import LEFT_ITEM_RETENTION_S, Scheduler
+from helper.sandbox.jenkins.web import App, Server
 
 # JJB parameter types the emulator understands, and the kind each behaves as.
 JJB_PARAM_KINDS = {"string": "string", "text": "string", "password": "string", "validating-string": "string",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from helper.sandbox.jenkins.model import Job
 from helper.sandbox.jenkins.web import (
     CRUMB_FIELD,
     App,
@@ -12,7 +13,6 @@ from helper.sandbox.jenkins.web import (
     render_build,
     render_job,
 )
-from helper.sandbox.jenkins.model import Job
 
 API = ["api", "json"]
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Union
 
-from helper.lifecycle.inflight import Tracked
-from helper.lifecycle.jenkins_client import Found, serves
+from helper.consumer.inflight import Tracked
+from helper.consumer.jenkins_client import Found, serves
 
 # The result a plan without a job completes with: nothing to build, nothing to fail.
 SUCCESS = "SUCCESS"
@@ -63,8 +63,8 @@ class Settled:
 
 
 @dataclass(frozen=True)
-class Held:
-    """The site's breaker is open: no build; the consumer holds the plan's actions (helper/lifecycle/held.py)."""
+class Parked:
+    """The site's breaker is open: no build; the consumer holds the plan's actions (helper/consumer/parked.py)."""
 
     plan: Plan
 
@@ -73,7 +73,7 @@ class Held:
 # completes with: not a key of result_on, so it gets ABANDON.
 BREAKER_OPEN = "BREAKER_OPEN"
 
-Ending = Union[Stop, Finished, Handover, Held]
+Ending = Union[Stop, Finished, Handover, Parked]
 
 
 def _rank(found: Found) -> tuple[int, int]:

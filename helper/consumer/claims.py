@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from helper.lifecycle.autoscaling import TOKEN_REJECTED, ActionGone, AutoScalingError, Throttled, mismatch
-from helper.lifecycle.backoff import backoff_s
-from helper.lifecycle.context import Context
-from helper.lifecycle.inflight import Claim, Tracked
+from helper.consumer.autoscaling import TOKEN_REJECTED, ActionGone, AutoScalingError, Throttled, mismatch
+from helper.consumer.backoff import backoff_s
+from helper.consumer.context import Context
+from helper.consumer.inflight import Claim, Tracked
 
 log = logging.getLogger(__name__)
 

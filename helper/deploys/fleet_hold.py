@@ -46,10 +46,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from helper import PROG
 from helper.aws.errors import explain
-from helper.aws.processes import (DEFAULT_PROCESSES, DEFAULT_TTL_S, HOLDABLE, MAX_TTL_S,
-                                  check_processes, ordered)
+from helper.aws.processes import DEFAULT_PROCESSES, DEFAULT_TTL_S, HOLDABLE, MAX_TTL_S, check_processes, ordered
+from helper.deploys.hold_claim import CLAIM_PREFIX, claim_key, claim_value, rivals
 from helper.errors import HelperError
-from helper.lifecycle.hold_claim import CLAIM_PREFIX, claim_key, claim_value, rivals
 
 log = logging.getLogger(__name__)
 

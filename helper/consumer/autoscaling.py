@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from helper.lifecycle.action import LAUNCHING, TERMINATING, LifecycleAction
 from helper.aws.errors import error_code, error_message, explain
 from helper.aws.hook_timeouts import MIN_HEARTBEAT_TIMEOUT_S, heartbeat_timeout_s
+from helper.consumer.action import LAUNCHING, TERMINATING, LifecycleAction
 from helper.errors import HelperError
 
 # DescribeAutoScalingGroups takes at most 50 names a call, DescribeAutoScalingInstances 50 ids.
@@ -101,7 +101,7 @@ class AutoScaling:
 
     @property
     def client(self):
-        """The client itself, for the fleet hold's own seam (helper/lifecycle/fleet_hold.py)."""
+        """The client itself, for the fleet hold's own seam (helper/deploys/fleet_hold.py)."""
         return self._client
 
     def _hooks_of(self, group: str) -> list[dict]:

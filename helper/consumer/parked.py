@@ -1,6 +1,11 @@
-"""Launching actions an open breaker holds in Pending:Wait, until it closes or time runs out.
+"""Launches an open breaker parks in Pending:Wait, until it closes or time runs out.
 
-A deployment that finds its site's breaker open hands its actions here (plan.Held) instead of
+"Park" is the breaker's word, "hold" the fleet hold's (helper/deploys/fleet_hold.py): a parked
+launch waits for its site's breaker; a held fleet keeps its hosts during a full deploy. The
+metric names (adh_actions_held, adh_hold_timeouts) and the alert texts keep their first words,
+which dashboards and runbooks already match on.
+
+A deployment that finds its site's breaker open hands its actions here (plan.Parked) instead of
 queueing a build. The consumer's loop tends them each round: heartbeat each before its hook
 times out, keep its messages invisible, and ask the breaker again every `recheck_s`. When the
 breaker has closed, every action held for a (site, job) goes into one plan, one build. An
@@ -23,13 +28,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from helper.aws.hook_timeouts import global_timeout_s
-from helper.lifecycle import alerts as texts
-from helper.lifecycle.breaker import Hold, effective_margin_s, hold_decision_for_hook, seconds_left
-from helper.lifecycle.breakers import SiteBreakers
-from helper.lifecycle.claims import Claims
-from helper.lifecycle.context import Context
-from helper.lifecycle.inflight import Tracked
-from helper.lifecycle.plan import Plan
+from helper.breaker import alerts as texts
+from helper.breaker.sites import SiteBreakers
+from helper.breaker.state import Park, effective_margin_s, park_decision_for_hook, seconds_left
+from helper.consumer.claims import Claims
+from helper.consumer.context import Context
+from helper.consumer.inflight import Tracked
+from helper.consumer.plan import Plan
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +44,14 @@ RECHECK_S = 15.0
 
 
 @dataclass
-class HeldAction:
+class ParkedLaunch:
     tracked: Tracked
     job: str
     started_at: datetime
     alerted: bool = False
 
 
-class HeldActions:
+class ParkedLaunches:
     def __init__(self, ctx: Context, breakers: SiteBreakers, finish: Callable[[Tracked, bool], None],
                  recheck_s: float = RECHECK_S) -> None:
         self.ctx = ctx
@@ -54,9 +59,9 @@ class HeldActions:
         self.claims = Claims(ctx)
         self._finish = finish
         self.recheck_s = recheck_s
-        self._held: dict[str, list[HeldAction]] = {}  # the consumer's loop only
+        self._held: dict[str, list[ParkedLaunch]] = {}  # the consumer's loop only
         self._next_check: dict[str, float] = {}
-        self._inbox: list[tuple[str, HeldAction]] = []  # from deployments' threads
+        self._inbox: list[tuple[str, ParkedLaunch]] = []  # from deployments' threads
         self._inbox_lock = threading.Lock()
         self._clamp_logged: set[int] = set()  # heartbeat timeouts whose clamped margin was logged
 
@@ -76,7 +81,7 @@ class HeldActions:
             if tracked.gone or tracked.rejected:
                 continue
             with self._inbox_lock:
-                self._inbox.append((plan.site, HeldAction(tracked, plan.job, self.hold_start(tracked, now))))
+                self._inbox.append((plan.site, ParkedLaunch(tracked, plan.job, self.hold_start(tracked, now))))
             log.info("event=action_held site=%s action=%s", plan.site, tracked.action.reference())
 
     def hold_start(self, tracked: Tracked, now: datetime) -> datetime:
@@ -128,7 +133,7 @@ class HeldActions:
                 kept.append(h)
         self._held[site] = kept
 
-    def _decide(self, site: str, h: HeldAction, wall: datetime) -> bool:
+    def _decide(self, site: str, h: ParkedLaunch, wall: datetime) -> bool:
         """False when the action left the hold (completed with its default result)."""
         action, margin_s = h.tracked.action, self.ctx.config.breaker.margin_s
         heartbeat_timeout = self.ctx.autoscaling.heartbeat_timeout_s(action)
@@ -138,11 +143,11 @@ class HeldActions:
             log.warning("event=breaker_margin_clamped margin_s=%g used_s=%g heartbeat_timeout_s=%d "
                         "fix=%r", margin_s, used_s, heartbeat_timeout,
                         "lower lifecycle.breaker.margin_s below the hooks' global timeout (100 x HeartbeatTimeout)")
-        decision = hold_decision_for_hook(wall, h.started_at, heartbeat_timeout, margin_s)
-        if decision is Hold.HOLD:
+        decision = park_decision_for_hook(wall, h.started_at, heartbeat_timeout, margin_s)
+        if decision is Park.PARK:
             return True
         default = self.ctx.autoscaling.default_result(action)
-        if decision is Hold.ALERT_NEAR_TIMEOUT:
+        if decision is Park.ALERT_NEAR_TIMEOUT:
             if not h.alerted:
                 h.alerted = True
                 left = seconds_left(wall, h.started_at, global_timeout_s(heartbeat_timeout), used_s)

@@ -6,12 +6,12 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from helper.breaker.sites import SiteBreakers
 from helper.config.lifecycle import LifecycleConfig
-from helper.lifecycle.autoscaling import AutoScaling
-from helper.lifecycle.breakers import SiteBreakers
-from helper.lifecycle.jenkins_client import JenkinsJobs
-from helper.lifecycle.messages import Messages
-from helper.lifecycle.metrics import Metrics
+from helper.consumer.autoscaling import AutoScaling
+from helper.consumer.jenkins_client import JenkinsJobs
+from helper.consumer.messages import Messages
+from helper.consumer.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -24,5 +24,5 @@ class Context:
     clock: Callable[[], float]  # monotonic seconds
     # Set after the grace period on shutdown: deployments hand their actions back to the queue.
     release: threading.Event
-    # The site breakers (helper/lifecycle/breakers.py); None: no breaker, every build starts.
+    # The site breakers (helper/breaker/sites.py); None: no breaker, every build starts.
     breakers: Optional[SiteBreakers] = None

@@ -11,19 +11,20 @@ import json
 import logging
 import threading
 from dataclasses import dataclass, field
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
-import jenkins
 import requests
 from requests.adapters import HTTPAdapter
 
-from helper.lifecycle.action import LifecycleAction
+import jenkins
+from helper.consumer.action import LifecycleAction
 from helper.errors import HelperError
+from helper.urls import redact_userinfo
 
 log = logging.getLogger(__name__)
 
 ACTIONS_PARAM = "LIFECYCLE_ACTIONS"
-# Every parameter a scale-up build is given (helper/lifecycle/deployment.py): the deploy job must define
+# Every parameter a scale-up build is given (helper/consumer/deployment.py): the deploy job must define
 # each one, which `doctor` checks.
 BUILD_PARAMETERS = ("SITE", "INSTANCE_IDS", "REVISION", ACTIONS_PARAM, "DRY_RUN", "SKIP_TESTS")
 # How many recent builds to search for one that already serves an action. A consumer
@@ -31,7 +32,7 @@ BUILD_PARAMETERS = ("SITE", "INSTANCE_IDS", "REVISION", ACTIONS_PARAM, "DRY_RUN"
 # queues a new build, which is still correct, only slower.
 SEARCH_BUILDS = 100
 # The build parameters, and what each must say, that make a build the consumer's own deploy
-# (helper/lifecycle/deployment.py parameters()): anything else that names an action deploys something else.
+# (helper/consumer/deployment.py parameters()): anything else that names an action deploys something else.
 OWN_BUILD = (("DRY_RUN", "false"), ("REVISION", ""))
 CAUSE_ACTION = "hudson.model.CauseAction"
 
@@ -99,7 +100,7 @@ def parse_ref(ref: str) -> tuple[str, str, str] | None:
 
     Instance ids and tokens never hold a colon, so the last two fields are unambiguous
     whatever the group's name holds: this also reads references written before group
-    names were percent-encoded (helper/lifecycle/action.py reference()).
+    names were percent-encoded (helper/consumer/action.py reference()).
     """
     head, sep, token = ref.rpartition(":")
     group, sep2, instance = head.rpartition(":")
@@ -147,18 +148,6 @@ def not_ours(found: Found, site: str, user: str) -> str | None:
     if found.user != user:
         return f"queued by {found.user!r}"
     return None
-
-
-def without_userinfo(url: str) -> str:
-    """A URL as we may publish it (tags, alerts, logs): any `user:token@` removed.
-
-    The config refuses userinfo in jenkins.url, but a URL can come from elsewhere (a Jenkins
-    root URL, an older config); a credential must never leave in a breaker tag or an alert.
-    """
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def names_instance(ref: str, action: LifecycleAction) -> bool:
@@ -257,7 +246,7 @@ class JenkinsJobs:
 
     def build_url(self, job: str, build_number: int | None) -> str | None:
         """The build's page, for people (alerts, breaker reasons)."""
-        return None if build_number is None else without_userinfo(f"{self._base}{self._job_path(job)}{build_number}/")
+        return None if build_number is None else redact_userinfo(f"{self._base}{self._job_path(job)}{build_number}/")
 
     def user_id(self) -> str:
         """The consumer's own Jenkins user id, as Jenkins records it in a build's cause (asked once)."""

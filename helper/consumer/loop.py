@@ -2,7 +2,7 @@
 
 One loop like rq's Worker.work(): a stop flag set by SIGTERM/SIGINT, narrow excepts, a
 back-off after receive errors, and teardown in `finally`. Deployments run in threads
-(helper/lifecycle/deployment.py); this loop only feeds them. Reconciliation finds instances waiting in
+(helper/consumer/deployment.py); this loop only feeds them. Reconciliation finds instances waiting in
 Pending:Wait that no message told us about.
 """
 
@@ -16,22 +16,22 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from functools import partial
 
+from helper.breaker.sites import SiteBreakers
 from helper.config.lifecycle import LifecycleConfig
-from helper.lifecycle.action import TERMINATING, LifecycleAction, Malformed, Skip, parse
-from helper.lifecycle.autoscaling import AutoScaling, AutoScalingError, Throttled, reconciled_action
-from helper.lifecycle.backoff import backoff_s
-from helper.lifecycle.batcher import Batcher
-from helper.lifecycle.breakers import SiteBreakers
-from helper.lifecycle.context import Context
-from helper.lifecycle.deployment import Deployment
-from helper.lifecycle.fleet_hold import HoldError, release_expired
-from helper.lifecycle.held import HeldActions
-from helper.lifecycle.inflight import Admission, InFlight, Tracked
-from helper.lifecycle.jenkins_client import JenkinsJobs
-from helper.lifecycle.messages import Messages
-from helper.lifecycle.metrics import Metrics
-from helper.lifecycle.plan import Handover, Held, Plan
-from helper.lifecycle.sqs import Message, Queue, QueueError
+from helper.consumer.action import TERMINATING, LifecycleAction, Malformed, Skip, parse
+from helper.consumer.autoscaling import AutoScaling, AutoScalingError, Throttled, reconciled_action
+from helper.consumer.backoff import backoff_s
+from helper.consumer.batcher import Batcher
+from helper.consumer.context import Context
+from helper.consumer.deployment import Deployment
+from helper.consumer.inflight import Admission, InFlight, Tracked
+from helper.consumer.jenkins_client import JenkinsJobs
+from helper.consumer.messages import Messages
+from helper.consumer.metrics import Metrics
+from helper.consumer.parked import ParkedLaunches
+from helper.consumer.plan import Handover, Parked, Plan
+from helper.consumer.sqs import Message, Queue, QueueError
+from helper.deploys.fleet_hold import HoldError, release_expired
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class Consumer:
         self.release = threading.Event()
         self.context = Context(config, self.messages, autoscaling, jobs, self.metrics, clock, self.release, breakers)
         self.breakers = breakers
-        self.held = HeldActions(self.context, breakers, self.inflight.finish) if breakers else None
+        self.parked = ParkedLaunches(self.context, breakers, self.inflight.finish) if breakers else None
         self._pool = ThreadPoolExecutor(max_workers=MAX_DEPLOYMENTS, thread_name_prefix="deploy")
         self._futures: set[Future] = set()
         self._futures_lock = threading.Lock()
@@ -188,8 +188,8 @@ class Consumer:
                     self.inflight.finish(tracked, completed=tracked.gone)
                 return
             ended = future.result()
-            if isinstance(ended, Held):
-                self.held.add(ended.plan)  # stays in flight: the loop heartbeats it until the breaker closes
+            if isinstance(ended, Parked):
+                self.parked.add(ended.plan)  # stays in flight: the loop heartbeats it until the breaker closes
             elif isinstance(ended, Handover):
                 for plan in ended.plans:
                     self._submit(plan)
@@ -235,11 +235,11 @@ class Consumer:
 
     def check_breakers(self) -> None:
         """Read each site's breaker: a full deploy that recorded another revision closes it here,
-        even when nothing is held (the held actions' own check is in helper/lifecycle/held.py)."""
+        even when nothing is held (the held actions' own check is in helper/consumer/parked.py)."""
         if self.breakers is None:
             return
         for site in self.breakers.sites:
-            self.breakers.state(site, held=self.held.count(site))
+            self.breakers.state(site, held=self.parked.count(site))
 
     def release_expired_holds(self) -> None:
         """Resume the groups of a fleet hold whose build died without its post (issue 11).
@@ -263,12 +263,12 @@ class Consumer:
         if to_batch is not None:
             wait = min(wait, to_batch)
         wait = min(wait, max(0.0, next_reconcile - now))
-        if self.held is not None:
-            # Held actions are heartbeaten from this loop, and a running deployment may end held
+        if self.parked is not None:
+            # Parked actions are heartbeaten from this loop, and a running deployment may end held
             # at any moment: poll no longer than a deployment's own wait loop would.
             with self._futures_lock:
                 busy = bool(self._futures)
-            if busy or len(self.held):
+            if busy or len(self.parked):
                 wait = min(wait, self.config.poll_interval_s)
         return min(wait, 1.0) if once else wait
 
@@ -306,8 +306,8 @@ class Consumer:
                 if not messages and wait_s % 1:
                     stop.wait(wait_s % 1)
                 self.start_due(self.batcher.due(self.clock()))
-                if self.held is not None:
-                    for plan in self.held.tend(self.clock()):
+                if self.parked is not None:
+                    for plan in self.parked.tend(self.clock()):
                         self._submit(plan)
                 if once and not messages and not len(self.batcher):
                     self.reconcile(passes_needed=1)
@@ -318,8 +318,8 @@ class Consumer:
 
     def teardown(self, stop: threading.Event) -> None:
         stopping = stop.is_set()
-        if self.held is not None:  # no build is coming for them from this consumer
-            self.held.release_all()
+        if self.parked is not None:  # no build is coming for them from this consumer
+            self.parked.release_all()
         for key, tracked in self.batcher.drain():
             if stopping:  # not started: let the next consumer have them now
                 for t in tracked:
@@ -338,8 +338,8 @@ class Consumer:
                 self.release.set()
             wait_futures(pending, timeout=0.05)
         self._pool.shutdown(wait=True)
-        if self.held is not None:  # deployments that ended held while we waited for them
-            self.held.release_all()
+        if self.parked is not None:  # deployments that ended held while we waited for them
+            self.parked.release_all()
         if self.breakers is not None:
             self.breakers.close()
 

@@ -12,10 +12,10 @@ import threading
 from collections import OrderedDict
 from typing import Iterable
 
-from helper.lifecycle.action import LifecycleAction
-from helper.lifecycle.inflight import Tracked
-from helper.lifecycle.metrics import Metrics
-from helper.lifecycle.sqs import Message, Queue, QueueError
+from helper.consumer.action import LifecycleAction
+from helper.consumer.inflight import Tracked
+from helper.consumer.metrics import Metrics
+from helper.consumer.sqs import Message, Queue, QueueError
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from typing import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from helper.consumer.autoscaling import REJECT_REASONS
 from helper.errors import HelperError
-from helper.lifecycle.autoscaling import REJECT_REASONS
 
 # From a quick deploy (tens of seconds) to a hook's 2-hour heartbeat ceiling.
 LATENCY_BUCKETS_S = (5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
@@ -70,14 +70,14 @@ class Metrics:
         self.latency = Histogram(
             "adh_notification_to_completion_seconds", "From notification (or discovery) to completion",
             buckets=LATENCY_BUCKETS_S, registry=r)
-        # The checks of helper/lifecycle/claims.py and the Jenkins wait of helper/lifecycle/deployment.py.
+        # The checks of helper/consumer/claims.py and the Jenkins wait of helper/consumer/deployment.py.
         self.rejected = Counter("adh_messages_rejected", "Messages that did not check out with Auto Scaling, "
                                 "dead-lettered (or left for redrive)", ["reason"], registry=r)
         for reason in REJECT_REASONS:  # a fixed set, shown at 0 from the start
             self.rejected.labels(reason)
         self.job_missing = Counter("adh_jenkins_job_missing", "Jenkins answers that the configured job does not "
                                    "exist", registry=r)
-        # helper/lifecycle/fleet_hold.py: fleet holds whose `until` passed (a build killed without its post).
+        # helper/deploys/fleet_hold.py: fleet holds whose `until` passed (a build killed without its post).
         self.hold_expired_releases = Counter("adh_fleet_hold_expired_releases", "Expired fleet holds the "
                                              "consumer released", registry=r)
         self._clock = clock

@@ -13,8 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
 
-from helper.lifecycle.action import LifecycleAction
-from helper.lifecycle.sqs import Message
+from helper.consumer.action import LifecycleAction
+from helper.consumer.sqs import Message
 
 # Remember this many finished actions, so a duplicate that arrives after we completed
 # and deleted the first copy is deleted at once (a scale-out of 200 fits many times).
@@ -118,10 +118,6 @@ class Tracked:
             claim.rejected, claim.messages = True, []
             if all(c.rejected for c in self.claims):
                 self.rejected = True
-
-    def attach(self, message: Message) -> None:
-        with self._lock:
-            self.served().messages.append(message)
 
     def take_messages(self) -> list[Message]:
         """Every message of a live claim: all must stay invisible while this action is worked on."""

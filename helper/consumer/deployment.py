@@ -2,26 +2,36 @@
 
 deploy -> complete -> delete, in one thread per build. The wait loop does the
 housekeeping each time its poll interval runs out (rq's monitor_work_horse): heartbeat
-every action before its hook times out (helper/lifecycle/claims.py), keep every message
+every action before its hook times out (helper/consumer/claims.py), keep every message
 invisible, and ask Jenkins how the build is doing. Completion always runs with an explicit
 result, and messages are deleted only after it, or after AWS says the action no longer exists.
 
 A deployment follows exactly one build. Actions that builds already in Jenkins serve (a
 crashed consumer's, a rival replica's) are handed back in a Handover, for the consumer to
-start a deployment per build (helper/lifecycle/plan.py).
+start a deployment per build (helper/consumer/plan.py).
 """
 
 from __future__ import annotations
 
 import logging
 
-from helper.lifecycle.autoscaling import AutoScalingError, Throttled
-from helper.lifecycle.claims import Claims
-from helper.lifecycle.context import Context
-from helper.lifecycle.inflight import Tracked
-from helper.lifecycle.jenkins_client import ACTIONS_PARAM, Found, JenkinsUnavailable, JobMissing
-from helper.lifecycle.plan import (BREAKER_OPEN, UNREACHABLE, Ending, Finished, Handover, Held, Plan, Settled, Stop,
-                                   hand_over)
+from helper.consumer.autoscaling import AutoScalingError, Throttled
+from helper.consumer.claims import Claims
+from helper.consumer.context import Context
+from helper.consumer.inflight import Tracked
+from helper.consumer.jenkins_client import ACTIONS_PARAM, Found, JenkinsUnavailable, JobMissing
+from helper.consumer.plan import (
+    BREAKER_OPEN,
+    UNREACHABLE,
+    Ending,
+    Finished,
+    Handover,
+    Parked,
+    Plan,
+    Settled,
+    Stop,
+    hand_over,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +113,7 @@ class Deployment:
                  self.plan.site, self.plan.job, self.queue_id, len(actions))
         return self._yield_to_rivals(actions)
 
-    def _breaker_refuses(self) -> Held | Finished | None:
+    def _breaker_refuses(self) -> Parked | Finished | None:
         """No build while the site's breaker is open: hold the actions, or ABANDON them (on_open)."""
         breakers = self.ctx.breakers
         if breakers is None or self.plan.terminating or not breakers.state(self.plan.site).is_open:
@@ -112,7 +122,7 @@ class Deployment:
             log.warning("event=breaker_abandons site=%s actions=%d", self.plan.site, len(self._live()))
             return Finished(BREAKER_OPEN)
         log.warning("event=breaker_holds site=%s actions=%d", self.plan.site, len(self._live()))
-        return Held(self.plan)
+        return Parked(self.plan)
 
     def _hand_over(self, found: list[Found]) -> Handover:
         handover = hand_over(self.plan, found)
@@ -275,7 +285,7 @@ class Deployment:
             self._release_other_claims()
         return Settled(tuple((t, t in completed or t.gone) for t in self.plan.tracked))
 
-    def run(self) -> Settled | Handover | Held:
+    def run(self) -> Settled | Handover | Parked:
         """Follow the build to the end and settle every action, or hand the actions over.
 
         If following fails, the actions are released as on shutdown before the error goes on.
@@ -286,6 +296,6 @@ class Deployment:
             # by a heartbeat before anything completes them (issue 19 item 1).
             ending = self.follow()
         finally:
-            if not isinstance(ending, (Handover, Held)):
+            if not isinstance(ending, (Handover, Parked)):
                 settled = self._settle(ending)
-        return ending if isinstance(ending, (Handover, Held)) else settled
+        return ending if isinstance(ending, (Handover, Parked)) else settled

@@ -100,11 +100,6 @@ class Queue:
                                     dead_letter_url(self.url, parsed["deadLetterTargetArn"]))
         return self._redrive
 
-    def max_receive_count(self) -> int | None:
-        """The redrive policy's maxReceiveCount, or None without a dead-letter queue."""
-        redrive = self.read_redrive()
-        return redrive.max_receive_count if redrive else None
-
     def dead_letter(self, message: Message) -> bool:
         """Move a message to the dead-letter queue now: send its body there, then delete it here.
 

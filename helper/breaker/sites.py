@@ -1,6 +1,6 @@
 """The consumer's side of the per-site breaker: read it, feed it build results, tell a person.
 
-helper/lifecycle/breaker.py holds the rules (pure transitions, the tag store); this module is
+helper/breaker/state.py holds the rules (pure transitions, the tag store); this module is
 where the consumer meets them. Every read applies the one closing rule a read can see (a full
 deploy recorded another revision); every scale-up build result is counted under a lock, so
 the deployments of one replica never lose each other's counts (two replicas can: the last
@@ -20,13 +20,20 @@ from typing import Callable
 
 from prometheus_client import Counter, Gauge
 
+from helper.breaker import alerts as texts
+from helper.breaker.alerts import Alerts, AlertTargets, counters_on
+from helper.breaker.state import (
+    CLOSED,
+    BreakerState,
+    BreakerStore,
+    BreakerStoreError,
+    Event,
+    close_if_revision_changed,
+    on_result,
+)
 from helper.config.lifecycle import LifecycleConfig
+from helper.deploys import revision
 from helper.errors import HelperError
-from helper.lifecycle import alerts as texts
-from helper.lifecycle import revision
-from helper.lifecycle.alerts import Alerts, AlertTargets, counters_on
-from helper.lifecycle.breaker import (CLOSED, BreakerState, BreakerStore, BreakerStoreError, Event,
-                                      close_if_revision_changed, on_result)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +58,7 @@ class BreakerMetrics:
                               registry=r)
         self.opened = Counter("adh_breaker_opened", "Times a site's breaker opened", ["site"], registry=r)
         self.held = Gauge("adh_actions_held", "Launching actions held by an open breaker", ["site"], registry=r)
-        self.hold_timeouts = Counter("adh_hold_timeouts", "Held actions completed with the hook's default result "
+        self.hold_timeouts = Counter("adh_hold_timeouts", "Parked actions completed with the hook's default result "
                                      "near its global timeout", ["result"], registry=r)
         self.store_errors = Counter("adh_breaker_store_errors", "Breaker tag reads or writes that failed",
                                     ["operation"], registry=r)

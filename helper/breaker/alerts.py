@@ -28,17 +28,15 @@ from __future__ import annotations
 import logging
 import math
 import queue
-import re
 import shlex
 import threading
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import requests
 
 from helper import PROG
-from helper.errors import ConfigError
+from helper.urls import check_webhook_url, redact_userinfo, safe_origin  # noqa: F401 (re-exported for tests)
 
 log = logging.getLogger(__name__)
 
@@ -56,45 +54,8 @@ WEBHOOK_DEADLINE_S = 10.0
 MAX_VALUE_CHARS = 300
 # SNS: subjects are ASCII, one line, under 100 characters.
 MAX_SUBJECT_CHARS = 99
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1"})
 SNS, WEBHOOK = "sns", "webhook"  # the `target` label: a fixed set
 SLACK_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-# `scheme://user:password@` of any URL in a text. Greedy up to the host: a user or password may
-# hold an `@` itself (`https://a@b:pw@host/`), and only the last one before `/?#` ends it.
-USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@")
-
-
-def check_webhook_url(url: str) -> str:
-    """The URL if the policy above allows it; else ConfigError naming why (not echoing it)."""
-    try:
-        parts = urlsplit(url)
-        host, _ = parts.hostname, parts.port  # .port raises ValueError for a bad port
-    except ValueError:
-        raise ConfigError("lifecycle.alerts.webhook_url is not a URL") from None
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError("lifecycle.alerts.webhook_url must not hold user:password@")
-    if not host:
-        raise ConfigError("lifecycle.alerts.webhook_url has no host")
-    if parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK_HOSTS):
-        return url
-    raise ConfigError("lifecycle.alerts.webhook_url must be https:// (or http:// to 127.0.0.1 or [::1])")
-
-
-def safe_origin(url: str) -> str:
-    """scheme://host[:port] of a URL: what a log line may show of it."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    host = f"[{host}]" if ":" in host else host
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return f"{parts.scheme}://{host}{port}"
-
-
-def redact_userinfo(text: str) -> str:
-    """Drop the userinfo (`user:token@`) of every URL in a text."""
-    return USERINFO_RE.sub(r"\1", text)
 
 
 def clean(value) -> str:
@@ -160,7 +121,7 @@ def abandoned(site: str, group: str, instance: str, result: str, build_url: str 
 
 def hold_near_timeout(site: str, group: str, instance: str, seconds_left: float, default_result: str) -> Alert:
     return Alert("hold_near_timeout", clean(site),
-                 "Held instance {instance} of group {group} (site {site}, breaker open): in {minutes} min its "
+                 "Parked instance {instance} of group {group} (site {site}, breaker open): in {minutes} min its "
                  "hook's default result {result} applies. Reset the breaker or deploy a good revision to keep it.",
                  {"site": site, "group": group, "instance": instance,
                   "minutes": math.ceil(max(0.0, seconds_left) / 60), "result": default_result})

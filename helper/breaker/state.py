@@ -2,7 +2,7 @@
 
 Without it a bad revision loops all night: launch, deploy, fail, ABANDON, replace, launch.
 While a site's breaker is open the consumer starts no build for it and holds new launching
-actions in Pending:Wait (see `hold_decision`); it closes when a full deploy records another
+actions in Pending:Wait (see `park_decision`); it closes when a full deploy records another
 revision, when a deploy of the revision succeeds after all, or when an operator resets it.
 
 The state lives where AWS keeps it for every replica and a person can see it in the console:
@@ -12,7 +12,7 @@ a tag on each of the site's Auto Scaling groups, e.g.
     aws-deploy-helper:breaker-reason:web = 3 consecutive scale-up deploys of v1.4.2 failed; last: FAILURE
 
 The site is in the key, so a group that moves to another site (or that a second config names
-differently) never inherits a breaker it was not part of. Held actions are not stored: they
+differently) never inherits a breaker it was not part of. Parked actions are not stored: they
 are the group's Pending:Wait instances, read when needed.
 
 Fail-safe for a tag we cannot read: CLOSED, with a reason saying so (never an exception).
@@ -40,8 +40,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from helper import PROG
 from helper.aws.errors import explain
 from helper.aws.hook_timeouts import global_timeout_s
+from helper.deploys.revision import REVISION_RE
 from helper.errors import HelperError
-from helper.lifecycle.revision import REVISION_RE
 
 TAG_PREFIX = f"{PROG}:breaker:"
 REASON_TAG_PREFIX = f"{PROG}:breaker-reason:"
@@ -76,8 +76,8 @@ class Event(Enum):
     CLOSED = "closed"
 
 
-class Hold(Enum):
-    HOLD = "hold"
+class Park(Enum):
+    PARK = "park"
     ALERT_NEAR_TIMEOUT = "alert_near_timeout"
     LET_DEFAULT_APPLY = "let_default_apply"
 
@@ -165,8 +165,8 @@ def reset(state: BreakerState, now: datetime | None = None,
     return closed, (Event.CLOSED if state.is_open else None)
 
 
-def hold_decision(now: datetime, action_started_at: datetime, global_timeout_s: float,
-                  margin_s: float) -> Hold:
+def park_decision(now: datetime, action_started_at: datetime, global_timeout_s: float,
+                  margin_s: float) -> Park:
     """What to do with an action held by an open breaker.
 
     At `global timeout - margin` we stop holding and complete with the hook's DefaultResult
@@ -175,14 +175,14 @@ def hold_decision(now: datetime, action_started_at: datetime, global_timeout_s: 
     the `margin` before that a person is alerted (the caller alerts once per action).
     `action_started_at` must not be later than the real start: for a reconciled action
     without a notification, pass the instance's LaunchTime. `global_timeout_s` is the hook's
-    global timeout (helper/aws/hook_timeouts.py; `hold_decision_for_hook` computes it).
+    global timeout (helper/aws/hook_timeouts.py; `park_decision_for_hook` computes it).
     """
     give_up_at = action_started_at + timedelta(seconds=global_timeout_s - margin_s)
     if now >= give_up_at:
-        return Hold.LET_DEFAULT_APPLY
+        return Park.LET_DEFAULT_APPLY
     if now >= give_up_at - timedelta(seconds=margin_s):
-        return Hold.ALERT_NEAR_TIMEOUT
-    return Hold.HOLD
+        return Park.ALERT_NEAR_TIMEOUT
+    return Park.PARK
 
 
 # The margin is at most this fraction of a hook's global timeout. A margin at or beyond the
@@ -199,16 +199,16 @@ def effective_margin_s(margin_s: float, global_timeout: float) -> float:
     return min(margin_s, global_timeout * MAX_MARGIN_FRACTION)
 
 
-def hold_decision_for_hook(now: datetime, action_started_at: datetime, heartbeat_timeout_s: int,
-                           margin_s: float) -> Hold:
-    """`hold_decision` for an action of a hook with this HeartbeatTimeout (AWS's global-timeout rule),
+def park_decision_for_hook(now: datetime, action_started_at: datetime, heartbeat_timeout_s: int,
+                           margin_s: float) -> Park:
+    """`park_decision` for an action of a hook with this HeartbeatTimeout (AWS's global-timeout rule),
     with the margin clamped to the hook."""
     overall = global_timeout_s(heartbeat_timeout_s)
-    return hold_decision(now, action_started_at, overall, effective_margin_s(margin_s, overall))
+    return park_decision(now, action_started_at, overall, effective_margin_s(margin_s, overall))
 
 
 def seconds_left(now: datetime, action_started_at: datetime, global_timeout_s: float, margin_s: float) -> float:
-    """Until `hold_decision` says LET_DEFAULT_APPLY (for the alert's "minutes left")."""
+    """Until `park_decision` says LET_DEFAULT_APPLY (for the alert's "minutes left")."""
     give_up_at = action_started_at + timedelta(seconds=global_timeout_s - margin_s)
     return max(0.0, (give_up_at - now).total_seconds())
 
@@ -353,6 +353,6 @@ class BreakerStore:
         self._each("delete_tags", site, tags)
 
 
-def with_held(state: BreakerState, waiting) -> BreakerState:
+def with_parked(state: BreakerState, waiting) -> BreakerState:
     """The state with its held actions: the site's groups' Pending:Wait instances (Waiting)."""
     return replace(state, held=tuple(sorted((w.group, w.instance_id) for w in waiting)))

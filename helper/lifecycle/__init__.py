@@ -1,1 +1,0 @@
-"""Gated scale-up: receive -> parse -> route -> batch -> deploy -> complete -> delete."""
