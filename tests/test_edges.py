@@ -109,6 +109,15 @@ def test_no_module_outside_the_aws_edge_reads_a_botocore_error():
     assert offenders == [], "read it through helper/aws/errors.py"
 
 
+def test_no_module_outside_the_aws_edge_imports_botocores_exceptions():
+    """Clients are translated (helper/aws/errors.py): a failed call raises AwsError, which the
+    seams catch; one translator instead of a hand-written except per call site (issue 20)."""
+    imports = re.compile(r"^\s*(from botocore\.exceptions import|import botocore\.exceptions)", re.MULTILINE)
+    offenders = [path.relative_to(ROOT).as_posix() for path in source_files(skip=("helper/aws/", "helper/sandbox/"))
+                 if imports.search(path.read_text())]
+    assert offenders == []
+
+
 # --- one home for each rule ---------------------------------------------------------------------------
 
 # rule -> (how its own spelling looks in source, the one module that may spell it). The sandbox

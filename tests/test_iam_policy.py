@@ -206,7 +206,7 @@ def test_fleet_hold_release_and_the_consumers_expired_release_are_in_their_polic
                                                                                        endpoint_url=aws))
         consumer = Consumer(lc, Queue(clients.client("sqs"), lc.queue_url), AutoScaling(clients.autoscaling),
                             JenkinsJobs.connect(lc.jenkins.url, JENKINS_USER, JENKINS_TOKEN, lc.jenkins.timeout_s))
-        consumer.release_expired_holds()
+        consumer.maintenance.release_expired_holds()
         assert {("autoscaling", "ResumeProcesses"), ("autoscaling", "DeleteTags")} <= consumer_calls.calls
         assert_allowed(iam_policy.CONSUMER, consumer_calls.calls, config)
     finally:

@@ -150,3 +150,66 @@ def test_a_reconciled_warm_pool_entry_does_not_swallow_the_launch_out_of_the_poo
     status, tracked = inflight.admit(out, message(2))
     assert status == "new" and tracked.action.token == "tok-out"
     assert inflight.covers(out) and not inflight.covers(entry)
+
+
+# --- Tracked's state changes take its lock (issue 20) -------------------------------------------------
+
+
+def test_state_changes_from_many_threads_lose_no_update(monkeypatch):
+    """Deployment threads heartbeat while the receive loop attaches claims: every change goes
+    through a locked method. Each failed heartbeat gets its own attempt number (the back-off and
+    the log line use it): the back-off here yields the GIL between the count and its read, which
+    gave two threads the same number when the claims code did `+= 1` on the schedule unlocked."""
+    import sys
+    import threading
+    import time
+
+    from helper.consumer.inflight import Tracked
+
+    monkeypatch.setattr(sys, "getswitchinterval", sys.getswitchinterval)  # restored below
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        tracked = Tracked(action(), 0.0)
+        threads_n, rounds = 8, 2_000
+        start = threading.Barrier(threads_n + 1)
+
+        numbers: list[int] = []
+
+        def fail_heartbeats():
+            start.wait()
+            mine = [tracked.heartbeat_failed(0.0, lambda attempts: (time.sleep(0), 1.0)[1]) for _ in range(rounds)]
+            numbers.extend(mine)
+
+        def attach_claims(n):
+            start.wait()
+            for i in range(rounds // 10):
+                tracked.claim(action(token=f"t-{n}-{i}"), message(i))
+
+        workers = [threading.Thread(target=fail_heartbeats) for _ in range(threads_n - 2)]
+        workers += [threading.Thread(target=attach_claims, args=(n,)) for n in range(2)]
+        for w in workers:
+            w.start()
+        start.wait()
+        for w in workers:
+            w.join(timeout=60)
+    finally:
+        sys.setswitchinterval(before)
+    assert tracked.schedule.heartbeat_failures == (threads_n - 2) * rounds
+    assert sorted(numbers) == list(range(1, (threads_n - 2) * rounds + 1))
+    assert len(tracked.claims) == 1 + 2 * (rounds // 10)
+    assert tracked.schedule.heartbeat_at == 1.0
+
+
+def test_reject_confirms_nothing_and_brings_the_next_heartbeat_forward():
+    from helper.consumer.inflight import Tracked
+
+    tracked = Tracked(action(token="a"), 0.0)
+    tracked.claim(action(token="b"), message(2))
+    first, second = tracked.claims
+    tracked.heartbeat_ok(50.0)
+    tracked.reject(first)
+    assert (first.rejected, tracked.served() is second, tracked.schedule.heartbeat_at) == (True, True, None)
+    tracked.confirm(second)
+    tracked.mark_gone()
+    assert second.confirmed and tracked.gone and not tracked.rejected

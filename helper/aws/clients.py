@@ -25,6 +25,7 @@ from botocore.exceptions import DataNotFoundError
 
 from helper import PROG
 from helper.aws.access import AccessKey, StaticCredentials  # noqa: F401 (AccessKey: callers import it here too)
+from helper.aws.errors import AWS_FAILURES, translate, translated
 
 # botocore's "standard" retry mode backs off with jitter on Throttling,
 # RequestLimitExceeded and 5xx. Eight attempts ride out a scale-out burst without
@@ -238,7 +239,15 @@ class AwsClients:
         return session
 
     def client(self, service: str):
-        return self.session.create_client(
+        """A client for the service, translated: its failures raise AwsError (helper/aws/errors.py)."""
+        return translated(self.raw_client(service))
+
+    def raw_client(self, service: str):
+        try:
+            session = self.session
+        except AWS_FAILURES as exc:  # assuming the site's role failed
+            raise translate(exc, "assume_role") from exc
+        return session.create_client(
             service, region_name=self.key.region, endpoint_url=self.key.endpoint_url, config=self._boto_config
         )
 

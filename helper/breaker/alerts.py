@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import requests
 
 from helper import PROG
+from helper.aws.errors import AwsError, translated
 from helper.urls import check_webhook_url, redact_userinfo, safe_origin  # noqa: F401 (re-exported for tests)
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class Alerts:
         if targets.sns_topic_arn and sns is None:
             raise ValueError("an SNS topic needs an SNS client")
         self.targets = targets
-        self._sns = sns
+        self._sns = translated(sns)
         self._session = session or requests.Session()
         self._counters = counters or AlertCounters()
         self._timeout = webhook_timeout_s
@@ -235,12 +236,11 @@ class Alerts:
     def _deliver_sns(self, alert: Alert) -> None:
         # Here, not at the top: the config checks a webhook URL with this module, and reading a
         # config (every scale-up build does) must not load botocore (tests/test_edges.py).
-        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self._sns.publish(TopicArn=self.targets.sns_topic_arn, Subject=alert.subject(), Message=alert.plain())
             self._count("sent", SNS)
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             self._count("failed", SNS)
             log.warning("event=alert_failed target=sns kind=%s site=%s error=%s",
                         alert.kind, alert.site, type(exc).__name__)

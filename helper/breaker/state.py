@@ -35,10 +35,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from helper import PROG
-from helper.aws.errors import explain
+from helper.aws.errors import AwsError, explain, translated
 from helper.aws.hook_timeouts import global_timeout_s
 from helper.deploys.revision import REVISION_RE
 from helper.errors import HelperError
@@ -316,7 +314,7 @@ class BreakerStore:
     """The breaker tags, through the three Auto Scaling calls the breaker needs."""
 
     def __init__(self, client) -> None:
-        self._client = client
+        self._client = translated(client)
 
     def read(self, site: str, groups: list[str]) -> BreakerState:
         if not groups:
@@ -329,7 +327,7 @@ class BreakerStore:
                 for tag in page["Tags"]:
                     if tag.get("ResourceId") in by_group:
                         by_group[tag["ResourceId"]][tag["Key"]] = tag.get("Value", "")
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             raise BreakerStoreError(f"read breaker of {site}: {explain(exc)}") from exc
         return merge(site, by_group)
 
@@ -338,7 +336,7 @@ class BreakerStore:
         for start in range(0, len(tags), TAGS_PER_CALL):
             try:
                 call(Tags=tags[start:start + TAGS_PER_CALL])
-            except (ClientError, BotoCoreError) as exc:
+            except AwsError as exc:
                 raise BreakerStoreError(f"{operation} breaker of {site}: {explain(exc)}") from exc
 
     def write(self, site: str, groups: list[str], state: BreakerState) -> None:

@@ -14,22 +14,22 @@ from urllib.parse import urlsplit
 from helper.aws.hook_timeouts import MAX_HEARTBEAT_TIMEOUT_S, MIN_HEARTBEAT_TIMEOUT_S
 from helper.aws.names import HOOK_NAME_RE, ROLE_NAME_MAX_CHARS, ROLE_NAME_RE, queue_account, queue_name
 from helper.aws.processes import DEFAULT_PROCESSES, DEFAULT_TTL_S, MAX_TTL_S, check_processes
+from helper.aws.results import RESULTS, Result
 from helper.config import fields
 from helper.config.yamlfile import Located
 from helper.urls import check_webhook_url
 
-RESULTS = ("CONTINUE", "ABANDON")
 # Jenkins build results (and our two pseudo-results) that a policy can map.
 POLICY_KEYS = ("SUCCESS", "UNSTABLE", "FAILURE", "ABORTED", "NOT_BUILT", "CANCELLED", "UNREACHABLE")
 DEFAULT_POLICY = {
-    "SUCCESS": "CONTINUE",
+    "SUCCESS": Result.CONTINUE,
     # An unstable deploy shipped something broken more often than not: replace the instance.
-    "UNSTABLE": "ABANDON",
-    "FAILURE": "ABANDON",
-    "ABORTED": "ABANDON",
-    "NOT_BUILT": "ABANDON",
-    "CANCELLED": "ABANDON",
-    "UNREACHABLE": "ABANDON",
+    "UNSTABLE": Result.ABANDON,
+    "FAILURE": Result.ABANDON,
+    "ABORTED": Result.ABANDON,
+    "NOT_BUILT": Result.ABANDON,
+    "CANCELLED": Result.ABANDON,
+    "UNREACHABLE": Result.ABANDON,
 }
 WARM_POOL_POLICIES = ("continue", "deploy")
 
@@ -189,7 +189,7 @@ class LifecycleConfig:
     hook_heartbeat_timeout_s: int = 900
     # ABANDON: an instance whose deploy timed out or crashed must not take traffic with the
     # old revision (CodeDeploy's known pain); Auto Scaling launches a replacement instead.
-    hook_default_result: str = "ABANDON"
+    hook_default_result: Result = Result.ABANDON
     # None: `<queue name>-hook`, so staging and production queues in one account get a role each.
     hook_role_name: str | None = None
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
@@ -298,8 +298,8 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         raise fields.fail(doc, keys + ("groups",), "map at least one Auto Scaling group to a site")
     policy = dict(DEFAULT_POLICY)
     for name, result in fields.mapping(doc, section.get("result_on"), keys + ("result_on",), set(POLICY_KEYS)).items():
-        policy[name] = fields.choice(doc, result, keys + ("result_on", name), RESULTS, "ABANDON")
-    if policy["SUCCESS"] != "CONTINUE":
+        policy[name] = Result(fields.choice(doc, result, keys + ("result_on", name), RESULTS, "ABANDON"))
+    if policy["SUCCESS"] is not Result.CONTINUE:
         raise fields.fail(doc, keys + ("result_on", "SUCCESS"), "a successful deploy must CONTINUE")
     number = lambda name, default, low, high: fields.number(doc, section.get(name, default), keys + (name,), low, high)  # noqa: E731
     def matching(name: str, pattern: re.Pattern, what: str) -> str | None:
@@ -339,8 +339,8 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         or "deploy-on-terminate",
         hook_heartbeat_timeout_s=whole("hook_heartbeat_timeout_s", 900, MIN_HEARTBEAT_TIMEOUT_S,
                                        MAX_HEARTBEAT_TIMEOUT_S),
-        hook_default_result=fields.choice(doc, section.get("hook_default_result"), keys + ("hook_default_result",),
-                                    RESULTS, "ABANDON"),
+        hook_default_result=Result(fields.choice(doc, section.get("hook_default_result"),
+                                                 keys + ("hook_default_result",), RESULTS, "ABANDON")),
         hook_role_name=matching("hook_role_name", ROLE_NAME_RE, "an IAM role name ([A-Za-z0-9+=,.@_-], at most 64)"),
         breaker=parse_breaker(doc, section.get("breaker")),
         alerts=parse_alerts(doc, section.get("alerts")),

@@ -9,10 +9,9 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from helper.aws.errors import error_code, error_message, explain
+from helper.aws.errors import AwsError, error_code, error_message, explain, translated
 from helper.aws.hook_timeouts import MIN_HEARTBEAT_TIMEOUT_S, heartbeat_timeout_s
+from helper.aws.results import Result
 from helper.consumer.action import LAUNCHING, TERMINATING, LifecycleAction
 from helper.errors import HelperError
 
@@ -93,16 +92,18 @@ class Waiting:
 
 class AutoScaling:
     def __init__(self, client) -> None:
-        self._client = client
+        self._client = translated(client)
         # group -> its hooks, read once: the hook name (for reconciled actions) and the
         # heartbeat timeout come from here, not from a describe call per heartbeat.
         self._hooks: dict[str, list[dict]] = {}
         self._lock = threading.Lock()
 
-    @property
-    def client(self):
-        """The client itself, for the fleet hold's own seam (helper/deploys/fleet_hold.py)."""
-        return self._client
+    def release_expired_holds(self, groups: list[str]) -> list:
+        """Resume the groups of each fleet hold past its `until` (helper/deploys/fleet_hold.py):
+        the hold's own seam, on this client, so the raw client never leaves this object."""
+        from helper.deploys.fleet_hold import release_expired
+
+        return release_expired(self._client, groups)
 
     def _hooks_of(self, group: str) -> list[dict]:
         with self._lock:
@@ -110,7 +111,7 @@ class AutoScaling:
                 return self._hooks[group]
         try:
             hooks = self._client.describe_lifecycle_hooks(AutoScalingGroupName=group)["LifecycleHooks"]
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             _raise(exc, f"describe hooks of {group}")
         with self._lock:
             self._hooks[group] = hooks
@@ -138,7 +139,7 @@ class AutoScaling:
             target["InstanceId"] = action.instance_id
         return target
 
-    def complete(self, action: LifecycleAction, result: str) -> None:
+    def complete(self, action: LifecycleAction, result: Result) -> None:
         """Complete the action of the instance we deployed, named by its id, never by token.
 
         AWS checks that a token is real, not that it belongs to the instance a message names:
@@ -149,7 +150,7 @@ class AutoScaling:
         target = self._target(action, by_instance=True)
         try:
             self._client.complete_lifecycle_action(LifecycleActionResult=result, **target)
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             _raise(exc, f"complete {action.reference()} with {result}")
 
     def heartbeat(self, action: LifecycleAction, by_instance: bool = False) -> None:
@@ -158,7 +159,7 @@ class AutoScaling:
         target = self._target(action, by_instance=by_instance)
         try:
             self._client.record_lifecycle_action_heartbeat(**target)
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             _raise(exc, f"heartbeat {action.reference()}")
 
     def wrong_hook(self, action: LifecycleAction) -> str | None:
@@ -179,14 +180,15 @@ class AutoScaling:
             return MIN_HEARTBEAT_TIMEOUT_S
         return heartbeat_timeout_s(hook or {})
 
-    def default_result(self, action: LifecycleAction) -> str:
+    def default_result(self, action: LifecycleAction) -> Result:
         """The hook's DefaultResult: what AWS applies at its timeout, and what a held action gets
         when the breaker stops holding it. ABANDON (AWS's default) when the hook cannot be read."""
         try:
             hook = self._hook(action)
         except (Throttled, AutoScalingError):
-            return "ABANDON"
-        return (hook or {}).get("DefaultResult", "ABANDON")
+            return Result.ABANDON
+        found = (hook or {}).get("DefaultResult")
+        return Result.CONTINUE if found == Result.CONTINUE else Result.ABANDON
 
     def describe_instances(self, instance_ids: list[str]) -> dict[str, Seen]:
         """Group and lifecycle state of each instance Auto Scaling knows; unknown ids are absent."""
@@ -199,7 +201,7 @@ class AutoScaling:
                 for page in pages:
                     for inst in page["AutoScalingInstances"]:
                         seen[inst["InstanceId"]] = Seen(inst["AutoScalingGroupName"], inst["LifecycleState"])
-            except (ClientError, BotoCoreError) as exc:
+            except AwsError as exc:
                 _raise(exc, "describe instances")
         return seen
 
@@ -218,7 +220,7 @@ class AutoScaling:
                             if inst["LifecycleState"].endswith("Pending:Wait"):
                                 found.append(Waiting(group["AutoScalingGroupName"], inst["InstanceId"],
                                                      inst["LifecycleState"]))
-            except (ClientError, BotoCoreError) as exc:
+            except AwsError as exc:
                 _raise(exc, "describe groups")
         return found
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generic, Hashable, TypeVar
 
+K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
 
@@ -19,21 +20,21 @@ class _Open(Generic[T]):
     items: list[T] = field(default_factory=list)
 
 
-class Batcher(Generic[T]):
+class Batcher(Generic[K, T]):
     def __init__(self, window_s: float, max_size: int) -> None:
         self.window_s = window_s
         self.max_size = max_size
-        self._open: dict[Hashable, _Open[T]] = {}
-        self._full: list[tuple[Hashable, list[T]]] = []
+        self._open: dict[K, _Open[T]] = {}
+        self._full: list[tuple[K, list[T]]] = []
 
-    def add(self, key: Hashable, item: T, now: float) -> None:
+    def add(self, key: K, item: T, now: float) -> None:
         batch = self._open.setdefault(key, _Open(opened_at=now))
         batch.items.append(item)
         if len(batch.items) >= self.max_size:
             self._full.append((key, batch.items))
             del self._open[key]
 
-    def due(self, now: float) -> list[tuple[Hashable, list[T]]]:
+    def due(self, now: float) -> list[tuple[K, list[T]]]:
         ready, self._full = self._full, []
         for key in [k for k, b in self._open.items() if now - b.opened_at >= self.window_s]:
             ready.append((key, self._open.pop(key).items))
@@ -46,7 +47,7 @@ class Batcher(Generic[T]):
             return None
         return max(0.0, min(b.opened_at + self.window_s for b in self._open.values()) - now)
 
-    def drain(self) -> list[tuple[Hashable, list[T]]]:
+    def drain(self) -> list[tuple[K, list[T]]]:
         """Everything still open, e.g. to release it on shutdown."""
         ready = self._full + [(k, b.items) for k, b in self._open.items()]
         self._full, self._open = [], {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 
+from helper.aws.results import Result
 from helper.consumer.autoscaling import TOKEN_REJECTED, ActionGone, AutoScalingError, Throttled, mismatch
 from helper.consumer.backoff import backoff_s
 from helper.consumer.context import Context
@@ -36,7 +37,7 @@ class Claims:
         return cfg.heartbeat_interval_for_s(self.ctx.autoscaling.heartbeat_timeout_s(tracked.action))
 
     def action_gone(self, tracked: Tracked, why: str) -> None:
-        tracked.gone = True
+        tracked.mark_gone()
         log.info("event=action_gone action=%s reason=%r", tracked.action.reference(), why)
         self.ctx.metrics.actions_gone.inc()
         self.ctx.messages.delete_served(tracked)
@@ -45,8 +46,7 @@ class Claims:
         """AWS does not know this claim: dead-letter its messages; the next claim (if any) is served."""
         for message in claim.messages:
             self.ctx.messages.reject(message, claim.action, reason)
-        tracked.reject(claim)
-        tracked.schedule.heartbeat_at = None  # the next claim is heartbeaten at once
+        tracked.reject(claim)  # the next claim is heartbeaten at once
 
     # --- checks before anything is queued ------------------------------------------------
 
@@ -72,7 +72,7 @@ class Claims:
         """Let AWS say whether a token is real: a heartbeat with a forged one is a ValidationError."""
         try:
             self.ctx.autoscaling.heartbeat(claim.action)
-            claim.confirmed = True
+            tracked.confirm(claim)
             self.ctx.metrics.heartbeats.inc()
         except ActionGone:
             self.reject(tracked, claim, TOKEN_REJECTED)
@@ -105,9 +105,8 @@ class Claims:
                 # a message pairing waiting instance Y with X's genuine token passes, and heartbeats
                 # by that token kept X alive while Y's own action timed out mid-build.
                 self.ctx.autoscaling.heartbeat(claim.action, by_instance=claim.confirmed)
-                claim.confirmed = True
-                schedule.heartbeat_failures = 0
-                schedule.heartbeat_at = now + self._heartbeat_interval_s(tracked)
+                tracked.confirm(claim)
+                tracked.heartbeat_ok(now + self._heartbeat_interval_s(tracked))
                 self.ctx.metrics.heartbeats.inc()
                 log.debug("event=heartbeat action=%s next_in_s=%.1f", tracked.action.reference(),
                           schedule.heartbeat_at - now)
@@ -117,15 +116,14 @@ class Claims:
                 else:
                     self.reject(tracked, claim, TOKEN_REJECTED)
             except (Throttled, AutoScalingError) as exc:
-                schedule.heartbeat_failures += 1
-                schedule.heartbeat_at = now + backoff_s(schedule.heartbeat_failures)
+                attempts = tracked.heartbeat_failed(now, backoff_s)
                 self.ctx.metrics.heartbeat_errors.labels(type(exc).__name__).inc()
                 log.warning("event=heartbeat_failed action=%s attempt=%d error=%r",
-                            tracked.action.reference(), schedule.heartbeat_failures, str(exc))
+                            tracked.action.reference(), attempts, str(exc))
 
     # --- at the end --------------------------------------------------------------------------
 
-    def complete(self, tracked: Tracked, result: str, build_number: int | None) -> bool:
+    def complete(self, tracked: Tracked, result: Result, build_number: int | None) -> bool:
         """True when the action is finished (by us or already), so its messages may go."""
         deadline = self.ctx.clock() + COMPLETE_DEADLINE_S
         attempt = 0

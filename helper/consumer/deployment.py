@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 
+from helper.aws.results import Result
 from helper.consumer.autoscaling import AutoScalingError, Throttled
 from helper.consumer.claims import Claims
 from helper.consumer.context import Context
@@ -232,10 +233,10 @@ class Deployment:
 
     # --- the end --------------------------------------------------------------------
 
-    def result_for(self, outcome: str) -> str:
+    def result_for(self, outcome: str) -> Result:
         if self.plan.terminating:
-            return "CONTINUE"  # a terminating instance goes either way; don't hold it
-        return self.ctx.config.result_on.get(outcome, "ABANDON")
+            return Result.CONTINUE  # a terminating instance goes either way; don't hold it
+        return self.ctx.config.result_on.get(outcome, Result.ABANDON)
 
     def _release(self) -> None:
         for tracked in self._live():
@@ -263,7 +264,7 @@ class Deployment:
         ours = [t for t in completed if not t.gone]
         if ours and self.build_number is not None:
             breakers.record(self.plan.site, outcome, url, self.revision_at_start)
-        if self.result_for(outcome) == "ABANDON":
+        if self.result_for(outcome) is Result.ABANDON:
             for tracked in ours:
                 breakers.abandoned(self.plan.site, tracked.action.group, tracked.action.instance_id, outcome, url)
 

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Callable
 
 from helper.consumer.action import LifecycleAction
 from helper.consumer.sqs import Message
@@ -113,11 +114,38 @@ class Tracked:
             served = self.served()
             return [c for c in self.claims if c is not served and not c.rejected]
 
+    # State changes, each under the lock: a deployment thread heartbeats and judges claims while
+    # the receive loop attaches new ones and parked launches are tended (issue 20).
+
     def reject(self, claim: Claim) -> None:
+        """AWS refused this claim; the next one (if any) is served, and heartbeaten at once."""
         with self._lock:
             claim.rejected, claim.messages = True, []
             if all(c.rejected for c in self.claims):
                 self.rejected = True
+            self.schedule.heartbeat_at = None
+
+    def confirm(self, claim: Claim) -> None:
+        """AWS accepted a heartbeat for this claim."""
+        with self._lock:
+            claim.confirmed = True
+
+    def mark_gone(self) -> None:
+        """AWS ended the action without us (timed out, or completed by someone else)."""
+        with self._lock:
+            self.gone = True
+
+    def heartbeat_ok(self, next_at: float) -> None:
+        with self._lock:
+            self.schedule.heartbeat_failures = 0
+            self.schedule.heartbeat_at = next_at
+
+    def heartbeat_failed(self, now: float, backoff: Callable[[int], float]) -> int:
+        """Count a failed heartbeat and schedule the next try after `backoff(attempts)`; the attempts."""
+        with self._lock:
+            self.schedule.heartbeat_failures += 1
+            self.schedule.heartbeat_at = now + backoff(self.schedule.heartbeat_failures)
+            return self.schedule.heartbeat_failures
 
     def take_messages(self) -> list[Message]:
         """Every message of a live claim: all must stay invisible while this action is worked on."""

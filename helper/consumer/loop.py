@@ -2,8 +2,9 @@
 
 One loop like rq's Worker.work(): a stop flag set by SIGTERM/SIGINT, narrow excepts, a
 back-off after receive errors, and teardown in `finally`. Deployments run in threads
-(helper/consumer/deployment.py); this loop only feeds them. Reconciliation finds instances waiting in
-Pending:Wait that no message told us about.
+(helper/consumer/deployment.py); this loop only feeds them. What it does every reconcile interval
+(find launches no message told us about, expire fleet holds, read the breakers) is its own object,
+helper/consumer/maintenance.py.
 """
 
 from __future__ import annotations
@@ -19,19 +20,19 @@ from functools import partial
 from helper.breaker.sites import SiteBreakers
 from helper.config.lifecycle import LifecycleConfig
 from helper.consumer.action import TERMINATING, LifecycleAction, Malformed, Skip, parse
-from helper.consumer.autoscaling import AutoScaling, AutoScalingError, Throttled, reconciled_action
+from helper.consumer.autoscaling import AutoScaling
 from helper.consumer.backoff import backoff_s
 from helper.consumer.batcher import Batcher
 from helper.consumer.context import Context
 from helper.consumer.deployment import Deployment
 from helper.consumer.inflight import Admission, InFlight, Tracked
 from helper.consumer.jenkins_client import JenkinsJobs
+from helper.consumer.maintenance import Maintenance
 from helper.consumer.messages import Messages
 from helper.consumer.metrics import Metrics
 from helper.consumer.parked import ParkedLaunches
-from helper.consumer.plan import Handover, Parked, Plan
+from helper.consumer.plan import BatchKey, Handover, Parked, Plan
 from helper.consumer.sqs import Message, Queue, QueueError
-from helper.deploys.fleet_hold import HoldError, release_expired
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class Consumer:
         self.metrics = metrics or Metrics(clock)
         self.inflight = InFlight(clock)
         self.metrics.in_flight.set_function(lambda: len(self.inflight))
-        self.batcher: Batcher[Tracked] = Batcher(config.batch_window_s, config.batch_max_instances)
+        self.batcher: Batcher[BatchKey, Tracked] = Batcher(config.batch_window_s, config.batch_max_instances)
         self.messages = Messages(queue, self.metrics)
         # Set after the grace period on shutdown: deployments release their actions.
         self.release = threading.Event()
@@ -68,7 +69,8 @@ class Consumer:
         self._pool = ThreadPoolExecutor(max_workers=MAX_DEPLOYMENTS, thread_name_prefix="deploy")
         self._futures: set[Future] = set()
         self._futures_lock = threading.Lock()
-        self._waiting_seen: dict[tuple[str, str], float] = {}
+        self.maintenance = Maintenance(config.groups, self.hold_groups, autoscaling, self.inflight, self.metrics,
+                                       breakers, self.parked, self.accept)
         self._max_receive: int | None = None
 
     @classmethod
@@ -150,21 +152,20 @@ class Consumer:
             return
         warm = action.launching and action.into_warm_pool
         job = route.terminate_job if action.transition == TERMINATING else route.job
-        key = (route.site, action.transition, job, warm)
+        key = BatchKey(route.site, action.transition, job, warm)
         self.batcher.add(key, tracked, self.clock())
         log.debug("event=action_accepted action=%s site=%s source=%s", action.reference(), route.site,
                  "message" if message else "reconcile")
 
     # --- batch -> deploy ------------------------------------------------------------
 
-    def _plan(self, key, tracked: list[Tracked]) -> Plan:
-        site, transition, job, warm = key
-        if transition == TERMINATING:
-            return Plan(site, job, tuple(tracked), terminating=True)  # job None: CONTINUE at once
-        if warm and self.config.warm_pool == "continue":
+    def _plan(self, key: BatchKey, tracked: list[Tracked]) -> Plan:
+        if key.transition == TERMINATING:
+            return Plan(key.site, key.job, tuple(tracked), terminating=True)  # job None: CONTINUE at once
+        if key.warm and self.config.warm_pool == "continue":
             # Into the warm pool: it is stopped there; we deploy when it leaves the pool.
-            return Plan(site, None, tuple(tracked))
-        return Plan(site, job, tuple(tracked))
+            return Plan(key.site, None, tuple(tracked))
+        return Plan(key.site, key.job, tuple(tracked))
 
     def _submit(self, plan: Plan) -> None:
         deployment = Deployment(self.context, plan)
@@ -204,56 +205,10 @@ class Consumer:
         for key, tracked in batches:
             self._submit(self._plan(key, tracked))
 
-    # --- reconcile --------------------------------------------------------------------
+    # --- periodic maintenance (helper/consumer/maintenance.py) -----------------------
 
     def reconcile(self, passes_needed: int = 2) -> None:
-        """Deploy instances waiting in Pending:Wait that no message brought us.
-
-        An instance must be seen waiting, and not in flight, on two passes in a row: a
-        notification still in the queue (or with another replica) gets that long to
-        claim it first.
-        """
-        self.release_expired_holds()
-        try:
-            waiting = self.autoscaling.waiting_instances(sorted(self.config.groups))
-        except (Throttled, AutoScalingError) as exc:
-            self.metrics.aws_errors.labels("DescribeAutoScalingGroups").inc()
-            log.warning("event=reconcile_failed error=%r", str(exc))
-            return
-        seen: dict[tuple[str, str], float] = {}
-        for w in waiting:
-            key = (w.group, w.instance_id)
-            if self.inflight.covers(reconciled_action(w)):
-                continue
-            seen[key] = self._waiting_seen.get(key, 0) + 1
-            if seen[key] >= passes_needed:
-                log.warning("event=reconciled group=%s instance=%s state=%s", w.group, w.instance_id, w.state)
-                self.accept(reconciled_action(w), None)
-                del seen[key]
-        self._waiting_seen = seen
-        self.check_breakers()
-
-    def check_breakers(self) -> None:
-        """Read each site's breaker: a full deploy that recorded another revision closes it here,
-        even when nothing is held (the held actions' own check is in helper/consumer/parked.py)."""
-        if self.breakers is None:
-            return
-        for site in self.breakers.sites:
-            self.breakers.state(site, held=self.parked.count(site))
-
-    def release_expired_holds(self) -> None:
-        """Resume the groups of a fleet hold whose build died without its post (issue 11).
-
-        A failure is logged and counted, and the next pass tries again: a frozen group is
-        bad, but not worth stopping the deploys of new instances for.
-        """
-        try:
-            released = release_expired(self.autoscaling.client, list(self.hold_groups))
-        except HoldError as exc:
-            self.metrics.aws_errors.labels("ResumeProcesses").inc()
-            log.warning("event=hold_release_failed error=%r", str(exc))
-            return
-        self.metrics.hold_expired_releases.inc(len(released))
+        self.maintenance.run(passes_needed)
 
     # --- the loop ---------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from helper.aws.hook_timeouts import global_timeout_s
+from helper.aws.results import Result
 from helper.breaker import alerts as texts
 from helper.breaker.sites import SiteBreakers
 from helper.breaker.state import Park, effective_margin_s, park_decision_for_hook, seconds_left
@@ -164,7 +165,7 @@ class ParkedLaunches:
         if completed:
             self.ctx.messages.delete_served(h.tracked)
             self.breakers.metrics.hold_timeouts.labels(default).inc()
-            if default == "ABANDON" and not h.tracked.gone:
+            if default == Result.ABANDON and not h.tracked.gone:
                 self.breakers.abandoned(site, action.group, action.instance_id, "held until the hook's timeout",
                                         None)
         self._finish(h.tracked, completed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import Enum
-from typing import Union
+from typing import NamedTuple, Union
 
 from helper.consumer.inflight import Tracked
 from helper.consumer.jenkins_client import Found, serves
@@ -19,6 +19,16 @@ SUCCESS = "SUCCESS"
 # The result when Jenkins gave no useful answer for lifecycle.jenkins_deadline_s: a key of
 # lifecycle.result_on like Jenkins's own results.
 UNREACHABLE = "UNREACHABLE"
+
+
+class BatchKey(NamedTuple):
+    """What launches must share to share a build: the site, the transition, the job, and whether
+    the launch goes into a warm pool (a pool entry is not deployed; a launch out of it is)."""
+
+    site: str
+    transition: str
+    job: str | None
+    warm: bool
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from helper.aws.errors import explain
+from helper.aws.errors import AwsError, explain, translated
 from helper.errors import HelperError
 
 # SQS accepts at most 10 messages per receive and 20 s of long polling.
@@ -47,7 +45,7 @@ def dead_letter_url(queue_url: str, target_arn: str) -> str:
 
 class Queue:
     def __init__(self, sqs, url: str) -> None:
-        self._sqs = sqs
+        self._sqs = translated(sqs)
         self.url = url
         self._redrive: Redrive | None = None
 
@@ -60,7 +58,7 @@ class Queue:
                 VisibilityTimeout=visibility_s,
                 MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             )
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             raise QueueError(f"receive from {self.url}: {explain(exc)}") from exc
         return [
             Message(
@@ -76,7 +74,7 @@ class Queue:
     def delete(self, message: Message) -> None:
         try:
             self._sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message.receipt_handle)
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             raise QueueError(f"delete {message.message_id}: {explain(exc)}") from exc
 
     def set_visibility(self, message: Message, seconds: int) -> None:
@@ -84,14 +82,14 @@ class Queue:
             self._sqs.change_message_visibility(
                 QueueUrl=self.url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=seconds
             )
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             raise QueueError(f"change visibility of {message.message_id}: {explain(exc)}") from exc
 
     def read_redrive(self) -> Redrive | None:
         """Read the queue's redrive policy (once, at start): None without a dead-letter queue."""
         try:
             attrs = self._sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"])
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             raise QueueError(f"read attributes of {self.url}: {explain(exc)}") from exc
         policy = attrs.get("Attributes", {}).get("RedrivePolicy")
         if policy:
@@ -110,7 +108,7 @@ class Queue:
             return False
         try:
             self._sqs.send_message(QueueUrl=self._redrive.dead_letter_url, MessageBody=message.body)
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             raise QueueError(f"dead-letter {message.message_id}: {explain(exc)}") from exc
         self.delete(message)
         return True

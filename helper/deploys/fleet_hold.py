@@ -42,10 +42,8 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from helper import PROG
-from helper.aws.errors import explain
+from helper.aws.errors import AwsError, explain, translated
 from helper.aws.processes import DEFAULT_PROCESSES, DEFAULT_TTL_S, HOLDABLE, MAX_TTL_S, check_processes, ordered
 from helper.deploys.hold_claim import CLAIM_PREFIX, claim_key, claim_value, rivals
 from helper.errors import HelperError
@@ -269,12 +267,12 @@ class FleetHold:
     """Holds and releases, through the five Auto Scaling calls they need."""
 
     def __init__(self, client) -> None:
-        self._client = client
+        self._client = translated(client)
 
     def _call(self, what: str, operation: str, **kwargs):
         try:
             return getattr(self._client, operation)(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             raise HoldError(f"{what}: {explain(exc)}") from exc
 
     def describe(self, groups: list[str]) -> dict[str, GroupView]:
@@ -294,7 +292,7 @@ class FleetHold:
                                   if str(t.get("Key", "")).startswith(CLAIM_PREFIX)}
                         views[group["AutoScalingGroupName"]] = GroupView(group["AutoScalingGroupName"],
                                                                          suspended, tag, claims)
-            except (ClientError, BotoCoreError) as exc:
+            except AwsError as exc:
                 raise HoldError(f"describe {', '.join(chunk)}: {explain(exc)}") from exc
         return views
 

@@ -13,10 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from helper.aws.clients import AccessKey, AwsClients
-from helper.aws.errors import explain
+from helper.aws.errors import AwsError, explain
 from helper.config.document import SiteConfig
 from helper.errors import DiscoveryError
 from helper.inventory.discover import INVENTORY_MODELS, Discovered, auto_scaling_group, describe_instances, discover
@@ -80,7 +78,7 @@ def _collect_group(clients: AwsClients, sites: list[SiteConfig], run: _Run) -> l
             if selection.instance_ids and run.launching_groups.get(site.name):
                 found[site.name] = _with_launching(clients, found[site.name], selection,
                                                    run.launching_groups[site.name])
-        except (DiscoveryError, ClientError, BotoCoreError) as exc:
+        except (DiscoveryError, AwsError) as exc:
             # "not found" alone sent a newcomer looking in the wrong region (issue 24): name it.
             error = explain(exc)
             results[site.name] = SiteResult(site.name, error=f"{error} in region {site.region}"
@@ -89,7 +87,7 @@ def _collect_group(clients: AwsClients, sites: list[SiteConfig], run: _Run) -> l
     to_describe = {m.instance_id for d in found.values() for m in d.memberships} - known.keys()
     try:
         known.update(describe_instances(clients, to_describe))
-    except (ClientError, BotoCoreError) as exc:
+    except AwsError as exc:
         reason = f"describing instances: {explain(exc)}"
         return [results.get(s.name) or SiteResult(s.name, error=reason) for s in sites]
     for site in sites:
@@ -107,7 +105,7 @@ def _collect_group(clients: AwsClients, sites: list[SiteConfig], run: _Run) -> l
 def _guarded(factory: ClientFactory, key: AccessKey, sites: list[SiteConfig], run: _Run):
     try:
         return _collect_group(factory(key), sites, run)
-    except (ClientError, BotoCoreError) as exc:  # e.g. assuming the role failed
+    except AwsError as exc:  # e.g. assuming the role failed
         return [SiteResult(s.name, error=explain(exc)) for s in sites]
 
 

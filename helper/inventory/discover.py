@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Iterable, Iterator
 
-from botocore.exceptions import ClientError
-
 from helper.aws.clients import AwsClients, ModelUse
-from helper.aws.errors import error_code, error_message
+from helper.aws.errors import AwsError, error_code, error_message
 from helper.aws.names import INSTANCE_ID_IN_TEXT_RE, is_instance_id
 from helper.config.document import SiteConfig
 from helper.errors import DiscoveryError
@@ -76,7 +74,7 @@ def _classic_elb_name(elb, wanted: str) -> str:
     if "." not in wanted:  # ELB names cannot contain dots; DNS names always do
         try:
             elb.describe_load_balancers(LoadBalancerNames=[wanted])
-        except ClientError as exc:
+        except AwsError as exc:
             if error_code(exc) in ("LoadBalancerNotFound", "AccessPointNotFound"):
                 raise DiscoveryError(f"classic ELB {wanted!r} not found") from None
             raise
@@ -105,7 +103,7 @@ def _elbv2_arn(elbv2, wanted: str) -> str:
     if "." not in wanted:
         try:
             found = elbv2.describe_load_balancers(Names=[wanted])["LoadBalancers"]
-        except ClientError as exc:
+        except AwsError as exc:
             if error_code(exc) == "LoadBalancerNotFound":
                 raise DiscoveryError(f"load balancer {wanted!r} not found") from None
             raise
@@ -153,7 +151,7 @@ def elbv2(clients: AwsClients, wanted: str) -> Discovered:
         for page in pages:
             for group in page["TargetGroups"]:
                 members.extend(_target_members(clients.elbv2, group))
-    except ClientError as exc:
+    except AwsError as exc:
         if error_code(exc) == "LoadBalancerNotFound":
             raise DiscoveryError(f"load balancer {wanted!r} not found") from None
         raise
@@ -164,7 +162,7 @@ def target_group(clients: AwsClients, wanted: str) -> Discovered:
     query = {"TargetGroupArns": [wanted]} if wanted.startswith("arn:") else {"Names": [wanted]}
     try:
         groups = clients.elbv2.describe_target_groups(**query)["TargetGroups"]
-    except ClientError as exc:
+    except AwsError as exc:
         if error_code(exc) == "TargetGroupNotFound":
             raise DiscoveryError(f"target group {wanted!r} not found") from None
         raise
@@ -324,7 +322,7 @@ def describe_instances(clients: AwsClients, instance_ids: Iterable[str]) -> dict
                 for inst in _paginate_instances(clients.ec2, InstanceIds=chunk):
                     found[inst.instance_id] = inst
                 break
-            except ClientError as exc:
+            except AwsError as exc:
                 if error_code(exc) != "InvalidInstanceID.NotFound":
                     raise
                 missing = set(INSTANCE_ID_IN_TEXT_RE.findall(error_message(exc)))

@@ -20,6 +20,7 @@ from typing import Callable
 
 from helper import PROG
 from helper.aws.hook_timeouts import global_timeout_s, heartbeat_timeout_s
+from helper.aws.results import Result
 from helper.breaker.state import effective_margin_s
 from helper.config.lifecycle import LifecycleConfig
 from helper.consumer.action import LAUNCHING, TERMINATING
@@ -107,7 +108,7 @@ def _check_hook(want: Desired, hook: dict, lc: LifecycleConfig, fix: str, subjec
                              "waits on Jenkins outlives its action",
                              f"set lifecycle.hook_heartbeat_timeout_s above {lc.jenkins_deadline_s / 100:g}, "
                              f"then {fix}"))
-    if hook.get("LifecycleTransition") == LAUNCHING and hook.get("DefaultResult") == "CONTINUE":
+    if hook.get("LifecycleTransition") == LAUNCHING and hook.get("DefaultResult") == Result.CONTINUE:
         found.append(Finding(WARN, subject, "DefaultResult CONTINUE puts an instance whose deploy timed out into "
                              "service with whatever it booted with", fix))
     if not any(f.level == FAIL for f in found):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from helper import PROG
 from helper.aws.hook_timeouts import global_timeout_s
+from helper.aws.results import Result
 from helper.config.lifecycle import LifecycleConfig
 from helper.consumer.action import LAUNCHING, TERMINATING
 from helper.errors import ConfigError, HelperError
@@ -30,7 +31,7 @@ MIN_RETENTION_S = 4 * 24 * 3600
 # redriven message's age from its first enqueue, so the DLQ must keep longer than the queue.
 MAX_RETENTION_S = 14 * 24 * 3600
 # Both results terminate on a terminating hook; CONTINUE lets other terminating hooks still run.
-TERMINATE_DEFAULT_RESULT = "CONTINUE"
+TERMINATE_DEFAULT_RESULT = Result.CONTINUE
 ROLE_POLICY_NAME = f"{PROG}-hook-notify"
 POLICY_VERSION = "2012-10-17"
 # What AWS's managed AutoScalingNotificationAccessRole grants, scoped to our queue.

@@ -12,10 +12,8 @@ import logging
 import time
 from typing import Callable
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from helper import PROG
-from helper.aws.errors import error_code, error_message, explain
+from helper.aws.errors import AwsError, error_code, error_message, explain, translated
 from helper.consumer.autoscaling import GROUPS_PER_DESCRIBE
 from helper.errors import ConfigError, HelperError
 from helper.settings import SetupSettings
@@ -48,7 +46,7 @@ def _missing(exc: Exception) -> bool:
 
 class SetupApi:
     def __init__(self, sts, sqs, iam, autoscaling, sleep: Callable[[float], None] = time.sleep) -> None:
-        self._sts, self._sqs, self._iam, self._autoscaling = sts, sqs, iam, autoscaling
+        self._sts, self._sqs, self._iam, self._autoscaling = (translated(c) for c in (sts, sqs, iam, autoscaling))
         self._sleep = sleep
         self._role_created = False
 
@@ -66,7 +64,7 @@ class SetupApi:
     def _call(self, what: str, fn, **kwargs):
         try:
             return fn(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             raise HelperError(f"{what}: {explain(exc)}") from exc
 
     # --- observe ---------------------------------------------------------------------------
@@ -83,7 +81,7 @@ class SetupApi:
             url = self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
             attributes = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
             tags = self._sqs.list_queue_tags(QueueUrl=url).get("Tags", {}) if with_tags else {}
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             if _missing(exc):
                 return None, False
             raise HelperError(f"queue {name}: {explain(exc)}") from exc
@@ -94,7 +92,7 @@ class SetupApi:
             role = self._iam.get_role(RoleName=name)["Role"]
             names = self._iam.list_role_policies(RoleName=name)["PolicyNames"]
             policies = {p: self._iam.get_role_policy(RoleName=name, PolicyName=p)["PolicyDocument"] for p in names}
-        except (ClientError, BotoCoreError) as exc:
+        except AwsError as exc:
             if _missing(exc):
                 return None
             raise HelperError(f"role {name}: {explain(exc)}") from exc
@@ -109,7 +107,7 @@ class SetupApi:
                 AutoScalingGroupNames=names[start:start + GROUPS_PER_DESCRIBE])
             try:
                 found.update(g["AutoScalingGroupName"] for page in pages for g in page["AutoScalingGroups"])
-            except (ClientError, BotoCoreError) as exc:
+            except AwsError as exc:
                 raise HelperError(f"describe groups: {explain(exc)}") from exc
         return frozenset(found)
 
@@ -150,7 +148,7 @@ class SetupApi:
             log.info("event=setup_change action=%s subject=%r", change.action, change.subject)
             try:
                 APPLY[change.action](self, **change.params)
-            except (ClientError, BotoCoreError) as exc:
+            except AwsError as exc:
                 raise HelperError(f"{change.line(dry_run=False)}: {explain(exc)}") from exc
 
     def _create_role(self, name: str, trust: dict, policy_name: str, policy: dict) -> None:
@@ -186,7 +184,7 @@ class SetupApi:
             try:
                 self._autoscaling.put_lifecycle_hook(**hook)
                 return
-            except ClientError as exc:
+            except AwsError as exc:
                 unpublished = "Unable to publish test message" in error_message(exc)
                 if not (self._role_created and unpublished) or attempt == ROLE_PROPAGATION_ATTEMPTS:
                     raise
