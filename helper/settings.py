@@ -72,10 +72,8 @@ class Settings:
     @property
     def launching_groups(self) -> dict[str, tuple[str, ...]]:
         """Site -> the Auto Scaling groups whose launches the consumer deploys to it."""
-        groups: dict[str, tuple[str, ...]] = {}
-        for route in (self.config.lifecycle.groups.values() if self.config.lifecycle else ()):
-            groups[route.site] = groups.get(route.site, ()) + (route.group,)
-        return groups
+        lc = self.config.lifecycle
+        return {site: lc.groups_of(site) for site in lc.routed_sites} if lc else {}
 
     @property
     def sites(self) -> tuple[config_mod.SiteConfig, ...]:
@@ -96,11 +94,16 @@ class Settings:
             config=config,
             outputs=_outputs(args, config, restricted=bool(args.site or ids)),
             selection=Selection(include_out_of_service=args.include_out_of_service, instance_ids=ids),
-            endpoint_url=args.endpoint_url or environ.get("AWS_ENDPOINT_URL") or None,
+            endpoint_url=endpoint_url(args, environ),
             only_sites=tuple(args.site or ()),
             keep_going=args.keep_going,
             dry_run=args.dry_run,
         )
+
+
+def endpoint_url(args, environ: Mapping[str, str]) -> str | None:
+    """--endpoint-url, else $AWS_ENDPOINT_URL, else None (AWS itself): the one fallback every command uses."""
+    return getattr(args, "endpoint_url", None) or environ.get("AWS_ENDPOINT_URL") or None
 
 
 def load_config(path: str) -> config_mod.Config:
@@ -204,7 +207,7 @@ class ConsumerSettings:
             config=config,
             jenkins_user=user,
             jenkins_token=token,
-            endpoint_url=args.endpoint_url or environ.get("AWS_ENDPOINT_URL") or None,
+            endpoint_url=endpoint_url(args, environ),
             once=args.once,
         )
 
@@ -238,8 +241,7 @@ class SetupSettings:
                 user, token = read_credentials(environ, config.lifecycle.jenkins.credentials_file)
             except ConfigError as exc:
                 problem = str(exc)
-        return cls(config=config, endpoint_url=getattr(args, "endpoint_url", None) or
-                   environ.get("AWS_ENDPOINT_URL") or None, dry_run=getattr(args, "dry_run", False),
+        return cls(config=config, endpoint_url=endpoint_url(args, environ), dry_run=getattr(args, "dry_run", False),
                    jenkins_user=user, jenkins_token=token, jenkins_problem=problem,
                    program_env={k: environ[k] for k in PROGRAM_ENV_NAMES if k in environ})
 
@@ -273,4 +275,4 @@ class FleetSettings:
         ttl_s = getattr(args, "ttl_s", None)
         return cls(config=config, site=site, groups=config.hold_groups(site.name), holder=holder,
                    processes=hold.processes, ttl_s=hold.ttl_s if ttl_s is None else ttl_s,
-                   endpoint_url=args.endpoint_url or environ.get("AWS_ENDPOINT_URL") or None)
+                   endpoint_url=endpoint_url(args, environ))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helper.config import document, lifecycle
+from helper.config import document, lifecycle, safety
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -20,9 +20,9 @@ KEY_SETS = {
     "lifecycle": lifecycle.SECTION_KEYS,
     "lifecycle.jenkins": lifecycle.JENKINS_KEYS,
     "lifecycle.groups": lifecycle.GROUP_KEYS,
-    "lifecycle.breaker": lifecycle.BREAKER_KEYS,
-    "lifecycle.alerts": lifecycle.ALERT_KEYS,
-    "lifecycle.hold": lifecycle.HOLD_KEYS,
+    "lifecycle.breaker": safety.BREAKER_KEYS,
+    "lifecycle.alerts": safety.ALERT_KEYS,
+    "lifecycle.hold": safety.HOLD_KEYS,
 }
 
 

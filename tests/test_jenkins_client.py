@@ -154,7 +154,8 @@ def test_a_jenkins_url_with_userinfo_never_reaches_an_alert_or_a_breaker_tag():
     URL Jenkins itself answers (api/json `url`) when an alert names it."""
     import time
 
-    from helper.breaker import alerts, breaker
+    from helper.breaker import alerts
+    from helper.breaker import state as breaker
     from helper.consumer.jenkins_client import JenkinsJobs
     from helper.sandbox.jenkins.emulator import JenkinsEmulator
 

@@ -36,6 +36,30 @@ def test_valid_section_gets_the_defaults():
     assert lc.region == "us-east-1" and lc.metrics_port is None and lc.jenkins.credentials_file is None
 
 
+def test_every_plain_key_defaults_to_the_dataclass_and_is_in_the_key_list():
+    """Defaults are written once, on LifecycleConfig; the parser's field table reads them (issue 20)."""
+    from dataclasses import fields as dataclass_fields
+
+    from helper.config.lifecycle import SCALARS, SECTION_KEYS, LifecycleConfig
+
+    lc = load(VALID).lifecycle
+    defaults = {f.name: f.default for f in dataclass_fields(LifecycleConfig)}
+    assert {name: getattr(lc, name) for name in SCALARS} == {name: defaults[name] for name in SCALARS}
+    assert set(SCALARS) <= set(SECTION_KEYS)
+
+
+@pytest.mark.parametrize("line, where", [
+    ("  batch_window_s:\n", "deploy.yml:11: lifecycle.batch_window_s: must be a number"),
+    ("  hook_name:\n", "deploy.yml:11: lifecycle.hook_name: must be a non-empty string"),
+    ("  hook_default_result:\n", "deploy.yml:11: lifecycle.hook_default_result: must be one of CONTINUE, ABANDON"),
+], ids=["number", "hook name", "result"])
+def test_a_key_written_empty_is_refused_unless_its_default_is_none(line, where):
+    with pytest.raises(ConfigError) as caught:
+        load(VALID + line)
+    assert str(caught.value).startswith(where)
+    assert load(VALID + "  metrics_port:\n").lifecycle.metrics_port is None
+
+
 @pytest.mark.parametrize("text, where, message", [
     pytest.param(VALID.replace("  queue_url: https://sqs.us-east-1.amazonaws.com/123456789012/hooks\n", ""),
                  "deploy.yml:4: lifecycle:", "queue_url is required", id="missing queue_url"),

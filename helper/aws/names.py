@@ -14,6 +14,9 @@ from urllib.parse import urlparse
 INSTANCE_ID_RE = re.compile(r"i-[0-9a-f]{8,17}")
 # The same, found inside a text (EC2's error messages name the ids they did not find).
 INSTANCE_ID_IN_TEXT_RE = re.compile(rf"\b{INSTANCE_ID_RE.pattern}\b")
+# Auto Scaling's describe calls take at most this many names (DescribeAutoScalingGroups,
+# DescribeTags filter values) or instance ids (DescribeAutoScalingInstances) a call.
+AUTOSCALING_NAMES_PER_CALL = 50
 # IAM's limit on a role name.
 ROLE_NAME_MAX_CHARS = 64
 # IAM role names: letters, digits and `+=,.@_-` (the IAM API's pattern), at most 64 characters.

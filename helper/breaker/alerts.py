@@ -37,6 +37,7 @@ import requests
 
 from helper import PROG
 from helper.aws.errors import AwsError, translated
+from helper.text import one_line
 from helper.urls import check_webhook_url, redact_userinfo, safe_origin  # noqa: F401 (re-exported for tests)
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def clean(value) -> str:
     build URL, a reason quoting one) is dropped, whatever its source (issue 19 item 5); before
     the cut, which could leave `https://user:token` without the `@` that marks it.
     """
-    text = redact_userinfo("".join(c if c.isprintable() else " " for c in str(value)))
+    text = redact_userinfo(one_line(value))
     return text if len(text) <= MAX_VALUE_CHARS else text[:MAX_VALUE_CHARS - 1] + "…"
 
 

@@ -88,17 +88,17 @@ class SiteBreakers:
     def from_clients(cls, config: LifecycleConfig, autoscaling_client, registry, revision_dir: str | None,
                      sns_client=None, config_path: str = "deploy.yml") -> "SiteBreakers":
         targets = AlertTargets(config.alerts.sns_topic_arn, config.alerts.webhook_url)
-        sites = sorted({route.site for route in config.groups.values()})
+        sites = list(config.routed_sites)
         return cls(config, BreakerStore(autoscaling_client),
                    Alerts(targets, sns=sns_client if targets.sns_topic_arn else None, counters=counters_on(registry)),
                    BreakerMetrics(registry, sites), revision_dir, config_path=config_path)
 
     @property
     def sites(self) -> list[str]:
-        return sorted({route.site for route in self.config.groups.values()})
+        return list(self.config.routed_sites)
 
     def groups_of(self, site: str) -> list[str]:
-        return sorted(g for g, route in self.config.groups.items() if route.site == site)
+        return list(self.config.groups_of(site))
 
     # --- reading -----------------------------------------------------------------------------
 

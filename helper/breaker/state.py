@@ -40,6 +40,7 @@ from helper.aws.errors import AwsError, explain, translated
 from helper.aws.hook_timeouts import global_timeout_s
 from helper.deploys.revision import REVISION_RE
 from helper.errors import HelperError
+from helper.text import one_line as text_line
 
 TAG_PREFIX = f"{PROG}:breaker:"
 REASON_TAG_PREFIX = f"{PROG}:breaker-reason:"
@@ -106,9 +107,8 @@ def _stamp(now: datetime | None) -> str:
 
 
 def one_line(text: str, limit: int = MAX_TAG_VALUE) -> str:
-    """Printable, one line, at most `limit` characters: what a reason may hold."""
-    cleaned = "".join(c if c.isprintable() else " " for c in text)
-    return cleaned[:limit]
+    """What a reason may hold: helper/text.py's one printable line, at most a tag value long."""
+    return text_line(text, limit)
 
 
 def _check_threshold(threshold: int) -> None:

@@ -137,7 +137,7 @@ class Config:
         groups = [s.source.value for s in self.sites if s.source.kind == "auto_scaling_group"
                   and site in (None, s.name) and region in (None, s.region)]
         if lc is not None and region in (None, lc.region):
-            groups += [r.group for r in lc.groups.values() if site in (None, r.site)]
+            groups += list(lc.groups_of(site))
         return tuple(dict.fromkeys(groups))
 
 

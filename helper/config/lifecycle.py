@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
+from typing import Any
 from urllib.parse import urlsplit
 
 from helper.aws.hook_timeouts import MAX_HEARTBEAT_TIMEOUT_S, MIN_HEARTBEAT_TIMEOUT_S
 from helper.aws.names import HOOK_NAME_RE, ROLE_NAME_MAX_CHARS, ROLE_NAME_RE, queue_account, queue_name
-from helper.aws.processes import DEFAULT_PROCESSES, DEFAULT_TTL_S, MAX_TTL_S, check_processes
 from helper.aws.results import RESULTS, Result
 from helper.config import fields
+from helper.config.safety import AlertConfig, BreakerConfig, HoldConfig, parse_alerts, parse_breaker, parse_hold  # noqa: F401 (importers read them here too)
 from helper.config.yamlfile import Located
-from helper.urls import check_webhook_url
 
 # Jenkins build results (and our two pseudo-results) that a policy can map.
 POLICY_KEYS = ("SUCCESS", "UNSTABLE", "FAILURE", "ABORTED", "NOT_BUILT", "CANCELLED", "UNREACHABLE")
@@ -47,87 +48,9 @@ SECTION_KEYS = {
 }
 
 
-# --- lifecycle.breaker and lifecycle.alerts (issue 11; helper/breaker/state.py, alerts.py) ---
-BREAKER_KEYS = {"failures", "on_open", "margin_s"}
-ALERT_KEYS = {"sns_topic_arn", "webhook_url"}
-ON_OPEN = ("hold", "abandon")
 # An SQS queue URL: http(s), a host, then ACCOUNT/NAME (a local endpoint may put a path before them).
 # Queue names are 1-80 letters, digits, `-` and `_`.
 QUEUE_URL_RE = re.compile(r"https?://[^/\s@]+(/[^/\s]+)*/[0-9]{12}/[A-Za-z0-9_-]{1,80}(\.fifo)?/?")
-# A topic in any partition; names are 1-256 letters, digits, `-` and `_` (`.fifo` for FIFO topics).
-SNS_TOPIC_ARN_RE = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?")
-
-
-@dataclass(frozen=True)
-class BreakerConfig:
-    # Three failed deploys of one revision is a pattern, not bad luck (one flaky host, one
-    # network blip); at most three instances churn before the breaker stops it.
-    failures: int = 3
-    # hold: new instances wait in Pending:Wait (no churn); abandon: replaced as before, no build.
-    on_open: str = "hold"
-    # Stop holding this long before the hook's global timeout and apply its default result
-    # ourselves (alerting a margin before that): 30 min leaves room for a consumer restart.
-    margin_s: float = 1800.0
-
-
-@dataclass(frozen=True)
-class AlertConfig:
-    sns_topic_arn: str | None = None
-    webhook_url: str | None = None
-
-
-def parse_breaker(doc: Located, raw) -> BreakerConfig:
-    keys = ("lifecycle", "breaker")
-    section = fields.mapping(doc, raw, keys, BREAKER_KEYS)
-    return BreakerConfig(
-        failures=fields.whole(doc, section.get("failures", 3), keys + ("failures",), 1, 9999),
-        on_open=fields.choice(doc, section.get("on_open"), keys + ("on_open",), ON_OPEN, "hold"),
-        margin_s=fields.number(doc, section.get("margin_s", 1800.0), keys + ("margin_s",), 1, 172800),
-    )
-
-
-def parse_alerts(doc: Located, raw) -> AlertConfig:
-    from helper.errors import ConfigError
-
-    keys = ("lifecycle", "alerts")
-    section = fields.mapping(doc, raw, keys, ALERT_KEYS)
-    topic = fields.string(doc, section.get("sns_topic_arn"), keys + ("sns_topic_arn",))
-    if topic is not None and not SNS_TOPIC_ARN_RE.fullmatch(topic):
-        raise fields.fail(doc, keys + ("sns_topic_arn",), "must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
-    url = fields.string(doc, section.get("webhook_url"), keys + ("webhook_url",))
-    if url is not None:
-        try:
-            check_webhook_url(url)
-        except ConfigError as exc:
-            raise fields.fail(doc, keys + ("webhook_url",), str(exc)) from None
-    return AlertConfig(sns_topic_arn=topic, webhook_url=url)
-
-
-# --- lifecycle.hold (issue 11; helper/deploys/fleet_hold.py, `fleet hold` / `fleet release`) ---
-HOLD_KEYS = {"processes", "ttl_s"}
-
-
-@dataclass(frozen=True)
-class HoldConfig:
-    # Names and why these: helper/aws/processes.py. Add HealthCheck when the site's groups use
-    # ELB health checks and a deploy restarts the app: a host marked unhealthy mid-deploy is
-    # otherwise replaced the moment the hold ends.
-    processes: tuple[str, ...] = DEFAULT_PROCESSES
-    ttl_s: float = float(DEFAULT_TTL_S)
-
-
-def parse_hold(doc: Located, raw) -> HoldConfig:
-    keys = ("lifecycle", "hold")
-    section = fields.mapping(doc, raw, keys, HOLD_KEYS)
-    names = section.get("processes", list(DEFAULT_PROCESSES))
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise fields.fail(doc, keys + ("processes",), "must be a list of Auto Scaling process names")
-    try:
-        processes = check_processes(names)
-    except ValueError as exc:
-        raise fields.fail(doc, keys + ("processes",), str(exc)) from None
-    return HoldConfig(processes=processes,
-                      ttl_s=fields.number(doc, section.get("ttl_s", DEFAULT_TTL_S), keys + ("ttl_s",), 1, MAX_TTL_S))
 
 
 @dataclass(frozen=True)
@@ -200,6 +123,17 @@ class LifecycleConfig:
     def queue_name(self) -> str:
         return queue_name(self.queue_url)
 
+    # "A site's groups": the one rule (issue 20), for the breaker, the fleet hold, the settings
+    # and `breaker status`.
+    @property
+    def routed_sites(self) -> tuple[str, ...]:
+        """Every site some group's launches are routed to, sorted."""
+        return tuple(sorted({route.site for route in self.groups.values()}))
+
+    def groups_of(self, site: str | None = None) -> tuple[str, ...]:
+        """The groups whose launches are deployed to `site` (to any site when None), sorted."""
+        return tuple(sorted(g for g, route in self.groups.items() if site in (None, route.site)))
+
     @property
     def queue_account(self) -> str | None:
         """The account the queue URL names; None for a URL without one (a local endpoint)."""
@@ -258,6 +192,78 @@ def check_reconcile_interval(doc: Located, section: dict, reconcile_s: float, vi
                       "notification is still invisible")
 
 
+# --- the section's plain keys: one table, defaults from LifecycleConfig itself (issue 20) ---
+
+
+@dataclass(frozen=True)
+class Number:
+    low: float
+    high: float
+    whole: bool = False  # 2.5 refused, not cut to 2 (issue 24)
+
+    def parse(self, doc: Located, value: Any, keys: tuple) -> float | int:
+        check = fields.whole if self.whole else fields.number
+        return check(doc, value, keys, self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Matching:
+    pattern: re.Pattern | None  # None: any non-empty string
+    what: str = ""
+
+    def parse(self, doc: Located, value: Any, keys: tuple) -> str:
+        text = fields.string(doc, value, keys)
+        if text is None:
+            raise fields.fail(doc, keys, "must be a non-empty string")
+        if self.pattern is not None and not self.pattern.fullmatch(text):
+            raise fields.fail(doc, keys, f"must be {self.what}")
+        return text
+
+
+@dataclass(frozen=True)
+class OneOf:
+    choices: tuple[str, ...]
+    convert: Any = str
+
+    def parse(self, doc: Located, value: Any, keys: tuple) -> Any:
+        if value is None:
+            raise fields.fail(doc, keys, f"must be one of {', '.join(self.choices)}")
+        return self.convert(fields.choice(doc, value, keys, self.choices, ""))
+
+
+HOOK_NAME = Matching(HOOK_NAME_RE, "a hook name ([A-Za-z0-9_/-], at most 255)")
+SCALARS = {
+    "batch_window_s": Number(0, 300),
+    "batch_max_instances": Number(1, 1000, whole=True),
+    "visibility_timeout_s": Number(1, 43200, whole=True),
+    "heartbeat_fraction": Number(0.05, 0.9),
+    "heartbeat_interval_s": Number(0.01, 7200),
+    "receive_wait_s": Number(0, 20, whole=True),  # SQS's own limit on a long poll
+    "poll_interval_s": Number(0.01, 300),
+    "jenkins_deadline_s": Number(1, 172800),
+    "warm_pool": OneOf(WARM_POOL_POLICIES),
+    "reconcile_interval_s": Number(0.1, 86400),
+    "grace_period_s": Number(0, 3600),
+    "metrics_host": Matching(None),
+    "metrics_port": Number(0, 65535, whole=True),
+    "stall_after_s": Number(1, 86400),
+    "hook_name": HOOK_NAME,
+    "terminate_hook_name": HOOK_NAME,
+    "hook_heartbeat_timeout_s": Number(MIN_HEARTBEAT_TIMEOUT_S, MAX_HEARTBEAT_TIMEOUT_S, whole=True),
+    "hook_default_result": OneOf(RESULTS, Result),
+    "hook_role_name": Matching(ROLE_NAME_RE, "an IAM role name ([A-Za-z0-9+=,.@_-], at most 64)"),
+}
+
+
+def parse_scalars(doc: Located, section: dict, keys: tuple) -> dict[str, Any]:
+    """Each key of SCALARS as written, checked; LifecycleConfig's own default when absent (or
+    written empty, for a key whose default is None: `metrics_port:` means no metrics server)."""
+    defaults = {f.name: f.default for f in dataclass_fields(LifecycleConfig)}
+    unset = lambda name: name not in section or (section[name] is None and defaults[name] is None)  # noqa: E731
+    return {name: defaults[name] if unset(name) else rule.parse(doc, section[name], keys + (name,))
+            for name, rule in SCALARS.items()}
+
+
 def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str) -> LifecycleConfig:
     # Imported here: config imports this module.
     keys = ("lifecycle",)
@@ -301,47 +307,15 @@ def parse_lifecycle(doc: Located, raw, site_names: set[str], default_region: str
         policy[name] = Result(fields.choice(doc, result, keys + ("result_on", name), RESULTS, "ABANDON"))
     if policy["SUCCESS"] is not Result.CONTINUE:
         raise fields.fail(doc, keys + ("result_on", "SUCCESS"), "a successful deploy must CONTINUE")
-    number = lambda name, default, low, high: fields.number(doc, section.get(name, default), keys + (name,), low, high)  # noqa: E731
-    def matching(name: str, pattern: re.Pattern, what: str) -> str | None:
-        value = fields.string(doc, section.get(name), keys + (name,))
-        if value is not None and not pattern.fullmatch(value):
-            raise fields.fail(doc, keys + (name,), f"must be {what}")
-        return value
-
-    whole = lambda name, default, low, high: fields.whole(doc, section.get(name, default), keys + (name,), low, high)  # noqa: E731
-    port = section.get("metrics_port")
-    visibility_s = whole("visibility_timeout_s", 120, 1, 43200)
-    reconcile_s = number("reconcile_interval_s", 300.0, 0.1, 86400)
-    check_reconcile_interval(doc, section, reconcile_s, visibility_s)
+    scalars = parse_scalars(doc, section, keys)
+    check_reconcile_interval(doc, section, scalars["reconcile_interval_s"], scalars["visibility_timeout_s"])
     return LifecycleConfig(
         queue_url=queue_url,
         region=fields.string(doc, section.get("region"), keys + ("region",)) or default_region,
         jenkins=jenkins,
         groups=groups,
-        batch_window_s=number("batch_window_s", 3.0, 0, 300),
-        batch_max_instances=whole("batch_max_instances", 20, 1, 1000),
-        visibility_timeout_s=visibility_s,
-        heartbeat_fraction=number("heartbeat_fraction", 0.4, 0.05, 0.9),
-        heartbeat_interval_s=None if section.get("heartbeat_interval_s") is None
-        else number("heartbeat_interval_s", None, 0.01, 7200),
-        receive_wait_s=whole("receive_wait_s", 5, 0, 20),
-        poll_interval_s=number("poll_interval_s", 2.0, 0.01, 300),
-        jenkins_deadline_s=number("jenkins_deadline_s", 1800.0, 1, 172800),
         result_on=policy,
-        warm_pool=fields.choice(doc, section.get("warm_pool"), keys + ("warm_pool",), WARM_POOL_POLICIES, "continue"),
-        reconcile_interval_s=reconcile_s,
-        grace_period_s=number("grace_period_s", 30.0, 0, 3600),
-        metrics_host=fields.string(doc, section.get("metrics_host"), keys + ("metrics_host",)) or "127.0.0.1",
-        metrics_port=None if port is None else fields.whole(doc, port, keys + ("metrics_port",), 0, 65535),
-        stall_after_s=number("stall_after_s", 120.0, 1, 86400),
-        hook_name=matching("hook_name", HOOK_NAME_RE, "a hook name ([A-Za-z0-9_/-], at most 255)") or "deploy-on-launch",
-        terminate_hook_name=matching("terminate_hook_name", HOOK_NAME_RE, "a hook name ([A-Za-z0-9_/-], at most 255)")
-        or "deploy-on-terminate",
-        hook_heartbeat_timeout_s=whole("hook_heartbeat_timeout_s", 900, MIN_HEARTBEAT_TIMEOUT_S,
-                                       MAX_HEARTBEAT_TIMEOUT_S),
-        hook_default_result=Result(fields.choice(doc, section.get("hook_default_result"),
-                                                 keys + ("hook_default_result",), RESULTS, "ABANDON")),
-        hook_role_name=matching("hook_role_name", ROLE_NAME_RE, "an IAM role name ([A-Za-z0-9+=,.@_-], at most 64)"),
+        **scalars,
         breaker=parse_breaker(doc, section.get("breaker")),
         alerts=parse_alerts(doc, section.get("alerts")),
         hold=parse_hold(doc, section.get("hold")),

@@ -97,6 +97,20 @@ class Malformed:
 Parsed = LifecycleAction | Skip | Malformed
 
 
+def parse_ref(ref: str) -> tuple[str, str, str] | None:
+    """(group as written, instance, token) of `group:instance:token`.
+
+    Instance ids and tokens never hold a colon, so the last two fields are unambiguous
+    whatever the group's name holds: this also reads references written before group
+    names were percent-encoded (LifecycleAction.reference above).
+    """
+    head, sep, token = ref.rpartition(":")
+    group, sep2, instance = head.rpartition(":")
+    if not (sep and sep2 and group and instance):
+        return None
+    return group, instance, token
+
+
 def _time(value) -> datetime | None:
     if not isinstance(value, str):
         return None

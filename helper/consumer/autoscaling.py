@@ -11,13 +11,12 @@ from dataclasses import dataclass
 
 from helper.aws.errors import AwsError, error_code, error_message, explain, translated
 from helper.aws.hook_timeouts import MIN_HEARTBEAT_TIMEOUT_S, heartbeat_timeout_s
+from helper.aws.names import AUTOSCALING_NAMES_PER_CALL
 from helper.aws.results import Result
 from helper.consumer.action import LAUNCHING, TERMINATING, LifecycleAction
 from helper.errors import HelperError
 
-# DescribeAutoScalingGroups takes at most 50 names a call, DescribeAutoScalingInstances 50 ids.
-GROUPS_PER_DESCRIBE = 50
-INSTANCES_PER_DESCRIBE = 50
+GROUPS_PER_DESCRIBE = INSTANCES_PER_DESCRIBE = AUTOSCALING_NAMES_PER_CALL
 # The state an instance holds while an action waits for us, by (transition, into a warm pool);
 # in any other state a message about it is forged or stale. A launch into the warm pool waits
 # in Warmed:Pending:Wait and is completed with no build; a launch into the group waits in

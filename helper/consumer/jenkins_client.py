@@ -17,7 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 import jenkins
-from helper.consumer.action import LifecycleAction
+from helper.consumer.action import LifecycleAction, parse_ref
 from helper.errors import HelperError
 from helper.urls import redact_userinfo
 
@@ -93,20 +93,6 @@ def refs_of(parameters: list[dict]) -> tuple[str, ...]:
         if p.get("name") == ACTIONS_PARAM and isinstance(p.get("value"), str):
             return tuple(p["value"].split())
     return ()
-
-
-def parse_ref(ref: str) -> tuple[str, str, str] | None:
-    """(group as written, instance, token) of `group:instance:token`.
-
-    Instance ids and tokens never hold a colon, so the last two fields are unambiguous
-    whatever the group's name holds: this also reads references written before group
-    names were percent-encoded (helper/consumer/action.py reference()).
-    """
-    head, sep, token = ref.rpartition(":")
-    group, sep2, instance = head.rpartition(":")
-    if not (sep and sep2 and group and instance):
-        return None
-    return group, instance, token
 
 
 def covers(ref: str, action: LifecycleAction) -> bool:

@@ -31,9 +31,7 @@ class SiteBreaker:
 
 def sites_of(lc: LifecycleConfig, only: str | None = None) -> dict[str, list[str]]:
     """Site -> its lifecycle groups; `only` must be one of them (ConfigError otherwise)."""
-    sites: dict[str, list[str]] = {}
-    for group, route in sorted(lc.groups.items()):
-        sites.setdefault(route.site, []).append(group)
+    sites = {site: list(lc.groups_of(site)) for site in lc.routed_sites}
     if only is not None and only not in sites:
         raise ConfigError(f"--site {only}: no lifecycle group routes to it (sites with groups: "
                           f"{', '.join(sorted(sites))})")

@@ -14,7 +14,7 @@ from typing import Callable
 
 from helper import PROG
 from helper.aws.errors import AwsError, error_code, error_message, explain, translated
-from helper.consumer.autoscaling import GROUPS_PER_DESCRIBE
+from helper.aws.names import AUTOSCALING_NAMES_PER_CALL as GROUPS_PER_DESCRIBE
 from helper.errors import ConfigError, HelperError
 from helper.settings import SetupSettings
 from helper.setup.hooks import (
