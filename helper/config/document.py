@@ -17,6 +17,7 @@ from helper.config import fields
 from helper.config.groups import RESERVED_GROUPS, group_name
 from helper.config.jump import jump_hops
 from helper.config.output_mode import parse_output_mode
+from helper.config.rollout import RolloutConfig, parse_rollout
 from helper.config.yamlfile import Located
 from helper.errors import ConfigError
 
@@ -52,7 +53,7 @@ SSH_CONFIG_MODES = ("file", "block")
 SITE_OPTION_KEYS = {
     "region", "profile", "role_arn", "user", "port", "address", "proxy_jump", "bastion",
     "keys", "identity_file", "roles", "transport", "instance_connect_endpoint_id", "filters",
-    "roles_from_tag", "alias_tag",
+    "roles_from_tag", "alias_tag", "rollout",
 }
 PATH_KEYS = {
     "ssh_config_file", "ssh_config_mode", "known_hosts_file", "cap_config_file",
@@ -104,6 +105,7 @@ class SiteConfig:
     filters: SiteFilters = field(default_factory=SiteFilters)
     roles_from_tag: str | None = None  # a tag whose comma-separated values add roles per host
     alias_tag: str | None = None  # a tag whose value names a second, human alias per host
+    rollout: RolloutConfig | None = None  # None: a full deploy runs on every host at once
     where: str = ""  # file:line of the site, for messages
 
 
@@ -276,8 +278,18 @@ def _site(doc: Located, name: Any, raw: Any, defaults: dict) -> SiteConfig:
         filters=_filters(doc, merged.get("filters"), where("filters")),
         roles_from_tag=_tag_key(doc, merged.get("roles_from_tag"), where("roles_from_tag")),
         alias_tag=_tag_key(doc, merged.get("alias_tag"), where("alias_tag")),
+        rollout=_rollout(doc, site, defaults, keys),
         where=doc.where(*keys),
     )
+
+
+def _rollout(doc: Located, site: dict, defaults: dict, keys: tuple) -> RolloutConfig | None:
+    """The site's rollout: over `defaults: rollout:` key by key, so a site can change one knob."""
+    if "rollout" not in site and "rollout" not in defaults:
+        return None
+    base = fields.mapping(doc, defaults.get("rollout"), ("defaults", "rollout")) if "rollout" in defaults else {}
+    own = fields.mapping(doc, site.get("rollout"), keys + ("rollout",)) if "rollout" in site else {}
+    return parse_rollout(doc, {**base, **own}, keys + ("rollout",) if "rollout" in site else ("defaults", "rollout"))
 
 
 def _credentials(doc: Located, aws: dict) -> StaticCredentials | None:
