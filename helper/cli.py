@@ -175,6 +175,36 @@ def _breaker_parser(sub) -> None:
     p.set_defaults(func=commands.run_breaker)
 
 
+ROLLOUT_ACTIONS = ("run", "plan", "status", "abort")
+
+
+def _rollout_parser(sub) -> None:
+    p = sub.add_parser("rollout", parents=[CONFIG, ENDPOINT], help="deploy a site batch by batch behind its load balancers (docs/rollout.md)",
+                       description="rollout [run] -c FILE --site S --revision R -- DEPLOY COMMAND...: each batch "
+                                   "leaves every load balancer, drains, is deployed and verified, and comes back "
+                                   "healthy before the next; plan shows the batches; status and abort read and undo "
+                                   "what a rollout took out.")
+    p.add_argument("rollout_action", choices=ROLLOUT_ACTIONS, help="run (the default), plan, status or abort")
+    p.add_argument("--site", required=True, help="the site to roll through")
+    p.add_argument("--revision", help="run: what to deploy (given to the command as $REVISION)")
+    p.add_argument("--previous", help="run: the revision to roll back to on failure (default: the site's recorded one)")
+    p.add_argument("--dry-run", action="store_true", help="run: print the plan and where each host is registered; "
+                                                           "deregister nothing, deploy nothing")
+    p.add_argument("--report", metavar="PATH", help="run: write the per-host report as JSON here")
+    p.add_argument("--out-dir", default="rollout-out", metavar="DIR",
+                   help="run: each batch's SSH config, known_hosts, Capistrano, Ansible and JSON files go under it")
+    p.add_argument("--holder", help="who rolls (default: $BUILD_URL, else user@host)")
+    p.set_defaults(func=commands.run_rollout)
+
+
+def with_rollout_action(argv: list[str]) -> list[str]:
+    """`rollout -c ... -- cmd` means `rollout run -c ... -- cmd`: the action word may be left out."""
+    at = next((n for n, word in enumerate(argv) if word not in GLOBAL_FLAGS), None)  # the command word
+    if at is None or argv[at] != "rollout" or (at + 1 < len(argv) and argv[at + 1] in ROLLOUT_ACTIONS):
+        return argv
+    return argv[:at + 1] + ["run"] + argv[at + 1:]
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -198,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     _doctor_parser(sub)
     _fleet_parser(sub)
     _breaker_parser(sub)
+    _rollout_parser(sub)
     return parser
 
 
@@ -216,7 +247,12 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
 def main(argv: list[str] | None = None, sandbox: Callable[[argparse.Namespace], int] | None = None) -> int:
     """Run one command. `sandbox` runs the `sandbox` command: the program (helper/program.py)
     plugs it in, so this module never imports the sandbox, which calls main() for its builds."""
-    args = build_parser().parse_args(hoist_global_flags(sys.argv[1:] if argv is None else list(argv)))
+    words = with_rollout_action(hoist_global_flags(sys.argv[1:] if argv is None else list(argv)))
+    # rollout's deploy command: every word after `--`, kept out of argparse (which would read its flags)
+    end = words.index("--") if "rollout" in words[:1 + sum(w in GLOBAL_FLAGS for w in words)] and "--" in words \
+        else len(words)
+    args = build_parser().parse_args(words[:end])
+    args.deploy_command = words[end + 1:]
     configure_logging(verbose=args.verbose, json_lines=args.log_json, daemon=args.command == "consume")
     run = sandbox if args.command == "sandbox" else args.func
     if run is None:

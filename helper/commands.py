@@ -199,3 +199,9 @@ def run_breaker(args) -> int:
     finally:
         alerts.close(10.0)
     return 0
+
+
+def run_rollout(args) -> int:
+    from helper.setup import rollout_cmd
+
+    return rollout_cmd.run(args)

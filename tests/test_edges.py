@@ -241,7 +241,7 @@ FOLDER_IMPORTS = {
     "config": BASE | {"urls", "files", "aws"},
     "settings": BASE | {"files", "aws", "config"},
     "inventory": BASE | {"files", "aws", "config", "settings"},
-    "deploys": BASE | {"files", "aws"},
+    "deploys": BASE | {"files", "aws", "config"},
     "breaker": BASE | {"urls", "aws", "config", "deploys"},
     "consumer": BASE | {"urls", "files", "aws", "config", "deploys", "breaker"},
     "setup": BASE | {"urls", "logfmt", "files", "aws", "config", "settings", "inventory", "deploys", "breaker",

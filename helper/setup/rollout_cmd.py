@@ -1,0 +1,151 @@
+"""`rollout run | plan | status | abort`: the command line's side of helper/deploys/rollout.py.
+
+The site's hosts come from the inventory (the hosts in service now, as a full deploy sees them);
+each batch gets its own inventory files, written by the inventory's own outputs, so the deploy
+command reaches exactly the batch: SSH_CONFIG, KNOWN_HOSTS, CAP_CONFIG, ANSIBLE_INVENTORY and
+DEPLOY_JSON name them, REVISION and ROLLOUT_BATCH say what and which. The command and the verify
+command get argv lists (never a shell string) and the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from argparse import Namespace
+from dataclasses import replace
+from pathlib import Path
+
+from helper import PROG
+from helper.aws.access import AccessKey
+from helper.aws.clients import AwsClients
+from helper.deploys import revision as revisions
+from helper.deploys.load_balancers import LoadBalancers
+from helper.deploys.rollout import Rollout, abort
+from helper.deploys.rollout_plan import Batch, Host, plan, wait_bounds_s
+from helper.deploys.rollout_record import RolloutRecords
+from helper.errors import EXIT_FAILED, ConfigError, HelperError
+from helper.files.write import write_atomic
+from helper.inventory import collect, outputs
+from helper.inventory.model import SiteInventory
+from helper.settings import Settings, site_named
+
+EXIT_NEEDS_A_PERSON = 1
+
+
+def _inventory_args(args: Namespace, out: Path | None = None) -> Namespace:
+    """The flags `inventory` would get: one site, its files into `out`."""
+    return Namespace(
+        config=args.config, endpoint_url=args.endpoint_url, site=[args.site],
+        instance_ids=None, include_out_of_service=False,
+        ssh_config=str(out / "ssh_config") if out else None, ssh_config_block=False,
+        known_hosts=str(out / "known_hosts") if out else None, cap_config=str(out / "cap.yml") if out else None,
+        ansible_inventory=str(out / "inventory.yml") if out else None, json=str(out / "hosts.json") if out else None,
+        list=False, keep_going=False, dry_run=False)
+
+
+def _site_inventory(args: Namespace):
+    """The site's hosts in service now, found once before anything changes: a deregistered host
+    is no longer in its target group, so a batch's files cannot be found afresh later."""
+    settings = Settings.from_args(_inventory_args(args))
+    (result,) = collect.collect(settings)
+    if result.error:
+        raise HelperError(f"site {args.site}: {result.error}")
+    return settings, result.inventory
+
+
+def _write_batch(args: Namespace, inventory: SiteInventory, instance_ids: tuple[str, ...], out: Path) -> None:
+    """The inventory's own outputs for only these hosts (known_hosts keeps the others' keys)."""
+    settings = Settings.from_args(_inventory_args(args, out))
+    batch = replace(inventory, hosts=tuple(h for h in inventory.hosts if h.instance.instance_id in instance_ids))
+    out.mkdir(parents=True, exist_ok=True)
+    outputs.apply(outputs.plan(replace(settings.outputs, prune_known_hosts=False), [batch]), False, sys.stderr)
+
+
+def _holder(args: Namespace) -> str:
+    return args.holder or os.environ.get("BUILD_URL") or \
+        f"{os.environ.get('USER') or os.environ.get('LOGNAME') or 'unknown'}@{socket.gethostname()}"
+
+
+def run(args: Namespace) -> int:
+    settings, inventory = _site_inventory(args)
+    site = site_named(settings.config, args.site)
+    clients = AwsClients(AccessKey.for_site(site, settings.endpoint_url, settings.config.credentials,
+                                            settings.config.profile))
+    lbs, records = LoadBalancers(clients.elbv2, clients.elb), RolloutRecords(clients.client("ec2"))
+    if args.rollout_action == "status":
+        return _status(records, args.site)
+    if args.rollout_action == "abort":
+        restored, left = abort(records, lbs, args.site)
+        print(f"{args.site}: {len(restored)} host(s) put back ({' '.join(restored) or '-'}); "
+              f"{len(left)} failed host(s) left out ({' '.join(left) or '-'})")
+        return 0
+    config = site.rollout
+    if config is None:
+        raise ConfigError(f"{settings.config.path}: site {args.site} has no rollout: section (docs/rollout.md)")
+    ids = sorted({h.instance.instance_id for h in inventory.hosts})
+    members = lbs.memberships(ids)
+    hosts = [Host(i, next(h.instance.availability_zone or "" for h in inventory.hosts if h.instance.instance_id == i),
+                  lbs.healthy([m for m in members if m.instance_id == i])) for i in ids]
+    the_plan = plan(args.site, hosts, config)
+    timings = lbs.timing(members)
+    drain_s, healthy_s = wait_bounds_s([t.drain_s for t in timings], [t.health_check for t in timings])
+    lines = the_plan.lines() + [f"  each batch: drain up to {min(drain_s, config.drain_timeout_s):.0f} s, healthy "
+                                f"within {min(healthy_s, config.healthy_timeout_s):.0f} s; "
+                                f"{len(members)} registration(s) in {len({m.target for m in members})} load balancer(s)"]
+    if args.rollout_action == "plan" or args.dry_run:
+        print("\n".join(lines + ([f"  {m.instance_id} in {m.kind} {m.target}{':' + str(m.port) if m.port else ''}"
+                                  for m in members] if args.dry_run else [])))
+        return 0
+    if not args.revision:
+        raise ConfigError("rollout run needs --revision")
+    revisions.validate(args.revision)
+    if not args.deploy_command:
+        raise ConfigError("rollout run needs the deploy command after `--`")
+    previous = args.previous or (revisions.read(settings.config.paths.revision_dir, args.site)
+                                 if settings.config.paths.revision_dir else None)
+    print("\n".join(lines), flush=True)
+    out_dir = Path(args.out_dir).absolute()
+
+    def run_batch(batch: Batch, revision: str) -> tuple[bool, str]:
+        batch_dir = out_dir / f"batch-{batch.number}"
+        _write_batch(args, inventory, batch.instance_ids, batch_dir)
+        env = {**os.environ, "SSH_CONFIG": str(batch_dir / "ssh_config"), "KNOWN_HOSTS": str(batch_dir / "known_hosts"),
+               "CAP_CONFIG": str(batch_dir / "cap.yml"), "ANSIBLE_INVENTORY": str(batch_dir / "inventory.yml"),
+               "DEPLOY_JSON": str(batch_dir / "hosts.json"), "REVISION": revision, "ROLLOUT_BATCH": str(batch.number)}
+        print(f"{PROG}: batch {batch.number}: {' '.join(batch.instance_ids)}", file=sys.stderr, flush=True)
+        for what, argv in (("deploy", list(args.deploy_command)), ("verify", list(config.verify))):
+            if not argv:
+                continue
+            try:
+                status = subprocess.run(argv, env=env, check=False).returncode
+            except OSError as exc:
+                return False, f"{what} command could not start: {exc.strerror}"
+            if status != 0:
+                return False, f"{what} command exited with status {status}"
+        return True, ""
+
+    report = Rollout(the_plan, config, lbs, records, run_batch, _holder(args)).run(args.revision, previous)
+    print("\n".join(report.lines()))
+    if args.report:
+        write_atomic(args.report, json.dumps(report.as_json(), indent=2) + "\n")
+    return 0 if report.succeeded else EXIT_FAILED
+
+
+def _status(records: RolloutRecords, site: str) -> int:
+    from datetime import datetime, timezone
+
+    found, problems = records.read(site)
+    now = datetime.now(timezone.utc)
+    for record in found:
+        where = ", ".join(f"{m.kind} {m.target}{':' + str(m.port) if m.port else ''}" for m in record.memberships) or "-"
+        print(f"{record.instance_id} {record.state} by {record.holder} until {record.until}"
+              f"{' (EXPIRED: rollout abort puts it back)' if record.expired(now) and record.state == 'out' else ''}"
+              f" from {where}")
+    for problem in problems:
+        print(f"unreadable: {problem}")
+    if not found and not problems:
+        print(f"{site}: no host taken out by a rollout")
+    return EXIT_NEEDS_A_PERSON if found or problems else 0

@@ -1,0 +1,169 @@
+"""`rollout` against the moto server: batches leave every load balancer, deploy, and come back.
+
+moto's target health is simpler than AWS's (no `draining`; a classic ELB always says InService),
+so these tests prove the order of events, the records and the report; the effect on real traffic
+needs a real load balancer (issue 21's HAProxy sandbox, not built yet).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+
+import pytest
+import yaml
+
+from helper.cli import main
+from helper.sandbox.aws import fleet
+
+REGION = "us-east-1"
+# The deploy command: a small Python program that writes, per batch, which hosts it got and
+# where every host of the site is registered at that moment (read from the moto server).
+DEPLOY = textwrap.dedent("""\
+    import json, os, sys, boto3
+    elbv2 = boto3.client("elbv2", region_name="us-east-1", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    elb = boto3.client("elb", region_name="us-east-1", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    hosts = [h["instance_id"] for h in json.load(open(os.environ["DEPLOY_JSON"]))["sites"]["web"]]
+    seen = {}
+    for tg in elbv2.describe_target_groups()["TargetGroups"]:
+        for d in elbv2.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"]:
+            seen.setdefault(d["Target"]["Id"], []).append(tg["TargetGroupName"] + ":" + str(d["Target"]["Port"]))
+    for lb in elb.describe_load_balancers()["LoadBalancerDescriptions"]:
+        for i in lb["Instances"]:
+            seen.setdefault(i["InstanceId"], []).append(lb["LoadBalancerName"])
+    with open(os.environ["LOG"], "a") as log:
+        log.write(json.dumps({"batch": os.environ["ROLLOUT_BATCH"], "revision": os.environ["REVISION"],
+                              "hosts": hosts, "registered": seen}) + "\\n")
+    sys.exit(1 if os.environ["ROLLOUT_BATCH"] in os.environ.get("FAIL_BATCHES", "").split(",") else 0)
+""")
+
+
+@pytest.fixture
+def site(aws, tmp_path, monkeypatch):
+    """Six hosts behind two target groups and a classic ELB. (moto keeps one port per target,
+    so a host on two ports of one group is left to the code's own table test.)"""
+    ec2, elbv2, elb = (fleet.client(n, aws, REGION) for n in ("ec2", "elbv2", "elb"))
+    _, tg_arn = fleet.alb_site(aws, REGION, "web", 6)
+    ids = sorted(d["Target"]["Id"] for d in
+                 elbv2.describe_target_health(TargetGroupArn=tg_arn)["TargetHealthDescriptions"])
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    admin = elbv2.create_target_group(Name="web-admin", Protocol="HTTP", Port=8081, VpcId=vpc)["TargetGroups"][0]
+    elbv2.register_targets(TargetGroupArn=admin["TargetGroupArn"], Targets=[{"Id": i} for i in ids])
+    elb.create_load_balancer(LoadBalancerName="web-classic", AvailabilityZones=[f"{REGION}a"],
+                             Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 8080}])
+    elb.register_instances_with_load_balancer(LoadBalancerName="web-classic",
+                                              Instances=[{"InstanceId": i} for i in ids])
+    # A classic ELB shows no draining: its connection-draining timeout is waited out (1 s here).
+    elb.modify_load_balancer_attributes(LoadBalancerName="web-classic", LoadBalancerAttributes={
+        "ConnectionDraining": {"Enabled": True, "Timeout": 1}})
+    config = tmp_path / "deploy.yml"
+    config.write_text(yaml.safe_dump({
+        "path": {"revision_dir": str(tmp_path / "revisions")},
+        "sites": {"web": {"target_group": tg_arn, "region": REGION,
+                          "rollout": {"batch": 2, "min_healthy": 4, "drain_timeout_s": 5, "healthy_timeout_s": 5}}}}))
+    (tmp_path / "revisions").mkdir()
+    (tmp_path / "revisions" / "web.revision").write_text("v1\n")
+    (tmp_path / "deploy.py").write_text(DEPLOY)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws)
+    monkeypatch.setenv("LOG", str(tmp_path / "log.jsonl"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path, ids, tg_arn, admin["TargetGroupArn"]
+
+
+def log_of(tmp_path) -> list[dict]:
+    path = tmp_path / "log.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def registrations(aws, tg_arn, admin_arn) -> dict[str, set[str]]:
+    elbv2, elb = fleet.client("elbv2", aws, REGION), fleet.client("elb", aws, REGION)
+    seen: dict[str, set[str]] = {}
+    for arn, name in ((tg_arn, "web"), (admin_arn, "admin")):
+        for d in elbv2.describe_target_health(TargetGroupArn=arn)["TargetHealthDescriptions"]:
+            seen.setdefault(d["Target"]["Id"], set()).add(f"{name}:{d['Target']['Port']}")
+    for i in elb.describe_load_balancers(LoadBalancerNames=["web-classic"])["LoadBalancerDescriptions"][0]["Instances"]:
+        seen.setdefault(i["InstanceId"], set()).add("classic")
+    return seen
+
+
+EVERYWHERE = {"web:8080", "admin:8081", "classic"}
+ALL_THREE = {"web-tg:8080", "web-admin:8081", "web-classic"}  # as the deploy command names them
+
+
+def rollout(*extra: str) -> int:
+    """`rollout [ACTION] -c deploy.yml --site web ...`: an action word goes first, as documented."""
+    action = list(extra[:1]) if extra[:1] and extra[0] in ("plan", "status", "abort") else []
+    return main(["rollout", *action, "-c", "deploy.yml", "--site", "web", *extra[len(action):]])
+
+
+def test_each_batch_leaves_every_load_balancer_while_it_deploys_and_comes_back(site, aws, capsys):
+    tmp_path, ids, tg_arn, admin_arn = site
+    status = rollout("--revision", "v2", "--report", "report.json", "--", sys.executable, "deploy.py")
+    assert status == 0, capsys.readouterr()
+    batches = log_of(tmp_path)
+    assert [len(b["hosts"]) for b in batches] == [2, 2, 2]
+    assert sorted(h for b in batches for h in b["hosts"]) == ids and {b["revision"] for b in batches} == {"v2"}
+    for b in batches:  # out of all three while deployed; the others in all three
+        assert not set(b["hosts"]) & set(b["registered"]), b
+        assert all(set(b["registered"].get(i, ())) == ALL_THREE for i in ids if i not in b["hosts"]), b
+        assert len([i for i in ids if i not in b["hosts"]]) >= 4  # min_healthy
+    assert registrations(aws, tg_arn, admin_arn) == {i: EVERYWHERE for i in ids}
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["result"] == "succeeded" and {h["status"] for h in report["hosts"]} == {"done"}
+    assert rollout("status") == 0  # no record left behind
+
+
+def test_a_failed_batch_stays_out_the_rest_keep_serving_and_abort_leaves_it(site, aws, capsys, monkeypatch):
+    tmp_path, ids, tg_arn, admin_arn = site
+    monkeypatch.setenv("FAIL_BATCHES", "2")
+    status = rollout("--revision", "v2", "--report", "report.json", "--", sys.executable, "deploy.py")
+    assert status == 1
+    report = {h["instance_id"]: h for h in json.loads((tmp_path / "report.json").read_text())["hosts"]}
+    batches = log_of(tmp_path)
+    first, failed = batches[0]["hosts"], batches[1]["hosts"]
+    assert len(batches) == 2  # stopped: batch 3 never began
+    assert {report[i]["status"] for i in first} == {"done"} and {report[i]["status"] for i in failed} == {"failed"}
+    assert {h["status"] for i, h in report.items() if i not in first + failed} == {"not_begun"}
+    seen = registrations(aws, tg_arn, admin_arn)
+    assert all(i not in seen for i in failed) and all(seen[i] == EVERYWHERE for i in ids if i not in failed)
+    capsys.readouterr()
+    assert rollout("status") == 1
+    out = capsys.readouterr().out
+    assert all(f"{i} failed" in out for i in failed), out
+    assert rollout("abort") == 0
+    assert all(i not in registrations(aws, tg_arn, admin_arn) for i in failed)  # a person decides
+
+
+def test_rollback_gives_the_done_batches_the_previous_revision(site, aws, monkeypatch):
+    tmp_path, ids, tg_arn, admin_arn = site
+    config = yaml.safe_load((tmp_path / "deploy.yml").read_text())
+    config["sites"]["web"]["rollout"]["on_failure"] = "rollback"
+    (tmp_path / "deploy.yml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("FAIL_BATCHES", "2")
+    assert rollout("--revision", "v2", "--report", "report.json", "--", sys.executable, "deploy.py") == 1
+    runs = [(b["batch"], b["revision"], tuple(b["hosts"])) for b in log_of(tmp_path)]
+    assert [r[:2] for r in runs] == [("1", "v2"), ("2", "v2"), ("1", "v1")] and runs[0][2] == runs[2][2]
+    statuses = {h["instance_id"]: h["status"] for h in json.loads((tmp_path / "report.json").read_text())["hosts"]}
+    assert {statuses[i] for i in runs[0][2]} == {"rolled_back"}
+
+
+def test_plan_and_dry_run_change_nothing(site, aws, capsys):
+    tmp_path, ids, tg_arn, admin_arn = site
+    assert rollout("plan") == 0
+    out = capsys.readouterr().out
+    assert "6 host(s)" in out and "3 batch(es)" in out and "at least 4" in out
+    assert rollout("--dry-run", "--revision", "v2", "--", "false") == 0
+    assert registrations(aws, tg_arn, admin_arn) == {i: EVERYWHERE for i in ids} and log_of(tmp_path) == []
+
+
+def test_a_plan_that_cannot_keep_min_healthy_is_one_line_and_exit_2(site, capsys):
+    tmp_path, *_ = site
+    config = yaml.safe_load((tmp_path / "deploy.yml").read_text())
+    config["sites"]["web"]["rollout"]["min_healthy"] = "100%"
+    (tmp_path / "deploy.yml").write_text(yaml.safe_dump(config))
+    assert rollout("plan") == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aws-deploy-helper: site web: min_healthy 100%") and "\n" not in err
+    assert os.listdir(tmp_path / "revisions") == ["web.revision"]
