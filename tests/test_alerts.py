@@ -122,7 +122,7 @@ def test_the_four_texts_name_what_a_person_needs():
         "ABANDON on site web: instance i-0abc of group web-asg was not deployed (FAILURE, build "
         "https://ci/job/deploy/12/). Auto Scaling terminates it and launches a replacement.")
     assert hold_near_timeout("web", "web-asg", "i-0abc", 1501, "ABANDON").plain() == (
-        "Parked instance i-0abc of group web-asg (site web, breaker open): in 26 min its hook's default result "
+        "Held instance i-0abc of group web-asg (site web, breaker open): in 26 min its hook's default result "
         "ABANDON applies. Reset the breaker or deploy a good revision to keep it.")
     assert OPENED.subject() == "aws-deploy-helper: breaker opened (web)"
 

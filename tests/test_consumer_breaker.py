@@ -121,7 +121,7 @@ def kinds(texts: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     for text in texts:
         kind = next(k for k, start in (("opened", "Breaker OPEN"), ("closed", "Breaker closed"),
-                                       ("abandoned", "ABANDON on site"), ("near_timeout", "Parked instance"))
+                                       ("abandoned", "ABANDON on site"), ("near_timeout", "Held instance"))
                     if text.startswith(start))
         found[kind] = found.get(kind, 0) + 1
     return found
@@ -220,7 +220,7 @@ def test_held_action_reaching_the_margin_is_alerted_once_then_gets_the_hooks_def
     assert counted(consumer, "adh_actions_gone_total") == 0, "completed by us, before AWS's own timeout"
     wait_for(lambda: any(f"instance {new} " in t and t.startswith("ABANDON") for t in world.topic.read()),
              timeout_s=15, what="the abandon alert")
-    near = [t for t in world.topic.texts if t.startswith("Parked instance") and new in t]
+    near = [t for t in world.topic.texts if t.startswith("Held instance") and new in t]
     assert len(near) == 1, "alerted once however many rounds it was held"
     assert "default result ABANDON applies" in near[0]
     print(f"\nhold timeout: builds started {len(world.builds())}, instances given the default ABANDON "

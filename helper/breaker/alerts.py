@@ -123,7 +123,7 @@ def abandoned(site: str, group: str, instance: str, result: str, build_url: str 
 
 def hold_near_timeout(site: str, group: str, instance: str, seconds_left: float, default_result: str) -> Alert:
     return Alert("hold_near_timeout", clean(site),
-                 "Parked instance {instance} of group {group} (site {site}, breaker open): in {minutes} min its "
+                 "Held instance {instance} of group {group} (site {site}, breaker open): in {minutes} min its "
                  "hook's default result {result} applies. Reset the breaker or deploy a good revision to keep it.",
                  {"site": site, "group": group, "instance": instance,
                   "minutes": math.ceil(max(0.0, seconds_left) / 60), "result": default_result})

@@ -58,7 +58,7 @@ class BreakerMetrics:
                               registry=r)
         self.opened = Counter("adh_breaker_opened", "Times a site's breaker opened", ["site"], registry=r)
         self.held = Gauge("adh_actions_held", "Launching actions held by an open breaker", ["site"], registry=r)
-        self.hold_timeouts = Counter("adh_hold_timeouts", "Parked actions completed with the hook's default result "
+        self.hold_timeouts = Counter("adh_hold_timeouts", "Held actions completed with the hook's default result "
                                      "near its global timeout", ["result"], registry=r)
         self.store_errors = Counter("adh_breaker_store_errors", "Breaker tag reads or writes that failed",
                                     ["operation"], registry=r)
