@@ -11,7 +11,7 @@ import botocore.session
 import pytest
 import yaml
 
-from helper.aws.clients import CONSUMER_BOTO_CONFIG, AccessKey, AwsClients
+from helper.aws.clients import CONSUMER_BOTO_CONFIG, AccessKey, AwsClients, ModelUse
 from helper.cli import main
 from helper.consumer.autoscaling import AutoScaling
 from helper.consumer.jenkins_client import JenkinsJobs
@@ -221,9 +221,11 @@ def test_fleet_hold_release_and_the_consumers_expired_release_are_in_their_polic
 def test_the_setup_policy_covers_what_doctors_site_check_and_breaker_reset_call():
     """Issue 24: doctor resolves each site (EC2, ELB, AssumeRole) and breaker reset publishes to the alert
     topic, but the setup principal's policy had none of those actions."""
+    from helper.inventory.discover import INVENTORY_MODELS
+
     setup = {c.action for c in iam_policy.CALLS if iam_policy.SETUP in c.principals}
-    inventory = {c.action for c in iam_policy.CALLS if iam_policy.HELPER in c.principals
-                 and c.service in ("ec2", "elb", "elbv2", "sts")}
+    inventory = {c.action for c in iam_policy.CALLS if iam_policy.HELPER in c.principals and (
+        c.service == "sts" or c.operation in INVENTORY_MODELS.get(c.service, ModelUse(frozenset())).operations)}
     assert inventory <= setup and "sns:Publish" in setup
     consumer_releases = {c.resource for c in iam_policy.CALLS if iam_policy.CONSUMER in c.principals
                          and c.action in ("autoscaling:ResumeProcesses", "autoscaling:DeleteTags")}

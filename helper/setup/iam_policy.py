@@ -101,6 +101,20 @@ CALLS = (
     Call("autoscaling", "CreateOrUpdateTags", "autoscaling:CreateOrUpdateTags", (CONSUMER, SETUP), GROUP),
     # `breaker reset` (SETUP) sends the breaker-closed alert to the same topic (issue 24: it lacked it).
     Call("sns", "Publish", "sns:Publish", (CONSUMER, SETUP), TOPIC),
+    # `rollout` (helper/deploys/load_balancers.py, rollout_record.py): every load balancer a batch's
+    # hosts are in, out and back in, and the record on each instance taken out (issue 21). Load
+    # balancer ARNs and instance ids are not known in advance: any resource, as ELB deploy tools need.
+    Call("elbv2", "DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTargetGroupAttributes", (HELPER,)),
+    Call("elbv2", "RegisterTargets", "elasticloadbalancing:RegisterTargets", (HELPER,)),
+    Call("elbv2", "DeregisterTargets", "elasticloadbalancing:DeregisterTargets", (HELPER,)),
+    Call("elb", "DescribeLoadBalancerAttributes", "elasticloadbalancing:DescribeLoadBalancerAttributes", (HELPER,)),
+    Call("elb", "RegisterInstancesWithLoadBalancer", "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
+         (HELPER,)),
+    Call("elb", "DeregisterInstancesFromLoadBalancer", "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
+         (HELPER,)),
+    Call("ec2", "DescribeTags", "ec2:DescribeTags", (HELPER,)),
+    Call("ec2", "CreateTags", "ec2:CreateTags", (HELPER,)),
+    Call("ec2", "DeleteTags", "ec2:DeleteTags", (HELPER,)),
 )
 
 
