@@ -244,15 +244,22 @@ def hoist_global_flags(argv: list[str]) -> list[str]:
     return flags + [a for a in argv[:end] if a not in GLOBAL_FLAGS] + argv[end:]
 
 
+def parse_words(argv: list[str]) -> argparse.Namespace:
+    """The command line as the program reads it: global flags anywhere, `rollout`'s action word
+    optional, and rollout's deploy command (every word after `--`) kept out of argparse, which
+    would read its flags as ours."""
+    words = with_rollout_action(hoist_global_flags(argv))
+    command_at = next((n for n, word in enumerate(words) if word not in GLOBAL_FLAGS), len(words))
+    end = words.index("--") if words[command_at:command_at + 1] == ["rollout"] and "--" in words else len(words)
+    args = build_parser().parse_args(words[:end])
+    args.deploy_command = words[end + 1:]
+    return args
+
+
 def main(argv: list[str] | None = None, sandbox: Callable[[argparse.Namespace], int] | None = None) -> int:
     """Run one command. `sandbox` runs the `sandbox` command: the program (helper/program.py)
     plugs it in, so this module never imports the sandbox, which calls main() for its builds."""
-    words = with_rollout_action(hoist_global_flags(sys.argv[1:] if argv is None else list(argv)))
-    # rollout's deploy command: every word after `--`, kept out of argparse (which would read its flags)
-    end = words.index("--") if "rollout" in words[:1 + sum(w in GLOBAL_FLAGS for w in words)] and "--" in words \
-        else len(words)
-    args = build_parser().parse_args(words[:end])
-    args.deploy_command = words[end + 1:]
+    args = parse_words(sys.argv[1:] if argv is None else list(argv))
     configure_logging(verbose=args.verbose, json_lines=args.log_json, daemon=args.command == "consume")
     run = sandbox if args.command == "sandbox" else args.func
     if run is None:

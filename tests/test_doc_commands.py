@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helper.cli import build_parser, hoist_global_flags
+from helper.cli import parse_words
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -49,7 +49,7 @@ def test_the_docs_show_commands_at_all():
 @pytest.mark.parametrize("where, words", COMMANDS, ids=[w for w, _ in COMMANDS])
 def test_each_documented_command_is_one_the_cli_accepts(where, words, capsys):
     try:
-        args = build_parser().parse_args(hoist_global_flags(words))
+        args = parse_words(words)
     except SystemExit:
         pytest.fail(f"{where}: `aws-deploy-helper {' '.join(words)}` is refused: {capsys.readouterr().err.strip()}")
     assert callable(args.func) or args.command == "sandbox"  # the sandbox's runner: helper/program.py
