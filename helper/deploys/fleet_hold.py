@@ -44,9 +44,11 @@ from datetime import datetime, timedelta, timezone
 
 from helper import PROG
 from helper.aws.errors import AwsError, explain, translated
+from helper.aws.names import AUTOSCALING_NAMES_PER_CALL
 from helper.aws.processes import DEFAULT_PROCESSES, DEFAULT_TTL_S, HOLDABLE, MAX_TTL_S, check_processes, ordered
 from helper.deploys.hold_claim import CLAIM_PREFIX, claim_key, claim_value, rivals
 from helper.errors import HelperError
+from helper.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,7 @@ CLOCK_SKEW_S = 300
 # read-back; the odds of crossing again fall with each try).
 CLAIM_ATTEMPTS = 4
 CLAIM_RETRY_MAX_S = 0.5
-# DescribeAutoScalingGroups takes at most 50 names a call.
-GROUPS_PER_DESCRIBE = 50
+GROUPS_PER_DESCRIBE = AUTOSCALING_NAMES_PER_CALL
 
 
 class HoldError(HelperError):
@@ -141,7 +142,7 @@ def holder_text(holder: str) -> str:
     could extend or release the other's hold. The same text always gives the same result, so
     `release --holder` compares equal.
     """
-    text = "".join(c if c.isprintable() else " " for c in holder).strip()
+    text = one_line(holder).strip()
     if len(text) <= HOLDER_MAX_CHARS:
         return text
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:HOLDER_DIGEST_CHARS]
