@@ -135,6 +135,8 @@ RULES = {
     "Auto Scaling's 50 names a call": (r"=\s*50\b", "helper/aws/names.py"),
     "a printable line": (r"isprintable\(\) else", "helper/text.py"),
     "the endpoint URL fallback": (r"environ\.get\([\"']AWS_ENDPOINT_URL", "helper/settings.py"),
+    "our group tags' format": (r"[\"']PropagateAtLaunch[\"']:\s*False|[\"']auto-scaling-group[\"']",
+                               "helper/aws/group_tags.py"),
     "a site's groups": (r"route\.site for route|route\.site\s*==\s*site|\(None, r(oute)?\.site\)",
                         "helper/config/lifecycle.py"),
     "the group:instance:token reference": (r"rpartition\([\"']:[\"']\)|:\{self\.instance_id\}:", "helper/consumer/action.py"),

@@ -37,6 +37,7 @@ from enum import Enum
 
 from helper import PROG
 from helper.aws.errors import AwsError, explain, translated
+from helper.aws.group_tags import MAX_TAG_VALUE, delete_group_tags, read_group_tags, write_group_tags
 from helper.aws.hook_timeouts import global_timeout_s
 from helper.deploys.revision import REVISION_RE
 from helper.errors import HelperError
@@ -44,9 +45,9 @@ from helper.text import one_line as text_line
 
 TAG_PREFIX = f"{PROG}:breaker:"
 REASON_TAG_PREFIX = f"{PROG}:breaker-reason:"
-# AWS's limits for an Auto Scaling tag. The longest state value we write is 254 characters
-# (a 200-character revision, n=9999), so it always fits; a longer one was not written by us.
-MAX_TAG_VALUE = 256
+# AWS's limits for an Auto Scaling tag (the value's: helper/aws/group_tags.py). The longest state
+# value we write is 254 characters (a 200-character revision, n=9999), so it always fits; a longer
+# one was not written by us.
 MAX_TAG_KEY = 128
 FORMAT_VERSION = "v1"
 # The count saturates here: four digits keep the value inside 256 characters, and by then
@@ -57,10 +58,6 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # [0-9], not \d: \d also matches other scripts' digits, which int() would then accept.
 TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 COUNT_RE = re.compile(r"[0-9]{1,4}")
-# CreateOrUpdateTags and DeleteTags take a list of tags; AWS documents no per-call limit, so
-# stay well under any: a site rarely has more than a few groups (2 tags each).
-TAGS_PER_CALL = 20
-GROUP_RESOURCE = "auto-scaling-group"
 
 
 class State(Enum):
@@ -319,36 +316,24 @@ class BreakerStore:
     def read(self, site: str, groups: list[str]) -> BreakerState:
         if not groups:
             return CLOSED
-        by_group: dict[str, dict[str, str]] = {g: {} for g in groups}
-        filters = [{"Name": "auto-scaling-group", "Values": sorted(set(groups))},
-                   {"Name": "key", "Values": list(tag_keys(site))}]
         try:
-            for page in self._client.get_paginator("describe_tags").paginate(Filters=filters):
-                for tag in page["Tags"]:
-                    if tag.get("ResourceId") in by_group:
-                        by_group[tag["ResourceId"]][tag["Key"]] = tag.get("Value", "")
+            by_group = read_group_tags(self._client, groups, tag_keys(site))
         except AwsError as exc:
             raise BreakerStoreError(f"read breaker of {site}: {explain(exc)}") from exc
         return merge(site, by_group)
 
-    def _each(self, operation: str, site: str, tags: list[dict]) -> None:
-        call = getattr(self._client, operation)
-        for start in range(0, len(tags), TAGS_PER_CALL):
-            try:
-                call(Tags=tags[start:start + TAGS_PER_CALL])
-            except AwsError as exc:
-                raise BreakerStoreError(f"{operation} breaker of {site}: {explain(exc)}") from exc
-
     def write(self, site: str, groups: list[str], state: BreakerState) -> None:
-        tags = [{"ResourceId": group, "ResourceType": GROUP_RESOURCE, "Key": key, "Value": value,
-                 "PropagateAtLaunch": False}  # a breaker is the group's, never its instances'
-                for group in sorted(set(groups)) for key, value in encode_tags(site, state).items()]
-        self._each("create_or_update_tags", site, tags)
+        tags = [(group, key, value) for group in sorted(set(groups)) for key, value in encode_tags(site, state).items()]
+        try:
+            write_group_tags(self._client, tags)
+        except AwsError as exc:
+            raise BreakerStoreError(f"create_or_update_tags breaker of {site}: {explain(exc)}") from exc
 
     def clear(self, site: str, groups: list[str]) -> None:
-        tags = [{"ResourceId": group, "ResourceType": GROUP_RESOURCE, "Key": key}
-                for group in sorted(set(groups)) for key in tag_keys(site)]
-        self._each("delete_tags", site, tags)
+        try:
+            delete_group_tags(self._client, [(group, key) for group in sorted(set(groups)) for key in tag_keys(site)])
+        except AwsError as exc:
+            raise BreakerStoreError(f"delete_tags breaker of {site}: {explain(exc)}") from exc
 
 
 def with_parked(state: BreakerState, waiting) -> BreakerState:

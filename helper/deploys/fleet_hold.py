@@ -44,6 +44,7 @@ from datetime import datetime, timedelta, timezone
 
 from helper import PROG
 from helper.aws.errors import AwsError, explain, translated
+from helper.aws.group_tags import MAX_TAG_VALUE, delete_group_tags, write_group_tags
 from helper.aws.names import AUTOSCALING_NAMES_PER_CALL
 from helper.aws.processes import DEFAULT_PROCESSES, DEFAULT_TTL_S, HOLDABLE, MAX_TTL_S, check_processes, ordered
 from helper.deploys.hold_claim import CLAIM_PREFIX, claim_key, claim_value, rivals
@@ -53,9 +54,7 @@ from helper.text import one_line
 log = logging.getLogger(__name__)
 
 TAG_KEY = f"{PROG}:hold"
-GROUP_RESOURCE = "auto-scaling-group"
 FORMAT_VERSION = "v1"
-MAX_TAG_VALUE = 256
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 TIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _PREFIX_MAX = len(f"{FORMAT_VERSION};until=2026-01-01T00:00:00Z;p={','.join(HOLDABLE)};by=")
@@ -270,8 +269,11 @@ class FleetHold:
     def __init__(self, client) -> None:
         self._client = translated(client)
 
-    def _call(self, what: str, operation: str, **kwargs):
+    def _call(self, what: str, operation, *args, **kwargs):
+        """A client operation (by name) or a helper/aws/group_tags.py writer, its failure a HoldError."""
         try:
+            if callable(operation):
+                return operation(self._client, *args)
             return getattr(self._client, operation)(**kwargs)
         except AwsError as exc:
             raise HoldError(f"{what}: {explain(exc)}") from exc
@@ -308,18 +310,13 @@ class FleetHold:
                        AutoScalingGroupName=group, ScalingProcesses=list(processes))
 
     def write_tag(self, group: str, record: HoldRecord) -> None:
-        self._call(f"tag {group}", "create_or_update_tags", Tags=[{
-            "ResourceId": group, "ResourceType": GROUP_RESOURCE, "Key": TAG_KEY, "Value": encode(record),
-            "PropagateAtLaunch": False}])  # the group's hold, never its instances'
+        self._call(f"tag {group}", write_group_tags, [(group, TAG_KEY, encode(record))])
 
     def delete_tag(self, group: str, key: str = TAG_KEY) -> None:
-        self._call(f"untag {group}", "delete_tags",
-                   Tags=[{"ResourceId": group, "ResourceType": GROUP_RESOURCE, "Key": key}])
+        self._call(f"untag {group}", delete_group_tags, [(group, key)])
 
     def write_claim(self, group: str, holder: str, now: datetime) -> None:
-        self._call(f"claim {group}", "create_or_update_tags", Tags=[{
-            "ResourceId": group, "ResourceType": GROUP_RESOURCE, "Key": claim_key(holder),
-            "Value": claim_value(holder_text(holder), now), "PropagateAtLaunch": False}])
+        self._call(f"claim {group}", write_group_tags, [(group, claim_key(holder), claim_value(holder_text(holder), now))])
 
 
 # --- what the CLI and the consumer call ------------------------------------------------------
