@@ -39,3 +39,16 @@ def network():
         yield hosts
     finally:
         hosts.close()
+
+
+@pytest.fixture
+def world(aws, tmp_path, request):
+    """The scale-up sandbox (tests/scenario.py): a group behind load balancers, its hook and queue,
+    the Jenkins emulator. `@pytest.mark.scenario(**settings)` changes its lifecycle settings; a
+    module that needs more (alert targets, real hosts) overrides this fixture."""
+    from tests.scenario import Scenario
+
+    marker = request.node.get_closest_marker("scenario")
+    scenario = Scenario(aws, tmp_path, **(marker.kwargs if marker else {}))
+    yield scenario
+    scenario.close()

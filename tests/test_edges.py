@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.units import HELPER_BIN
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "helper"
-HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
 # The interpreter and the helper start in well under a second; this only stops a hang.
 CLI_TIMEOUT_S = 60
 
@@ -294,3 +295,21 @@ def test_every_folder_is_in_the_table_and_imports_only_down_it():
 def test_no_module_or_package_is_named_like_a_standard_library_module():
     named = {part for name in modules() for part in name.split(".")[1:]}
     assert sorted(named & set(sys.stdlib_module_names)) == []
+
+
+# --- tests/ mirrors helper/ --------------------------------------------------------------------------
+
+# Whole-system tests, across folders: the mission, real SSH, the Jenkins side, the readers, the docs,
+# the package's own shape and import cost, the benchmarks' harness.
+SYSTEM_TESTS = {"test_mission", "test_real_ssh", "test_jenkins_side", "test_readers", "test_capapp_docs",
+                "test_doc_commands", "test_edges", "test_import_cost", "test_logfmt", "test_bench_replicas"}
+
+
+def test_each_test_module_sits_in_the_folder_of_the_package_it_tests():
+    packages = {path.parent.name for path in PACKAGE.glob("*/__init__.py")}
+    misplaced = []
+    for test in sorted((ROOT / "tests").rglob("test_*.py")):
+        folder = test.parent.relative_to(ROOT / "tests").as_posix()
+        if (folder == "." and test.stem not in SYSTEM_TESTS) or (folder != "." and folder not in packages):
+            misplaced.append(test.relative_to(ROOT).as_posix())
+    assert misplaced == [], "tests/<package>/test_<module>.py, as helper/<package>/ (issue 20)"

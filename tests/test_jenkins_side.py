@@ -22,13 +22,13 @@ import jenkins
 from helper.cli import main
 from helper.sandbox.aws import fleet
 from helper.sandbox.jenkins.emulator import JenkinsEmulator
+from tests.units import HELPER_BIN
 
 ROOT = Path(__file__).resolve().parent.parent
 JENKINSFILE = ROOT / "Jenkinsfile"
 JOBS_DIR = ROOT / "jenkins" / "jobs"
 STUB = ROOT / "jenkins" / "stub" / "run-pipeline"
 FIXTURES = Path(__file__).resolve().parent / "jenkins_fixtures"
-HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
 # A JVM starts in 1-2 s and a whole build here takes a few more; this only stops a hang.
 STUB_TIMEOUT_S = 120
 # The Jenkins emulator runs one stub build; generous for a loaded CI machine.

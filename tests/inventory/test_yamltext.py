@@ -1,7 +1,7 @@
 """helper/inventory/render/yamltext.py: every value reads back as the same value.
 
 PyYAML's reader here; Ansible's and Ruby's read the written inventories in tests/test_readers.py,
-tests/test_host_choice.py and tests/test_transport.py.
+tests/inventory/test_host_choice.py and tests/inventory/test_transport.py.
 """
 
 from __future__ import annotations

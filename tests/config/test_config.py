@@ -10,7 +10,7 @@ import pytest
 from helper.config.document import Source, parse
 from helper.config.yamlfile import load_text
 from helper.errors import ConfigError
-from tests.units import MINIMAL_LIFECYCLE_YAML
+from tests.units import HELPER_BIN, MINIMAL_LIFECYCLE_YAML
 
 ORIGINAL = """\
 aws:
@@ -205,10 +205,8 @@ def test_instance_ids_are_split_and_each_checked_whole():
 import os  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
 # A refused file takes well under a second; this only turns a hang (a FIFO) into a failure.
 CLI_TIMEOUT_S = 30
 # Enough for the interpreter, boto3 and PyYAML; an alias bomb expanding toward 3 GB dies

@@ -175,7 +175,7 @@ def test_every_call_a_rollout_makes_is_in_the_helper_policy(site, aws, monkeypat
     from helper.config.document import parse
     from helper.config.yamlfile import load_text
     from helper.setup import iam_policy
-    from tests.test_iam_policy import Recorder, assert_allowed
+    from tests.setup.test_iam_policy import Recorder, assert_allowed
 
     tmp_path, *_ = site
     recorder, made = Recorder(), AwsClients.client

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,8 @@ import yaml
 
 from helper.deploys import revision
 from helper.errors import ConfigError
+from tests.units import HELPER_BIN
 
-HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
 # The helper answers in well under a second; this only turns a hang (a FIFO) into a failure.
 CLI_TIMEOUT_S = 30
 

@@ -17,6 +17,7 @@ from helper.inventory.collect import collect
 from helper.inventory.discover import describe_instances
 from helper.sandbox.aws import fleet
 from helper.settings import Settings
+from tests.units import HELPER_BIN
 
 
 def write_config(tmp_path: Path, sites: dict, **paths) -> Path:
@@ -319,12 +320,10 @@ import json  # noqa: E402
 import shutil  # noqa: E402
 import stat  # noqa: E402
 import subprocess  # noqa: E402
-import sys  # noqa: E402
 
 from helper.files.write import BEGIN, END  # noqa: E402
 from helper.inventory.naming import is_alias_of  # noqa: E402
 
-HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
 # A run against moto takes a second or two; this only turns a hang (a FIFO) into a failure.
 CLI_TIMEOUT_S = 30
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"

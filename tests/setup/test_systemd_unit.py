@@ -12,7 +12,7 @@ import pytest
 
 from helper.config.credentials import read_credentials
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "contrib" / "systemd" / "aws-deploy-helper-consumer.service"
 EXEC = "/opt/aws-deploy-helper/bin/aws-deploy-helper"
 

@@ -35,10 +35,10 @@ from helper.settings import load_config
 from helper.setup.doctor import check_tunnel_programs
 from helper.setup.findings import FAIL, OK, WARN
 from tests.realdeploy import CAPAPP, needs_real_hosts
+from tests.units import HELPER_BIN
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STANDIN_DIR = ROOT / "tests" / "standin"
-HELPER_BIN = Path(sys.executable).parent / "aws-deploy-helper"
 REGION = "us-east-1"
 ENDPOINT = "eice-0123456789abcdef0"
 # Each character a shell, ssh's %-tokens, ssh's config reader, net-ssh or Jinja could take for

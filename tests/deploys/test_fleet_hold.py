@@ -1,6 +1,6 @@
 """Issue 11, holding the fleet still during a full deploy, end to end: the `lifecycle.hold`
 config, `fleet hold` / `fleet release` against the sandbox, and the consumer releasing a
-killed build's expired hold. The decisions themselves: tests/test_fleet_hold_core.py."""
+killed build's expired hold. The decisions themselves: tests/deploys/test_fleet_hold_core.py."""
 
 from __future__ import annotations
 
@@ -126,13 +126,6 @@ def test_a_site_without_a_group_has_nothing_to_hold(aws, tmp_path, capsys):
 
 
 # --- with the consumer: new instances are still gated; a killed build's hold expires ------------
-
-@pytest.fixture
-def world(aws, tmp_path):
-    scenario = Scenario(aws, tmp_path)
-    yield scenario
-    scenario.close()
-
 
 def test_scale_out_during_a_hold_is_gated_and_deployed_and_scale_in_waits_for_release(world, capsys):
     world.start_consumer()

@@ -9,7 +9,7 @@ import pytest
 
 from helper.config import document, lifecycle, safety
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 KEY_SETS = {
     "top": document.TOP_KEYS,

@@ -254,7 +254,7 @@ def test_every_metric_the_consumer_exports_is_named_in_its_docs_and_no_other():
     counters_on(metrics.registry)
     # As a scrape names them: a counter with _total (prometheus-client keeps the family's name without it).
     exported = {f.name + "_total" if f.type == "counter" else f.name for f in metrics.registry.collect()}
-    docs = (Path(__file__).resolve().parent.parent / "docs" / "consumer.md").read_text()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "consumer.md").read_text()
     documented = set(re.findall(r"`(adh_[a-z_]+)(?:\{[a-z,]*\})?`", docs))
     assert exported - documented == set(), "exported but not documented"
     assert documented - exported == set(), "documented but not exported"

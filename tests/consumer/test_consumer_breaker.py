@@ -18,10 +18,7 @@ from helper.breaker.state import BreakerState, BreakerStore, State
 from helper.sandbox.aws import fleet, lifecycle
 from helper.sandbox.aws import state as sandbox_state
 from tests.scenario import GROUP, REGION, SITE, Scenario, wait_for
-
-
-def counted(consumer, name: str, **labels: str) -> float:
-    return consumer.metrics.registry.get_sample_value(name, labels) or 0.0
+from tests.units import sample
 
 
 class Webhook:
@@ -141,12 +138,12 @@ def test_bad_revision_opens_the_breaker_holds_the_fourth_launch_and_a_good_full_
     # The launch and Auto Scaling's two replacements after ABANDON: three failed deploys of v2.
     wait_for(lambda: len([b for b in world.builds() if b.result == "FAILURE"]) == 3, timeout_s=60,
              what="three failed scale-up deploys")
-    held = wait_for(lambda: counted(first, "adh_actions_held", site=SITE) == 1 and world.instances("Pending:Wait"),
+    held = wait_for(lambda: sample(first, "adh_actions_held", site=SITE) == 1 and world.instances("Pending:Wait"),
                     timeout_s=30, what="the fourth launch held")
     (fourth,) = held
-    assert counted(first, "adh_breaker_open", site=SITE) == 1
-    assert counted(first, "adh_breaker_opened_total", site=SITE) == 1
-    assert counted(first, "adh_actions_completed_total", result="ABANDON") == 3
+    assert sample(first, "adh_breaker_open", site=SITE) == 1
+    assert sample(first, "adh_breaker_opened_total", site=SITE) == 1
+    assert sample(first, "adh_actions_completed_total", result="ABANDON") == 3
     assert len(world.builds()) == 3 and not world.scale_up_builds_for(fourth), "no build for a held launch"
     tag = BreakerStore(world.asg).read(SITE, [GROUP])
     assert (tag.state, tag.revision, tag.failures) == (State.OPEN, "v2", 3)
@@ -156,9 +153,9 @@ def test_bad_revision_opens_the_breaker_holds_the_fourth_launch_and_a_good_full_
     world.stop_consumers()
     assert world.instances("Pending:Wait") == [fourth]
     replicas = [world.start_consumer(FAST_RECHECK)[0] for _ in range(2)]
-    wait_for(lambda: sum(counted(c, "adh_actions_held", site=SITE) for c in replicas) == 1, timeout_s=30,
+    wait_for(lambda: sum(sample(c, "adh_actions_held", site=SITE) for c in replicas) == 1, timeout_s=30,
              what="the launch held again after the restart")
-    assert all(counted(c, "adh_breaker_open", site=SITE) == 1 for c in replicas), "both see it open"
+    assert all(sample(c, "adh_breaker_open", site=SITE) == 1 for c in replicas), "both see it open"
     assert len(world.builds()) == 3
 
     # A full deploy of a good revision records v3: the breaker closes and the held launch is deployed.
@@ -191,12 +188,12 @@ def test_with_on_open_abandon_a_launch_is_abandoned_without_a_build_and_alerted(
     consumer, _ = world.start_consumer()
     (new,) = world.scale_to(3)
     wait_for(lambda: new not in world.instances(), timeout_s=30, what="ABANDON at once")
-    wait_for(lambda: counted(consumer, "adh_actions_completed_total", result="ABANDON") >= 1, what="counted")
+    wait_for(lambda: sample(consumer, "adh_actions_completed_total", result="ABANDON") >= 1, what="counted")
     assert world.builds() == [], "no build while the breaker is open"
     wait_for(lambda: any(new in t for t in world.topic.read()), timeout_s=15, what="the abandon alert")
     assert any(f"instance {new} " in t and "build none" in t for t in world.topic.texts)
     print(f"\non_open abandon: builds started {len(world.builds())}, instances abandoned "
-          f"{counted(consumer, 'adh_actions_completed_total', result='ABANDON'):g} so far, alerts {kinds(world.topic.texts)}")
+          f"{sample(consumer, 'adh_actions_completed_total', result='ABANDON'):g} so far, alerts {kinds(world.topic.texts)}")
 
 
 @pytest.mark.scenario(breaker={"margin_s": 2700}, heartbeat_interval_s=0.05, batch_window_s=0.05)
@@ -215,16 +212,16 @@ def test_held_action_reaching_the_margin_is_alerted_once_then_gets_the_hooks_def
     # Give up at 3000 - 2700 = 300 sandbox seconds (5 s real); alert in the 2700 s before that
     # (2700 s is the largest margin a 3000 s global timeout takes unclamped: nine tenths).
     wait_for(lambda: new not in world.instances(), timeout_s=30, what="the hook's default result (ABANDON)")
-    wait_for(lambda: counted(consumer, "adh_hold_timeouts_total", result="ABANDON") >= 1, what="counted")
+    wait_for(lambda: sample(consumer, "adh_hold_timeouts_total", result="ABANDON") >= 1, what="counted")
     assert world.builds() == []
-    assert counted(consumer, "adh_actions_gone_total") == 0, "completed by us, before AWS's own timeout"
+    assert sample(consumer, "adh_actions_gone_total") == 0, "completed by us, before AWS's own timeout"
     wait_for(lambda: any(f"instance {new} " in t and t.startswith("ABANDON") for t in world.topic.read()),
              timeout_s=15, what="the abandon alert")
     near = [t for t in world.topic.texts if t.startswith("Held instance") and new in t]
     assert len(near) == 1, "alerted once however many rounds it was held"
     assert "default result ABANDON applies" in near[0]
     print(f"\nhold timeout: builds started {len(world.builds())}, instances given the default ABANDON "
-          f"{counted(consumer, 'adh_hold_timeouts_total', result='ABANDON'):g} so far, near-timeout alerts for {new}: "
+          f"{sample(consumer, 'adh_hold_timeouts_total', result='ABANDON'):g} so far, near-timeout alerts for {new}: "
           f"{len(near)}, alerts {kinds(world.topic.texts)}")
 
 
@@ -234,7 +231,7 @@ def test_an_instance_found_by_reconciliation_is_held_too_and_a_reset_deploys_it(
     (new,) = world.scale_to(3)
     world.sqs.purge_queue(QueueUrl=world.queue_url)  # no message: only the two-pass reconciliation finds it
     consumer, _ = world.start_consumer(FAST_RECHECK)
-    wait_for(lambda: counted(consumer, "adh_actions_held", site=SITE) == 1, what="reconciled, then held")
+    wait_for(lambda: sample(consumer, "adh_actions_held", site=SITE) == 1, what="reconciled, then held")
     assert world.builds() == [] and world.instances("Pending:Wait") == [new]
     reset = subprocess.run([sys.executable, "-m", "helper", "breaker", "reset", "-c", str(world.config_path),
                             "--site", SITE], env=world.env(), capture_output=True, text=True, timeout=60)
@@ -255,9 +252,9 @@ def test_a_dead_alert_target_is_counted_and_never_blocks_a_completion(world):
     (bad,) = world.scale_to(3)
     wait_for(lambda: bad not in world.instances(), timeout_s=30, what="ABANDON despite the dead webhook")
     # The opening and the ABANDON alerts both failed, counted; the replacement is held, not churned.
-    wait_for(lambda: counted(consumer, "adh_alerts_failed_total", target="webhook") == 2, what="both failures counted")
-    assert counted(consumer, "adh_alerts_sent_total", target="webhook") == 0
-    wait_for(lambda: counted(consumer, "adh_actions_held", site=SITE) == 1, what="the replacement held")
+    wait_for(lambda: sample(consumer, "adh_alerts_failed_total", target="webhook") == 2, what="both failures counted")
+    assert sample(consumer, "adh_alerts_sent_total", target="webhook") == 0
+    wait_for(lambda: sample(consumer, "adh_actions_held", site=SITE) == 1, what="the replacement held")
     assert len(world.builds()) == 1
 
 
@@ -272,8 +269,8 @@ def test_a_copy_with_a_past_time_does_not_start_the_hold_early(world):
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps(body))
     world.sqs.delete_message(QueueUrl=world.queue_url, ReceiptHandle=receipt)  # only the copy reaches us
     consumer, _ = world.start_consumer()
-    wait_for(lambda: counted(consumer, "adh_actions_held", site=SITE) == 1, what="the action held")
-    beats = counted(consumer, "adh_heartbeats_total")
-    wait_for(lambda: counted(consumer, "adh_heartbeats_total") >= beats + 3, what="three more rounds of the hold")
-    assert counted(consumer, "adh_hold_timeouts_total", result="ABANDON") == 0
+    wait_for(lambda: sample(consumer, "adh_actions_held", site=SITE) == 1, what="the action held")
+    beats = sample(consumer, "adh_heartbeats_total")
+    wait_for(lambda: sample(consumer, "adh_heartbeats_total") >= beats + 3, what="three more rounds of the hold")
+    assert sample(consumer, "adh_hold_timeouts_total", result="ABANDON") == 0
     assert new in world.instances("Pending:Wait"), "still held, not given its default result"

@@ -19,7 +19,7 @@ import yaml
 
 from helper.sandbox.hosts import available
 from tests.polling import wait_for
-from tests.test_sandbox_up import Sandbox, cli, exports
+from tests.sandbox.test_sandbox_up import Sandbox, cli, exports
 
 UNAVAILABLE = available()
 # Skipped with the reason where real hosts cannot be made (a non-root dev machine); never on CI,

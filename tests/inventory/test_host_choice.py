@@ -21,7 +21,7 @@ from helper.inventory.collect import collect
 from helper.sandbox.aws import fleet
 from helper.sandbox.aws.server import SANDBOX_ENV
 from helper.settings import Settings
-from tests.test_inventory import _counting_factory, write_config
+from tests.inventory.test_inventory import _counting_factory, write_config
 from tests.test_readers import (
     ansible_env,
     ansible_list,
@@ -33,7 +33,7 @@ from tests.test_readers import (
 )
 
 REGION = "us-east-1"
-CAPAPP = Path(__file__).parent / "capapp"
+CAPAPP = Path(__file__).parent.parent / "capapp"
 ALIAS_CHARS = re.compile(r"[a-z0-9_.-]+")
 
 

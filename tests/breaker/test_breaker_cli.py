@@ -18,7 +18,7 @@ from helper.setup import iam_policy
 from helper.setup.breaker_cmd import SiteBreaker
 from helper.setup.doctor import check_breakers
 from helper.setup.findings import OK, WARN
-from tests.test_iam_policy import Recorder, assert_allowed, factory
+from tests.setup.test_iam_policy import Recorder, assert_allowed, factory
 
 REGION = "us-east-1"
 OPEN = BreakerState(State.OPEN, "v1.4.2", 3, "2026-11-27T17:53:55Z",

@@ -1,6 +1,6 @@
 """What the consumer trusts (issue 9, the scale-up path): only builds that are exactly its
 own deploy, only actions Auto Scaling confirms, and Jenkins however its URL is spelled.
-End to end against the sandbox, like tests/test_consumer.py."""
+End to end against the sandbox, like tests/consumer/test_consumer.py."""
 
 from __future__ import annotations
 
@@ -10,21 +10,8 @@ import uuid
 import pytest
 
 import jenkins
-from tests.scenario import GROUP, JENKINS_TOKEN, JENKINS_USER, JOB, OTHER_TOKEN, OTHER_USER, Scenario, wait_for
-
-
-@pytest.fixture
-def world(aws, tmp_path, request):
-    marker = request.node.get_closest_marker("scenario")
-    scenario = Scenario(aws, tmp_path, **(marker.kwargs if marker else {}))
-    yield scenario
-    scenario.close()
-
-
-def counted(consumer, name: str, **labels: str) -> float:
-    """A counter's value, read as a scrape reads it (0 until first counted)."""
-    return consumer.metrics.registry.get_sample_value(f"adh_{name}_total", labels) or 0.0
-
+from tests.scenario import GROUP, JENKINS_TOKEN, JENKINS_USER, JOB, OTHER_TOKEN, OTHER_USER, wait_for
+from tests.units import counted
 
 # --- item 1: adopt only what the consumer itself would have queued --------------------------------
 

@@ -1,7 +1,7 @@
 """helper/inventory/naming.py: aliases, tag aliases, tag roles, tunnels and addresses. Pure functions.
 
 What ssh, Ansible and Capistrano make of these names is proved through those programs in
-tests/test_transport.py, tests/test_host_choice.py and tests/test_ipv6_and_alias.py.
+tests/inventory/test_transport.py, tests/inventory/test_host_choice.py and tests/inventory/test_ipv6_and_alias.py.
 """
 
 from __future__ import annotations

@@ -12,20 +12,8 @@ import pytest
 
 from helper.consumer.jenkins_client import BUILD_PARAMETERS
 from helper.sandbox.aws import faults, lifecycle
-from tests.scenario import GROUP, REGION, Scenario, wait_for
-
-
-def counted(consumer, name: str, **labels: str) -> float:
-    """A counter's value, read as a scrape reads it (0 until first counted)."""
-    return consumer.metrics.registry.get_sample_value(f"adh_{name}_total", labels) or 0.0
-
-
-@pytest.fixture
-def world(aws, tmp_path, request):
-    marker = request.node.get_closest_marker("scenario")
-    scenario = Scenario(aws, tmp_path, **(marker.kwargs if marker else {}))
-    yield scenario
-    scenario.close()
+from tests.scenario import GROUP, REGION, wait_for
+from tests.units import counted
 
 
 def test_scale_out_is_deployed_then_continued_into_service_and_the_load_balancers(world):
@@ -315,7 +303,7 @@ def test_warm_pool_entry_continues_without_a_deploy(world):
     genuine, receipt = world.take_notice(new)
     world.sqs.delete_message(QueueUrl=world.queue_url, ReceiptHandle=receipt)
     scaling.move_to_warm_pool("123456789012", REGION, GROUP, new)
-    # The action's own token: a made-up one is a forged message, dead-lettered (tests/test_consumer_trust.py).
+    # The action's own token: a made-up one is a forged message, dead-lettered (tests/consumer/test_consumer_trust.py).
     world.sqs.send_message(QueueUrl=world.queue_url, MessageBody=json.dumps({**genuine, "Destination": "WarmPool"}))
     consumer, _ = world.start_consumer()
     wait_for(lambda: counted(consumer, "actions_completed", result="CONTINUE") >= 1, what="the warm-pool action CONTINUEd")

@@ -28,7 +28,7 @@ from helper.sandbox.jenkins.emulator import JenkinsEmulator
 from helper.settings import load_config
 from tests.polling import wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_PARAMETERS = {"SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS"}
 REGION = "us-east-1"
 EXPORT_RE = re.compile(r"^export [A-Z_]+=")
