@@ -6,7 +6,7 @@ envelope, and an EventBridge event whose `detail` carries the fields. Anything e
 a Skip (acknowledge and delete: test notifications, events we don't handle) or a
 Malformed (leave it, so the queue's redrive policy moves it to the dead-letter queue).
 
-A real direct notification, kept as the fixture for tests/test_action.py:
+A real direct notification, kept as the fixture for tests/consumer/test_action.py:
 
     {"Origin":"EC2","Destination":"AutoScalingGroup","LifecycleHookName":"my-launch-hook",
      "AccountId":"123456789012","RequestId":"5a062a09-2965-8413-43f9-83bd8649c9eb",

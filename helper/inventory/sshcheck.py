@@ -5,7 +5,7 @@ ssh_config(5): "for each parameter, the first obtained value will be used". Our 
 user's global option, `Host *` (or any pattern matching our aliases) or `Match` section
 ABOVE the block is read first and wins. `StrictHostKeyChecking no` then silently accepts
 any key, and `UserKnownHostsFile /dev/null` forgets every key it accepted. Nothing fails;
-only a warning can tell. (tests/test_sshcheck.py checks every case against `ssh -G`.)
+only a warning can tell. (tests/inventory/test_sshcheck.py checks every case against `ssh -G`.)
 
 Not followed: `Include` files, and `Match` criteria, which are taken to match (a warning
 too many is better than a silent gap).

@@ -1,6 +1,6 @@
 """Real SSH hosts: one network namespace per instance, each running Debian's sshd.
 
-The tests (tests/test_sshhosts.py, tests/realdeploy.py) and `sandbox up --hosts` make their hosts
+The tests (tests/sandbox/test_sshhosts.py, tests/realdeploy.py) and `sandbox up --hosts` make their hosts
 here. A `HostNetwork` puts a Linux bridge in the root namespace that carries the gateway address of
 a CIDR (by default moto's default-VPC range), so the private IP moto gives an instance is reachable
 from the runner as it is. `add_host(ip)` makes a namespace holding that IP, joined to the

@@ -3,7 +3,7 @@
 CALLS lists every (botocore service, operation) the package calls, the IAM action that
 authorises it, who makes it and which resource it can be scoped to (a call appears twice
 when two principals need it on different resources). The policy documents
-are generated from it, and tests/test_iam_policy.py records the calls the real inventory,
+are generated from it, and tests/setup/test_iam_policy.py records the calls the real inventory,
 consumer and setup code paths make against moto and checks each one is in this table.
 """
 

@@ -7,7 +7,7 @@ lists of scalars and a few tagged values, so they are written here line by line 
 
 Every scalar is written so that a YAML 1.1 reader (PyYAML and Ansible, Ruby's Psych) reads back
 the same text: plain only when it can be nothing else, single-quoted when it is printable on
-one line, double-quoted with escapes otherwise. tests/test_yamltext.py holds it to PyYAML's
+one line, double-quoted with escapes otherwise. tests/inventory/test_yamltext.py holds it to PyYAML's
 reading, and the readers' tests to Ansible's and Ruby's.
 """
 

@@ -13,7 +13,7 @@ every figure measured moto rather than the consumer. Its own per-request CPU pro
 - Launching an instance looks its image up with an `image-id` filter, which fnmatches every AMI
   moto knows (~1,300 built in). For an id without wildcards that is an exact lookup.
 
-The server's host-to-backend memo (server.py) is the fourth. Tests in tests/test_sandbox_speedups.py
+The server's host-to-backend memo (server.py) is the fourth. Tests in tests/sandbox/test_sandbox_speedups.py
 hold each patched path to moto's own answer.
 """
 
