@@ -297,6 +297,18 @@ def test_no_module_or_package_is_named_like_a_standard_library_module():
     assert sorted(named & set(sys.stdlib_module_names)) == []
 
 
+# --- small modules ---------------------------------------------------------------------------------
+
+MAX_MODULE_LINES = 350
+
+
+def test_no_module_is_over_350_lines():
+    """One job a module (issue 20): past this, a module has grown a second job; split it by job."""
+    long = {path.relative_to(ROOT).as_posix(): n for path in modules().values()
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}
+
+
 # --- tests/ mirrors helper/ --------------------------------------------------------------------------
 
 # Whole-system tests, across folders: the mission, real SSH, the Jenkins side, the readers, the docs,

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from helper.aws.access import StaticCredentials
-from helper.aws.names import ROLE_ARN_RE, is_instance_id
+from helper.aws.names import ROLE_ARN_RE
 from helper.config import fields
+from helper.config.filters import FILTER_KEYS, SiteFilters, parse_filters, tag_values  # noqa: F401 (importers read them here)
 from helper.config.groups import RESERVED_GROUPS, group_name
 from helper.config.jump import jump_hops
 from helper.config.output_mode import parse_output_mode
@@ -46,7 +47,6 @@ ADDRESS_CHOICES = ("private", "public", "auto", "ipv6")
 TRANSPORTS = ("ssh", "ssm", "eice")
 # An EC2 Instance Connect Endpoint id as EC2 prints it.
 EICE_ID_RE = re.compile(r"eice-[0-9a-f]{8,17}")
-FILTER_KEYS = {"availability_zones", "tags", "exclude_tags", "exclude_instance_ids"}
 SSH_CONFIG_MODES = ("file", "block")
 
 # Keys that a site may set, and that `defaults:` may set for every site.
@@ -69,22 +69,6 @@ DEFAULT_REGION = "us-east-1"
 class Source:
     kind: str  # a value of SOURCE_KEYS
     value: Any  # a name, DNS name or ARN; a {tag: value(s)} mapping for "tags"
-
-
-@dataclass(frozen=True)
-class SiteFilters:
-    """Which of a source's instances a whole-site run keeps; applied after discovery.
-
-    Tags map a key to the values that match (any of them). Empty means "no condition".
-    """
-
-    availability_zones: frozenset[str] = frozenset()
-    tags: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    exclude_tags: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    exclude_instance_ids: frozenset[str] = frozenset()
-
-    def __bool__(self) -> bool:
-        return bool(self.availability_zones or self.tags or self.exclude_tags or self.exclude_instance_ids)
 
 
 @dataclass(frozen=True)
@@ -153,45 +137,6 @@ def _roles(doc: Located, value: Any, keys: tuple) -> tuple[str, ...]:
     return tuple(fields.name(doc, role, keys + (i,), "role") for i, role in enumerate(value))
 
 
-def _tag_values(doc: Located, raw: Any, keys: tuple) -> tuple[str, ...]:
-    """A tag's wanted values as the user wrote them: `Enabled: true` wants "true"."""
-    items = list(enumerate(raw)) if isinstance(raw, list) else [(None, raw)]
-    values = tuple(fields.as_written(doc, value, keys if i is None else keys + (i,)) for i, value in items)
-    if not values or not all(isinstance(v, str) for v in values):
-        raise fields.fail(doc, keys, "tag value must be text or a list of texts (null and mappings are neither)")
-    return values
-
-
-def _tag_map(doc: Located, raw: Any, keys: tuple) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    tags = fields.mapping(doc, raw, keys)
-    for tag in tags:
-        if not isinstance(tag, str) or not tag:
-            raise fields.fail(doc, keys + (tag,), "a tag key must be text")
-    return tuple(sorted((tag, _tag_values(doc, values, keys + (tag,))) for tag, values in tags.items()))
-
-
-def _text_list(doc: Located, raw: Any, keys: tuple) -> frozenset[str]:
-    if raw is None:
-        return frozenset()
-    items = raw if isinstance(raw, list) else [raw]
-    return frozenset(fields.string(doc, item, keys + ((i,) if isinstance(raw, list) else ()))
-                     for i, item in enumerate(items))
-
-
-def _filters(doc: Located, raw: Any, keys: tuple) -> SiteFilters:
-    spec = fields.mapping(doc, raw, keys, FILTER_KEYS)
-    excluded = _text_list(doc, spec.get("exclude_instance_ids"), keys + ("exclude_instance_ids",))
-    for instance_id in excluded:
-        if not is_instance_id(instance_id):
-            raise fields.fail(doc, keys + ("exclude_instance_ids",), f"{instance_id!r} is not an instance id")
-    return SiteFilters(
-        availability_zones=_text_list(doc, spec.get("availability_zones"), keys + ("availability_zones",)),
-        tags=_tag_map(doc, spec.get("tags"), keys + ("tags",)),
-        exclude_tags=_tag_map(doc, spec.get("exclude_tags"), keys + ("exclude_tags",)),
-        exclude_instance_ids=excluded,
-    )
-
-
 def _tag_key(doc: Located, value: Any, keys: tuple) -> str | None:
     # A tag key reaches no output itself, but must be one (AWS: 1-128 characters).
     value = fields.string(doc, value, keys)
@@ -225,7 +170,7 @@ def _source(doc: Located, site: dict, keys: tuple) -> Source:
         tags = fields.mapping(doc, value, keys + (key,))
         if not tags:
             raise fields.fail(doc, keys + (key,), "tags must name at least one tag")
-        return Source("tags", {tag: _tag_values(doc, values, keys + (key, tag)) for tag, values in tags.items()})
+        return Source("tags", {tag: tag_values(doc, values, keys + (key, tag)) for tag, values in tags.items()})
     return Source(SOURCE_KEYS[key], fields.string(doc, value, keys + (key,)))
 
 
@@ -275,7 +220,7 @@ def _site(doc: Located, name: Any, raw: Any, defaults: dict) -> SiteConfig:
         roles=_roles(doc, merged.get("roles"), where("roles")),
         transport=transport,
         instance_connect_endpoint_id=endpoint,
-        filters=_filters(doc, merged.get("filters"), where("filters")),
+        filters=parse_filters(doc, merged.get("filters"), where("filters")),
         roles_from_tag=_tag_key(doc, merged.get("roles_from_tag"), where("roles_from_tag")),
         alias_tag=_tag_key(doc, merged.get("alias_tag"), where("alias_tag")),
         rollout=_rollout(doc, site, defaults, keys),

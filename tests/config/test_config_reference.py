@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helper.config import document, lifecycle, safety
+from helper.config import document, lifecycle, rollout, safety
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -23,6 +23,7 @@ KEY_SETS = {
     "lifecycle.breaker": safety.BREAKER_KEYS,
     "lifecycle.alerts": safety.ALERT_KEYS,
     "lifecycle.hold": safety.HOLD_KEYS,
+    "rollout": rollout.ROLLOUT_KEYS,
 }
 
 

@@ -252,7 +252,7 @@ def test_a_link_gone_before_its_delete_is_not_an_error_but_one_that_stays_is():
     """remove_leftovers lists a network's links after deleting its namespaces; the kernel removes a
     namespace's veth pair in the background, so a listed veth may be gone by its own delete. A
     clean CI run once failed there and left the bridge (and its route) for every later test."""
-    from helper.sandbox.hosts import _delete_link
+    from helper.sandbox.netns import delete_link as _delete_link
 
     name = f"adhx{new_tag()}"[:15]
     subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
