@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,9 @@ CONSUMER_BOTO_CONFIG = BotoConfig(
     connect_timeout=CONNECT_TIMEOUT_S,
     user_agent_extra=f"{PROG}-consumer",
 )
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,8 @@ class _ReadOnlyLoader(botocore.loaders.Loader):
       seven hundred, half of its client's creation time.
 
     The cached model is never changed: the cut one is a copy, made once, sharing every shape
-    but the trimmed ones. A name the model lacks fails loudly: botocore renamed something.
+    but the trimmed ones. A name the model lacks means botocore renamed something: a shortcut
+    must never stop a deploy, so the loader warns once and serves that service's full model.
     """
 
     def __init__(self, models_used: ModelsUsed, **kwargs) -> None:
@@ -150,7 +155,12 @@ class _ReadOnlyLoader(botocore.loaders.Loader):
             return model
         key = (service_name, api_version)
         if key not in self._cut:
-            self._cut[key] = _cut(service_name, model, use)
+            try:
+                self._cut[key] = _cut(service_name, model, use)
+            except KeyError as exc:
+                log.warning("event=model_cut_skipped service=%s reason=%r fallback=full_model", service_name,
+                            exc.args[0] if exc.args else str(exc))
+                self._cut[key] = model  # the full model: slower to parse, never wrong
         return self._cut[key]
 
 
@@ -160,6 +170,8 @@ def _cut(service_name: str, model: dict, use: ModelUse) -> dict:
         raise KeyError(f"{service_name} model: no operation(s) {sorted(missing_ops)}")
     shapes = dict(model["shapes"])
     for name, members in use.shapes_read:
+        if name not in shapes:
+            raise KeyError(f"{service_name} model: no shape {name}")
         missing = members - shapes[name]["members"].keys()
         if missing:
             raise KeyError(f"{service_name} model: shape {name} has no member(s) {sorted(missing)}")

@@ -48,14 +48,22 @@ def test_trimmed_and_full_parses_make_the_same_instances(aws):
     assert set(trimmed[0]) <= dict(INVENTORY_MODELS["ec2"].shapes_read)["Instance"]
 
 
-def test_a_member_the_model_no_longer_has_fails_loudly_instead_of_parsing_less():
-    loader = _ReadOnlyLoader({"ec2": ModelUse(frozenset({"DescribeInstances"}),
-                                              (("Instance", frozenset({"InstanceId", "NoSuchField"})),))})
-    with pytest.raises(KeyError, match=r"shape Instance has no member\(s\) \['NoSuchField'\]"):
-        loader.load_service_model("ec2", "service-2")
-    renamed = _ReadOnlyLoader({"elb": ModelUse(frozenset({"DescribeLoadBalancers", "DescribeEverything"}))})
-    with pytest.raises(KeyError, match=r"no operation\(s\) \['DescribeEverything'\]"):
-        renamed.load_service_model("elb", "service-2")
+@pytest.mark.parametrize("use, why", [
+    (ModelUse(frozenset({"DescribeInstances"}), (("Instance", frozenset({"InstanceId", "NoSuchField"})),)),
+     "shape Instance has no member(s) ['NoSuchField']"),
+    (ModelUse(frozenset({"DescribeInstances", "DescribeEverything"})), "no operation(s) ['DescribeEverything']"),
+], ids=["renamed member", "renamed operation"])
+def test_a_model_botocore_changed_warns_once_and_the_full_model_serves(aws, caplog, use, why):
+    """A performance shortcut must never stop a deploy (issue 20): it failed the run before."""
+    ids = fleet.run_instances(fleet.client("ec2", aws, REGION), 2, "web")
+    clients = AwsClients(AccessKey(region=REGION, endpoint_url=aws), models_used={"ec2": use})
+    with caplog.at_level("WARNING", logger="helper.aws.clients"):
+        first = _raw_instances(clients, ids)
+        again = _raw_instances(AwsClients(AccessKey(region=REGION, endpoint_url=aws), models_used={"ec2": use}), ids)
+    assert [i["InstanceId"] for i in first] == sorted(ids) == [i["InstanceId"] for i in again]
+    assert "ImageId" in first[0]  # the whole model: every member parsed
+    warned = [r.getMessage() for r in caplog.records if "model_cut_skipped" in r.getMessage()]
+    assert len(warned) == 1 and "service=ec2" in warned[0] and why in warned[0]
 
 
 def test_the_cached_model_stays_whole_for_other_callers():
