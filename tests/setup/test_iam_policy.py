@@ -13,6 +13,8 @@ import yaml
 
 from helper.aws.clients import CONSUMER_BOTO_CONFIG, AccessKey, AwsClients, ModelUse
 from helper.cli import main
+from helper.config.document import parse
+from helper.config.yamlfile import load_text
 from helper.consumer.autoscaling import AutoScaling
 from helper.consumer.jenkins_client import JenkinsJobs
 from helper.consumer.loop import Consumer
@@ -230,3 +232,42 @@ def test_the_setup_policy_covers_what_doctors_site_check_and_breaker_reset_call(
     consumer_releases = {c.resource for c in iam_policy.CALLS if iam_policy.CONSUMER in c.principals
                          and c.action in ("autoscaling:ResumeProcesses", "autoscaling:DeleteTags")}
     assert consumer_releases == {iam_policy.HELD}, "every group a hold can cover (issue 19 item 6)"
+
+
+def test_every_call_doctor_makes_through_the_real_clients_is_in_the_setup_policy(aws, tmp_path, capsys,
+                                                                                  monkeypatch):
+    """Issue 24: the first recording saw only the setup seam's calls; doctor's site check resolves
+    each site through the inventory's own clients (EC2, ELB, AssumeRole). Every client and base
+    session the program makes carries the recorder here, whichever code path builds it."""
+    from helper.cli import main
+
+    fleet.auto_scaling_site(aws, REGION, "web-asg", 1)
+    fleet.classic_elb_site(aws, REGION, "shop-elb", 1)
+    path = tmp_path / "deploy.yml"
+    path.write_text(yaml.safe_dump({"sites": {
+        "web": {"asg": "web-asg"},
+        "shop": {"elb": "shop-elb", "role_arn": "arn:aws:iam::123456789012:role/deploy-read"}},
+        "lifecycle": {"queue_url": f"{aws}/123456789012/hooks", "region": REGION,
+                      "jenkins": {"url": "http://127.0.0.1:9/", "job": "deploy"}, "groups": {"web-asg": "web"}}}))
+    recorder = Recorder()
+    made, based = AwsClients.client, AwsClients._base_session
+
+    def client(self, service):
+        found = made(self, service)
+        found.meta.events.register("before-call", recorder)
+        return found
+
+    def base_session(self):
+        session = based(self)
+        session.register("before-call", recorder)
+        return session
+
+    monkeypatch.setattr(AwsClients, "client", client)
+    monkeypatch.setattr(AwsClients, "_base_session", base_session)
+    monkeypatch.setenv("JENKINS_USER", "u")
+    monkeypatch.setenv("JENKINS_API_TOKEN", "t")
+    main(["doctor", "-c", str(path), "--endpoint-url", aws])
+    assert {("ec2", "DescribeInstances"), ("elb", "DescribeLoadBalancers"), ("sts", "AssumeRole"),
+            ("autoscaling", "DescribeLifecycleHooks")} <= recorder.calls, capsys.readouterr().out
+    config = parse(load_text(path.read_text(), str(path)))
+    assert_allowed(iam_policy.SETUP, recorder.calls, config)
