@@ -193,7 +193,10 @@ def _rollout_parser(sub) -> None:
     p.add_argument("--report", metavar="PATH", help="run: write the per-host report as JSON here")
     p.add_argument("--out-dir", default="rollout-out", metavar="DIR",
                    help="run: each batch's SSH config, known_hosts, Capistrano, Ansible and JSON files go under it")
-    p.add_argument("--holder", help="who rolls (default: $BUILD_URL, else user@host)")
+    p.add_argument("--holder", help="who rolls (default: $BUILD_URL, else user@host); abort: put back only what "
+                                    "this holder took out")
+    p.add_argument("--configured", action="store_true",
+                   help="plan: only print true or false, whether the site has a rollout: section (no AWS call)")
     p.set_defaults(func=commands.run_rollout)
 
 

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from helper.config.rollout import RolloutConfig
+from helper.deploys.hold_record import holder_text
 from helper.deploys.load_balancers import LoadBalancers, Membership
 from helper.deploys.rollout_plan import Batch, Plan, wait_bounds_s
 from helper.deploys.rollout_record import Record, RolloutRecords, stamp
@@ -170,12 +171,15 @@ class Rollout:
         return report
 
 
-def abort(records: RolloutRecords, lbs: LoadBalancers, site: str) -> tuple[list[str], list[str]]:
-    """Put every host a rollout of the site took out back where its record says, except failed
-    ones; clear their records. (restored instance ids, left failed ids)."""
+def abort(records: RolloutRecords, lbs: LoadBalancers, site: str,
+          holder: str | None = None) -> tuple[list[str], list[str]]:
+    """Put every host a rollout of the site took out (of `holder`'s only, when given) back where
+    its record says, except failed ones; clear their records. (restored ids, left failed ids)."""
     found, _ = records.read(site)
     restored, left = [], []
     for record in found:
+        if holder is not None and record.holder != holder_text(holder):
+            continue
         if record.state == "failed":
             left.append(record.instance_id)
             continue

@@ -55,7 +55,9 @@ def stamp(now: datetime, ttl_s: float) -> str:
 
 
 def encode_head(site: str, state: str, until: str, holder: str) -> str:
-    return f"{FORMAT_VERSION};site={site};state={state};until={until};by={holder_text(holder)}"[:256]
+    # At most 115 characters before the holder (a 63-character site) and 101 of holder: never cut,
+    # so `rollout abort --holder` compares the holder as written.
+    return f"{FORMAT_VERSION};site={site};state={state};until={until};by={holder_text(holder)}"
 
 
 def decode(instance_id: str, tags: dict[str, str]) -> Record | str:

@@ -30,7 +30,7 @@ from helper.errors import EXIT_FAILED, ConfigError, HelperError
 from helper.files.write import write_atomic
 from helper.inventory import collect, outputs
 from helper.inventory.model import SiteInventory
-from helper.settings import Settings, site_named
+from helper.settings import Settings, load_config, site_named
 
 EXIT_NEEDS_A_PERSON = 1
 
@@ -70,6 +70,9 @@ def _holder(args: Namespace) -> str:
 
 
 def run(args: Namespace) -> int:
+    if args.rollout_action == "plan" and args.configured:  # the Jenkinsfile's question, from the file alone
+        print("true" if site_named(load_config(args.config), args.site).rollout else "false")
+        return 0
     settings, inventory = _site_inventory(args)
     site = site_named(settings.config, args.site)
     clients = AwsClients(AccessKey.for_site(site, settings.endpoint_url, settings.config.credentials,
@@ -78,7 +81,7 @@ def run(args: Namespace) -> int:
     if args.rollout_action == "status":
         return _status(records, args.site)
     if args.rollout_action == "abort":
-        restored, left = abort(records, lbs, args.site)
+        restored, left = abort(records, lbs, args.site, holder=args.holder)
         print(f"{args.site}: {len(restored)} host(s) put back ({' '.join(restored) or '-'}); "
               f"{len(left)} failed host(s) left out ({' '.join(left) or '-'})")
         return 0

@@ -136,6 +136,34 @@ def test_a_failed_batch_stays_out_the_rest_keep_serving_and_abort_leaves_it(site
     assert all(i not in registrations(aws, tg_arn, admin_arn) for i in failed)  # a person decides
 
 
+def test_abort_with_a_holder_puts_back_only_that_holders_hosts(site, aws, capsys, monkeypatch):
+    """A killed build's post aborts its own rollout; another build's hosts stay where they are."""
+    from helper.deploys.load_balancers import LoadBalancers
+    from helper.deploys.rollout_record import RolloutRecords
+
+    tmp_path, ids, tg_arn, admin_arn = site
+    lbs = LoadBalancers(fleet.client("elbv2", aws, REGION), fleet.client("elb", aws, REGION))
+    records = RolloutRecords(fleet.client("ec2", aws, REGION))
+    for holder, instance in (("https://ci/job/web/7/", ids[0]), ("https://ci/job/web/8/", ids[1])):
+        members = lbs.memberships([instance])  # what `rollout run` does before its deploy, then killed
+        records.take_out("web", holder, "2030-01-01T00:00:00Z", members)
+        lbs.deregister(members)
+    assert rollout("abort", "--holder", "https://ci/job/web/7/") == 0
+    seen = registrations(aws, tg_arn, admin_arn)
+    assert seen.get(ids[0]) == EVERYWHERE and ids[1] not in seen
+    assert rollout("abort") == 0 and registrations(aws, tg_arn, admin_arn) == {i: EVERYWHERE for i in ids}
+
+
+def test_plan_configured_answers_from_the_file_alone(site, capsys, monkeypatch):
+    tmp_path, *_ = site
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # no AWS call is made
+    assert rollout("plan", "--configured") == 0 and capsys.readouterr().out == "true\n"
+    config = yaml.safe_load((tmp_path / "deploy.yml").read_text())
+    del config["sites"]["web"]["rollout"]
+    (tmp_path / "deploy.yml").write_text(yaml.safe_dump(config))
+    assert rollout("plan", "--configured") == 0 and capsys.readouterr().out == "false\n"
+
+
 def test_rollback_gives_the_done_batches_the_previous_revision(site, aws, monkeypatch):
     tmp_path, ids, tg_arn, admin_arn = site
     config = yaml.safe_load((tmp_path / "deploy.yml").read_text())
