@@ -171,10 +171,14 @@ class Rollout:
         return report
 
 
-def abort(records: RolloutRecords, lbs: LoadBalancers, site: str,
-          holder: str | None = None) -> tuple[list[str], list[str]]:
+def abort(records: RolloutRecords, lbs: LoadBalancers, site: str, holder: str | None = None,
+          serving: set[str] | None = None) -> tuple[list[str], list[str]]:
     """Put every host a rollout of the site took out (of `holder`'s only, when given) back where
-    its record says, except failed ones; clear their records. (restored ids, left failed ids)."""
+    its record says, except failed ones; clear their records. (restored ids, left failed ids).
+
+    A record is an instance tag anyone with ec2:CreateTags can write: with `serving` (the load
+    balancers that serve the site's hosts now), a host goes back only into one of those, never
+    into a load balancer a forged record names."""
     found, _ = records.read(site)
     restored, left = [], []
     for record in found:
@@ -183,7 +187,12 @@ def abort(records: RolloutRecords, lbs: LoadBalancers, site: str,
         if record.state == "failed":
             left.append(record.instance_id)
             continue
-        lbs.register(list(record.memberships))
+        back = [m for m in record.memberships if serving is None or m.target in serving]
+        for m in record.memberships:
+            if m not in back:
+                log.warning("event=rollout_abort_refused instance=%s target=%r reason=not_serving_the_site",
+                            record.instance_id, m.target)
+        lbs.register(back)
         records.clear([record.instance_id])
         restored.append(record.instance_id)
     return restored, left

@@ -81,7 +81,8 @@ def run(args: Namespace) -> int:
     if args.rollout_action == "status":
         return _status(records, args.site)
     if args.rollout_action == "abort":
-        restored, left = abort(records, lbs, args.site, holder=args.holder)
+        serving = {m.target for m in lbs.memberships(sorted({h.instance.instance_id for h in inventory.hosts}))}
+        restored, left = abort(records, lbs, args.site, holder=args.holder, serving=serving)
         print(f"{args.site}: {len(restored)} host(s) put back ({' '.join(restored) or '-'}); "
               f"{len(left)} failed host(s) left out ({' '.join(left) or '-'})")
         return 0

@@ -221,3 +221,22 @@ def test_every_call_a_rollout_makes_is_in_the_helper_policy(site, aws, monkeypat
     assert {("elbv2", "DeregisterTargets"), ("elb", "DeregisterInstancesFromLoadBalancer"), ("ec2", "CreateTags"),
             ("ec2", "DeleteTags"), ("elbv2", "RegisterTargets")} <= recorder.calls
     assert_allowed(iam_policy.HELPER, recorder.calls, config)
+
+
+def test_a_forged_record_never_puts_a_host_into_a_load_balancer_that_does_not_serve_the_site(site, aws):
+    """The record is an instance tag: anyone with ec2:CreateTags can write one naming any target group."""
+    from helper.deploys.load_balancers import LoadBalancers, Membership
+    from helper.deploys.rollout_record import RolloutRecords
+
+    tmp_path, ids, tg_arn, admin_arn = site
+    ec2, elbv2 = fleet.client("ec2", aws, REGION), fleet.client("elbv2", aws, REGION)
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    foreign = elbv2.create_target_group(Name="payments", Protocol="HTTP", Port=443, VpcId=vpc)["TargetGroups"][0]
+    lbs = LoadBalancers(elbv2, fleet.client("elb", aws, REGION))
+    members = lbs.memberships([ids[0]])
+    lbs.deregister(members)
+    RolloutRecords(ec2).take_out("web", "https://ci/job/web/9/", "2030-01-01T00:00:00Z",
+                                 members + [Membership("tg", foreign["TargetGroupArn"], ids[0], 443)])
+    assert rollout("abort") == 0
+    assert elbv2.describe_target_health(TargetGroupArn=foreign["TargetGroupArn"])["TargetHealthDescriptions"] == []
+    assert registrations(aws, tg_arn, admin_arn)[ids[0]] == EVERYWHERE  # back where it really was
