@@ -1,0 +1,134 @@
+"""What each load balancer's members are doing, told the way AWS tells it, from HAProxy's own checks.
+
+A `Members` book sits between moto (which keeps the registrations) and HAProxy (which carries
+the traffic). Registering a target puts its HAProxy server in `ready`; deregistering puts it in
+`drain` (no new requests; those in flight finish) until the deregistration delay has passed or
+its last session ended, as ELB completes a deregistration early when nothing is in flight, and
+then in `maint`. Target health comes from HAProxy's checks:
+
+    initial    registered, checks not yet passed `rise` times since (Elb.InitialHealthChecking)
+    healthy    HAProxy says UP
+    unhealthy  HAProxy says DOWN after the target was healthy, or after its first checks failed
+    draining   deregistered, delay not over and sessions open (Target.DeregistrationInProgress)
+
+The clock is injectable; every state change is under one lock (moto serves requests on threads).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from helper.sandbox.balancer.haproxy import CHECK_FALL, CHECK_INTERVAL_MS, CHECK_RISE, Haproxy
+
+# A registration is `initial` at least as long as HAProxy takes to see `rise` good checks.
+INITIAL_S = CHECK_RISE * CHECK_INTERVAL_MS / 1000
+# ...and turns `unhealthy` if HAProxy has not seen it up within rise + fall checks and a margin.
+FIRST_VERDICT_S = (CHECK_RISE + CHECK_FALL + 2) * CHECK_INTERVAL_MS / 1000
+
+REASONS = {
+    "initial": ("Elb.InitialHealthChecking", "Initial health checks in progress"),
+    "unhealthy": ("Target.FailedHealthChecks", "Health checks failed"),
+    "draining": ("Target.DeregistrationInProgress", "Target deregistration is in progress"),
+}
+
+
+@dataclass
+class Member:
+    registered_at: float | None = None  # None: not registered (draining or out)
+    drain_until: float | None = None  # None: not draining
+    healthy_seen: bool = False
+
+
+class Members:
+    """The members of the load balancers bound to HAProxy backends; a key names one load balancer."""
+
+    def __init__(self, haproxy: Haproxy, clock: Callable[[], float] = time.monotonic) -> None:
+        self.haproxy = haproxy
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._backends: dict[str, str] = {}  # load balancer key -> HAProxy backend
+        self._servers: set[tuple[str, str]] = set()  # (backend, instance) added to HAProxy
+        self._members: dict[tuple[str, str], Member] = {}  # (key, instance)
+        self.transitions: list[tuple[str, str, str]] = []  # (key, instance, ready|drain|maint), in order
+
+    def bind(self, key: str, backend: str) -> None:
+        with self._lock:
+            self._backends[key] = backend
+
+    def bound(self, key: str) -> bool:
+        return key in self._backends
+
+    def backend(self, key: str) -> str:
+        return self._backends[key]
+
+    def _set(self, key: str, instance: str, state: str) -> None:
+        self.haproxy.set_state(self._backends[key], instance, state)
+        self.transitions.append((key, instance, state))
+
+    def register(self, key: str, instance: str, address: str, port: int) -> None:
+        with self._lock:
+            backend = self._backends[key]
+            if (backend, instance) not in self._servers:
+                self.haproxy.add_server(backend, instance, address, port)
+                self._servers.add((backend, instance))
+            member = self._members.setdefault((key, instance), Member())
+            if member.registered_at is None:  # registering a registered target changes nothing
+                self._set(key, instance, "ready")
+                member.registered_at, member.drain_until, member.healthy_seen = self._clock(), None, False
+
+    def deregister(self, key: str, instance: str, delay_s: float) -> bool:
+        """Start draining; False when the instance was not registered (AWS accepts that, and so do we)."""
+        with self._lock:
+            member = self._members.get((key, instance))
+            if member is None or member.registered_at is None:
+                return False
+            self._set(key, instance, "drain")
+            member.registered_at, member.drain_until = None, self._clock() + max(0.0, delay_s)
+            return True
+
+    def settle(self, key: str) -> list[str]:
+        """Finish the drains that are over (delay passed, or no session left): the instances now out."""
+        with self._lock:
+            draining = [i for (k, i), m in self._members.items() if k == key and m.drain_until is not None]
+            if not draining:
+                return []
+            stats, now, backend, done = self.haproxy.stats(), self._clock(), self._backends[key], []
+            for instance in draining:
+                member = self._members[(key, instance)]
+                stat = stats.get((backend, instance))
+                if now >= member.drain_until or stat is None or stat.sessions == 0:
+                    self._set(key, instance, "maint")
+                    member.drain_until = None
+                    done.append(instance)
+            return done
+
+    def health(self, key: str, instance: str) -> str:
+        """initial, healthy, unhealthy, draining, or unused (not registered)."""
+        with self._lock:
+            member = self._members.get((key, instance))
+            if member is None:
+                return "unused"
+            if member.drain_until is not None:
+                return "draining"
+            if member.registered_at is None:
+                return "unused"
+            stat = self.haproxy.stats().get((self._backends[key], instance))
+            age_s = self._clock() - member.registered_at
+            if stat is not None and stat.up and (member.healthy_seen or age_s >= INITIAL_S):
+                member.healthy_seen = True
+                return "healthy"
+            if member.healthy_seen or age_s >= FIRST_VERDICT_S:
+                return "unhealthy"
+            return "initial"
+
+    def in_service(self, key: str) -> list[str]:
+        """The instances HAProxy sends traffic to now: registered and up."""
+        with self._lock:
+            stats = self.haproxy.stats()
+            backend = self._backends[key]
+            return sorted(i for (k, i), m in self._members.items()
+                          if k == key and m.registered_at is not None
+                          and (s := stats.get((backend, i))) is not None and s.up)
