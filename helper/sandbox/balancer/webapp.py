@@ -51,6 +51,18 @@ def serve(app_dir: Path, port: int) -> None:
     server.serve_forever()
 
 
+def alive(pid: int) -> bool:
+    """Whether the process still runs. A zombie does not: the app it was has closed its socket,
+    and the orphan waits for an init that may reap it only seconds later."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
 def stop(app_dir: Path) -> None:
     try:
         pid = int((app_dir / "pid").read_text())
@@ -62,9 +74,7 @@ def stop(app_dir: Path) -> None:
         return
     deadline = time.monotonic() + STOP_TIMEOUT_S
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not alive(pid):
             return
         time.sleep(POLL_INTERVAL_S)
     os.kill(pid, signal.SIGKILL)
