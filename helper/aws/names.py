@@ -17,6 +17,9 @@ INSTANCE_ID_IN_TEXT_RE = re.compile(rf"\b{INSTANCE_ID_RE.pattern}\b")
 # Auto Scaling's describe calls take at most this many names (DescribeAutoScalingGroups,
 # DescribeTags filter values) or instance ids (DescribeAutoScalingInstances) a call.
 AUTOSCALING_NAMES_PER_CALL = 50
+# EC2's DescribeTags filter takes at most 200 values; CreateTags/DeleteTags take up to 1,000
+# resources and AWS asks for smaller batches: the same 200 for all three.
+EC2_RESOURCES_PER_CALL = 200
 # IAM's limit on a role name.
 ROLE_NAME_MAX_CHARS = 64
 # IAM role names: letters, digits and `+=,.@_-` (the IAM API's pattern), at most 64 characters.
@@ -40,3 +43,8 @@ def queue_account(queue_url: str) -> str | None:
     """The account id an SQS queue URL names, or None when it names none (a local endpoint)."""
     parts = urlparse(queue_url).path.strip("/").split("/")
     return parts[0] if parts and parts[0].isdigit() else None
+
+
+def chunks(items: list, size: int) -> list[list]:
+    """`items` in runs of at most `size`, in order: one call's worth each (the limits above)."""
+    return [items[start:start + size] for start in range(0, len(items), size)]

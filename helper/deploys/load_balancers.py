@@ -14,6 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from helper.aws.errors import AwsError, translated
+from helper.aws.names import EC2_RESOURCES_PER_CALL, chunks
+
+# ELB documents no limit on targets a call; a batch larger than EC2's tag calls take gains nothing.
+TARGETS_PER_CALL = EC2_RESOURCES_PER_CALL
 
 # Target states in which a target is still ours to take out: registered and not leaving.
 IN_SERVICE_TARGET_STATES = frozenset({"initial", "healthy", "unhealthy", "unavailable"})
@@ -141,19 +145,26 @@ class LoadBalancers:
     # --- changing -----------------------------------------------------------------------------
 
     def _each(self, memberships: list[Membership], register: bool) -> None:
+        """One call per load balancer (and port) for all of `memberships`: a batch of twenty hosts
+        behind one target group is one DeregisterTargets, not twenty."""
+        grouped: dict[tuple[str, str], list[Membership]] = {}
         for m in memberships:
-            try:
-                if m.kind == "tg":
-                    target = {"Id": m.instance_id, **({"Port": m.port} if m.port else {})}
-                    call = self._elbv2.register_targets if register else self._elbv2.deregister_targets
-                    call(TargetGroupArn=m.target, Targets=[target])
-                else:
-                    call = (self._elb.register_instances_with_load_balancer if register
-                            else self._elb.deregister_instances_from_load_balancer)
-                    call(LoadBalancerName=m.target, Instances=[{"InstanceId": m.instance_id}])
-            except AwsError as exc:
-                verb = "register" if register else "deregister"
-                raise LoadBalancerError(f"{verb} {m.instance_id} with {m.target}: {exc}") from exc
+            grouped.setdefault((m.kind, m.target), []).append(m)
+        for (kind, target), members in sorted(grouped.items()):
+            for chunk in chunks(members, TARGETS_PER_CALL):
+                try:
+                    if kind == "tg":
+                        targets = [{"Id": m.instance_id, **({"Port": m.port} if m.port else {})} for m in chunk]
+                        call = self._elbv2.register_targets if register else self._elbv2.deregister_targets
+                        call(TargetGroupArn=target, Targets=targets)
+                    else:
+                        call = (self._elb.register_instances_with_load_balancer if register
+                                else self._elb.deregister_instances_from_load_balancer)
+                        call(LoadBalancerName=target, Instances=[{"InstanceId": m.instance_id} for m in chunk])
+                except AwsError as exc:
+                    verb = "register" if register else "deregister"
+                    ids = " ".join(m.instance_id for m in chunk)
+                    raise LoadBalancerError(f"{verb} {ids} with {target}: {exc}") from exc
 
     def deregister(self, memberships: list[Membership]) -> None:
         self._each(memberships, register=False)
@@ -171,13 +182,17 @@ class LoadBalancers:
 
     def healthy(self, memberships: list[Membership]) -> bool:
         """Every load balancer says each of them is healthy (InService for a classic ELB)."""
-        for arn in {m.target for m in memberships if m.kind == "tg"}:
+        return not self.unhealthy(memberships)
+
+    def unhealthy(self, memberships: list[Membership]) -> set[str]:
+        """The instances that some load balancer does not call healthy: one describe per load balancer."""
+        bad = set()
+        for arn in sorted({m.target for m in memberships if m.kind == "tg"}):
             states = self.target_states(arn)
-            if any(states.get((m.instance_id, m.port or 0)) != "healthy" for m in memberships if m.target == arn):
-                return False
-        for name in {m.target for m in memberships if m.kind == "elb"}:
+            bad |= {m.instance_id for m in memberships
+                    if m.target == arn and states.get((m.instance_id, m.port or 0)) != "healthy"}
+        for name in sorted({m.target for m in memberships if m.kind == "elb"}):
             ids = [m.instance_id for m in memberships if m.target == name]
             states = self.instance_states(name, ids)
-            if any(states.get(i) != "InService" for i in ids):
-                return False
-        return True
+            bad |= {i for i in ids if states.get(i) != "InService"}
+        return bad

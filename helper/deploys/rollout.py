@@ -26,7 +26,7 @@ from typing import Callable
 
 from helper.config.rollout import RolloutConfig
 from helper.deploys.hold_record import holder_text
-from helper.deploys.load_balancers import LoadBalancers, Membership
+from helper.deploys.load_balancers import LoadBalancers, Membership, Timing
 from helper.deploys.rollout_plan import Batch, Plan, wait_bounds_s
 from helper.deploys.rollout_record import Record, RolloutRecords, stamp
 
@@ -98,7 +98,7 @@ class Rollout:
             self.sleep(min(interval_s, max(0.0, deadline - self.clock())))
             interval_s = min(interval_s * 2, self.poll_s)
 
-    def _out(self, batch: Batch) -> list[Membership]:
+    def _out(self, batch: Batch) -> tuple[list[Membership], list[Timing]]:
         members = self.lbs.memberships(list(batch.instance_ids))
         until = stamp(self.now(), self.config.ttl_s)
         self.records.take_out(self.plan.site, self.holder, until, members)
@@ -113,11 +113,12 @@ class Rollout:
         left_s = min(classic_s, self.config.drain_timeout_s) - (self.clock() - started)
         if left_s > 0:  # a classic ELB says nothing of its draining: its timeout is the bound
             self._wait(lambda: False, left_s)
-        return members
+        return members, timings
 
-    def _back(self, batch: Batch, members: list[Membership]) -> bool:
+    def _back(self, batch: Batch, members: list[Membership], timings: list[Timing]) -> bool:
+        """Put them back; wait for healthy, bounded by the health checks read when they went out."""
         self.lbs.register(members)
-        _, healthy_s = wait_bounds_s([], [t.health_check for t in self.lbs.timing(members)])
+        _, healthy_s = wait_bounds_s([], [t.health_check for t in timings])
         bound_s = min(self.config.healthy_timeout_s, healthy_s)
         return self._wait(lambda: self.lbs.healthy(members), bound_s)
 
@@ -134,9 +135,9 @@ class Rollout:
 
     def one_batch(self, batch: Batch, revision: str) -> tuple[bool, str]:
         log.info("event=batch_out site=%s batch=%d hosts=%s", self.plan.site, batch.number, ",".join(batch.instance_ids))
-        members = self._out(batch)
+        members, timings = self._out(batch)
         ok, detail = self.run_batch(batch, revision)
-        if ok and not self._back(batch, members):
+        if ok and not self._back(batch, members, timings):
             self.lbs.deregister(members)  # never healthy: out again, for a person to look at
             ok, detail = False, "not healthy in its load balancers in time"
         if not ok:

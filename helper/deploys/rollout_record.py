@@ -21,6 +21,7 @@ from datetime import datetime, timedelta, timezone
 
 from helper import PROG
 from helper.aws.errors import AwsError, translated
+from helper.aws.names import EC2_RESOURCES_PER_CALL, chunks
 from helper.deploys.fleet_hold import holder_text
 from helper.deploys.load_balancers import Membership
 
@@ -87,25 +88,35 @@ class RolloutRecords:
         self._ec2 = translated(ec2)
 
     def take_out(self, site: str, holder: str, until: str, memberships: list[Membership]) -> None:
+        """One record per host; hosts whose records read the same are tagged in one call (a batch
+        of hosts behind the same load balancers costs one CreateTags, not one per host)."""
         by_instance: dict[str, list[Membership]] = {}
         for m in memberships:
             by_instance.setdefault(m.instance_id, []).append(m)
+        same: dict[tuple[tuple[str, str], ...], list[str]] = {}
         for instance_id, members in sorted(by_instance.items()):
             if len(members) > MAX_MEMBERSHIPS:
                 raise RecordError(f"{instance_id} is in {len(members)} load balancers; at most {MAX_MEMBERSHIPS}")
-            tags = [{"Key": KEY, "Value": encode_head(site, "out", until, holder)}]
-            tags += [{"Key": f"{MEMBER_PREFIX}{n}", "Value": m.encode()} for n, m in enumerate(members, 1)]
-            self._call("create_tags", Resources=[instance_id], Tags=tags)
+            tags = ((KEY, encode_head(site, "out", until, holder)),)
+            tags += tuple((f"{MEMBER_PREFIX}{n}", m.encode()) for n, m in enumerate(members, 1))
+            same.setdefault(tags, []).append(instance_id)
+        for tags, instance_ids in same.items():
+            for chunk in chunks(instance_ids, EC2_RESOURCES_PER_CALL):
+                self._call("create_tags", Resources=chunk, Tags=[{"Key": k, "Value": v} for k, v in tags])
 
     def mark_failed(self, record: Record) -> None:
         head = encode_head(record.site, "failed", record.until, record.holder)
         self._call("create_tags", Resources=[record.instance_id], Tags=[{"Key": KEY, "Value": head}])
 
     def clear(self, instance_ids: list[str]) -> None:
-        for instance_id in instance_ids:
-            keys = [k for k in self._tags_of([instance_id]).get(instance_id, {}) if k == KEY or k.startswith(MEMBER_PREFIX)]
-            if keys:
-                self._call("delete_tags", Resources=[instance_id], Tags=[{"Key": k} for k in keys])
+        """Delete the records of these hosts: one read and one DeleteTags per EC2_RESOURCES_PER_CALL
+        hosts (a key without a value deletes the tag whatever its value; a key a host lacks is no-op)."""
+        for chunk in chunks(sorted(instance_ids), EC2_RESOURCES_PER_CALL):
+            found = self._tags_of(chunk)
+            keys = sorted({k for tags in found.values() for k in tags if k == KEY or k.startswith(MEMBER_PREFIX)})
+            owners = sorted(i for i, tags in found.items() if any(k in keys for k in tags))
+            if keys and owners:
+                self._call("delete_tags", Resources=owners, Tags=[{"Key": k} for k in keys])
 
     def read(self, site: str | None = None) -> tuple[list[Record], list[str]]:
         """(records of the site, or of every site; problems with unreadable ones)."""
@@ -126,13 +137,12 @@ class RolloutRecords:
 
     def _tags_of(self, instance_ids: list[str]) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}
-        if not instance_ids:
-            return out
         try:
-            for page in self._ec2.get_paginator("describe_tags").paginate(
-                    Filters=[{"Name": "resource-id", "Values": instance_ids}]):
-                for t in page["Tags"]:
-                    out.setdefault(t["ResourceId"], {})[t["Key"]] = t.get("Value", "")
+            for chunk in chunks(instance_ids, EC2_RESOURCES_PER_CALL):
+                for page in self._ec2.get_paginator("describe_tags").paginate(
+                        Filters=[{"Name": "resource-id", "Values": chunk}]):
+                    for t in page["Tags"]:
+                        out.setdefault(t["ResourceId"], {})[t["Key"]] = t.get("Value", "")
         except AwsError as exc:
             raise RecordError(f"read rollout records: {exc}") from exc
         return out

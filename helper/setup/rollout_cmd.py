@@ -91,8 +91,9 @@ def run(args: Namespace) -> int:
         raise ConfigError(f"{settings.config.path}: site {args.site} has no rollout: section (docs/rollout.md)")
     ids = sorted({h.instance.instance_id for h in inventory.hosts})
     members = lbs.memberships(ids)
-    hosts = [Host(i, next(h.instance.availability_zone or "" for h in inventory.hosts if h.instance.instance_id == i),
-                  lbs.healthy([m for m in members if m.instance_id == i])) for i in ids]
+    unhealthy = lbs.unhealthy(members)
+    zones = {h.instance.instance_id: h.instance.availability_zone or "" for h in inventory.hosts}
+    hosts = [Host(i, zones[i], i not in unhealthy) for i in ids]
     the_plan = plan(args.site, hosts, config)
     timings = lbs.timing(members)
     drain_s, healthy_s = wait_bounds_s([t.drain_s for t in timings], [t.health_check for t in timings])

@@ -1,5 +1,5 @@
 """Rolling deploys under real traffic (issue 21): HAProxy in front of real SSH hosts that run the
-sandbox's web app, moto's target group driving it (tests/traffic.py). The deploy command connects
+sandbox's web app, moto's target group driving it (helper/sandbox/balancer/balanced_site.py). The deploy command connects
 to each host of its batch with the batch's SSH config and restarts the app, dropping its
 connections, as a real deploy does.
 
@@ -20,8 +20,9 @@ import pytest
 import yaml
 
 from helper.sandbox.balancer import haproxy
+from helper.sandbox.balancer.load import Load, Sampler
+from helper.sandbox.balancer.balanced_site import balanced_site
 from helper.sandbox.hosts import available
-from tests.traffic import Load, Sampler, balanced_site
 
 pytestmark = pytest.mark.skipif(
     (available() or haproxy.available()) is not None and os.environ.get("CI") != "true",

@@ -9,9 +9,10 @@ import pytest
 
 from helper.sandbox.aws import balanced, fleet
 from helper.sandbox.balancer import haproxy
+from helper.sandbox.balancer.load import Load
+from helper.sandbox.balancer.balanced_site import REGION, balanced_site, start_app
 from helper.sandbox.hosts import available
 from tests.polling import wait_for
-from tests.traffic import REGION, Load, balanced_site, start_app
 
 pytestmark = pytest.mark.skipif(
     (available() or haproxy.available()) is not None and os.environ.get("CI") != "true",

@@ -1,23 +1,20 @@
-"""A site behind a real load balancer, for tests and bench/rollout.py: moto's target group driving
-HAProxy (helper/sandbox/aws/balanced.py), a real SSH host per instance running the sandbox's web
-app (helper/sandbox/balancer/webapp.py), a load that counts what failed, and a sampler of how many
-hosts HAProxy sends traffic to.
+"""A site behind a real load balancer, for the tests, bench/rollout.py and `make demo`: moto's target
+group driving HAProxy (helper/sandbox/aws/balanced.py) and a real SSH host per instance running the
+sandbox's web app (helper/sandbox/balancer/webapp.py). Needs root (network namespaces) and HAProxy.
 
 The deploy command (DEPLOY_APP) is what a real one does: for each host of its batch it connects
 with `ssh -F $SSH_CONFIG` and restarts the app at $REVISION, which drops the connections the app
-had. FAIL_HOSTS (instance ids) makes the deploy of those hosts fail, as a broken build would.
+had. FAIL_HOSTS (instance ids) makes the deploy of those hosts fail, as a broken build would;
+DEPLOY_TIMES names a file to which each run appends its host count and wall seconds.
 """
 
 from __future__ import annotations
 
-import http.client
 import sys
 import textwrap
-import threading
 import time
-from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -31,14 +28,14 @@ REGION = "us-east-1"
 APP_DIR = "/srv/app"  # under the host's private deploy root
 APP_PORT = 8080  # fleet.alb_site's target group port
 WEBAPP = Path(webapp.__file__).resolve()
-REQUEST_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.02
 
 DEPLOY_APP = textwrap.dedent(f"""\
-    import json, os, subprocess, sys
+    import json, os, subprocess, sys, time
     from concurrent.futures import ThreadPoolExecutor
     hosts = [h for site in json.load(open(os.environ["DEPLOY_JSON"]))["sites"].values() for h in site]
     failing = set(os.environ.get("FAIL_HOSTS", "").split())
+    started = time.monotonic()
     def deploy(host):
         if host["instance_id"] in failing:
             return f"{{host['alias']}}: refused (FAIL_HOSTS)"
@@ -49,6 +46,9 @@ DEPLOY_APP = textwrap.dedent(f"""\
     with ThreadPoolExecutor(max(1, len(hosts))) as pool:
         errors = [e for e in pool.map(deploy, hosts) if e]
     print("\\n".join(errors), file=sys.stderr)
+    if os.environ.get("DEPLOY_TIMES"):  # the benchmark's lower bound: each run's own wall time
+        with open(os.environ["DEPLOY_TIMES"], "a") as times:
+            times.write(f"{{len(hosts)}} {{time.monotonic() - started:.3f}}\\n")
     sys.exit(1 if errors else 0)
 """)
 
@@ -56,80 +56,6 @@ DEPLOY_APP = textwrap.dedent(f"""\
 def start_app(host: SshHost, revision: str) -> None:
     host.run([sys.executable, str(WEBAPP), "restart", "--dir", APP_DIR, "--port", str(APP_PORT),
               "--revision", revision], timeout_s=30)
-
-
-@dataclass
-class Load:
-    """Requests through the load balancer on `workers` threads, each on a new connection, until
-    stopped: how many were made, which failed, and which revision answered each one."""
-
-    port: int
-    workers: int = 4
-    pause_s: float = 0.005
-    sent: int = 0
-    failures: list[str] = field(default_factory=list)
-    revisions: Counter = field(default_factory=Counter)
-
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(self.workers)]
-
-    def _one(self) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=REQUEST_TIMEOUT_S)
-        try:
-            connection.request("GET", "/")
-            response = connection.getresponse()
-            body = response.read().decode().strip()
-            failure = None if response.status == 200 else f"HTTP {response.status}"
-        except (OSError, http.client.HTTPException) as exc:
-            body, failure = "", f"{type(exc).__name__}: {exc}"
-        finally:
-            connection.close()
-        with self._lock:
-            self.sent += 1
-            if failure:
-                self.failures.append(failure)
-            else:
-                self.revisions[body] += 1
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._one()
-            self._stop.wait(self.pause_s)
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(REQUEST_TIMEOUT_S * 2)
-
-
-class Sampler:
-    """How many hosts HAProxy sends traffic to, sampled every POLL_INTERVAL_S while it runs."""
-
-    def __init__(self, members: Members, key: str) -> None:
-        self.members, self.key = members, key
-        self.counts: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.counts.append(len(self.members.in_service(self.key)))
-            self._stop.wait(POLL_INTERVAL_S)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 @dataclass
