@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from helper.sandbox.aws.server import SANDBOX_ENV, MotoServer  # noqa: E402
 from helper.sandbox.balancer import haproxy  # noqa: E402
-from helper.sandbox.balancer.load import Load, Sampler  # noqa: E402
 from helper.sandbox.balancer.balanced_site import balanced_site  # noqa: E402
+from helper.sandbox.balancer.load import Load, Sampler  # noqa: E402
 from helper.sandbox.hosts import HostNetwork, available  # noqa: E402
 
 LOAD_WORKERS = 4

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 from helper.sandbox.balancer import haproxy
-from helper.sandbox.balancer.load import Load, Sampler
 from helper.sandbox.balancer.balanced_site import balanced_site
+from helper.sandbox.balancer.load import Load, Sampler
 from helper.sandbox.hosts import available
 
 pytestmark = pytest.mark.skipif(

@@ -9,8 +9,8 @@ import pytest
 
 from helper.sandbox.aws import balanced, fleet
 from helper.sandbox.balancer import haproxy
-from helper.sandbox.balancer.load import Load
 from helper.sandbox.balancer.balanced_site import REGION, balanced_site, start_app
+from helper.sandbox.balancer.load import Load
 from helper.sandbox.hosts import available
 from tests.polling import wait_for
 
