@@ -98,14 +98,18 @@ def _sandbox_parser(sub) -> None:
 def _revision_parser(sub) -> None:
     p = sub.add_parser("revision", parents=[CONFIG_OPTIONAL],
                        help="read, record, check or resolve the revision a site deploys")
-    p.add_argument("action", choices=("get", "set", "check", "resolve"),
+    p.add_argument("action", choices=("get", "set", "check", "resolve", "history", "previous"),
                    help="get/set: the site's recorded revision; check: print --revision if it is one the"
-                        " helper would deploy, else exit 2; resolve: print the revision a build deploys")
+                        " helper would deploy, else exit 2; resolve: print the revision a build deploys;"
+                        " history: the site's last revisions, newest first; previous: the revision a"
+                        " rollback goes to (--revision: that one, if the site ran it)")
     p.add_argument("--site", help="the site (get, set and resolve)")
     p.add_argument("--revision", help="with set: the revision that was deployed; with check: the one to check;"
                                       " with resolve: the one asked for (empty: none)")
     p.add_argument("--scale-up", action="store_true",
                    help="with resolve: a scale-up build, which deploys the site's recorded revision")
+    p.add_argument("--rollback-from", metavar="REVISION",
+                   help="with set: this record rolls back from REVISION (a later rollback skips it)")
     p.set_defaults(func=commands.run_revision)
 
 
@@ -200,6 +204,21 @@ def _rollout_parser(sub) -> None:
     p.set_defaults(func=commands.run_rollout)
 
 
+def _rollback_parser(sub) -> None:
+    p = sub.add_parser("rollback", parents=[CONFIG, ENDPOINT],
+                       help="roll a site back to its previous good revision, batch by batch (docs/rollout.md)",
+                       description="rollback -c FILE --site S [--to REV] -- DEPLOY COMMAND...: a rollout of the "
+                                   "revision the site ran before (revision history), recorded as the site's "
+                                   "revision when every host runs it.")
+    p.add_argument("--site", required=True, help="the site to roll back")
+    p.add_argument("--to", metavar="REVISION", help="this revision (one the site ran) instead of the previous good one")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; deregister nothing, deploy nothing")
+    p.add_argument("--report", metavar="PATH", help="write the per-host report as JSON here")
+    p.add_argument("--out-dir", default="rollout-out", metavar="DIR", help="each batch's files go under it")
+    p.add_argument("--holder", help="who rolls (default: $BUILD_URL, else user@host)")
+    p.set_defaults(func=commands.run_rollback)
+
+
 def with_rollout_action(argv: list[str]) -> list[str]:
     """`rollout -c ... -- cmd` means `rollout run -c ... -- cmd`: the action word may be left out."""
     at = next((n for n, word in enumerate(argv) if word not in GLOBAL_FLAGS), None)  # the command word
@@ -224,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _inventory_parser(sub)
     _revision_parser(sub)
+    _rollback_parser(sub)
     _consume_parser(sub)
     _sandbox_parser(sub)
     _hooks_parser(sub)
@@ -253,7 +273,8 @@ def parse_words(argv: list[str]) -> argparse.Namespace:
     would read its flags as ours."""
     words = with_rollout_action(hoist_global_flags(argv))
     command_at = next((n for n, word in enumerate(words) if word not in GLOBAL_FLAGS), len(words))
-    end = words.index("--") if words[command_at:command_at + 1] == ["rollout"] and "--" in words else len(words)
+    takes_command = words[command_at:command_at + 1] in (["rollout"], ["rollback"])
+    end = words.index("--") if takes_command and "--" in words else len(words)
     args = build_parser().parse_args(words[:end])
     args.deploy_command = words[end + 1:]
     return args

@@ -51,6 +51,8 @@ def _inventory(args) -> int:
 
 
 def run_revision(args) -> int:
+    from datetime import datetime, timezone
+
     from helper.deploys import revision
     from helper.settings import load_config, site_named
 
@@ -77,11 +79,21 @@ def run_revision(args) -> int:
         print(recorded())
     elif args.action == "resolve":
         print(revision.resolve(args.revision, args.scale_up, recorded))
+    elif args.action == "history":
+        current = revision.read(revision_dir(), site.name)
+        for entry in reversed(revision.history(revision_dir(), site.name)):
+            print(entry.line())
+        if current is None:
+            print(f"site {site.name}: no revision recorded yet", file=sys.stderr)
+    elif args.action == "previous":  # the Jenkinsfile's ROLLBACK: where `rollback` would go
+        entries = revision.history(revision_dir(), site.name)
+        print(revision.rollback_target(entries, revision.read(revision_dir(), site.name), args.revision or None))
     else:
         where = revision_dir()
         if not args.revision:
             raise ConfigError("revision set needs --revision")
-        revision.record(where, site.name, args.revision)
+        revision.record_with_history(where, site.name, args.revision, datetime.now(timezone.utc),
+                                     rollback_from=args.rollback_from or None)
     return 0
 
 
@@ -205,3 +217,9 @@ def run_rollout(args) -> int:
     from helper.setup import rollout_cmd
 
     return rollout_cmd.run(args)
+
+
+def run_rollback(args) -> int:
+    from helper.setup import rollout_cmd
+
+    return rollout_cmd.rollback(args)

@@ -35,7 +35,7 @@ STUB_TIMEOUT_S = 120
 BUILD_TIMEOUT_S = 120
 STAGES = ["Setup", "Test", "Resolve revision", "Hold fleet", "Inventory", "Deploy", "Verify", "Record revision"]
 PARAMETERS = {"SITE": "string", "INSTANCE_IDS": "string", "REVISION": "string", "LIFECYCLE_ACTIONS": "string",
-              "DRY_RUN": "bool", "SKIP_TESTS": "bool"}
+              "DRY_RUN": "bool", "SKIP_TESTS": "bool", "ROLLBACK": "bool"}
 # Stand-ins for the agent's programs: fast, local, and leaving evidence in the workspace.
 TEST_COMMAND = "touch tests-ran"
 DEPLOY_COMMAND = 'printf "%s\\n" "$REVISION" > deployed-revision && cp "$CAP_CONFIG" deployed-cap.yml'
@@ -333,6 +333,30 @@ def test_full_deploy_writes_the_inventory_deploys_the_branch_head_and_records_it
     archived, = [line.split(": ", 1)[1].split() for line in result.stdout.splitlines() if line.startswith("ARCHIVE ")]
     assert {"deploy-out/cap.yml", "deploy-out/ssh_config", "deploy-out/revision"} <= set(archived)
     assert result.stdout.rstrip().endswith("RESULT: SUCCESS")
+
+
+def test_a_rollback_build_deploys_the_previous_revision_and_records_where_it_came_from(stub, aws, tmp_path):
+    """ROLLBACK=true (issue 21): the revision the site ran before, no Test stage, and a record
+    that says what it left, so a second rollback goes further back instead of returning."""
+    config = site_config(tmp_path, aws)
+    for rev in ("v1", "v2"):
+        assert main(["revision", "set", "-c", str(config), "--site", "web", "--revision", rev]) == 0
+    workspace = tmp_path / "ws"
+    git_checkout(workspace)
+
+    result = run_stub("-P", "SITE=web", "-P", "ROLLBACK=true", str(JENKINSFILE), cwd=workspace, env=agent_env(config))
+
+    assert result.returncode == 0, result.stdout
+    lines = stage_lines(result.stdout)
+    assert lines["Test"] == "skipped (when)" and lines["Deploy"] == lines["Record revision"] == "ran"
+    assert (workspace / "deployed-revision").read_text() == "v1\n"
+    assert (tmp_path / "revisions" / "web.revision").read_text() == "v1\n"
+    assert (tmp_path / "revisions" / "web.history").read_text().splitlines()[-1].endswith(" v1 rollback-from=v2")
+    again = run_stub("-P", "SITE=web", "-P", "ROLLBACK=true", str(JENKINSFILE), cwd=workspace, env=agent_env(config))
+    assert again.returncode != 0 and "no earlier good revision" in again.stdout  # nothing good before v1
+    canary = run_stub("-P", "SITE=web", "-P", "ROLLBACK=true", "-P", "INSTANCE_IDS=i-0123456789abcdef0",
+                      str(JENKINSFILE), cwd=workspace, env=agent_env(config))
+    assert canary.returncode != 0 and "ROLLBACK rolls the whole site back" in canary.stdout
 
 
 def test_scale_up_build_queued_through_jenkins_deploys_the_recorded_revision_to_the_new_instance(

@@ -154,3 +154,24 @@ def _status(records: RolloutRecords, site: str) -> int:
     if not found and not problems:
         print(f"{site}: no host taken out by a rollout")
     return EXIT_NEEDS_A_PERSON if found or problems else 0
+
+
+def rollback(args: Namespace) -> int:
+    """`rollback`: a rollout of the revision the site ran before, recorded (with where it came
+    from, so a second rollback goes further back) only when every host runs it."""
+    from datetime import datetime, timezone
+
+    config = load_config(args.config)
+    site_named(config, args.site)
+    where = config.paths.revision_dir
+    if not where:
+        raise ConfigError(f"{config.path}: path.revision_dir is not set: a rollback reads the site's history there")
+    current = revisions.read(where, args.site)
+    target = revisions.rollback_target(revisions.history(where, args.site), current, args.to)
+    print(f"{args.site}: rolling back from {current or '(no record)'} to {target}", flush=True)
+    rolled = Namespace(**vars(args), rollout_action="run", revision=target, previous=current, configured=False)
+    status = run(rolled)
+    if status == 0 and not args.dry_run:
+        revisions.record_with_history(where, args.site, target, datetime.now(timezone.utc),
+                                      rollback_from=current if current != target else None)
+    return status

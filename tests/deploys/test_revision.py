@@ -96,3 +96,39 @@ def test_a_recorded_revision_reads_back(tmp_path):
     assert run_cli("revision", "set", "-c", str(config), "--site", "web", "--revision", "v2").returncode == 0
     assert record.read_text() == "v2\n"
     assert run_cli("revision", "get", "-c", str(config), "--site", "web").stdout == "v2\n"
+
+
+# --- history and rollbacks (issue 21) -----------------------------------------------------------
+
+def test_history_keeps_the_last_revisions_and_a_rollback_never_returns_to_the_one_it_left(tmp_path):
+    from datetime import datetime, timezone
+
+    from helper.errors import HelperError
+
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=timezone.utc)
+    for rev in ("v1", "v2", "v3"):
+        revision.record_with_history(str(tmp_path), "web", rev, now)
+    entries = revision.history(str(tmp_path), "web")
+    assert [e.revision for e in entries] == ["v1", "v2", "v3"] and revision.read(str(tmp_path), "web") == "v3"
+    assert revision.rollback_target(entries, "v3", None) == "v2"
+    revision.record_with_history(str(tmp_path), "web", "v2", now, rollback_from="v3")
+    entries = revision.history(str(tmp_path), "web")
+    assert revision.rollback_target(entries, "v2", None) == "v1"  # v3 was rolled back from: never again
+    assert revision.rollback_target(entries, "v2", "v3") == "v3"  # unless a person names it
+    with pytest.raises(ConfigError, match="not in the site's history"):
+        revision.rollback_target(entries, "v2", "v9")
+    with pytest.raises(HelperError, match="no earlier good revision"):
+        revision.rollback_target(entries[:1], "v1", None)
+    for n in range(revision.HISTORY_MAX + 5):
+        revision.record_with_history(str(tmp_path), "web", f"r{n}", now)
+    assert len(revision.history(str(tmp_path), "web")) == revision.HISTORY_MAX
+
+
+@pytest.mark.parametrize("line", ["v1", "2026-12-05T12:00:00Z v1 extra", "2026-12-05T12:00:00Z ../etc",
+                                  "yesterday v1", "2026-12-05T12:00:00Z v1 rollback-from=a;b"])
+def test_a_history_line_that_is_not_one_names_the_file_and_line(tmp_path, line):
+    from helper.errors import HelperError
+
+    (tmp_path / "web.history").write_text(f"2026-12-05T11:00:00Z v0\n{line}\n")
+    with pytest.raises(HelperError, match=r"web\.history:2: not '<time> <revision>"):
+        revision.history(str(tmp_path), "web")

@@ -265,3 +265,22 @@ def test_a_batch_changes_each_load_balancer_and_its_records_in_one_call(site, aw
     assert calls["DeregisterTargets"] == calls["RegisterTargets"] == 2 * batches
     assert calls["DeregisterInstancesFromLoadBalancer"] == calls["RegisterInstancesWithLoadBalancer"] == batches
     assert calls["CreateTags"] == calls["DeleteTags"] == batches
+
+
+def test_rollback_rolls_the_site_to_its_previous_revision_and_records_it(site, capsys):
+    tmp_path, *_ = site
+    for rev in ("v1", "v2"):  # two full deploys, as the Jenkinsfile's Record revision stage writes them
+        assert main(["revision", "set", "-c", "deploy.yml", "--site", "web", "--revision", rev]) == 0
+    capsys.readouterr()
+    assert main(["revision", "previous", "-c", "deploy.yml", "--site", "web"]) == 0
+    assert capsys.readouterr().out.strip() == "v1"
+    assert main(["rollback", "-c", "deploy.yml", "--site", "web", "--", sys.executable, "deploy.py"]) == 0
+    assert {b["revision"] for b in log_of(tmp_path)} == {"v1"} and len(log_of(tmp_path)) == 3
+    assert (tmp_path / "revisions" / "web.revision").read_text() == "v1\n"
+    capsys.readouterr()
+    assert main(["revision", "history", "-c", "deploy.yml", "--site", "web"]) == 0
+    assert capsys.readouterr().out.split("\n")[0].endswith(" v1 rollback-from=v2")
+    # Nothing good is left before v1: a second rollback refuses, in one line, and deploys nothing.
+    assert main(["rollback", "-c", "deploy.yml", "--site", "web", "--", sys.executable, "deploy.py"]) == 1
+    assert "no earlier good revision" in capsys.readouterr().err and len(log_of(tmp_path)) == 3
+    assert main(["rollback", "-c", "deploy.yml", "--site", "web", "--to", "v7", "--", "true"]) == 2

@@ -29,7 +29,7 @@ from helper.settings import load_config
 from tests.polling import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY_PARAMETERS = {"SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS"}
+DEPLOY_PARAMETERS = {"SITE", "INSTANCE_IDS", "REVISION", "LIFECYCLE_ACTIONS", "DRY_RUN", "SKIP_TESTS", "ROLLBACK"}
 REGION = "us-east-1"
 EXPORT_RE = re.compile(r"^export [A-Z_]+=")
 
@@ -128,6 +128,7 @@ JJB_DEPLOY = """\
       - text: {name: LIFECYCLE_ACTIONS, default: ""}
       - bool: {name: DRY_RUN, default: false}
       - bool: {name: SKIP_TESTS, default: false}
+      - bool: {name: ROLLBACK, default: false}
       - choice: {name: ENVIRONMENT, choices: [staging, production]}
     builders:
       - shell: !include-raw: deploy.sh
