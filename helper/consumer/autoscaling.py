@@ -204,6 +204,21 @@ class AutoScaling:
                 _raise(exc, "describe instances")
         return seen
 
+    def attached_load_balancers(self, groups: list[str]) -> set[str]:
+        """The target group ARNs and classic ELB names these groups are attached to: the load
+        balancers that serve their site, which a rollout record may name and nothing else may."""
+        found: set[str] = set()
+        for start in range(0, len(groups), GROUPS_PER_DESCRIBE):
+            try:
+                pages = self._client.get_paginator("describe_auto_scaling_groups").paginate(
+                    AutoScalingGroupNames=groups[start:start + GROUPS_PER_DESCRIBE])
+                for page in pages:
+                    for group in page["AutoScalingGroups"]:
+                        found |= set(group.get("TargetGroupARNs", [])) | set(group.get("LoadBalancerNames", []))
+            except AwsError as exc:
+                _raise(exc, "describe groups")
+        return found
+
     def waiting_instances(self, groups: list[str]) -> list[Waiting]:
         """Instances of these groups held by a launching hook right now."""
         found = []

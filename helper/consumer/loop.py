@@ -32,6 +32,7 @@ from helper.consumer.messages import Messages
 from helper.consumer.metrics import Metrics
 from helper.consumer.parked import ParkedLaunches
 from helper.consumer.plan import BatchKey, Handover, Parked, Plan
+from helper.consumer.rollout_expiry import ExpiredRollouts
 from helper.consumer.sqs import Message, Queue, QueueError
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ ONCE_RECEIVE_ATTEMPTS = 5
 class Consumer:
     def __init__(self, config: LifecycleConfig, queue: Queue, autoscaling: AutoScaling, jobs: JenkinsJobs,
                  metrics: Metrics | None = None, clock=time.monotonic, breakers: SiteBreakers | None = None,
-                 hold_groups: tuple[str, ...] = ()) -> None:
+                 hold_groups: tuple[str, ...] = (), rollouts: ExpiredRollouts | None = None) -> None:
         self.config = config
         # Every group a fleet hold can cover in our region (sites' asg: groups too), not only the
         # routed ones: a killed build's hold on a site's own group must expire as well (issue 19 item 6).
@@ -70,7 +71,7 @@ class Consumer:
         self._futures: set[Future] = set()
         self._futures_lock = threading.Lock()
         self.maintenance = Maintenance(config.groups, self.hold_groups, autoscaling, self.inflight, self.metrics,
-                                       breakers, self.parked, self.accept)
+                                       breakers, self.parked, self.accept, rollouts)
         self._max_receive: int | None = None
 
     @classmethod
@@ -79,6 +80,8 @@ class Consumer:
         from botocore.config import Config as BotoConfig
 
         from helper.aws.clients import CONSUMER_BOTO_CONFIG, AccessKey, AwsClients
+        from helper.deploys.load_balancers import LoadBalancers
+        from helper.deploys.rollout_record import RolloutRecords
 
         lc = settings.lifecycle
         key = AccessKey(region=lc.region, endpoint_url=settings.endpoint_url,
@@ -93,8 +96,11 @@ class Consumer:
         breakers = SiteBreakers.from_clients(
             lc, clients.autoscaling, metrics.registry, settings.config.paths.revision_dir,
             sns_client=clients.client("sns") if lc.alerts.sns_topic_arn else None, config_path=settings.config.path)
-        return cls(lc, Queue(clients.client("sqs"), lc.queue_url), AutoScaling(clients.autoscaling), jobs,
-                   metrics=metrics, breakers=breakers, hold_groups=settings.config.hold_groups(region=lc.region))
+        autoscaling = AutoScaling(clients.autoscaling)
+        rollouts = ExpiredRollouts(RolloutRecords(clients.client("ec2")),
+                                   LoadBalancers(clients.client("elbv2"), clients.client("elb")), autoscaling, lc.groups)
+        return cls(lc, Queue(clients.client("sqs"), lc.queue_url), autoscaling, jobs, metrics=metrics,
+                   breakers=breakers, hold_groups=settings.config.hold_groups(region=lc.region), rollouts=rollouts)
 
     # --- receive -> parse -> route -------------------------------------------------
 

@@ -22,6 +22,7 @@ from helper.consumer.autoscaling import AutoScaling, AutoScalingError, Throttled
 from helper.consumer.inflight import InFlight
 from helper.consumer.metrics import Metrics
 from helper.consumer.parked import ParkedLaunches
+from helper.consumer.rollout_expiry import ExpiredRollouts
 from helper.deploys.fleet_hold import HoldError
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 class Maintenance:
     def __init__(self, routed_groups: Mapping[str, object], hold_groups: tuple[str, ...], autoscaling: AutoScaling,
                  inflight: InFlight, metrics: Metrics, breakers: SiteBreakers | None, parked: ParkedLaunches | None,
-                 accept: Callable[[LifecycleAction, None], None]) -> None:
+                 accept: Callable[[LifecycleAction, None], None],
+                 rollouts: ExpiredRollouts | None = None) -> None:
         self.routed_groups = sorted(routed_groups)
         self.hold_groups = list(hold_groups)
         self.autoscaling = autoscaling
@@ -40,11 +42,13 @@ class Maintenance:
         self.parked = parked
         self.accept = accept  # the consumer's: a reconciled action goes where a message's would
         self._waiting_seen: dict[tuple[str, str], int] = {}
+        self.rollouts = rollouts
 
     def run(self, passes_needed: int = 2) -> None:
         self.release_expired_holds()
         self.reconcile(passes_needed)
         self.check_breakers()
+        self.restore_expired_rollouts()  # last: launches waiting in Pending:Wait come first
 
     def reconcile(self, passes_needed: int = 2) -> None:
         try:
@@ -71,6 +75,11 @@ class Maintenance:
             return
         for site in self.breakers.sites:
             self.breakers.state(site, held=self.parked.count(site) if self.parked else 0)
+
+    def restore_expired_rollouts(self) -> None:
+        """Hosts a dead rollout left out, back in once its record expired (consumer/rollout_expiry.py)."""
+        if self.rollouts is not None:
+            self.metrics.rollout_expired_restores.inc(len(self.rollouts.restore()))
 
     def release_expired_holds(self) -> None:
         """A frozen group is bad, but not worth stopping the deploys of new instances for: a

@@ -80,6 +80,9 @@ class Metrics:
         # helper/deploys/fleet_hold.py: fleet holds whose `until` passed (a build killed without its post).
         self.hold_expired_releases = Counter("adh_fleet_hold_expired_releases", "Expired fleet holds the "
                                              "consumer released", registry=r)
+        # helper/consumer/rollout_expiry.py: hosts a dead rollout left out, put back after its record expired.
+        self.rollout_expired_restores = Counter("adh_rollout_expired_restores", "Hosts of expired rollout "
+                                                "records the consumer put back", registry=r)
         self._clock = clock
         self._wall = wall
         self._last_poll = clock()

@@ -178,17 +178,20 @@ class Rollout:
 
 
 def abort(records: RolloutRecords, lbs: LoadBalancers, site: str, holder: str | None = None,
-          serving: set[str] | None = None) -> tuple[list[str], list[str]]:
+          serving: set[str] | None = None, expired_at: datetime | None = None) -> tuple[list[str], list[str]]:
     """Put every host a rollout of the site took out (of `holder`'s only, when given) back where
     its record says, except failed ones; clear their records. (restored ids, left failed ids).
 
     A record is an instance tag anyone with ec2:CreateTags can write: with `serving` (the load
     balancers that serve the site's hosts now), a host goes back only into one of those, never
-    into a load balancer a forged record names."""
+    into a load balancer a forged record names. With `expired_at`, only the records expired by
+    then (the consumer's pass: a live rollout's hosts are its own)."""
     found, _ = records.read(site)
     restored, left = [], []
     for record in found:
         if holder is not None and record.holder != holder_text(holder):
+            continue
+        if expired_at is not None and not record.expired(expired_at):
             continue
         if record.state == "failed":
             left.append(record.instance_id)

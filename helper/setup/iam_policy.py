@@ -39,11 +39,11 @@ CALLS = (
     # Inventory (helper/inventory/discover.py); the consumer's reconciler shares DescribeAutoScalingGroups,
     # and `doctor` (SETUP) resolves every site the way an inventory run does (issue 24: it lacked these).
     Call("ec2", "DescribeInstances", "ec2:DescribeInstances", (HELPER, SETUP)),
-    Call("elb", "DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancers", (HELPER, SETUP)),
-    Call("elb", "DescribeInstanceHealth", "elasticloadbalancing:DescribeInstanceHealth", (HELPER, SETUP)),
+    Call("elb", "DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancers", (HELPER, CONSUMER, SETUP)),
+    Call("elb", "DescribeInstanceHealth", "elasticloadbalancing:DescribeInstanceHealth", (HELPER, CONSUMER, SETUP)),
     Call("elbv2", "DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancers", (HELPER, SETUP)),
-    Call("elbv2", "DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroups", (HELPER, SETUP)),
-    Call("elbv2", "DescribeTargetHealth", "elasticloadbalancing:DescribeTargetHealth", (HELPER, SETUP)),
+    Call("elbv2", "DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroups", (HELPER, CONSUMER, SETUP)),
+    Call("elbv2", "DescribeTargetHealth", "elasticloadbalancing:DescribeTargetHealth", (HELPER, CONSUMER, SETUP)),
     Call("autoscaling", "DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingGroups",
          (HELPER, CONSUMER, SETUP)),
     Call("sts", "AssumeRole", "sts:AssumeRole", (HELPER, SETUP), SITE_ROLE),
@@ -105,16 +105,16 @@ CALLS = (
     # hosts are in, out and back in, and the record on each instance taken out (issue 21). Load
     # balancer ARNs and instance ids are not known in advance: any resource, as ELB deploy tools need.
     Call("elbv2", "DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTargetGroupAttributes", (HELPER,)),
-    Call("elbv2", "RegisterTargets", "elasticloadbalancing:RegisterTargets", (HELPER,)),
+    Call("elbv2", "RegisterTargets", "elasticloadbalancing:RegisterTargets", (HELPER, CONSUMER)),
     Call("elbv2", "DeregisterTargets", "elasticloadbalancing:DeregisterTargets", (HELPER,)),
     Call("elb", "DescribeLoadBalancerAttributes", "elasticloadbalancing:DescribeLoadBalancerAttributes", (HELPER,)),
     Call("elb", "RegisterInstancesWithLoadBalancer", "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
-         (HELPER,)),
+         (HELPER, CONSUMER)),
     Call("elb", "DeregisterInstancesFromLoadBalancer", "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
          (HELPER,)),
-    Call("ec2", "DescribeTags", "ec2:DescribeTags", (HELPER,)),
+    Call("ec2", "DescribeTags", "ec2:DescribeTags", (HELPER, CONSUMER)),
     Call("ec2", "CreateTags", "ec2:CreateTags", (HELPER,)),
-    Call("ec2", "DeleteTags", "ec2:DeleteTags", (HELPER,)),
+    Call("ec2", "DeleteTags", "ec2:DeleteTags", (HELPER, CONSUMER)),
 )
 
 

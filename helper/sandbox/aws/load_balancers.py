@@ -55,11 +55,26 @@ def deregister_everywhere(backend: Any, group: Any, instance_id: str) -> None:
 
 
 def install() -> None:
-    """Make target health honest about terminated instances, whoever terminated them."""
+    """Make target health honest about terminated instances, whoever terminated them, and a
+    classic ELB's deregistration remove an instance whoever registered it."""
+    from moto.elb.models import ELBBackend
     from moto.elbv2.models import FakeTargetGroup
 
     if getattr(FakeTargetGroup.health_for, "_sandbox", False):
         return
+    deregister_instances = ELBBackend.deregister_instances
+
+    def deregister_everyones(self: Any, load_balancer_name: str, instance_ids: Any,
+                             from_autoscaling: bool = False) -> Any:
+        # moto keeps the instances Auto Scaling registered in a list of their own, which an API
+        # deregistration never touched: a rollout's host stayed InService in a group's ELB.
+        instance_ids = list(instance_ids)
+        balancer = deregister_instances(self, load_balancer_name, instance_ids, from_autoscaling)
+        if not from_autoscaling and balancer is not None:
+            balancer.instance_autoscaling_ids = [i for i in balancer.instance_autoscaling_ids if i not in instance_ids]
+        return balancer
+
+    ELBBackend.deregister_instances = deregister_everyones  # type: ignore[method-assign]
     original_health_for = FakeTargetGroup.health_for
 
     def health_for(self: Any, target: dict[str, Any], ec2_backend: Any) -> Any:
