@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -20,9 +21,10 @@ import pytest
 import yaml
 
 from helper.sandbox.balancer import haproxy
-from helper.sandbox.balancer.balanced_site import balanced_site
+from helper.sandbox.balancer.balanced_site import balanced_site, start_app
 from helper.sandbox.balancer.load import Load, Sampler
 from helper.sandbox.hosts import available
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.skipif(
     (available() or haproxy.available()) is not None and os.environ.get("CI") != "true",
@@ -99,4 +101,43 @@ def test_a_failed_batch_under_traffic_rolls_back_and_the_failed_host_stays_out(s
         (tmp_path / "report.json").read_text())["hosts"] if h["instance_id"] == failing) == 1
     assert site.members.in_service(site.tg_arn) == sorted(i for i in site.instance_ids if i != failing)
     assert set(site.serving().values()) == {"v1"}  # the failed host never restarted; the rest rolled back
+    assert load.failures == [], f"{len(load.failures)} of {load.sent} failed: {load.failures[:3]}"
+
+
+# A deploy that "succeeds" but leaves the app down: the rollout waits for healthy until it is killed.
+STOP_APP = """\
+import json, os, subprocess, sys
+for site in json.load(open(os.environ["DEPLOY_JSON"]))["sites"].values():
+    for host in site:
+        subprocess.run(["ssh", "-F", os.environ["SSH_CONFIG"], host["alias"], "kill $(cat /srv/app/pid)"], check=True)
+"""
+
+
+def test_a_rollout_killed_mid_admit_is_on_record_and_abort_leaves_no_host_half_in(site, tmp_path):
+    """Killed while it waits for a batch to turn healthy: the host is registered but its record
+    stays; status says so, abort clears it, and no request failed (HAProxy never sent any to it)."""
+    (tmp_path / "stop_app.py").write_text(STOP_APP)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    args = [sys.executable, "-m", "helper", "rollout", "-c", str(site.config), "--site", "web", "--revision", "v2"]
+    with Load(site.port, workers=LOAD_WORKERS) as load:
+        process = subprocess.Popen([*args, "--", sys.executable, str(tmp_path / "stop_app.py")], cwd=tmp_path,
+                                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)
+        try:
+            def admitting():
+                drained = {i for _, i, state in site.members.transitions if state == "drain"}
+                back = [i for _, i, state in site.members.transitions[-len(drained) or None:] if state == "ready"]
+                return drained and back and back[0] in drained and back[0]
+            host = wait_for(admitting, timeout_s=60, what="batch 1 registered again, waiting to turn healthy")
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        status = helper("rollout", "status", "-c", str(site.config), "--site", "web", env=env, cwd=tmp_path)
+        assert status.returncode == 1 and f"{host} out" in status.stdout, status.stdout
+        aborted = helper("rollout", "abort", "-c", str(site.config), "--site", "web", env=env, cwd=tmp_path)
+        assert aborted.returncode == 0, aborted.stderr
+        start_app(site.hosts[host], "v1")
+        site.wait_healthy()
+    assert helper("rollout", "status", "-c", str(site.config), "--site", "web", env=env, cwd=tmp_path).returncode == 0
+    assert [s for _, i, s in site.members.transitions if i == host].count("drain") == 1  # deregistered once
     assert load.failures == [], f"{len(load.failures)} of {load.sent} failed: {load.failures[:3]}"

@@ -127,4 +127,5 @@ def balanced_site(aws_url: str, tmp: Path, network: HostNetwork, count: int, *, 
         yield found
     finally:
         balanced.attach(None)
+        members.close()
         proxy.stop()

@@ -162,6 +162,10 @@ class Haproxy:
         """ready (takes traffic), drain (finishes what it has, takes nothing new) or maint (out)."""
         self.command(f"set server {backend}/{server} state {state}")
 
+    def set_weight(self, backend: str, server: str, weight: int) -> None:
+        """0: the server takes no new requests, whatever its checks say (a target still `initial`)."""
+        self.command(f"set weight {backend}/{server} {weight}")
+
     def stats(self) -> dict[tuple[str, str], ServerStat]:
         """(backend, server) -> its state now, for every server of every backend."""
         text = self.command("show stat").lstrip("# ")

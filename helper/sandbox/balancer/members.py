@@ -1,7 +1,10 @@
 """What each load balancer's members are doing, told the way AWS tells it, from HAProxy's own checks.
 
 A `Members` book sits between moto (which keeps the registrations) and HAProxy (which carries
-the traffic). Registering a target puts its HAProxy server in `ready`; deregistering puts it in
+the traffic). Registering a target puts its HAProxy server in `ready` at weight 0: HAProxy sends a
+server leaving maintenance traffic at once, before any check, where ELB sends none to an `initial`
+target; a ticker (and every health question) gives it its weight once its checks have passed
+`rise` times since it was registered. Deregistering puts it in
 `drain` (no new requests; those in flight finish) until the deregistration delay has passed or
 its last session ended, as ELB completes a deregistration early when nothing is in flight, and
 then in `maint`. Target health comes from HAProxy's checks:
@@ -35,11 +38,16 @@ REASONS = {
 }
 
 
+FULL_WEIGHT = 100
+# How often the ticker looks for registered targets whose checks have passed (HAProxy's own pace).
+TICK_S = CHECK_INTERVAL_MS / 1000
+
+
 @dataclass
 class Member:
     registered_at: float | None = None  # None: not registered (draining or out)
     drain_until: float | None = None  # None: not draining
-    healthy_seen: bool = False
+    healthy_seen: bool = False  # its checks passed since it was registered: it has its weight
 
 
 class Members:
@@ -53,6 +61,23 @@ class Members:
         self._servers: set[tuple[str, str]] = set()  # (backend, instance) added to HAProxy
         self._members: dict[tuple[str, str], Member] = {}  # (key, instance)
         self.transitions: list[tuple[str, str, str]] = []  # (key, instance, ready|drain|maint), in order
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="members-ticker", daemon=True)
+        self._ticker.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._ticker.join(5)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(TICK_S):
+            try:
+                for key in list(self._backends):
+                    for instance in [i for (k, i), m in list(self._members.items())
+                                     if k == key and m.registered_at is not None and not m.healthy_seen]:
+                        self.health(key, instance)
+            except OSError:
+                continue  # HAProxy stopping: the next tick, or close(), ends it
 
     def bind(self, key: str, backend: str) -> None:
         with self._lock:
@@ -76,6 +101,7 @@ class Members:
                 self._servers.add((backend, instance))
             member = self._members.setdefault((key, instance), Member())
             if member.registered_at is None:  # registering a registered target changes nothing
+                self.haproxy.set_weight(backend, instance, 0)
                 self._set(key, instance, "ready")
                 member.registered_at, member.drain_until, member.healthy_seen = self._clock(), None, False
 
@@ -117,7 +143,11 @@ class Members:
                 return "unused"
             stat = self.haproxy.stats().get((self._backends[key], instance))
             age_s = self._clock() - member.registered_at
-            if stat is not None and stat.up and (member.healthy_seen or age_s >= INITIAL_S):
+            passing = stat is not None and stat.up and stat.check.startswith("L7OK")
+            if member.healthy_seen and stat is not None and stat.up:
+                return "healthy"
+            if passing and age_s >= INITIAL_S:
+                self.haproxy.set_weight(self._backends[key], instance, FULL_WEIGHT)
                 member.healthy_seen = True
                 return "healthy"
             if member.healthy_seen or age_s >= FIRST_VERDICT_S:
@@ -130,5 +160,5 @@ class Members:
             stats = self.haproxy.stats()
             backend = self._backends[key]
             return sorted(i for (k, i), m in self._members.items()
-                          if k == key and m.registered_at is not None
+                          if k == key and m.registered_at is not None and m.healthy_seen
                           and (s := stats.get((backend, i))) is not None and s.up)
