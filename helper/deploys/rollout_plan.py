@@ -92,3 +92,10 @@ def wait_bounds_s(deregistration_delays_s: list[float], health_checks: list[tupl
     drain = max(deregistration_delays_s, default=0.0)
     healthy = max((threshold * (interval + timeout) for threshold, interval, timeout in health_checks), default=0.0)
     return drain, healthy + margin_s
+
+
+def worst_case_s(the_plan: Plan, config: RolloutConfig, drain_s: float, healthy_s: float) -> float:
+    """How long a rollout's waits can take at most: each batch's drain and health waits, capped by
+    the config as the rollout caps them (the deploy command's own time is not known here)."""
+    return len(the_plan.batches) * (min(drain_s, config.drain_timeout_s) + min(healthy_s, config.healthy_timeout_s))
+

@@ -28,6 +28,7 @@ from helper.errors import ConfigError, HelperError, OutputError
 from helper.files.safepath import read_text
 from helper.inventory.sshcheck import weakened_host_key_checking
 from helper.setup.doctor_jenkins import check_jenkins
+from helper.setup.doctor_sites import check_rollouts, check_sites, site_results
 from helper.setup.findings import FAIL, OK, WARN, Finding
 from helper.setup.hooks import Desired, Observed, desired
 
@@ -137,23 +138,6 @@ def check_hooks(want: Desired, seen: Observed, lc: LifecycleConfig, fix: str) ->
 
 
 # --- the run -------------------------------------------------------------------------------
-
-
-def check_sites(settings) -> list[Finding]:
-    from helper.inventory import collect
-    from helper.settings import Outputs, Settings
-
-    results = collect.collect(Settings(config=settings.config, outputs=Outputs(), endpoint_url=settings.endpoint_url))
-    found = []
-    for r in results:
-        if r.error:
-            found.append(Finding(FAIL, f"site {r.site}", f"does not resolve: {r.error}",
-                                 "check the site's source name, region and credentials"))
-        elif not r.inventory.hosts:
-            found.append(Finding(WARN, f"site {r.site}", "has no instance in service (a full deploy would do nothing)"))
-        else:
-            found.append(Finding(OK, f"site {r.site}", f"resolves to {len(r.inventory.hosts)} instance(s) in service"))
-    return found
 
 
 def check_ssh_config(config) -> list[Finding]:
@@ -314,7 +298,8 @@ def diagnose(settings, api, jobs_factory: Callable | None = None,
         return found + [Finding(FAIL, "aws", f"credentials do not work: {exc}",
                                 "configure credentials (AWS_PROFILE, an instance role, or aws configure)")]
     found.append(Finding(OK, "aws", f"credentials work: {identity.get('Arn')}"))
-    found += check_sites(settings) + check_ssh_config(config)
+    results = site_results(settings)
+    found += check_sites(results) + check_rollouts(settings, results) + check_ssh_config(config)
     if lc is None:
         return found
     fix = install_fix(config.path)

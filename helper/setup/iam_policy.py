@@ -104,10 +104,12 @@ CALLS = (
     # `rollout` (helper/deploys/load_balancers.py, rollout_record.py): every load balancer a batch's
     # hosts are in, out and back in, and the record on each instance taken out (issue 21). Load
     # balancer ARNs and instance ids are not known in advance: any resource, as ELB deploy tools need.
-    Call("elbv2", "DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTargetGroupAttributes", (HELPER,)),
+    Call("elbv2", "DescribeTargetGroupAttributes", "elasticloadbalancing:DescribeTargetGroupAttributes",
+         (HELPER, SETUP)),
     Call("elbv2", "RegisterTargets", "elasticloadbalancing:RegisterTargets", (HELPER, CONSUMER)),
     Call("elbv2", "DeregisterTargets", "elasticloadbalancing:DeregisterTargets", (HELPER,)),
-    Call("elb", "DescribeLoadBalancerAttributes", "elasticloadbalancing:DescribeLoadBalancerAttributes", (HELPER,)),
+    Call("elb", "DescribeLoadBalancerAttributes", "elasticloadbalancing:DescribeLoadBalancerAttributes",
+         (HELPER, SETUP)),
     Call("elb", "RegisterInstancesWithLoadBalancer", "elasticloadbalancing:RegisterInstancesWithLoadBalancer",
          (HELPER, CONSUMER)),
     Call("elb", "DeregisterInstancesFromLoadBalancer", "elasticloadbalancing:DeregisterInstancesFromLoadBalancer",
