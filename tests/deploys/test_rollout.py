@@ -144,21 +144,13 @@ def test_a_plan_that_cannot_keep_min_healthy_is_one_line_and_exit_2(site, capsys
 
 def test_every_call_a_rollout_makes_is_in_the_helper_policy(site, aws, monkeypatch):
     """Recorded through the real clients (issue 21: iam-policy covers the new calls)."""
-    from helper.aws.clients import AwsClients
     from helper.config.document import parse
     from helper.config.yamlfile import load_text
     from helper.setup import iam_policy
-    from tests.setup.test_iam_policy import Recorder, assert_allowed
+    from tests.setup.test_iam_policy import assert_allowed, record_client_calls
 
     tmp_path, *_ = site
-    recorder, made = Recorder(), AwsClients.client
-
-    def recording(self, service):
-        client = made(self, service)
-        client.meta.events.register("before-call", recorder)
-        return client
-
-    monkeypatch.setattr(AwsClients, "client", recording)
+    recorder = record_client_calls(monkeypatch)
     monkeypatch.setenv("FAIL_BATCHES", "3")  # the failure path's record writes too
     assert rollout("--revision", "v2", "--", sys.executable, "deploy.py") == 1
     assert rollout("abort") == 0

@@ -50,9 +50,8 @@ def test_a_site_without_a_rollout_section_is_not_checked(aws, tmp_path):
 
 
 def test_every_call_the_rollout_check_makes_is_in_the_setup_policy(aws, tmp_path, monkeypatch):
-    from helper.aws.clients import AwsClients
     from helper.setup import iam_policy
-    from tests.setup.test_iam_policy import Recorder, assert_allowed
+    from tests.setup.test_iam_policy import assert_allowed, record_client_calls
 
     elb = fleet.client("elb", aws, REGION)
     fleet.classic_elb_site(aws, REGION, "shop", 2)
@@ -62,14 +61,7 @@ def test_every_call_the_rollout_check_makes_is_in_the_setup_policy(aws, tmp_path
     config_path.write_text(yaml.safe_dump({"sites": {"shop": {"elb": "shop", "region": REGION,
                                                               "rollout": {"batch": 1}}}}))
     settings = SimpleNamespace(config=load_config(str(config_path)), endpoint_url=aws)
-    recorder, made = Recorder(), AwsClients.client
-
-    def recording(self, service):
-        client = made(self, service)
-        client.meta.events.register("before-call", recorder)
-        return client
-
-    monkeypatch.setattr(AwsClients, "client", recording)
+    recorder = record_client_calls(monkeypatch)
     (finding,) = check_rollouts(settings, site_results(settings))
     assert ("elb", "DescribeLoadBalancerAttributes") in recorder.calls, recorder.calls
     assert_allowed(iam_policy.SETUP, recorder.calls, settings.config)

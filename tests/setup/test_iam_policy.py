@@ -44,6 +44,19 @@ class Recorder:
             self.calls.add((model.service_model.service_name, model.name))
 
 
+def record_client_calls(monkeypatch) -> Recorder:
+    """Every call through any AwsClients.client for the rest of the test, into the Recorder returned."""
+    recorder, made = Recorder(), AwsClients.client
+
+    def recording(self, service):
+        client = made(self, service)
+        client.meta.events.register("before-call", recorder)
+        return client
+
+    monkeypatch.setattr(AwsClients, "client", recording)
+    return recorder
+
+
 class RecordingClients(AwsClients):
     """The product's AwsClients, with the recorder on every client and base session it makes."""
 
