@@ -15,12 +15,15 @@ import socket
 import subprocess
 import sys
 from argparse import Namespace
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
 from helper import PROG
 from helper.aws.access import AccessKey
 from helper.aws.clients import AwsClients
+from helper.aws.processes import MAX_TTL_S
+from helper.deploys import fleet_hold
 from helper.deploys import revision as revisions
 from helper.deploys.load_balancers import LoadBalancers
 from helper.deploys.rollout import Rollout, abort
@@ -62,6 +65,24 @@ def _write_batch(args: Namespace, inventory: SiteInventory, instance_ids: tuple[
     batch = replace(inventory, hosts=tuple(h for h in inventory.hosts if h.instance.instance_id in instance_ids))
     out.mkdir(parents=True, exist_ok=True)
     outputs.apply(outputs.plan(replace(settings.outputs, prune_known_hosts=False), [batch]), False, sys.stderr)
+
+
+@contextmanager
+def _fleet_held(autoscaling, site: str, groups: tuple[str, ...], holder: str, ttl_s: float):
+    """The rollout under the fleet hold, so no scale-in or health replacement takes a drained host
+    away. A hold this holder has already (the Jenkinsfile's Hold fleet stage) stays the holder's to
+    release; one the rollout took, it releases, whatever happened. A killed rollout's hold expires
+    after ttl_s and the consumer releases it. Another holder's hold refuses the rollout before it
+    changes anything (another full deploy is rolling the site)."""
+    if not groups:
+        yield
+        return
+    plans = fleet_hold.hold(autoscaling, site, list(groups), holder=holder, ttl_s=min(ttl_s, MAX_TTL_S))
+    try:
+        yield
+    finally:
+        if not any(p.extended for p in plans):
+            fleet_hold.release(autoscaling, site, list(groups), holder)
 
 
 def _holder(args: Namespace) -> str:
@@ -132,7 +153,10 @@ def run(args: Namespace) -> int:
                 return False, f"{what} command exited with status {status}"
         return True, ""
 
-    report = Rollout(the_plan, config, lbs, records, run_batch, _holder(args)).run(args.revision, previous)
+    holder = _holder(args)
+    groups = settings.config.hold_groups(args.site, region=site.region)
+    with _fleet_held(clients.autoscaling, args.site, groups, holder, config.ttl_s):
+        report = Rollout(the_plan, config, lbs, records, run_batch, holder).run(args.revision, previous)
     print("\n".join(report.lines()))
     if args.report:
         write_atomic(args.report, json.dumps(report.as_json(), indent=2) + "\n")
