@@ -42,6 +42,8 @@ QUEUE_VISIBILITY_TIMEOUT_S = 120
 HOOK_HEARTBEAT_TIMEOUT_S = 60
 # The DLQ keeps messages for AWS's maximum, 14 days, so nothing expires before someone looks.
 DLQ_RETENTION_S = 14 * 24 * 3600
+# What `hooks install` tags its queues with (helper/setup/hooks.py).
+MANAGED_TAGS = {hooks.MANAGED_TAG_KEY: hooks.MANAGED_TAG_VALUE}
 
 
 def client(service: str, endpoint_url: str, region: str):
@@ -136,16 +138,18 @@ def auto_scaling_site(
 
 
 def lifecycle_queue(endpoint_url: str, region: str, name: str) -> tuple[str, str, str]:
-    """A standard queue `name` with a dead-letter queue `<name>-dlq`; returns (URL, ARN, DLQ URL)."""
+    """A standard queue `name` with a dead-letter queue `<name>-dlq`; returns (URL, ARN, DLQ URL).
+    Both carry the tag `hooks install` puts on what it creates: the sandbox stands in for that step,
+    so the README's `hooks install` after `sandbox up` finds them its own, as it would on AWS."""
     sqs = client("sqs", endpoint_url, region)
     dlq_url = sqs.create_queue(
-        QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)},
+        QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)}, tags=MANAGED_TAGS,
     )["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
     url = sqs.create_queue(QueueName=name, Attributes={
         "VisibilityTimeout": str(QUEUE_VISIBILITY_TIMEOUT_S), "RedrivePolicy": json.dumps(redrive),
-    })["QueueUrl"]
+    }, tags=MANAGED_TAGS)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     return url, arn, dlq_url
 
