@@ -33,7 +33,8 @@ system-deps:
 
 # The main job on the bundled local AWS: start the sandbox, write the inventory of the
 # demo fleet and print it; then scale workers-asg out by one and let the consumer deploy the
-# new instance through the sandbox's Jenkins before its hook lets it into service.
+# new instance through the sandbox's Jenkins before its hook lets it into service; last, a rolling
+# deploy of a small site behind a real HAProxy under load (needs root and haproxy; else it says why).
 demo: venv
 	@$(BIN)/aws-deploy-helper sandbox up --state-dir $(STATE) >/dev/null
 	@set -e; trap '$(BIN)/aws-deploy-helper sandbox down --state-dir $(STATE) >/dev/null' EXIT; \
@@ -46,7 +47,9 @@ demo: venv
 	$$helper sandbox scale --state-dir $(STATE) workers-asg 3; \
 	echo "==> aws-deploy-helper consume -c $(STATE)/demo.yml --once"; \
 	$$helper -v consume -c $(STATE)/demo.yml --once 2>&1 | grep -E 'event=(build_queued|action_completed)'; \
-	$$helper sandbox scale --state-dir $(STATE) workers-asg
+	$$helper sandbox scale --state-dir $(STATE) workers-asg; \
+	echo "==> rolling deploy under load: aws-deploy-helper rollout, batch by batch behind HAProxy"; \
+	$(BIN)/python -m helper.sandbox.demo.rollout_demo
 
 test: venv system-deps
 	$(BIN)/ruff check helper tests bench

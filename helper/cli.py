@@ -197,6 +197,9 @@ def _rollout_parser(sub) -> None:
     p.add_argument("--report", metavar="PATH", help="run: write the per-host report as JSON here")
     p.add_argument("--out-dir", default="rollout-out", metavar="DIR",
                    help="run: each batch's SSH config, known_hosts, Capistrano, Ansible and JSON files go under it")
+    p.add_argument("--known-hosts", metavar="PATH",
+                   help="run: the known_hosts every batch's SSH config uses, kept between runs (default: one "
+                        "per batch under --out-dir); the Jenkinsfile passes the workspace's, as its inventory does")
     p.add_argument("--holder", help="who rolls (default: $BUILD_URL, else user@host); abort: put back only what "
                                     "this holder took out")
     p.add_argument("--configured", action="store_true",
@@ -215,6 +218,7 @@ def _rollback_parser(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan; deregister nothing, deploy nothing")
     p.add_argument("--report", metavar="PATH", help="write the per-host report as JSON here")
     p.add_argument("--out-dir", default="rollout-out", metavar="DIR", help="each batch's files go under it")
+    p.add_argument("--known-hosts", metavar="PATH", help="the known_hosts every batch uses (as rollout's)")
     p.add_argument("--holder", help="who rolls (default: $BUILD_URL, else user@host)")
     p.set_defaults(func=commands.run_rollback)
 

@@ -72,13 +72,19 @@ def private_ip(ec2, instance_id: str) -> str:
 
 # --- 1 -------------------------------------------------------------------------------------------
 
-def test_a_full_deploy_through_the_jenkinsfile_reaches_every_host_of_the_site(world):
+@pytest.mark.parametrize("rolling", [False, True], ids=["all-at-once", "rollout"])
+def test_a_full_deploy_through_the_jenkinsfile_reaches_every_host_of_the_site(world, rolling):
     instances = world.aws.instances()
+    if rolling:  # issue 21: the Deploy stage rolls through the site, `cap` once per batch of one host
+        config = yaml.safe_load(world.aws.config_path.read_text())
+        config["sites"][SITE]["rollout"] = {"batch": 1, "min_healthy": 1, "drain_timeout_s": 5, "healthy_timeout_s": 10}
+        world.aws.config_path.write_text(yaml.safe_dump(config))
 
     build = world.builds.run(SITE=SITE, REVISION="v2")
 
     assert build.result == "SUCCESS", build.console
-    assert "deploy:symlink:release" in build.console  # Capistrano's standard flow ran
+    assert build.console.count("deploy:symlink:release") == (2 if rolling else 1)  # Capistrano's flow, per batch
+    assert ("batch 2:" in build.console) == rolling
     assert world.revisions(instances) == [world.commits["v2"]] * 2
     assert world.builds.known_hosts() == {f"{SITE}-{i}": key_of(world.hosts.host(i)) for i in instances}
 

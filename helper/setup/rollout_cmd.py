@@ -44,7 +44,8 @@ def _inventory_args(args: Namespace, out: Path | None = None) -> Namespace:
         config=args.config, endpoint_url=args.endpoint_url, site=[args.site],
         instance_ids=None, include_out_of_service=False,
         ssh_config=str(out / "ssh_config") if out else None, ssh_config_block=False,
-        known_hosts=str(out / "known_hosts") if out else None, cap_config=str(out / "cap.yml") if out else None,
+        known_hosts=(getattr(args, "known_hosts", None) or str(out / "known_hosts")) if out else None,
+        cap_config=str(out / "cap.yml") if out else None,
         ansible_inventory=str(out / "inventory.yml") if out else None, json=str(out / "hosts.json") if out else None,
         list=False, keep_going=False, dry_run=False)
 
@@ -138,7 +139,8 @@ def run(args: Namespace) -> int:
     def run_batch(batch: Batch, revision: str) -> tuple[bool, str]:
         batch_dir = out_dir / f"batch-{batch.number}"
         _write_batch(args, inventory, batch.instance_ids, batch_dir)
-        env = {**os.environ, "SSH_CONFIG": str(batch_dir / "ssh_config"), "KNOWN_HOSTS": str(batch_dir / "known_hosts"),
+        known_hosts = args.known_hosts or str(batch_dir / "known_hosts")
+        env = {**os.environ, "SSH_CONFIG": str(batch_dir / "ssh_config"), "KNOWN_HOSTS": known_hosts,
                "CAP_CONFIG": str(batch_dir / "cap.yml"), "ANSIBLE_INVENTORY": str(batch_dir / "inventory.yml"),
                "DEPLOY_JSON": str(batch_dir / "hosts.json"), "REVISION": revision, "ROLLOUT_BATCH": str(batch.number)}
         print(f"{PROG}: batch {batch.number}: {' '.join(batch.instance_ids)}", file=sys.stderr, flush=True)
