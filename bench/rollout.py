@@ -155,10 +155,15 @@ def main() -> int:
     print(f"{'fewest hosts in service':28} {'':>14} {min(sampled.counts):>14}   min_healthy 75% = "
           f"{math.ceil(args.hosts * 0.75)}")
     ratio = rollout_s / bound_s
+    # The same bound with each batch paying the whole deregistration delay, as it does on AWS when a
+    # request is still in flight: what a user with long requests would see as the floor.
+    delay_bound_s = sum(args.delay_s + d + healthy_s for d in batch_deploys_s)
     print(f"rollout wall / lower bound: {rollout_s:.1f} s / {bound_s:.1f} s = {ratio:.2f}x "
           f"(target <= {TARGET_RATIO}x: {'met' if ratio <= TARGET_RATIO else 'SHORT'}); "
           f"batch deploys {', '.join(f'{d:.2f}' for d in batch_deploys_s)} s, healthy {healthy_s:.1f} s each; "
           f"all at once: one deploy of every host {deploy_s:.2f} s")
+    print(f"with the full {args.delay_s:g} s delay paid each batch: {rollout_s:.1f} s / {delay_bound_s:.1f} s = "
+          f"{rollout_s / delay_bound_s:.2f}x")
     print(f"hosts now serve: {sorted(serving)}")
     print("rollout calls: " + ", ".join(f"{k} {v}" for k, v in rollout_calls.most_common()))
     return 0

@@ -60,8 +60,9 @@ def newcomer(tmp_path_factory):
         env.update(exports(cli("status", "--state-dir", str(state)).stdout))
         env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
         config = yaml.safe_load((state / "demo.yml").read_text())
-        config["sites"]["workers"]["rollout"] = {"batch": 1, "min_healthy": 1, "drain_timeout_s": 5,
-                                                 "healthy_timeout_s": 5}
+        for site in ("workers", "shop"):  # the sites docs/rollout.md (via SUBSTITUTES) and README.md roll
+            config["sites"][site]["rollout"] = {"batch": 1, "min_healthy": 1, "drain_timeout_s": 5,
+                                                "healthy_timeout_s": 5}
         (work / "deploy.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         for rev in ("v1", "v2"):  # two full deploys, as the Jenkinsfile's Record revision stage records them
             subprocess.run([sys.executable, "-m", "helper", "revision", "set", "-c", "deploy.yml", "--site",
