@@ -71,14 +71,34 @@ def check_rollouts(settings, results, timeout_s: float = JENKINSFILE_TIMEOUT_S) 
             found.append(Finding(OK, f"rollout {site.name}", f"{batches} batch(es), waits at most "
                                  f"{estimate_s / 60:.0f} min, within the Jenkinsfile's {timeout_s / 60:.0f} min"))
             continue
-        delays = ", ".join(sorted({f"{t.kind} {t.drain_s:g} s" for t in timings if t.drain_s})) or "none"
+        try:
+            delays = ", ".join(_delays(lbs, members)) or "none"
+        except LoadBalancerError as exc:
+            delays = f"unreadable ({exc})"
         found.append(Finding(
             WARN, f"rollout {site.name}",
             f"{batches} batch(es) may wait {estimate_s / 60:.0f} min (drain up to {min(drain_s, site.rollout.drain_timeout_s):g} s"
             f" and healthy up to {min(healthy_s, site.rollout.healthy_timeout_s):g} s a batch; deregistration delays: "
             f"{delays}), plus {batches} x the deploy command's own time: longer than the Jenkinsfile's "
             f"{timeout_s / 60:.0f} min timeout, which would abort the deploy half-way",
-            "lower the target groups' deregistration delay (aws elbv2 modify-target-group-attributes --attributes "
-            "Key=deregistration_delay.timeout_seconds,Value=30), raise rollout.batch or lower rollout.drain_timeout_s, "
-            "or raise the Jenkinsfile's timeout"))
+            "lower the target groups' deregistration delay (aws elbv2 modify-target-group-attributes --target-group-arn "
+            "ARN --attributes Key=deregistration_delay.timeout_seconds,Value=30; a classic ELB's: aws elb "
+            "modify-load-balancer-attributes, ConnectionDraining Timeout), raise rollout.batch or lower "
+            "rollout.drain_timeout_s, or raise the Jenkinsfile's timeout(time: ..., unit: 'MINUTES') (doctor "
+            f"assumes the shipped {timeout_s / 60:.0f} min)"))
+    return found
+
+
+def _name(kind: str, target: str) -> str:
+    """A target group by its name (arn:...:targetgroup/NAME/id), a classic ELB by its own."""
+    return f"target group {target.split('/')[1]}" if kind == "tg" and target.count("/") >= 2 else f"classic ELB {target}"
+
+
+def _delays(lbs: LoadBalancers, members) -> list[str]:
+    """Each load balancer of the site with its deregistration delay, by name: one timing() per
+    load balancer, since a Timing does not say whose it is (only read for a warning)."""
+    found = []
+    for kind, target in sorted({(m.kind, m.target) for m in members}):
+        drain_s = max((t.drain_s for t in lbs.timing([m for m in members if m.target == target])), default=0.0)
+        found.append(f"{_name(kind, target)} {drain_s:g} s")
     return found

@@ -32,7 +32,8 @@ def test_a_default_deregistration_delay_that_outlasts_the_build_is_a_warning_nam
 
     (finding,) = check_rollouts(settings, site_results(settings))
     assert finding.level == WARN and finding.subject == "rollout web", finding
-    assert "10 batch(es)" in finding.text and "tg 300 s" in finding.text and "60 min" in finding.text
+    assert "10 batch(es)" in finding.text and "target group web-tg 300 s" in finding.text and "60 min" in finding.text
+    assert "plus 10 x the deploy command" in finding.text
     assert "deregistration_delay.timeout_seconds" in finding.fix
 
     elbv2.modify_target_group_attributes(TargetGroupArn=tg_arn, Attributes=[
