@@ -61,6 +61,9 @@ class LoadBalancers:
     def __init__(self, elbv2, elb) -> None:
         self._elbv2 = translated(elbv2)
         self._elb = translated(elb)
+        # The region's load balancers as the last memberships() listed them: timing() of the same
+        # memberships reads their settings from that list instead of listing every one again.
+        self._listed: tuple[list[dict], list[dict]] | None = None
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -102,11 +105,12 @@ class LoadBalancers:
         """Where each host is registered now and not on its way out."""
         wanted = set(instance_ids)
         found = []
-        for tg in self._target_groups():
+        self._listed = (self._target_groups(), self._classic())
+        for tg in self._listed[0]:
             for (instance, port), state in self.target_states(tg["TargetGroupArn"]).items():
                 if instance in wanted and state in IN_SERVICE_TARGET_STATES:
                     found.append(Membership("tg", tg["TargetGroupArn"], instance, port))
-        for lb in self._classic():
+        for lb in self._listed[1]:
             for member in lb.get("Instances", []):
                 if member.get("InstanceId") in wanted:
                     found.append(Membership("elb", lb["LoadBalancerName"], member["InstanceId"]))
@@ -116,7 +120,8 @@ class LoadBalancers:
         """The drain and health-check settings of each load balancer these memberships name."""
         out = []
         groups = {m.target for m in memberships if m.kind == "tg"}
-        for tg in self._target_groups():
+        target_groups, classic = self._listed or (self._target_groups(), self._classic())
+        for tg in target_groups:
             if tg["TargetGroupArn"] not in groups:
                 continue
             try:
@@ -127,7 +132,7 @@ class LoadBalancers:
             out.append(Timing("tg", delay, (int(tg.get("HealthyThresholdCount", 5)), float(tg.get("HealthCheckIntervalSeconds", 30)),
                                       float(tg.get("HealthCheckTimeoutSeconds", 5)))))
         names = {m.target for m in memberships if m.kind == "elb"}
-        for lb in self._classic():
+        for lb in classic:
             if lb["LoadBalancerName"] not in names:
                 continue
             try:
