@@ -204,39 +204,31 @@ class AutoScaling:
                 _raise(exc, "describe instances")
         return seen
 
-    def attached_load_balancers(self, groups: list[str]) -> set[str]:
-        """The target group ARNs and classic ELB names these groups are attached to: the load
-        balancers that serve their site, which a rollout record may name and nothing else may."""
-        found: set[str] = set()
-        for start in range(0, len(groups), GROUPS_PER_DESCRIBE):
+    def _groups(self, names: list[str]) -> list[dict]:
+        """DescribeAutoScalingGroups of these groups, GROUPS_PER_DESCRIBE names a call."""
+        found = []
+        for start in range(0, len(names), GROUPS_PER_DESCRIBE):
             try:
                 pages = self._client.get_paginator("describe_auto_scaling_groups").paginate(
-                    AutoScalingGroupNames=groups[start:start + GROUPS_PER_DESCRIBE])
-                for page in pages:
-                    for group in page["AutoScalingGroups"]:
-                        found |= set(group.get("TargetGroupARNs", [])) | set(group.get("LoadBalancerNames", []))
+                    AutoScalingGroupNames=names[start:start + GROUPS_PER_DESCRIBE])
+                found += [group for page in pages for group in page["AutoScalingGroups"]]
             except AwsError as exc:
                 _raise(exc, "describe groups")
         return found
 
+    def attached_load_balancers(self, groups: list[str]) -> set[str]:
+        """The target group ARNs and classic ELB names these groups are attached to: the load
+        balancers that serve their site, which a rollout record may name and nothing else may."""
+        found: set[str] = set()
+        for group in self._groups(groups):
+            found |= set(group.get("TargetGroupARNs", [])) | set(group.get("LoadBalancerNames", []))
+        return found
+
     def waiting_instances(self, groups: list[str]) -> list[Waiting]:
         """Instances of these groups held by a launching hook right now."""
-        found = []
-        for start in range(0, len(groups), GROUPS_PER_DESCRIBE):
-            names = groups[start:start + GROUPS_PER_DESCRIBE]
-            try:
-                pages = self._client.get_paginator("describe_auto_scaling_groups").paginate(
-                    AutoScalingGroupNames=names
-                )
-                for page in pages:
-                    for group in page["AutoScalingGroups"]:
-                        for inst in group.get("Instances", []):
-                            if inst["LifecycleState"].endswith("Pending:Wait"):
-                                found.append(Waiting(group["AutoScalingGroupName"], inst["InstanceId"],
-                                                     inst["LifecycleState"]))
-            except AwsError as exc:
-                _raise(exc, "describe groups")
-        return found
+        return [Waiting(group["AutoScalingGroupName"], inst["InstanceId"], inst["LifecycleState"])
+                for group in self._groups(groups) for inst in group.get("Instances", [])
+                if inst["LifecycleState"].endswith("Pending:Wait")]
 
 
 def reconciled_action(waiting: Waiting) -> LifecycleAction:

@@ -23,8 +23,8 @@ from helper.sandbox.aws import fleet
 from tests.deploys.test_rollout import EVERYWHERE, REGION, registrations, rollout
 from tests.polling import wait_for
 
-# The deploy command for the mid-deploy kill: says it started, then works until it is killed.
-HANGING_DEPLOY = "import os, pathlib, time\npathlib.Path(os.environ['MARK']).touch()\ntime.sleep(600)\n"
+# The deploy command for the mid-deploy kill: says it started, then waits for a signal (the kill).
+HANGING_DEPLOY = "import os, pathlib, signal\npathlib.Path(os.environ['MARK']).touch()\nsignal.pause()\n"
 
 
 def start_rollout(tmp_path) -> subprocess.Popen:
