@@ -415,6 +415,24 @@ def test_crafted_parameters_run_no_command_and_fail_the_build_cleanly(stub, aws,
     assert result.stdout.rstrip().endswith("RESULT: FAILURE")
 
 
+@pytest.mark.parametrize("value", ["v1;touch {pwned}", "../../{pwned}", "v9"])
+def test_a_rollback_to_a_crafted_or_unknown_revision_deploys_nothing(stub, aws, tmp_path, value):
+    """ROLLBACK's REVISION goes to `revision previous --revision`, checked against the site's history."""
+    config = site_config(tmp_path, aws)
+    for rev in ("v1", "v2"):
+        assert main(["revision", "set", "-c", str(config), "--site", "web", "--revision", rev]) == 0
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    pwned = tmp_path / "pwned"
+
+    result = run_stub("-P", "SITE=web", "-P", "ROLLBACK=true", "-P", f"REVISION={value.format(pwned=pwned)}",
+                      str(JENKINSFILE), cwd=workspace, env=agent_env(config))
+
+    assert result.returncode == 1 and stage_lines(result.stdout)["Deploy"] == "skipped (earlier failure)"
+    assert not pwned.exists() and not (workspace / "deployed-revision").exists()
+    assert (tmp_path / "revisions" / "web.revision").read_text() == "v2\n"
+
+
 # --- issue 9: what a build records, and paths that work from any directory -------------------------
 
 

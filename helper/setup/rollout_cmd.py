@@ -44,7 +44,7 @@ def _inventory_args(args: Namespace, out: Path | None = None) -> Namespace:
         config=args.config, endpoint_url=args.endpoint_url, site=[args.site],
         instance_ids=None, include_out_of_service=False,
         ssh_config=str(out / "ssh_config") if out else None, ssh_config_block=False,
-        known_hosts=(getattr(args, "known_hosts", None) or str(out / "known_hosts")) if out else None,
+        known_hosts=(args.known_hosts or str(out / "known_hosts")) if out else None,
         cap_config=str(out / "cap.yml") if out else None,
         ansible_inventory=str(out / "inventory.yml") if out else None, json=str(out / "hosts.json") if out else None,
         list=False, keep_going=False, dry_run=False)

@@ -19,12 +19,15 @@ The clock is injectable; every state change is under one lock (moto serves reque
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-from helper.sandbox.balancer.haproxy import CHECK_FALL, CHECK_INTERVAL_MS, CHECK_RISE, Haproxy
+from helper.sandbox.balancer.haproxy import CHECK_FALL, CHECK_INTERVAL_MS, CHECK_RISE, Haproxy, HaproxyError
+
+log = logging.getLogger(__name__)
 
 # A registration is `initial` at least as long as HAProxy takes to see `rise` good checks.
 INITIAL_S = CHECK_RISE * CHECK_INTERVAL_MS / 1000
@@ -39,6 +42,9 @@ REASONS = {
 
 
 FULL_WEIGHT = 100
+# HAProxy's view of a server changes at most once a check: one `show stat` serves every target a
+# describe call asks about within half an interval (it was one round trip per target).
+STATS_FRESH_S = CHECK_INTERVAL_MS / 2000
 # How often the ticker looks for registered targets whose checks have passed (HAProxy's own pace).
 TICK_S = CHECK_INTERVAL_MS / 1000
 
@@ -61,6 +67,7 @@ class Members:
         self._servers: set[tuple[str, str]] = set()  # (backend, instance) added to HAProxy
         self._members: dict[tuple[str, str], Member] = {}  # (key, instance)
         self.transitions: list[tuple[str, str, str]] = []  # (key, instance, ready|drain|maint), in order
+        self._stats_read: tuple[float, dict] | None = None  # (when, show stat), see _stats()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="members-ticker", daemon=True)
         self._ticker.start()
@@ -76,8 +83,8 @@ class Members:
                     for instance in [i for (k, i), m in list(self._members.items())
                                      if k == key and m.registered_at is not None and not m.healthy_seen]:
                         self.health(key, instance)
-            except OSError:
-                continue  # HAProxy stopping: the next tick, or close(), ends it
+            except (OSError, HaproxyError) as exc:  # HAProxy stopping, or a refusal: say so, tick again
+                log.warning("event=balancer_tick_failed error=%r", str(exc))
 
     def bind(self, key: str, backend: str) -> None:
         with self._lock:
@@ -89,8 +96,16 @@ class Members:
     def backend(self, key: str) -> str:
         return self._backends[key]
 
+    def _stats(self) -> dict:
+        """HAProxy's `show stat`, read again when older than STATS_FRESH_S or after we changed a server."""
+        now = self._clock()
+        if self._stats_read is None or now - self._stats_read[0] >= STATS_FRESH_S:
+            self._stats_read = (now, self.haproxy.stats())
+        return self._stats_read[1]
+
     def _set(self, key: str, instance: str, state: str) -> None:
         self.haproxy.set_state(self._backends[key], instance, state)
+        self._stats_read = None
         self.transitions.append((key, instance, state))
 
     def register(self, key: str, instance: str, address: str, port: int) -> None:
@@ -121,7 +136,7 @@ class Members:
             draining = [i for (k, i), m in self._members.items() if k == key and m.drain_until is not None]
             if not draining:
                 return []
-            stats, now, backend, done = self.haproxy.stats(), self._clock(), self._backends[key], []
+            stats, now, backend, done = self._stats(), self._clock(), self._backends[key], []
             for instance in draining:
                 member = self._members[(key, instance)]
                 stat = stats.get((backend, instance))
@@ -141,13 +156,14 @@ class Members:
                 return "draining"
             if member.registered_at is None:
                 return "unused"
-            stat = self.haproxy.stats().get((self._backends[key], instance))
+            stat = self._stats().get((self._backends[key], instance))
             age_s = self._clock() - member.registered_at
             passing = stat is not None and stat.up and stat.check.startswith("L7OK")
             if member.healthy_seen and stat is not None and stat.up:
                 return "healthy"
             if passing and age_s >= INITIAL_S:
                 self.haproxy.set_weight(self._backends[key], instance, FULL_WEIGHT)
+                self._stats_read = None
                 member.healthy_seen = True
                 return "healthy"
             if member.healthy_seen or age_s >= FIRST_VERDICT_S:
@@ -157,7 +173,7 @@ class Members:
     def in_service(self, key: str) -> list[str]:
         """The instances HAProxy sends traffic to now: registered and up."""
         with self._lock:
-            stats = self.haproxy.stats()
+            stats = self._stats()
             backend = self._backends[key]
             return sorted(i for (k, i), m in self._members.items()
                           if k == key and m.registered_at is not None and m.healthy_seen
