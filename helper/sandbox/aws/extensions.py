@@ -16,9 +16,10 @@ def install(time_scale: float = 1.0) -> None:
     if _installed:
         return
     # Imported here: moto is a sandbox-only dependency.
-    from helper.sandbox.aws import lifecycle, speedups
+    from helper.sandbox.aws import lifecycle, speedups, tag_lock
 
     speedups.install()
+    tag_lock.install()
     lifecycle.install(time_scale)
     _installed = True
 
