@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from typing import Callable
 
 from helper.sandbox.hosts import HostError, HostNetwork, SshHost
 
@@ -26,8 +27,11 @@ LIVE_STATES = ("pending", "running")
 class FleetHosts:
     """A host per live instance of `ec2_clients` (one boto3 EC2 client per region)."""
 
-    def __init__(self, network: HostNetwork, *ec2_clients, poll_interval_s: float = POLL_INTERVAL_S) -> None:
+    def __init__(self, network: HostNetwork, *ec2_clients, poll_interval_s: float = POLL_INTERVAL_S,
+                 on_boot: Callable[[SshHost], None] | None = None) -> None:
         self.network, self.ec2_clients = network, ec2_clients
+        # Runs on each host whose sshd came up, as an image's init starts its services (the web app).
+        self.on_boot = on_boot
         self.poll_interval_s = poll_interval_s
         self._hosts: dict[str, SshHost] = {}
         self._gone: set[str] = set()  # instances no longer pending or running: their sshd is stopped
@@ -60,6 +64,7 @@ class FleetHosts:
                 for reservation in page["Reservations"]:
                     for instance in reservation["Instances"]:
                         live[instance["InstanceId"]] = instance["PrivateIpAddress"]
+        booted = []
         with self._lock:
             for instance_id, host in self._hosts.items():
                 if instance_id not in live and instance_id not in self._gone:
@@ -69,7 +74,11 @@ class FleetHosts:
             for instance_id, ip in live.items():
                 if instance_id not in self._hosts:
                     self._hosts[instance_id] = self._boot(ip, self.boots(instance_id))
+                    booted.append(self._hosts[instance_id])
                     log.info("event=host_made instance=%s ip=%s", instance_id, ip)
+        for host in booted:  # outside the lock: booted() answers while a service starts
+            if self.on_boot is not None and host.running:
+                self.on_boot(host)
 
     def _boot(self, ip: str, start: bool) -> SshHost:
         retired = [host for instance_id, host in self._hosts.items() if host.ip == ip and instance_id in self._gone]

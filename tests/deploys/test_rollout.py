@@ -11,9 +11,11 @@ import json
 import os
 import sys
 
+import pytest
 import yaml
 
 from helper.cli import main
+from helper.deploys import rollout as rollout_module
 from helper.sandbox.aws import fleet
 
 REGION = "us-east-1"
@@ -221,3 +223,36 @@ def test_rollback_rolls_the_site_to_its_previous_revision_and_records_it(site, c
     assert main(["rollback", "-c", "deploy.yml", "--site", "web", "--", sys.executable, "deploy.py"]) == 1
     assert "no earlier good revision" in capsys.readouterr().err and len(log_of(tmp_path)) == 3
     assert main(["rollback", "-c", "deploy.yml", "--site", "web", "--to", "v7", "--", "true"]) == 2
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.now_s += seconds
+
+
+@pytest.mark.parametrize("ready_at_s", [0.05, 0.35, 2.0, 40.0])
+def test_a_wait_sees_the_state_at_most_a_quarter_late(ready_at_s):
+    """Doubling pauses saw a host healthy at 0.35 s only at 0.7 s, in every batch (bench/rollout.py)."""
+    clock, asked = FakeClock(), []
+
+    def done() -> bool:
+        asked.append(clock())
+        return clock() >= ready_at_s
+
+    assert rollout_module.wait_until(done, 300.0, clock, clock.sleep)
+    assert clock() <= max(ready_at_s * (1 + rollout_module.OVERSHOOT), ready_at_s + rollout_module.FIRST_POLL_S) + 1e-9
+    # ...and still one call a second (POLL_S) once a wait is long: a 300 s drain is no flood.
+    assert len(asked) <= ready_at_s / rollout_module.POLL_S + 20
+
+
+def test_a_wait_ends_at_its_bound_when_the_state_never_comes():
+    clock = FakeClock()
+    assert not rollout_module.wait_until(lambda: False, 3.0, clock, clock.sleep)
+    assert clock() == pytest.approx(3.0)

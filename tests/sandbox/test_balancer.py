@@ -63,6 +63,10 @@ def test_a_classic_elb_is_an_haproxy_backend_too(aws, tmp_path, network):
                                  Listeners=[{"Protocol": "HTTP", "LoadBalancerPort": 80, "InstancePort": 8080}])
         site.members.bind(balanced.classic_key("web-classic"), "classic")
         elb.register_instances_with_load_balancer(LoadBalancerName="web-classic", Instances=[{"InstanceId": instance}])
+        # Registering it again changes nothing, as on AWS (moto listed it twice).
+        elb.register_instances_with_load_balancer(LoadBalancerName="web-classic", Instances=[{"InstanceId": instance}])
+        assert elb.describe_load_balancers(LoadBalancerNames=["web-classic"])["LoadBalancerDescriptions"][0][
+            "Instances"] == [{"InstanceId": instance}]
 
         def state() -> str:
             return elb.describe_instance_health(LoadBalancerName="web-classic")["InstanceStates"][0]["State"]

@@ -1,8 +1,10 @@
-"""`sandbox up --hosts`: every demo instance is a real SSH host, reached with the ssh config the helper writes.
+"""`sandbox up --hosts`: every demo instance is a real SSH host, reached with the ssh config the helper writes,
+running the web app behind HAProxy as the demo's load balancers (issue 21).
 
 The CLI runs in a subprocess, as a user runs it (as root); OpenSSH's own client connects with
 the written config, host-key checking on (accept-new into the managed known_hosts). `sandbox down`
-must leave nothing the sandbox made: namespaces, links, sshd processes, the hosts' directory.
+must leave nothing the sandbox made: namespaces, links, sshd processes, HAProxy, the hosts' directory;
+also after the serve process was SIGKILLed.
 """
 
 from __future__ import annotations
@@ -10,18 +12,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from helper.sandbox.balancer import haproxy
 from helper.sandbox.hosts import available
 from tests.polling import wait_for
 from tests.sandbox.test_sandbox_up import Sandbox, cli, exports
 
-UNAVAILABLE = available()
+UNAVAILABLE = available() or haproxy.available()
 # Skipped with the reason where real hosts cannot be made (a non-root dev machine); never on CI,
 # which runs as root, so a broken CI machine fails loudly.
 pytestmark = pytest.mark.skipif(UNAVAILABLE is not None and os.environ.get("CI") != "true",
@@ -54,6 +59,22 @@ def write_inventory(sandbox: Sandbox) -> Path:
     config = sandbox.state["config"]
     helper(sandbox, "inventory", "-c", config)
     return Path(yaml.safe_load(Path(config).read_text())["path"]["ssh_config_file"])
+
+
+def served(url: str, requests: int) -> set[str]:
+    """The revisions `requests` requests through a load balancer's URL were answered with."""
+    answers = set()
+    for _ in range(requests):
+        with urllib.request.urlopen(url, timeout=5) as response:
+            answers.add(response.read().decode().strip())
+    return answers
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def leftovers(tag: str, workdir: Path) -> list[str]:
@@ -100,6 +121,39 @@ def test_every_demo_instance_is_a_real_host_until_sandbox_down(tmp_path):
     assert down.returncode == 0 and down.stdout.strip() == "sandbox stopped", down.stdout + down.stderr
     assert leftovers(record["tag"], Path(record["workdir"])) == []
     assert not (state_dir / "hosts.json").exists()
+
+
+def test_the_demo_load_balancers_serve_what_a_deploy_put_there_and_down_ends_haproxy_after_a_sigkill(tmp_path):
+    state_dir = tmp_path / "sandbox"
+    up = cli("up", "--hosts", "--state-dir", str(state_dir))
+    sandbox = Sandbox(state_dir, up.stdout, exports(up.stdout))
+    record = json.loads((state_dir / "hosts.json").read_text())
+    try:
+        balancers = sandbox.state["hosts"]["load_balancers"]
+        assert sorted(balancers) == ["api", "shop", "workers"]
+        assert f"load balancer:     shop {balancers['shop']} (HAProxy)" in up.stdout
+        assert alive(record["haproxy_pid"])
+        # Every seeded instance runs the app at the demo's first revision, in service behind its balancer.
+        wait_for(lambda: served(balancers["shop"], 6) == {"demo-1"}, "shop's balancer to serve demo-1")
+
+        # A build of the demo's deploy job, as Jenkins runs it: each host's app restarts at the revision.
+        build = subprocess.run(
+            [sys.executable, "-m", "helper.sandbox.demo.build", "--config", sandbox.state["config"],
+             "--state-dir", str(state_dir), "--endpoint-url", sandbox.env["AWS_ENDPOINT_URL"]],
+            env={**os.environ, "SITE": "shop", "REVISION": "v2", "BUILD_NUMBER": "1"},
+            capture_output=True, text=True, timeout=120)
+        assert build.returncode == 0, build.stdout + build.stderr
+        wait_for(lambda: served(balancers["shop"], 6) == {"v2"}, "shop's balancer to serve v2 only")
+    finally:
+        os.kill(sandbox.state["pid"], signal.SIGKILL)  # nothing of serve's own cleanup runs
+        wait_for(lambda: not alive(sandbox.state["pid"]), "the serve process to die")
+        down = cli("down", "--state-dir", str(state_dir), check=False)
+
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert f"removed what a crashed sandbox left: haproxy (pid {record['haproxy_pid']})" in down.stdout
+    assert not alive(record["haproxy_pid"])
+    assert leftovers(record["tag"], Path(record["workdir"])) == []
+    assert not (state_dir / "hosts.json").exists() and not (state_dir / "haproxy").exists()
 
 
 def test_hosts_are_refused_with_one_line_for_a_user_who_is_not_root(tmp_path):

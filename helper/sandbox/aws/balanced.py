@@ -110,7 +110,12 @@ def _patch_classic() -> None:
         return ec2_backends[backend.account_id][backend.region_name]
 
     def bound_register(self: Any, load_balancer_name: str, instance_ids: Any, from_autoscaling: bool = False) -> Any:
-        balancer = register(self, load_balancer_name, instance_ids, from_autoscaling)
+        # Registering an instance that is registered changes nothing on AWS; moto listed it twice
+        # (and the inventory then named its host twice: `sandbox up --hosts` registers again).
+        instance_ids = list(instance_ids)
+        known = self.get_load_balancer(load_balancer_name)
+        already = set(known.instance_sparse_ids) | set(known.instance_autoscaling_ids)
+        balancer = register(self, load_balancer_name, [i for i in instance_ids if i not in already], from_autoscaling)
         key = classic_key(load_balancer_name)
         if members := _bound(key):
             port = int(balancer.listeners[0].instance_port)

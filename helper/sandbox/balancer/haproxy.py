@@ -98,6 +98,11 @@ class Haproxy:
     def port(self, backend: str) -> int:
         return self.ports[backend]
 
+    @property
+    def pid(self) -> int | None:
+        """The running HAProxy's process id (None before start and after stop)."""
+        return None if self._process is None else self._process.pid
+
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(config_text(self.socket_path, self.ports), encoding="utf-8")

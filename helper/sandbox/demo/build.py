@@ -4,7 +4,8 @@ tests' scenarios (tests/scenario.py), started by jobs.deploy_command:
     python -m helper.sandbox.demo.build --config demo.yml --state-dir .sandbox --endpoint-url URL
 
 A build "deploys" by asking the helper for the site's hosts, exactly as a real job would,
-then writing the revision each host now runs into `<state-dir>/hosts/<alias>.revision`; a full
+then writing the revision each host now runs into `<state-dir>/hosts/<alias>.revision` (and, with
+real hosts, restarting each host's web app at that revision over SSH); a full
 deploy (no INSTANCE_IDS, no LIFECYCLE_ACTIONS, not a dry run) records the site's revision, as the
 Jenkinsfile does. Files in the state directory make builds misbehave, for tests and for a demo of
 an ABANDON: `delay_s` (seconds every build waits first), `fail/once` (the next deploy fails, and
@@ -22,6 +23,7 @@ import io
 import json
 import os
 import shlex
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,12 @@ from helper.deploys import revision
 from helper.errors import ConfigError
 from helper.files.write import write_atomic
 from helper.sandbox.aws.server import SANDBOX_ENV
+from helper.sandbox.balancer.balanced_site import APP_DIR, APP_PORT, WEBAPP
 from helper.sandbox.demo.jobs import INITIAL_REVISION
+
+# Written by `sandbox up --hosts` (real_hosts.RECORD_FILE): the hosts are real, deploy to them.
+REAL_HOSTS_RECORD = "hosts.json"
+SSH_TIMEOUT_S = 60  # a guard: restarting the app takes well under a second
 
 # How the emulator (like Jenkins) spells a ticked boolean parameter, and what people type by hand.
 TRUE_WORDS = ("true", "yes", "1")
@@ -117,6 +124,17 @@ def _fail_once(state_dir: Path) -> None:
         raise BuildFailed("deploy failed (fail/once)")
 
 
+def _restart_app(ssh_config: Path, alias: str, chosen: str) -> None:
+    """With real hosts (`sandbox up --hosts`), the deploy restarts the host's web app at `chosen`,
+    over the ssh config the helper wrote, so the demo's load balancers serve what was deployed."""
+    done = subprocess.run(["ssh", "-F", str(ssh_config), "-o", "BatchMode=yes", alias, "python3", str(WEBAPP),
+                           "restart", "--dir", APP_DIR, "--port", str(APP_PORT), "--revision", chosen],
+                          capture_output=True, text=True, timeout=SSH_TIMEOUT_S)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise BuildFailed(f"deploy to {alias} failed: ssh exited {done.returncode}: {last}")
+
+
 def is_full_deploy(params: BuildParams) -> bool:
     """The Jenkinsfile's rule for recording the site's revision: every instance, for real."""
     return not (params.lifecycle_actions or params.instance_ids or params.dry_run)
@@ -143,6 +161,8 @@ def deploy(params: BuildParams, config: str, state_dir: Path) -> None:
         if (state_dir / "fail" / instance_id).exists():
             raise BuildFailed(f"deploy to {instance_id} failed (fail/{instance_id})")
         write_atomic(state_dir / "hosts" / f"{alias}.revision", chosen + "\n")
+        if (state_dir / REAL_HOSTS_RECORD).exists():
+            _restart_app(build_dir / "ssh_config", alias, chosen)
     if is_full_deploy(params):
         _helper(["revision", "set", "-c", config, "--site", params.site, "--revision", chosen])
 

@@ -102,6 +102,12 @@ def _print_state(state: dict) -> None:
         hosts = state["hosts"]
         print(f"ssh hosts:         one per instance in {hosts['cidr']} (user {hosts['user']},"
               f" key {hosts['identity_file']})")
+        balancers = hosts.get("load_balancers") or {}
+        if "unavailable" in balancers:
+            print(f"load balancers:    none ({balancers['unavailable']})")
+        for name, url in sorted(balancers.items()):
+            if name != "unavailable":
+                print(f"load balancer:     {name} {url} (HAProxy)")
     print("# to point boto3, the helper and python-jenkins at it, run these in your shell:")
     for name, value in environment(state).items():
         print(f"export {name}={shlex.quote(value)}")
@@ -155,7 +161,7 @@ def serve(state_dir: str, port: int = 0, ready: threading.Event | None = None,
         running.callback((directory / CREDENTIALS_FILE).unlink, missing_ok=True)  # its token dies with us
         demo, state = _seed(directory, aws_url, jenkins, token, time_scale, ssh)
         if network is not None:
-            state["hosts"] = real_hosts.watch(network, aws_url, demo, running)
+            state["hosts"] = real_hosts.watch(directory, network, aws_url, demo, running)
         running.callback((directory / STATE_FILE).unlink, missing_ok=True)  # first out: `status` stops at once
         write_atomic(directory / STATE_FILE, json.dumps(state, indent=2) + "\n", mode=SECRET_MODE)
         if ready is not None:

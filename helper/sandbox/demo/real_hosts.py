@@ -3,7 +3,7 @@
 The serve process makes a HostNetwork on moto's default-VPC range, and a FleetHosts watcher gives
 each running instance of both demo regions a host (and stops a terminated one's). Before anything
 is made, the network's tag, workdir and the serve process's pid go into `hosts.json` in the state
-directory; the file goes only once the network is removed. So `sandbox down` can remove what a
+directory (and HAProxy's pid, once it runs); the file goes only once the network is removed. So `sandbox down` can remove what a
 killed serve process left (namespaces, veths, the bridge, sshd, the keys) from that record alone.
 """
 
@@ -20,7 +20,7 @@ from helper.errors import ConfigError, HelperError
 from helper.files.write import write_atomic
 from helper.sandbox import hosts
 from helper.sandbox.aws import fleet
-from helper.sandbox.demo import records
+from helper.sandbox.demo import load_balancer, records
 from helper.sandbox.fleet_hosts import FleetHosts
 
 log = logging.getLogger(__name__)
@@ -75,11 +75,13 @@ def start(directory: Path, running: contextlib.ExitStack) -> tuple[hosts.HostNet
     return network, fleet.DemoSsh(user=DEPLOY_USER, identity_file=str(network.deploy_key))
 
 
-def watch(network: hosts.HostNetwork, aws_url: str, demo: fleet.DemoFleet,
+def watch(directory: Path, network: hosts.HostNetwork, aws_url: str, demo: fleet.DemoFleet,
           running: contextlib.ExitStack) -> dict:
-    """A host per instance of the demo's regions, now and as they come and go; the state's entry."""
+    """A host per instance of the demo's regions, now and as they come and go, each running the web
+    app, behind HAProxy as the demo's load balancers (load_balancer.py); the state's entry."""
     regions = sorted({demo.region, fleet.API_REGION})
-    watcher = FleetHosts(network, *(fleet.client("ec2", aws_url, region) for region in regions))
+    watcher = FleetHosts(network, *(fleet.client("ec2", aws_url, region) for region in regions),
+                         on_boot=load_balancer.boot_app)
 
     def close() -> None:
         try:
@@ -87,8 +89,14 @@ def watch(network: hosts.HostNetwork, aws_url: str, demo: fleet.DemoFleet,
         except hosts.HostError as error:  # the network is removed next either way
             log.error("event=fleet_hosts_failed error=%s", error)
     running.callback(close)
+
+    def record_balancer(pid: int, started: str | None) -> None:
+        record_path = directory / RECORD_FILE
+        record = {**read_record(directory), "haproxy_pid": pid, "haproxy_start": started}
+        write_atomic(record_path, json.dumps(record, indent=2) + "\n", mode=RECORD_MODE)
+    balancers = load_balancer.start(directory, aws_url, demo, running, record_balancer)
     return {"cidr": hosts.DEFAULT_CIDR, "user": DEPLOY_USER, "identity_file": str(network.deploy_key),
-            "tag": network.tag}
+            "tag": network.tag, "load_balancers": balancers}
 
 
 def sweep(directory: Path) -> list[str]:
@@ -103,8 +111,9 @@ def sweep(directory: Path) -> list[str]:
     if workdir.is_symlink() or (workdir.exists() and not workdir.is_dir()):
         raise HelperError(f"{workdir} is not the directory the sandbox made (a link or a file); "
                           "remove it yourself after checking what it is")
+    removed = load_balancer.sweep(directory, record)
     try:
-        removed = hosts.remove_leftovers(record["tag"], workdir)
+        removed += hosts.remove_leftovers(record["tag"], workdir)
     except hosts.HostError as error:
         raise HelperError(f"the sandbox's hosts ({directory / RECORD_FILE}) not removed: {error}") from None
     (directory / RECORD_FILE).unlink()
