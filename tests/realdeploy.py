@@ -188,7 +188,7 @@ def scale_up_world(aws_url: str, tmp: Path, network: HostNetwork, app: tuple[str
     try:
         hosts = FleetHosts(network, fleet.client("ec2", aws_url, REGION))
         command = deploy_job_command(scenario.config_path, repo_url)
-        assert scenario.jenkins.add_jobs_from_jjb(ROOT / "jenkins/jobs", commands={"deploy": command}) == ["deploy"]
+        assert scenario.jenkins.add_jobs_from_jjb(ROOT / "jenkins/jobs/deploy.yaml", commands={"deploy": command}) == ["deploy"]
         yield World(scenario, hosts, Builds(scenario.jenkins), commits)
     finally:
         try:

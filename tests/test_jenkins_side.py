@@ -146,10 +146,11 @@ def test_groovy_2_4_rejects_syntax_only_groovy_3_accepts(parse_check, sample):
 def rendered_job(tmp_path_factory) -> ET.Element:
     out = tmp_path_factory.mktemp("jjb")
     jjb = Path(sys.executable).parent / "jenkins-jobs"
-    result = subprocess.run([str(jjb), "--conf", "/dev/null", "test", str(JOBS_DIR), "-o", str(out)],
+    # --config-xml: <job>/config.xml, so a folder (jenkins/jobs/library.yaml) and the jobs in it both fit.
+    result = subprocess.run([str(jjb), "--conf", "/dev/null", "test", "--config-xml", str(JOBS_DIR), "-o", str(out)],
                             text=True, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    return ET.parse(out / "deploy").getroot()
+    return ET.parse(out / "deploy" / "config.xml").getroot()
 
 
 def test_jjb_renders_a_pipeline_job_with_the_parameters_and_one_build_at_a_time(rendered_job):
@@ -174,7 +175,7 @@ def test_the_emulator_reads_the_same_job_from_the_jjb_file():
         info = jenkins.Jenkins(emulator.url, "admin", "token", timeout=10).get_job_info("deploy")
 
     definitions = info["property"][0]["parameterDefinitions"]
-    assert names == ["deploy"]
+    assert names == ["deploy", "team-deploys/web"]  # the folder itself is no job to build
     assert info["concurrentBuild"] is False
     assert [d["name"] for d in definitions] == list(PARAMETERS)
 
@@ -263,11 +264,10 @@ def test_unknown_sections_fail_the_build_before_any_step_runs(stub, tmp_path, wh
 
 
 NOT_SUPPORTED = {  # name: (where it goes in a one-stage pipeline, the text, the error)
-    "echo": ("step", "echo 'hi'", "step 'echo' is not supported by the stub"),
+    "sleep": ("step", "sleep 1", "step 'sleep' is not supported by the stub"),
     "dir": ("step", "dir('sub') { sh 'true' }", "step 'dir' is not supported by the stub"),
     "script": ("step", "script { sh 'true' }", "step 'script' is not supported by the stub"),
-    "sh-returnStdout": ("step", "sh(script: 'true', returnStdout: true)",
-                        "sh with named arguments (returnStdout, returnStatus, label, ...) is not supported by the stub"),
+    "sh-label": ("step", "sh(script: 'true', label: 'x')", "sh with label is not supported by the stub"),
     "timestamps": ("pipeline", "options { timestamps() }", "options: option 'timestamps' is not supported by the stub"),
     "choice": ("pipeline", "parameters { choice(name: 'C', choices: ['a', 'b']) }",
                "parameters: parameter type 'choice' is not supported by the stub"),

@@ -4,9 +4,21 @@
 // build with "... is not supported by the stub" instead of being emulated untested; when the
 // Jenkinsfile starts using it, implement it here together with a test in tests/test_jenkins_side.py.
 //
-//   groovy PipelineStub.groovy [-P NAME=VALUE]... [--workspace DIR] JENKINSFILE   run it
-//   groovy PipelineStub.groovy --list [-P NAME=VALUE]... JENKINSFILE                which stages would run
-//   groovy PipelineStub.groovy --check FILE...                                     parse only (CONVERSION)
+//   groovy PipelineStub.groovy [-P NAME=VALUE]... [--workspace DIR] [--library NAME=DIR] JENKINSFILE   run it
+//   groovy PipelineStub.groovy --list [-P NAME=VALUE]... [--library NAME=DIR] JENKINSFILE                which stages would run
+//   groovy PipelineStub.groovy --check FILE...                                                          parse only (CONVERSION)
+//
+// Shared libraries: `@Library('NAME') _` lines load DIR/vars/*.groovy (given by --library NAME=DIR) as
+// global variables, each step a var's call(...), as Jenkins does; a library the Jenkinsfile asks for
+// and the stub was not given fails the build. Library code is checked as the Jenkinsfile is: an
+// interpolated sh anywhere in it fails the build before any step runs.
+// Locks (Lockable Resources' `lock` step and pipeline option) are real: a file lock per resource in
+// $STUB_LOCK_DIR (default: the JVM's temp dir), so two stub builds of one site wait for each other.
+// Credentials (withCredentials) come from the JSON file $STUB_CREDENTIALS: {"id": {"type": "aws",
+// "accessKey": ..., "secretKey": ...} | {"type": "string", "secret": ...} | {"type": "sshUserPrivateKey",
+// "key": ...}}; bound only inside the block, and their values are masked (****) in the console.
+// With $STUB_TRACE set, every sh appends one JSON line there: its stage, script, the locks held, the
+// credentials bound, the variables withEnv/withCredentials set (secrets masked) and its exit status.
 //
 // A parameter's value comes from -P, else from the environment variable of its name (the Jenkins
 // emulator runs a build's command with its parameters in the environment), else its default.
@@ -36,13 +48,14 @@ class BuildTimeout extends RuntimeException { BuildTimeout(String m) { super(m) 
 
 class Stub {
     // Steps the stub implements: the ones the Jenkinsfile calls.
-    static final Set<String> STEPS = ['sh', 'archiveArtifacts'] as Set
+    static final Set<String> STEPS = ['sh', 'archiveArtifacts', 'withEnv', 'withCredentials', 'lock', 'error', 'echo',
+                                      'readFile', 'fileExists', 'pwd'] as Set
     // Steps of Jenkins and its common plugins that the stub refuses as "not supported", as opposed
     // to names nobody knows ("unknown step": a typo, or a plugin the controller may not have).
-    static final Set<String> NOT_SUPPORTED_STEPS = ['echo', 'error', 'script', 'withEnv', 'dir', 'timeout', 'lock',
-                                                    'writeFile', 'readFile', 'fileExists', 'retry', 'sleep',
+    static final Set<String> NOT_SUPPORTED_STEPS = ['script', 'dir', 'timeout',
+                                                    'writeFile', 'retry', 'sleep',
                                                     'catchError', 'warnError', 'unstable', 'stash', 'unstash',
-                                                    'withCredentials', 'sshagent', 'checkout', 'git', 'input',
+                                                    'sshagent', 'checkout', 'git', 'input',
                                                     'parallel', 'build', 'junit', 'deleteDir', 'bat',
                                                     'powershell', 'waitUntil', 'milestone', 'node', 'ws'] as Set
     // Blocks whose calls are steps, and blocks of plain Groovy (checked only when they run).
@@ -72,9 +85,12 @@ class Stub {
         if (!seen.add(section)) throw new StubError("${where}: more than one ${section} section")
     }
 
+    // The loaded shared libraries' global variables (name -> its script): steps as well.
+    static Map<String, Script> library = [:]
+
     static String stepProblem(String name) {
         if (NOT_SUPPORTED_STEPS.contains(name)) return "step '${name}' is not supported by the stub"
-        return "unknown step '${name}' (the stub knows: ${STEPS.sort().join(', ')})"
+        return "unknown step '${name}' (the stub knows: ${(STEPS + library.keySet()).sort().join(', ')})"
     }
 }
 
@@ -84,8 +100,9 @@ class SourceCheck extends CodeVisitorSupport {
     List<String> problems = []
     private List<String> stack = []
     private String file
+    private boolean libraryCode  // a vars/ file: every sh is a step, wherever it is
 
-    SourceCheck(String file) { this.file = file }
+    SourceCheck(String file, boolean libraryCode = false) { this.file = file; this.libraryCode = libraryCode }
 
     static org.codehaus.groovy.ast.ModuleNode parse(File source) {
         CompilationUnit unit = new CompilationUnit()
@@ -96,9 +113,11 @@ class SourceCheck extends CodeVisitorSupport {
 
     void visitMethodCallExpression(MethodCallExpression call) {
         String name = call.methodAsString
-        boolean step = call.implicitThis && name != null && inStepBlock()
+        boolean step = call.implicitThis && name != null && (inStepBlock() || (libraryCode && name == 'sh'))
         if (step) {
-            if (!Stub.STEPS.contains(name)) problems << "${file}:${call.lineNumber}: ${Stub.stepProblem(name)}".toString()
+            if (!Stub.STEPS.contains(name) && !Stub.library.containsKey(name)) {
+                problems << "${file}:${call.lineNumber}: ${Stub.stepProblem(name)}".toString()
+            }
             if (name == 'sh' && interpolated(call)) {
                 problems << ("${file}:${call.lineNumber}: sh with Groovy string interpolation; use a single-quoted " +
                              "script and pass values through the environment").toString()
@@ -182,6 +201,8 @@ class OptionsSection {
     void buildDiscarder(Object strategy) { options.buildDiscarder = strategy }
     Map logRotator(Map spec) { spec }
     void timeout(Map spec) { options.timeout = spec }
+    // Lockable Resources: the whole build (stages and post) holds the resource.
+    void lock(Object spec) { options.lock = Runner.resourceOf(spec) }
     def methodMissing(String name, args) {
         if (NOT_SUPPORTED.contains(name)) throw new StubError("options: option '${name}' is not supported by the stub")
         throw new StubError("options: unknown option '${name}'")
@@ -304,15 +325,34 @@ class Runner {
 
     def run(Closure body) { Stub.bind(body, this).call() }
 
-    def methodMissing(String name, args) { throw new StubError(Stub.stepProblem(name)) }
-    def propertyMissing(String name) { throw new MissingPropertyException(name, Runner) }
+    String stage = ''
+    List<String> locksHeld = []
+    List<String> credentialsBound = []
+    List<String> secrets = []  // bound secret values, masked in the console and the trace
+    Map<String, String> setHere = [:]  // what withEnv / withCredentials set, for the trace
 
-    /** sh 'script': the one form the Jenkinsfile uses (its value is the build's console, not returned). */
-    void sh(Object spec) {
-        if (spec instanceof Map) {
-            throw new StubError("sh with named arguments (returnStdout, returnStatus, label, ...) is not supported by the stub")
-        }
-        String text = spec?.toString()
+    def methodMissing(String name, args) {
+        Script var = Stub.library[name]
+        if (var != null) return var.invokeMethod('call', args)  // a library step: its call(...)
+        throw new StubError(Stub.stepProblem(name))
+    }
+    def propertyMissing(String name) {
+        if (Stub.library.containsKey(name)) return Stub.library[name]
+        throw new MissingPropertyException(name, Runner)
+    }
+
+    String mask(String text) {
+        String out = text
+        secrets.findAll { it }.each { out = out.replace(it, '****') }
+        return out
+    }
+
+    /** sh 'script' or sh(script:, returnStdout:, returnStatus:): runs /bin/sh -xe -c in the workspace. */
+    def sh(Object spec) {
+        Map opts = spec instanceof Map ? (Map) spec : [script: spec]
+        def unknown = opts.keySet() - ['script', 'returnStdout', 'returnStatus']
+        if (unknown) throw new StubError("sh with ${unknown.sort().join(', ')} is not supported by the stub")
+        String text = opts.script?.toString()
         if (!text) throw new StubError("sh needs a script")
         if (text.startsWith('#!')) throw new StubError("sh with a #! interpreter line is not supported by the stub")
         println "+ sh"
@@ -320,16 +360,160 @@ class Runner {
         ProcessBuilder builder = new ProcessBuilder(['/bin/sh', '-xe', '-c', text]).directory(cwd)
         builder.environment().clear()
         builder.environment().putAll(env.findAll { k, v -> v != null }.collectEntries { k, v -> [k, v.toString()] })
-        builder.redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.INHERIT)  // one console, in order
+        File stdout = opts.returnStdout ? File.createTempFile('stub-sh-', '.out') : null
+        if (stdout) {
+            builder.redirectOutput(stdout)
+        } else {
+            builder.redirectErrorStream(true)  // one console, in order
+        }
         Process process = builder.start()
+        // The console, masked line by line (Jenkins masks bound secrets the same way).
+        Thread pump = Thread.start {
+            (stdout ? process.errorStream : process.inputStream).eachLine('UTF-8') { println mask(it) }
+        }
         long left = deadlineMs - System.currentTimeMillis()
         if (!process.waitFor(Math.max(left, 0L), TimeUnit.MILLISECONDS)) {
             process.descendants().each { it.destroyForcibly() }
             process.destroyForcibly()
             throw new BuildTimeout("timeout reached while running sh")
         }
+        pump.join()
+        System.out.flush()
         int status = process.exitValue()
+        trace(text, status)
+        String captured = stdout ? stdout.getText('UTF-8') : null
+        stdout?.delete()
+        if (opts.returnStatus) return status
         if (status != 0) throw new StepFailure("script returned exit code ${status}")
+        return captured
+    }
+
+    private void trace(String script, int status) {
+        String path = System.getenv('STUB_TRACE')
+        if (!path) return
+        def line = groovy.json.JsonOutput.toJson([stage: stage, script: mask(script), locks: locksHeld.clone(),
+                                                  credentials: credentialsBound.clone(),
+                                                  env: setHere.collectEntries { k, v -> [k, mask(v ?: '')] },
+                                                  status: status])
+        new File(path).append(line + '\n', 'UTF-8')
+    }
+
+    /** withEnv(['NAME=value', ...]) { ... }: set for the block, then as before. */
+    def withEnv(List<String> pairs, Closure body) {
+        Map<String, String> values = pairs.collectEntries { String pair ->
+            int eq = pair.indexOf('=')
+            if (eq < 1) throw new StubError("withEnv: '${pair}' is not NAME=value")
+            [pair.substring(0, eq), pair.substring(eq + 1)]
+        }
+        return scoped(values, [], []) { run(body) }
+    }
+
+    /** withCredentials([...]) { ... }: the bindings' variables for the block only. */
+    def withCredentials(List bindings, Closure body) {
+        Map store = credentialsStore()
+        Map<String, String> values = [:]
+        List<String> ids = [], hidden = []
+        List<File> files = []
+        try {
+            bindings.each { Map b ->
+                String id = b.credentialsId?.toString()
+                Map found = (Map) store[id]
+                if (found == null) throw new StepFailure("Could not find credentials entry with ID '${id}'")
+                ids << id
+                String kind = b.'$class' ?: b.kind
+                if (kind == 'AmazonWebServicesCredentialsBinding' && found.type == 'aws') {
+                    values[b.accessKeyVariable ?: 'AWS_ACCESS_KEY_ID'] = found.accessKey
+                    values[b.secretKeyVariable ?: 'AWS_SECRET_ACCESS_KEY'] = found.secretKey
+                    hidden << found.secretKey.toString()
+                } else if (kind == 'string' && found.type == 'string') {
+                    values[b.variable] = found.secret
+                    hidden << found.secret.toString()
+                } else if (kind == 'sshUserPrivateKey' && found.type == 'sshUserPrivateKey') {
+                    File key = File.createTempFile('stub-key-', '.key')
+                    key.setReadable(false, false); key.setReadable(true, true)
+                    key.text = found.key
+                    files << key
+                    values[b.keyFileVariable] = key.path
+                } else {
+                    throw new StubError("withCredentials: binding ${kind} for credentials '${id}' (${found.type}) is not supported by the stub")
+                }
+            }
+            return scoped(values, ids, hidden) { run(body) }
+        } finally {
+            files*.delete()  // as Jenkins removes a bound key file when the block ends
+        }
+    }
+
+    static Map sshUserPrivateKey(Map spec) { spec + [kind: 'sshUserPrivateKey'] }
+    static Map string(Map spec) { spec + [kind: 'string'] }
+
+    private Map credentialsStore() {
+        String path = System.getenv('STUB_CREDENTIALS')
+        if (!path) return [:]
+        return (Map) new groovy.json.JsonSlurper().parse(new File(path))
+    }
+
+    private def scoped(Map<String, String> values, List<String> ids, List<String> hidden, Closure body) {
+        Map<String, String> before = [:]
+        Set<String> absent = [] as Set
+        Map<String, String> setBefore = new LinkedHashMap<>(setHere)
+        values.each { k, v -> if (env.containsKey(k)) before[k] = env[k] else absent << k }
+        values.each { k, v -> env[k] = v; setHere[k] = v }
+        credentialsBound.addAll(ids)
+        secrets.addAll(hidden)
+        try {
+            return body()
+        } finally {
+            before.each { k, v -> env[k] = v }
+            absent.each { env.remove(it) }
+            setHere.clear(); setHere.putAll(setBefore)
+            ids.each { credentialsBound.remove(credentialsBound.lastIndexOf(it)) }
+            hidden.each { secrets.remove(secrets.lastIndexOf(it)) }
+        }
+    }
+
+    static String resourceOf(Object spec) {
+        String name = spec instanceof Map ? ((Map) spec).resource?.toString() : spec?.toString()
+        if (!name) throw new StubError("lock needs a resource")
+        return name
+    }
+
+    /** lock(resource: 'name') { ... }, or lock('name'): a real file lock, so stub builds wait for each other. */
+    def lock(Object spec, Closure body) {
+        return holding(resourceOf(spec)) { run(body) }
+    }
+
+    def holding(String resource, Closure body) {
+        File dir = new File(System.getenv('STUB_LOCK_DIR') ?: System.getProperty('java.io.tmpdir'), 'pipeline-stub-locks')
+        dir.mkdirs()
+        File file = new File(dir, URLEncoder.encode(resource, 'UTF-8') + '.lock')
+        def channel = new RandomAccessFile(file, 'rw').channel
+        try {
+            println "[lock] waiting for ${resource}"
+            def held = channel.lock()  // blocks while another process holds it
+            println "LOCK acquired ${resource}"
+            locksHeld << resource
+            try {
+                return body()
+            } finally {
+                locksHeld.remove(locksHeld.lastIndexOf(resource))
+                held.release()
+                println "LOCK released ${resource}"
+            }
+        } finally {
+            channel.close()
+        }
+    }
+
+    void error(Object message) { throw new StepFailure(message?.toString() ?: 'error') }
+    void echo(Object message) { println mask(message?.toString() ?: '') }
+    String pwd() { cwd.path }
+    boolean fileExists(Object path) { new File(cwd, path.toString()).exists() }
+    String readFile(Object spec) {
+        String path = spec instanceof Map ? ((Map) spec).file : spec?.toString()
+        File file = new File(cwd, path)
+        if (!file.isFile()) throw new StepFailure("readFile: ${path} does not exist")
+        return file.getText('UTF-8')
     }
 
     static long millis(Map spec) {
@@ -372,6 +556,69 @@ class EnvironmentSection {
         throw new MissingPropertyException(name, EnvironmentSection)
     }
     def methodMissing(String name, args) { throw new StubError("environment: '${name}()' is not supported by the stub") }
+}
+
+/** The base of a library's vars/*.groovy: a step it calls is the build's (sh, lock...) or another var. */
+abstract class LibraryVarScript extends Script {
+    def methodMissing(String name, args) { ((Runner) getBinding().getVariable('_runner')).invokeMethod(name, args) }
+    def propertyMissing(String name) {
+        if (Stub.library.containsKey(name)) return Stub.library[name]
+        return ((Runner) getBinding().getVariable('_runner')).getProperty(name)
+    }
+}
+
+class Libraries {
+    static final java.util.regex.Pattern LINE = ~/^\s*@Library\(\s*['"]([^'"@]+)(@[^'"]*)?['"]\s*\)\s*_\s*$/
+
+    /** The Jenkinsfile's text without its @Library lines (blank, so line numbers stay), and the names. */
+    static List strip(String text) {
+        List<String> names = []
+        String kept = text.readLines().collect { String line ->
+            def m = LINE.matcher(line)
+            if (m.matches()) { names << m.group(1); return '' }
+            return line
+        }.join('\n')
+        return [kept, names]
+    }
+
+    /** Parse DIR/vars/*.groovy of each library asked for; their checks' problems, if any. */
+    static List<String> load(List<String> names, Map<String, File> given, ClassLoader loader) {
+        List<String> problems = []
+        names.each { String name ->
+            File dir = given[name]
+            if (dir == null) { problems << "library '${name}' is not configured (give --library ${name}=DIR)".toString(); return }
+            File vars = new File(dir, 'vars')
+            File[] files = vars.listFiles({ File f -> f.name.endsWith('.groovy') } as FileFilter)
+            if (!files) { problems << "library '${name}': no ${vars}/*.groovy".toString(); return }
+            files.sort { it.name }.each { File f -> Stub.library[f.name[0..-8]] = null }
+            files.sort { it.name }.each { File f ->
+                def check = new SourceCheck("${name}/vars/${f.name}", true)
+                try {
+                    def module = SourceCheck.parse(f)
+                    module.statementBlock.visit(check)
+                    module.methods.each { it.code?.visit(check) }  // the var's call(...) and helpers
+                } catch (Exception e) {
+                    problems << "${f}: does not parse: ${e.message}".toString()
+                    return
+                }
+                problems.addAll(check.problems)
+                def config = new CompilerConfiguration()
+                config.scriptBaseClass = LibraryVarScript.name
+                Script var = new GroovyShell(loader, new Binding(), config).parse(f)
+                Stub.library[f.name[0..-8]] = var
+            }
+        }
+        return problems
+    }
+
+    static void bind(Runner runner) {
+        Stub.library.values().each { Script var ->
+            var.binding.setVariable('_runner', runner)
+            var.binding.setVariable('env', runner.env)
+            var.binding.setVariable('params', runner.params)
+            var.binding.setVariable('currentBuild', runner.currentBuild)
+        }
+    }
 }
 
 abstract class JenkinsfileScript extends Script {
@@ -419,14 +666,23 @@ class Build {
 
     String run() {
         attempt('environment') { start() }
-        model.stages.each { StageModel stage -> runStage(stage) }
-        runPost(model.post, 'post')
+        Closure whole = {
+            model.stages.each { StageModel stage -> runStage(stage) }
+            runner.stage = 'post'
+            runPost(model.post, 'post')
+        }
+        if (model.options.lock) {
+            runner.holding((String) model.options.lock, whole)
+        } else {
+            whole()
+        }
         return runner.currentBuild.currentResult
     }
 
     private void runStage(StageModel stage) {
         if (failed) { println "STAGE ${stage.name}: skipped (earlier failure)"; return }
         println "[Pipeline] stage ${stage.name}"
+        runner.stage = stage.name
         boolean ok = attempt("stage ${stage.name}") {
             if (!wouldRun(stage)) { println "STAGE ${stage.name}: skipped (when)"; return }
             runner.run(stage.steps)
@@ -463,11 +719,12 @@ class Build {
 
 // ---- command line ---------------------------------------------------------------------------------------
 
-def usage = 'usage: PipelineStub.groovy [--list] [-P NAME=VALUE]... [--workspace DIR] JENKINSFILE | --check FILE...'
+def usage = 'usage: PipelineStub.groovy [--list] [-P NAME=VALUE]... [--workspace DIR] [--library NAME=DIR]... JENKINSFILE | --check FILE...'
 String mode = 'run'
 Map<String, String> given = [:]
 File workspace = new File('.').canonicalFile
 List<String> files = []
+Map<String, File> libraryDirs = [:]
 def argv = (args as List<String>)
 for (int i = 0; i < argv.size(); i++) {
     String arg = argv[i]
@@ -480,6 +737,12 @@ for (int i = 0; i < argv.size(); i++) {
         given[pair.substring(0, eq)] = pair.substring(eq + 1)
     }
     else if (arg == '--workspace' && i + 1 < argv.size()) { workspace = new File(argv[++i]).canonicalFile }
+    else if (arg == '--library' && i + 1 < argv.size()) {
+        String pair = argv[++i]
+        int eq = pair.indexOf('=')
+        if (eq < 1) { System.err.println "--library ${pair}: expected NAME=DIR"; System.exit(2) }
+        libraryDirs[pair.substring(0, eq)] = new File(pair.substring(eq + 1)).canonicalFile
+    }
     else if (arg.startsWith('-')) { System.err.println usage; System.exit(2) }
     else { files << arg }
 }
@@ -507,6 +770,10 @@ def fail = { String message ->
     System.exit(Stub.EXIT_CODES.FAILURE)
 }
 
+def (String source, List<String> libraryNames) = Libraries.strip(jenkinsfile.getText('UTF-8'))
+List<String> libraryProblems = Libraries.load(libraryNames, libraryDirs, this.class.classLoader)
+if (libraryProblems) fail(libraryProblems.join('\nERROR: '))
+
 def check = new SourceCheck(jenkinsfile.name)
 try {
     SourceCheck.parse(jenkinsfile).statementBlock.visit(check)
@@ -517,26 +784,32 @@ if (check.problems) fail(check.problems.join('\nERROR: '))
 
 def config = new CompilerConfiguration()
 config.scriptBaseClass = JenkinsfileScript.name
-def binding = new Binding()
-def shell = new GroovyShell(this.class.classLoader, binding, config)
-Script script
+Map<String, String> environ = System.getenv()
+// The pipeline block reads params while it is declared (a lock option naming the site), before its
+// parameters {} are known: a first pass with the raw values given, then the real run with the
+// declared parameters' values, as Jenkins has them from the trigger.
+def declare = { Map<String, Object> paramsSeen, Map<String, String> envSeen ->
+    def binding = new Binding()
+    binding.setVariable('env', envSeen)
+    binding.setVariable('params', paramsSeen)
+    Script script = new GroovyShell(this.class.classLoader, binding, config).parse(source, jenkinsfile.name)
+    script.run()
+    return (PipelineModel) binding.variables._model
+}
 PipelineModel model
 Build build
 try {
-    script = shell.parse(jenkinsfile)
-    script.run()
-    model = (PipelineModel) binding.variables._model
+    model = declare(new LinkedHashMap<String, Object>(environ + given), new LinkedHashMap<String, String>(environ))
     if (model == null) throw new StubError('no pipeline block')
     if (!model.agent) throw new StubError('pipeline: no agent section')
     if (!model.stages) throw new StubError('pipeline: no stages')
-    Map<String, String> environ = System.getenv()
     def runner = new Runner(env: new LinkedHashMap<String, String>(environ), cwd: workspace)
     runner.params = Collections.unmodifiableMap(Build.paramValues(model.parameters, given, environ))
     runner.params.each { k, v -> runner.env[k] = v?.toString() }
     runner.env.WORKSPACE = workspace.path
     if (!runner.env.BUILD_NUMBER) runner.env.BUILD_NUMBER = '1'
-    binding.setVariable('env', runner.env)
-    binding.setVariable('params', runner.params)
+    model = declare(runner.params, runner.env)
+    Libraries.bind(runner)
     build = new Build(model, runner)
 } catch (Exception e) {  // the Jenkinsfile's own top-level code failed: report it as Jenkins would
     fail(e instanceof StubError ? e.message : e.toString())

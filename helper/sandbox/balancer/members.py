@@ -45,7 +45,8 @@ FULL_WEIGHT = 100
 # HAProxy's view of a server changes at most once a check: one `show stat` serves every target a
 # describe call asks about within half an interval (it was one round trip per target).
 STATS_FRESH_S = CHECK_INTERVAL_MS / 2000
-# How often the ticker looks for registered targets whose checks have passed (HAProxy's own pace).
+# How often the ticker looks for registered targets whose checks have passed, and for drains that
+# are over (HAProxy's own pace).
 TICK_S = CHECK_INTERVAL_MS / 1000
 
 
@@ -53,6 +54,7 @@ TICK_S = CHECK_INTERVAL_MS / 1000
 class Member:
     registered_at: float | None = None  # None: not registered (draining or out)
     drain_until: float | None = None  # None: not draining
+    drain_started: float = 0.0
     healthy_seen: bool = False  # its checks passed since it was registered: it has its weight
 
 
@@ -67,6 +69,7 @@ class Members:
         self._servers: set[tuple[str, str]] = set()  # (backend, instance) added to HAProxy
         self._members: dict[tuple[str, str], Member] = {}  # (key, instance)
         self.transitions: list[tuple[str, str, str]] = []  # (key, instance, ready|drain|maint), in order
+        self.drains_s: list[tuple[str, float]] = []  # (instance, seconds from deregister to out), in order
         self._stats_read: tuple[float, dict] | None = None  # (when, show stat), see _stats()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="members-ticker", daemon=True)
@@ -80,6 +83,7 @@ class Members:
         while not self._stop.wait(TICK_S):
             try:
                 for key in list(self._backends):
+                    self.settle(key)  # ELB ends a drain by itself, not when someone asks
                     for instance in [i for (k, i), m in list(self._members.items())
                                      if k == key and m.registered_at is not None and not m.healthy_seen]:
                         self.health(key, instance)
@@ -128,6 +132,7 @@ class Members:
                 return False
             self._set(key, instance, "drain")
             member.registered_at, member.drain_until = None, self._clock() + max(0.0, delay_s)
+            member.drain_started = self._clock()
             return True
 
     def settle(self, key: str) -> list[str]:
@@ -143,6 +148,7 @@ class Members:
                 if now >= member.drain_until or stat is None or stat.sessions == 0:
                     self._set(key, instance, "maint")
                     member.drain_until = None
+                    self.drains_s.append((instance, now - member.drain_started))
                     done.append(instance)
             return done
 

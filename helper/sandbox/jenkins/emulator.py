@@ -107,6 +107,8 @@ class JenkinsEmulator:
                 if not isinstance(entry, dict) or "job" not in entry:
                     continue
                 job = entry["job"]
+                if job.get("project-type") == "folder":  # holds jobs (and a library); nothing to build
+                    continue
                 name = f"{job['folder']}/{job['name']}" if job.get("folder") else job["name"]
                 self.add_job(name, [_jjb_param(p) for p in job.get("parameters") or []],
                              (commands or {}).get(name, command), bool(job.get("concurrent", False)))
