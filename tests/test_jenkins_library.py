@@ -243,3 +243,14 @@ def test_the_jenkinsfiles_lock_option_names_the_resource_the_library_takes():
     assert 'lock(resource: "aws-deploy-helper/${params.SITE}")' in text
     assert 'ADH_LOCKED_SITE = "${params.SITE}"' in text
     assert '"aws-deploy-helper/${site}"' in (VARS / "adhLock.groovy").read_text()
+
+
+def test_the_fleet_is_released_when_the_build_is_aborted_inside_the_hold(tmp_path):
+    """The timeout option aborts the build mid-deploy, as a person pressing abort would."""
+    result, trace, calls = build(tmp_path, """\
+        adhFleetHold(site: 'web') {
+            adhDeploy(site: 'web', revision: 'v2', command: 'while :; do sleep 1; done')
+        }
+    """, options="options { timeout(time: 5, unit: 'SECONDS') }")
+    assert result.returncode == 4 and "RESULT: ABORTED" in result.stdout
+    assert [" ".join(c["argv"][:2]) for c in calls][-1] == "fleet release"

@@ -325,6 +325,7 @@ class Runner {
 
     def run(Closure body) { Stub.bind(body, this).call() }
 
+    static final long CLEANUP_GRACE_MS = 60000
     String stage = ''
     List<String> locksHeld = []
     List<String> credentialsBound = []
@@ -375,6 +376,8 @@ class Runner {
         if (!process.waitFor(Math.max(left, 0L), TimeUnit.MILLISECONDS)) {
             process.descendants().each { it.destroyForcibly() }
             process.destroyForcibly()
+            // As Jenkins interrupts the body once: what runs after it (finally blocks, post) gets time.
+            deadlineMs = System.currentTimeMillis() + CLEANUP_GRACE_MS
             throw new BuildTimeout("timeout reached while running sh")
         }
         pump.join()
