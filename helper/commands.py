@@ -103,10 +103,12 @@ def run_consume(args) -> int:
 
     from helper.consumer.loop import Consumer
     from helper.consumer.metrics import MetricsServer
+    from helper.consumer.sd_notify import Notifier
     from helper.settings import ConsumerSettings
 
     settings = ConsumerSettings.from_args(args)
     consumer = Consumer.from_settings(settings)
+    consumer.notifier = Notifier()  # systemd's notify socket, when the unit is Type=notify
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

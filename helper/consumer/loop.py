@@ -19,6 +19,7 @@ from functools import partial
 
 from helper.breaker.sites import SiteBreakers
 from helper.config.lifecycle import LifecycleConfig
+from helper.consumer import sd_notify
 from helper.consumer.action import TERMINATING, LifecycleAction, Malformed, Skip, parse
 from helper.consumer.autoscaling import AutoScaling
 from helper.consumer.backoff import backoff_s
@@ -58,6 +59,8 @@ class Consumer:
         self.jobs = jobs
         self.clock = clock
         self.metrics = metrics or Metrics(clock)
+        # systemd's READY/WATCHDOG/STOPPING (sd_notify.py); run_consume gives the real one.
+        self.notifier = sd_notify.DISABLED
         self.inflight = InFlight(clock)
         self.metrics.in_flight.set_function(lambda: len(self.inflight))
         self.batcher: Batcher[BatchKey, Tracked] = Batcher(config.batch_window_s, config.batch_max_instances)
@@ -253,6 +256,7 @@ class Consumer:
                     messages = self.queue.receive(math.floor(wait_s), self.config.visibility_timeout_s)
                     errors = 0
                     self.metrics.polled()
+                    self.notifier.progress()
                 except QueueError as exc:
                     errors += 1
                     self.metrics.aws_errors.labels("ReceiveMessage").inc()
@@ -279,6 +283,7 @@ class Consumer:
 
     def teardown(self, stop: threading.Event) -> None:
         stopping = stop.is_set()
+        self.notifier.stopping()
         if self.parked is not None:  # no build is coming for them from this consumer
             self.parked.release_all()
         for key, tracked in self.batcher.drain():

@@ -48,3 +48,12 @@ def test_the_credential_the_unit_loads_is_what_the_consumer_reads_and_the_enviro
     assert read_credentials(env, str(other)) == ("deployer", "11aa22bb"), "systemd's credential before the file"
     assert read_credentials({**env, "JENKINS_USER": "u", "JENKINS_API_TOKEN": "t"}, str(other)) == ("u", "t")
     assert read_credentials({"CREDENTIALS_DIRECTORY": str(tmp_path / "none")}, str(other)) == ("someone", "else")
+
+
+def test_the_unit_waits_for_ready_and_watches_the_receive_loop():
+    """Issue 23: systemd tells a hung consumer from a working one (tests/consumer/test_sd_notify.py
+    shows the pings stop when the loop stalls); the watchdog outlasts one long poll, at most 20 s."""
+    lines = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in UNIT.read_text().splitlines()
+             if "=" in line and not line.startswith("#")}
+    assert lines["Type"] == "notify" and lines["NotifyAccess"] == "main"
+    assert int(lines["WatchdogSec"]) > 20
