@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STATE ?= .sandbox
 # Programs the tests run as real readers of our files; see tests/test_readers.py.
-DEBIAN_PACKAGES := openssh-client openssh-server iproute2 git capistrano ruby-net-ssh groovy haproxy
+DEBIAN_PACKAGES := openssh-client openssh-server iproute2 git capistrano ruby-net-ssh groovy haproxy prometheus
 
 .PHONY: demo test venv system-deps bench clean
 

@@ -83,9 +83,14 @@ class Metrics:
         # helper/consumer/rollout_expiry.py: hosts a dead rollout left out, put back after its record expired.
         self.rollout_expired_restores = Counter("adh_rollout_expired_restores", "Hosts of expired rollout "
                                                 "records the consumer put back", registry=r)
+        # When the receive loop last came round (wall clock): Prometheus alerts on its age
+        # (contrib/prometheus/, ADHConsumerStalled), as /healthz answers 503 on it.
+        self.last_poll = Gauge("adh_receive_loop_last_poll_timestamp_seconds",
+                               "When a receive from the queue last came back (Unix time)", registry=r)
         self._clock = clock
         self._wall = wall
         self._last_poll = clock()
+        self.last_poll.set(wall().timestamp())
 
     def observe_latency(self, tracked) -> None:
         """From the notification's own Time when it has one; else from when we got it."""
@@ -98,6 +103,7 @@ class Metrics:
 
     def polled(self) -> None:
         self._last_poll = self._clock()
+        self.last_poll.set(self._wall().timestamp())
 
     def stalled_for_s(self) -> float:
         return self._clock() - self._last_poll
