@@ -166,6 +166,17 @@ def _fleet_parser(sub) -> None:
     p.set_defaults(func=commands.run_fleet)
 
 
+def _status_parser(sub) -> None:
+    p = sub.add_parser("status", parents=[CONFIG, ENDPOINT],
+                       help="per site: revision, instances, waiting launches and their builds, breaker, hold, "
+                            "rollout; exit 1 when something needs a person",
+                       description="status -c FILE [--site S] [--json]: read-only, from AWS and Jenkins. Exit 0: "
+                                   "nothing needs a person; 1: something does (each said on a NEEDS A PERSON line).")
+    p.add_argument("--site", help="only this site")
+    p.add_argument("--json", action="store_true", help="print the stable JSON form (docs/operations.md)")
+    p.set_defaults(func=commands.run_status)
+
+
 def _breaker_parser(sub) -> None:
     p = sub.add_parser("breaker", help="show or reset the per-site breakers that stop a failing revision's deploys")
     actions = p.add_subparsers(dest="breaker_action", required=True)
@@ -255,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     _doctor_parser(sub)
     _fleet_parser(sub)
     _breaker_parser(sub)
+    _status_parser(sub)
     _rollout_parser(sub)
     return parser
 

@@ -215,6 +215,41 @@ def run_breaker(args) -> int:
     return 0
 
 
+def run_status(args) -> int:
+    import json
+
+    from helper.aws.clients import AccessKey, AwsClients
+    from helper.breaker.state import BreakerStore
+    from helper.consumer.autoscaling import AutoScaling
+    from helper.settings import SetupSettings
+    from helper.setup import breaker_cmd, status, status_read
+
+    settings = SetupSettings.from_args(args)
+    config, lc = settings.config, settings.config.lifecycle
+    if args.site is not None and args.site not in {s.name for s in config.sites}:
+        raise ConfigError(f"--site {args.site}: no such site in {config.path} (sites: "
+                          f"{', '.join(s.name for s in config.sites)})")
+    breakers = lambda site: None  # noqa: E731 (no lifecycle section: no breaker)
+    if lc is not None:
+        clients = AwsClients(AccessKey(region=lc.region, endpoint_url=settings.endpoint_url,
+                                       credentials=config.credentials, profile=config.profile))
+        store, autoscaling = BreakerStore(clients.autoscaling), AutoScaling(clients.autoscaling)
+
+        def breakers(site: str) -> dict | None:
+            if site not in lc.routed_sites:
+                return None
+            (found,) = breaker_cmd.read(store, autoscaling, lc, site)
+            s = found.state
+            return {"state": s.state.value, "revision": s.revision, "failures": s.failures,
+                    "since": s.since if s.is_open else None, "held": len(s.held)}
+    found = status_read.read(settings, args.site, breakers)
+    if args.json:
+        print(json.dumps(status.as_json(found), indent=2))
+    else:
+        print("\n".join(status.lines(found)))
+    return 1 if any(s.attention() for s in found) else 0
+
+
 def run_rollout(args) -> int:
     from helper.setup import rollout_cmd
 

@@ -268,6 +268,12 @@ class JenkinsJobs:
     def find(self, job: str, site: str, actions: list[LifecycleAction]) -> list[Found]:
         """Queue items and recent builds of `job` that are the consumer's deploy of any of these actions."""
         user = self.user_id()
+        found = self.recent(job)
+        return [f for f in found if any(serves(f, a) for a in actions) and self._ours(f, job, site, user)]
+
+    def recent(self, job: str) -> list[Found]:
+        """Queue items and the last SEARCH_BUILDS builds of `job`, whoever queued them (`status`
+        shows each waiting instance's; `find` keeps the consumer's own)."""
         found: list[Found] = []
         tree = "items[id,task[name,url],actions[parameters[name,value],causes[userId]]]"
         for item in self._get(f"queue/api/json?tree={tree}").get("items", []):
@@ -283,7 +289,7 @@ class JenkinsJobs:
         for build in builds:
             found.append(self._found(build, queue_id=build.get("queueId"), build_number=build["number"],
                                      result=build.get("result"), building=bool(build.get("building"))))
-        return [f for f in found if any(serves(f, a) for a in actions) and self._ours(f, job, site, user)]
+        return found
 
     @staticmethod
     def _found(entry: dict, **where) -> Found:

@@ -78,7 +78,8 @@ def _patch_target_groups() -> None:
     def bound_describe(self: Any, target_group_arn: str, targets: list[dict[str, Any]]) -> list[Any]:
         group = self.target_groups.get(target_group_arn)
         if group is not None and (members := _bound(group.arn)):
-            for instance in members.settle(group.arn):
+            members.settle(group.arn)
+            for instance in members.finished(group.arn):  # ended here or by the ticker, on its own
                 if (gone := group.targets.pop(instance, None)) is not None:
                     group.deregistered_targets[instance] = gone
         return describe(self, target_group_arn, targets)

@@ -76,6 +76,9 @@ def config_text(socket_path: Path, frontends: dict[str, int]) -> str:
         "  timeout connect 1s",
         "  timeout client 30s",
         "  timeout server 30s",
+        # Without it a check times out after `inter` (100 ms): on a loaded runner healthy apps
+        # failed their checks and went DOWN (a full-suite flake); a real ELB check waits 5 s.
+        "  timeout check 2s",
         "  retries 0",
     ]
     for backend, port in sorted(frontends.items()):

@@ -152,6 +152,12 @@ class Members:
                     done.append(instance)
             return done
 
+    def finished(self, key: str) -> list[str]:
+        """The instances whose drain is over (deregistered, out): the ticker may have ended it."""
+        with self._lock:
+            return [i for (k, i), m in self._members.items()
+                    if k == key and m.registered_at is None and m.drain_until is None]
+
     def health(self, key: str, instance: str) -> str:
         """initial, healthy, unhealthy, draining, or unused (not registered)."""
         with self._lock:
