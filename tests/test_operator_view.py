@@ -112,3 +112,106 @@ def test_every_dashboard_query_parses_and_names_only_exported_metrics(tmp_path):
 def test_the_name_check_itself_sees_an_unknown_metric():
     assert metric_names('sum by (site) (rate(adh_not_a_metric_total{site="x"}[5m]))') == {"adh_not_a_metric_total"}
     assert "adh_not_a_metric_total" not in exported()
+
+
+# --- a real Prometheus against a real consumer -----------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Prometheus:
+    """Debian's Prometheus on loopback, scraping the consumer every second with our rules."""
+
+    def __init__(self, tmp: Path, target_port: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        shutil.copy(RULES, tmp / RULES.name)
+        (tmp / "prometheus.yml").write_text(yaml.safe_dump({
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [RULES.name],
+            "scrape_configs": [{"job_name": "aws-deploy-helper",
+                                "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}]}))
+        self.log = (tmp / "prometheus.log").open("w")
+        self.process = subprocess.Popen(
+            [shutil.which("prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}"],
+            cwd=tmp, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def query(self, promql: str) -> list[dict]:
+        import requests
+
+        try:
+            answer = requests.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return []
+        return answer.get("data", {}).get("result", [])
+
+    def value(self, promql: str) -> float:
+        found = self.query(promql)
+        return float(found[0]["value"][1]) if found else 0.0
+
+    def firing(self) -> set[str]:
+        import requests
+
+        try:
+            alerts = requests.get(f"{self.url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        except (requests.RequestException, ValueError, KeyError):
+            return set()
+        return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def test_prometheus_scrapes_a_scale_out_and_a_failed_deploy_fires_the_builds_failing_alert(aws, tmp_path):
+    import sys
+
+    from tests.polling import wait_for
+    from tests.scenario import Scenario
+
+    if shutil.which("prometheus") is None:
+        promtool()  # the same skip-or-fail rule: Debian's prometheus package brings both
+        pytest.skip("prometheus is not installed")
+    metrics_port = free_port()
+    world = Scenario(aws, tmp_path, metrics_port=metrics_port)
+    consumer = subprocess.Popen([sys.executable, "-m", "helper", "consume", "-c", str(world.config_path)],
+                                env=world.env(), stderr=subprocess.DEVNULL)
+    prometheus = Prometheus(tmp_path, metrics_port)
+    try:
+        wait_for(lambda: prometheus.value('up{job="aws-deploy-helper"}') == 1, "Prometheus scraping the consumer",
+                 timeout_s=60)
+        (first,) = world.scale_to(3)
+        wait_for(lambda: world.all_in_service([first]), "the scale-out deployed and completed", timeout_s=60)
+        wait_for(lambda: prometheus.value('adh_actions_completed_total{result="CONTINUE"}') >= 1
+                 and prometheus.value("adh_builds_queued_total") >= 1, "the scale-out in Prometheus", timeout_s=30)
+        assert "ADHBuildsFailing" not in prometheus.firing()
+
+        (world.tmp / "fail" / "once").write_text("")  # the next deploy fails: ABANDON
+        world.scale_to(4)
+        try:
+            wait_for(lambda: "ADHBuildsFailing" in prometheus.firing(), "the builds-failing alert to fire",
+                     timeout_s=90)
+        except AssertionError:
+            raise AssertionError(f"{prometheus.query('adh_actions_completed_total')} builds "
+                                 f"{[(b.number, b.result) for b in world.builds()]}") from None
+        assert prometheus.value('adh_actions_completed_total{result="ABANDON"}') >= 1
+        assert not {"ADHConsumerDown", "ADHConsumerStalled"} & prometheus.firing()
+    finally:
+        prometheus.stop()
+        consumer.terminate()
+        try:
+            consumer.wait(60)
+        finally:
+            consumer.kill()
+            world.close()

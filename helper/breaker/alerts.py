@@ -57,6 +57,7 @@ MAX_VALUE_CHARS = 300
 # SNS: subjects are ASCII, one line, under 100 characters.
 MAX_SUBJECT_CHARS = 99
 SNS, WEBHOOK = "sns", "webhook"  # the `target` label: a fixed set
+ALERT_TARGETS = (SNS, WEBHOOK)
 SLACK_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
 
@@ -153,11 +154,15 @@ class AlertCounters:
 def counters_on(registry) -> AlertCounters:
     from prometheus_client import Counter
 
-    return AlertCounters(
+    counters = AlertCounters(
         sent=Counter("adh_alerts_sent", "Alerts delivered", ["target"], registry=registry),
         failed=Counter("adh_alerts_failed", "Alert deliveries that failed", ["target"], registry=registry),
         dropped=Counter("adh_alerts_dropped", "Alerts dropped: queue full or closed", registry=registry),
     )
+    for target in ALERT_TARGETS:  # at 0 from the start, so ADHAlertsFailing sees the first failure
+        counters.sent.labels(target)
+        counters.failed.labels(target)
+    return counters
 
 
 _STOP = object()

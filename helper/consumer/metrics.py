@@ -61,6 +61,10 @@ class Metrics:
         self.builds_queued = Counter("adh_builds_queued", "Jenkins builds queued", registry=r)
         self.builds_adopted = Counter("adh_builds_adopted", "Existing builds adopted instead of queueing", registry=r)
         self.completed = Counter("adh_actions_completed", "Lifecycle actions completed", ["result"], registry=r)
+        # At 0 from the start: Prometheus's increase() cannot see a series' first value, so an
+        # ABANDON counter born at 1 would never fire ADHBuildsFailing (tests/test_operator_view.py).
+        for result in ("CONTINUE", "ABANDON"):
+            self.completed.labels(result)
         self.actions_gone = Counter("adh_actions_gone", "Actions AWS no longer knew (timed out, instance gone)", registry=r)
         self.heartbeats = Counter("adh_heartbeats", "Lifecycle heartbeats recorded", registry=r)
         self.heartbeat_errors = Counter("adh_heartbeat_errors", "Failed heartbeats", ["kind"], registry=r)
