@@ -254,3 +254,34 @@ def test_the_fleet_is_released_when_the_build_is_aborted_inside_the_hold(tmp_pat
     """, options="options { timeout(time: 5, unit: 'SECONDS') }")
     assert result.returncode == 4 and "RESULT: ABORTED" in result.stdout
     assert [" ".join(c["argv"][:2]) for c in calls][-1] == "fleet release"
+
+
+EVERY_STEP = {  # {H}: the hostile value, as a Groovy single-quoted literal (no interpolation there)
+    "adhInventory": "adhInventory(site: {H}, instanceIds: {H})",
+    "adhResolve": "adhResolve(site: {H}, revision: {H})",
+    "adhRevision-get": "adhRevision(action: 'get', site: {H})",
+    "adhRevision-previous": "adhRevision(action: 'previous', site: {H}, revision: {H})",
+    "adhRevision-record": "adhRevision(action: 'record', site: {H}, revision: {H}, rollbackFrom: {H})",
+    "adhFleet": "adhFleet(action: 'hold', site: {H}, holder: {H})",
+    "adhFleetHold": "adhFleetHold(site: {H}, holder: {H}) { echo 'held' }",
+    "adhDeploy": "adhDeploy(site: {H}, revision: {H}, full: true, command: 'true')",
+    "adhRollout": "adhRollout(site: {H}, revision: {H}, holder: {H}, command: 'true')",
+    "adhRollback": "adhRollback(site: {H}, to: {H}, holder: {H}, command: 'true')",
+    "adhDeploySite": "adhDeploySite(site: {H}, revision: {H}, command: 'true')",
+    "adhLock": "adhLock(site: {H}) { echo 'locked' }",
+}
+
+
+def test_a_hostile_value_through_every_step_is_one_word_to_the_helper_and_never_shell(tmp_path):
+    """One build runs every step in turn (one JVM, not twelve), each given the value everywhere."""
+    assert "'" not in HOSTILE and "\\" not in HOSTILE
+    steps = "\n".join(step.replace("{H}", f"'{HOSTILE}'") for step in EVERY_STEP.values())
+    result, trace, calls = build(tmp_path, steps)
+    assert result.returncode == 0, result.stdout
+    assert not any((tmp_path / n).exists() for n in ("pwned", "pwned2", "pwned3")), result.stdout
+    ran = {" ".join(w for w in c["argv"][:2] if not w.startswith("-")) for c in calls}
+    assert {"inventory", "revision resolve", "revision get", "revision previous", "revision set", "fleet hold",
+            "fleet release", "rollout plan", "rollout", "rollback"} <= ran, ran
+    sites = [a for c in calls for a in c["argv"] if a.startswith("--site")]
+    assert len(sites) >= len(EVERY_STEP) and set(sites) == {f"--site={HOSTILE}"}
+    assert all(HOSTILE not in sh["script"] for sh in trace)
