@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -62,11 +63,15 @@ def write_inventory(sandbox: Sandbox) -> Path:
 
 
 def served(url: str, requests: int) -> set[str]:
-    """The revisions `requests` requests through a load balancer's URL were answered with."""
+    """What `requests` requests through a load balancer's URL were answered with: revisions, or
+    "HTTP 503" while no host is in service yet (right after `up`, the hosts pass their first checks)."""
     answers = set()
     for _ in range(requests):
-        with urllib.request.urlopen(url, timeout=5) as response:
-            answers.add(response.read().decode().strip())
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                answers.add(response.read().decode().strip())
+        except urllib.error.HTTPError as error:
+            answers.add(f"HTTP {error.code}")
     return answers
 
 
