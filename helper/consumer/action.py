@@ -80,6 +80,17 @@ class LifecycleAction:
         return f"{quote(self.group, safe='')}:{self.instance_id}:{self.token or '-'}"
 
 
+# The token field of a passenger: an instance a build deploys for a launch whose message
+# another deployment holds (helper/consumer/passengers.py). Never a token AWS issues (they are
+# UUIDs), and never completed by the build's own deployment.
+PASSENGER = "+"
+
+
+def passenger_reference(group: str, instance_id: str) -> str:
+    """group:instance:+ for an instance taken along by a build (encoded as reference() does)."""
+    return f"{quote(group, safe='')}:{instance_id}:{PASSENGER}"
+
+
 @dataclass(frozen=True)
 class Skip:
     """Acknowledge and delete: nothing to do for this message."""

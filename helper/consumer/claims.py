@@ -12,7 +12,16 @@ import logging
 import threading
 
 from helper.aws.results import Result
-from helper.consumer.autoscaling import TOKEN_REJECTED, ActionGone, AutoScalingError, Throttled, mismatch
+from helper.consumer.action import LifecycleAction
+from helper.consumer.autoscaling import (
+    TOKEN_REJECTED,
+    ActionGone,
+    AutoScalingError,
+    Throttled,
+    Waiting,
+    mismatch,
+    reconciled_action,
+)
 from helper.consumer.backoff import backoff_s
 from helper.consumer.context import Context
 from helper.consumer.inflight import Claim, Tracked
@@ -30,11 +39,11 @@ class Claims:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
-    def _heartbeat_interval_s(self, tracked: Tracked) -> float:
+    def _heartbeat_interval_s(self, action: LifecycleAction) -> float:
         cfg = self.ctx.config
         if cfg.heartbeat_interval_s:  # fixed: no DescribeLifecycleHooks call needed for the hook's timeout
             return cfg.heartbeat_interval_s
-        return cfg.heartbeat_interval_for_s(self.ctx.autoscaling.heartbeat_timeout_s(tracked.action))
+        return cfg.heartbeat_interval_for_s(self.ctx.autoscaling.heartbeat_timeout_s(action))
 
     def action_gone(self, tracked: Tracked, why: str) -> None:
         tracked.mark_gone()
@@ -106,7 +115,7 @@ class Claims:
                 # by that token kept X alive while Y's own action timed out mid-build.
                 self.ctx.autoscaling.heartbeat(claim.action, by_instance=claim.confirmed)
                 tracked.confirm(claim)
-                tracked.heartbeat_ok(now + self._heartbeat_interval_s(tracked))
+                tracked.heartbeat_ok(now + self._heartbeat_interval_s(tracked.action))
                 self.ctx.metrics.heartbeats.inc()
                 log.debug("event=heartbeat action=%s next_in_s=%.1f", tracked.action.reference(),
                           schedule.heartbeat_at - now)
@@ -120,6 +129,25 @@ class Claims:
                 self.ctx.metrics.heartbeat_errors.labels(type(exc).__name__).inc()
                 log.warning("event=heartbeat_failed action=%s attempt=%d error=%r",
                             tracked.action.reference(), attempts, str(exc))
+
+    def keep_passengers(self, riders: dict[Waiting, float], now: float) -> None:
+        """Heartbeat, by instance id, each launch our build took along (helper/consumer/passengers.py):
+        at once, then every interval, until AWS says it is gone (its holder completed it) or our build
+        ends. Its hook timer may have run a while, and a passenger timing out mid-build would fail the
+        build for every instance in it. Nothing here completes a passenger."""
+        for waiting, due in list(riders.items()):
+            if now < due:
+                continue
+            action = reconciled_action(waiting)
+            try:
+                self.ctx.autoscaling.heartbeat(action, by_instance=True)
+                riders[waiting] = now + self._heartbeat_interval_s(action)
+                self.ctx.metrics.heartbeats.inc()
+            except ActionGone:
+                del riders[waiting]
+            except (Throttled, AutoScalingError) as exc:
+                riders[waiting] = now + backoff_s(1)
+                self.ctx.metrics.heartbeat_errors.labels(type(exc).__name__).inc()
 
     # --- at the end --------------------------------------------------------------------------
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import logging
 
 from helper.aws.results import Result
-from helper.consumer.autoscaling import AutoScalingError, Throttled
+from helper.consumer import passengers
+from helper.consumer.autoscaling import AutoScalingError, Throttled, Waiting
 from helper.consumer.claims import Claims
 from helper.consumer.context import Context
 from helper.consumer.inflight import Tracked
-from helper.consumer.jenkins_client import ACTIONS_PARAM, Found, JenkinsUnavailable, JobMissing
+from helper.consumer.jenkins_client import ACTIONS_PARAM, Found, JenkinsUnavailable, JobMissing, covers, serves
 from helper.consumer.plan import (
     BREAKER_OPEN,
     UNREACHABLE,
@@ -54,6 +55,10 @@ class Deployment:
         self.claims = Claims(ctx)
         self.queue_id: int | None = None
         self.build_number: int | None = None
+        # Launches our build deploys whose messages other deployments hold (passengers.py), and
+        # when each is heartbeaten next (claims.keep_passengers).
+        self.passengers: tuple[Waiting, ...] = ()
+        self.riders: dict[Waiting, float] = {}
         # The site's recorded revision when we saw the build start: what a scale-up build installs.
         # None for a build that started unseen (adopted running): the breaker then does not count it.
         self.revision_at_start: str | None = None
@@ -65,11 +70,11 @@ class Deployment:
         actions = [t.action for t in self.plan.tracked]
         return {
             "SITE": self.plan.site,
-            "INSTANCE_IDS": ",".join(sorted({a.instance_id for a in actions})),
+            "INSTANCE_IDS": ",".join(sorted({a.instance_id for a in actions} | {w.instance_id for w in self.passengers})),
             # Empty: the build settles the site's revision when it starts, so a build
             # queued behind a full deploy installs what that deploy installed.
             "REVISION": "",
-            ACTIONS_PARAM: " ".join(a.reference() for a in actions),
+            ACTIONS_PARAM: " ".join([a.reference() for a in actions] + passengers.references(self.passengers)),
             "DRY_RUN": "false",
             "SKIP_TESTS": "true",
         }
@@ -91,6 +96,7 @@ class Deployment:
 
     def housekeeping(self, now: float) -> None:
         self.claims.heartbeat(self._live(), now)
+        self.claims.keep_passengers(self.riders, now)
         for tracked in self._live():
             self.ctx.messages.keep_invisible(tracked, now, self.ctx.config.visibility_timeout_s)
 
@@ -108,11 +114,33 @@ class Deployment:
         refused = self._breaker_refuses()
         if refused is not None:
             return refused
+        self.passengers = self._take_along(actions)
         self.queue_id = self.ctx.jobs.queue_build(self.plan.job, self.parameters())
+        self.riders = dict.fromkeys(self.passengers, self.ctx.clock())
         self.ctx.metrics.builds_queued.inc()
-        log.info("event=build_queued site=%s job=%s queue_id=%d actions=%d",
-                 self.plan.site, self.plan.job, self.queue_id, len(actions))
+        log.info("event=build_queued site=%s job=%s queue_id=%d actions=%d passengers=%d",
+                 self.plan.site, self.plan.job, self.queue_id, len(actions), len(self.passengers))
         return self._yield_to_rivals(actions)
+
+    def _take_along(self, actions) -> tuple[Waiting, ...]:
+        """The site's other launches waiting now, for this build to deploy too (passengers.py).
+
+        Not finding them is no reason to wait: the build goes without them, and they get their own.
+        """
+        own = {a.instance_id for a in actions}
+        room = self.ctx.config.batch_max_instances - len(own)
+        if room <= 0 or self.plan.terminating or not all(a.launching and not a.into_warm_pool for a in actions):
+            return ()
+        try:
+            groups = passengers.groups_for(self.ctx.config, self.plan.site, self.plan.job)
+            waiting = [w for w in self.ctx.autoscaling.waiting_instances(groups) if w.instance_id not in own]
+            if not passengers.choose(waiting, own, set(), room):
+                return ()
+            taken = passengers.busy(self.ctx.jobs.ours(self.plan.job, self.plan.site))
+            return passengers.choose(waiting, own, taken, room)
+        except (AutoScalingError, Throttled, JenkinsUnavailable) as exc:
+            log.warning("event=passengers_unknown site=%s error=%r", self.plan.site, str(exc))
+            return ()
 
     def _breaker_refuses(self) -> Parked | Finished | None:
         """No build while the site's breaker is open: hold the actions, or ABANDON them (on_open)."""
@@ -144,16 +172,22 @@ class Deployment:
         """
         mine = self.queue_id
         try:
-            rivals = [f for f in self.ctx.jobs.find(self.plan.job, self.plan.site, actions)
-                      if f.queue_id != mine and (f.queue_id is None or f.queue_id < mine)]
-            if not rivals:
+            found = self.ctx.jobs.ours(self.plan.job, self.plan.site)
+            rivals = [f for f in found if any(serves(f, a) for a in actions)
+                      and f.queue_id != mine and (f.queue_id is None or f.queue_id < mine)]
+            # An earlier build took one of our passengers along: ours goes again without it.
+            again = not rivals and passengers.clash(found, self.passengers, mine)
+            if not rivals and not again:
                 return None
             self.ctx.jobs.cancel(mine)
         except JenkinsUnavailable as exc:
             log.warning("event=duplicate_check_failed queue_id=%d error=%r", mine, str(exc))
             return None
+        self.queue_id, self.passengers, self.riders = None, (), {}
+        if again:
+            log.info("event=build_requeued queue_id=%d reason='an earlier build deploys a passenger'", mine)
+            return None
         log.info("event=build_cancelled_duplicate queue_id=%d kept=%s", mine, rivals[0].queue_id)
-        self.queue_id = None
         return self._hand_over(rivals)
 
     def _poll(self) -> Ending | None:
@@ -162,6 +196,8 @@ class Deployment:
             handover = self._ensure_build()
             if handover is not None:
                 return handover
+            if self.queue_id is None and self.build_number is None:
+                return None  # cancelled to go again without a passenger: queued on the next round
             adopted = self.plan.adopt
             if adopted is not None and adopted.result and not adopted.building:
                 return Finished(adopted.result)
@@ -262,7 +298,11 @@ class Deployment:
             return
         url = self.ctx.jobs.build_url(self.plan.job, self.build_number)
         ours = [t for t in completed if not t.gone]
-        if ours and self.build_number is not None:
+        # A build is counted once: by the deployment that queued it, or that followed it for the
+        # very actions it was queued for (a killed replica's). Passengers' holders do not count it.
+        adopted = self.plan.adopt
+        counted = adopted is None or any(covers(r, t.action) for t in ours for r in adopted.refs)
+        if ours and counted and self.build_number is not None:
             breakers.record(self.plan.site, outcome, url, self.revision_at_start)
         if self.result_for(outcome) is Result.ABANDON:
             for tracked in ours:

@@ -17,7 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 import jenkins
-from helper.consumer.action import LifecycleAction, parse_ref
+from helper.consumer.action import PASSENGER, LifecycleAction, parse_ref
 from helper.errors import HelperError
 from helper.urls import redact_userinfo
 
@@ -77,6 +77,15 @@ class Found:
     building: bool = False
     params: dict = field(default_factory=dict, compare=False, hash=False)
     user: str | None = None  # the UserIdCause's userId: who queued it
+
+    @property
+    def instances(self) -> set[str]:
+        """The instances it deploys (INSTANCE_IDS)."""
+        return set(filter(None, str(self.params.get("INSTANCE_IDS") or "").split(",")))
+
+    @property
+    def in_progress(self) -> bool:
+        return self.build_number is None or self.building
 
 
 @dataclass(frozen=True)
@@ -151,13 +160,14 @@ def serves(found: Found, action: LifecycleAction) -> bool:
     deploy (issue 19, item 20). A finished build never stands in this way: it may be an earlier
     action's (a warm pool's first launch), and a second deploy is harmless where a skipped one is not.
     """
-    instances = str(found.params.get("INSTANCE_IDS") or "").split(",")
-    if action.instance_id not in instances:
+    if action.instance_id not in found.instances:
         return False
     if any(covers(r, action) for r in found.refs):
         return True
-    in_progress = found.build_number is None or found.building
-    return action.token is None and in_progress and any(names_instance(r, action) for r in found.refs)
+    # Still queued or running, it also serves an action with a token that it took along as a
+    # passenger (`+`, helper/consumer/passengers.py): the holder's checks still come first.
+    return found.in_progress and any(names_instance(r, action) and (action.token is None or r.endswith(":" + PASSENGER))
+                                     for r in found.refs)
 
 
 def _actions_part(actions, wanted: str) -> list:
@@ -270,6 +280,11 @@ class JenkinsJobs:
         user = self.user_id()
         found = self.recent(job)
         return [f for f in found if any(serves(f, a) for a in actions) and self._ours(f, job, site, user)]
+
+    def ours(self, job: str, site: str) -> list[Found]:
+        """Queue items and recent builds of `job` that are the consumer's deploys of `site`."""
+        user = self.user_id()
+        return [f for f in self.recent(job) if not_ours(f, site, user) is None]
 
     def recent(self, job: str) -> list[Found]:
         """Queue items and the last SEARCH_BUILDS builds of `job`, whoever queued them (`status`
