@@ -101,7 +101,8 @@ class Consumer:
             sns_client=clients.client("sns") if lc.alerts.sns_topic_arn else None, config_path=settings.config.path)
         autoscaling = AutoScaling(clients.autoscaling)
         rollouts = ExpiredRollouts(RolloutRecords(clients.client("ec2")),
-                                   LoadBalancers(clients.client("elbv2"), clients.client("elb")), autoscaling, lc.groups)
+                                   LoadBalancers(clients.client("elbv2"), clients.client("elb")), autoscaling,
+                                   {site: lc.groups_of(site) for site in lc.routed_sites})
         return cls(lc, Queue(clients.client("sqs"), lc.queue_url), autoscaling, jobs, metrics=metrics,
                    breakers=breakers, hold_groups=settings.config.hold_groups(region=lc.region), rollouts=rollouts)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from helper.consumer.autoscaling import AutoScaling, AutoScalingError, Throttled
 from helper.deploys.load_balancers import LoadBalancerError, LoadBalancers
@@ -24,11 +24,11 @@ log = logging.getLogger(__name__)
 
 class ExpiredRollouts:
     def __init__(self, records: RolloutRecords, lbs: LoadBalancers, autoscaling: AutoScaling,
-                 group_sites: Mapping[str, str], now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 site_groups: Mapping[str, Sequence[str]],
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+        """`site_groups`: each routed site's groups (LifecycleConfig.groups_of)."""
         self.records, self.lbs, self.autoscaling, self.now = records, lbs, autoscaling, now
-        self.site_groups: dict[str, list[str]] = {}
-        for group, site in sorted(group_sites.items()):
-            self.site_groups.setdefault(site, []).append(group)
+        self.site_groups = {site: list(groups) for site, groups in site_groups.items()}
 
     def restore(self) -> list[str]:
         """Every host put back in this pass; a failure is logged and the next pass tries again."""

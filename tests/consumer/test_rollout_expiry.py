@@ -34,7 +34,7 @@ def test_expired_records_are_restored_into_the_groups_load_balancers_only(world,
     assert dead not in world.in_elb() and live not in world.in_elb()
 
     restored = ExpiredRollouts(records, lbs, AutoScaling(fleet.client("autoscaling", aws, REGION)),
-                               {GROUP: SITE}).restore()
+                               {SITE: [GROUP]}).restore()
 
     assert restored == [dead]
     assert dead in world.in_elb() and dead in world.in_target_group()
@@ -44,8 +44,18 @@ def test_expired_records_are_restored_into_the_groups_load_balancers_only(world,
     assert [r.instance_id for r in records.read(SITE)[0]] == [live]
 
 
-def test_the_consumer_runs_the_pass_in_its_upkeep(world):
+def test_the_consumer_runs_the_pass_in_its_upkeep_with_a_site_of_two_groups(world, aws):
+    """Wired by Consumer.from_settings as a config of several groups has it: the pass was given the
+    group -> route map instead of site -> groups, crashed the consumer on a second group (sorting
+    routes) and with one group looked for records of a site named by a route object, restoring none."""
+    world.set_lifecycle(groups={GROUP: SITE, "web-asg-2": SITE})
+    lbs = LoadBalancers(translated(world.elbv2), translated(world.elb))
+    records = RolloutRecords(translated(fleet.client("ec2", aws, REGION)))
+    dead = world.instances()[0]
+    out = lbs.memberships([dead])
+    records.take_out(SITE, "https://ci/job/deploy/7/", stamp(datetime.now(timezone.utc) - timedelta(hours=2), 60), out)
+    lbs.deregister(out)
     consumer = world.consumer()
-    assert consumer.maintenance.rollouts is not None  # wired by Consumer.from_settings
     consumer.maintenance.run()
-    assert consumer.metrics.rollout_expired_restores._value.get() == 0
+    assert consumer.metrics.rollout_expired_restores._value.get() == 1
+    assert dead in world.in_elb() and dead in world.in_target_group()
