@@ -108,7 +108,7 @@ class Deployment:
             self.queue_id, self.build_number = self.plan.adopt.queue_id, self.plan.adopt.build_number
             return None
         actions = [t.action for t in self._live()]
-        existing = self.ctx.jobs.find(self.plan.job, self.plan.site, actions)
+        existing = self.ctx.jobs.find(self.plan.job, self.plan.site, {t.action: t.sent_ms() for t in self._live()})
         if existing:
             return self._hand_over(existing)  # to deployments that follow them, and one for the rest
         refused = self._breaker_refuses()
@@ -173,7 +173,7 @@ class Deployment:
         mine = self.queue_id
         try:
             found = self.ctx.jobs.ours(self.plan.job, self.plan.site)
-            rivals = [f for f in found if any(serves(f, a) for a in actions)
+            rivals = [f for f in found if any(serves(f, t.action, t.sent_ms()) for t in self._live())
                       and f.queue_id != mine and (f.queue_id is None or f.queue_id < mine)]
             # An earlier build took one of our passengers along: ours goes again without it.
             again = not rivals and passengers.clash(found, self.passengers, mine)

@@ -92,6 +92,10 @@ class Tracked:
     def messages(self) -> list[Message]:
         return list(self.served().messages)
 
+    def sent_ms(self) -> int | None:
+        """When SQS got the earliest message of the served claim (SentTimestamp, epoch ms)."""
+        return min((m.sent_at_ms for m in self.messages if m.sent_at_ms > 0), default=None)
+
     def claim(self, action: LifecycleAction, message: Message | None) -> None:
         with self._lock:
             same = next((c for c in self.claims if c.action.token == action.token and not c.rejected), None)

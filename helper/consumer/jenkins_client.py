@@ -77,6 +77,7 @@ class Found:
     building: bool = False
     params: dict = field(default_factory=dict, compare=False, hash=False)
     user: str | None = None  # the UserIdCause's userId: who queued it
+    started_ms: int | None = None  # a build's start (Jenkins's timestamp, epoch ms)
 
     @property
     def instances(self) -> set[str]:
@@ -151,23 +152,22 @@ def names_instance(ref: str, action: LifecycleAction) -> bool:
     return parsed is not None and action.group in (unquote(parsed[0]), parsed[0]) and parsed[1] == action.instance_id
 
 
-def serves(found: Found, action: LifecycleAction) -> bool:
-    """The build names this very action and deploys to its instance.
-
-    A reconciled action (no token) also meets a build still queued or running that names its
-    instance with a token: after a SIGKILL the sweep can find the instance waiting before the
-    notification's invisibility runs out, and the killed consumer's build is then the instance's
-    deploy (issue 19, item 20). A finished build never stands in this way: it may be an earlier
-    action's (a warm pool's first launch), and a second deploy is harmless where a skipped one is not.
-    """
+def serves(found: Found, action: LifecycleAction, sent_ms: int | None = None) -> bool:
+    """The build names this very action and deploys to its instance. Also, while queued or running, a
+    build naming the instance for a reconciled action (no token: a SIGKILLed consumer's, issue 19 item
+    20); and for an action with a token, one that took it along (`+`, passengers.py) while queued or
+    running, or finished if it started after SQS got the notification (`sent_ms`): it deployed in this
+    very wait. No other finished build stands in: it may be an earlier action's (a warm pool's first
+    launch), and a second deploy is harmless where a skipped one is not."""
     if action.instance_id not in found.instances:
         return False
     if any(covers(r, action) for r in found.refs):
         return True
-    # Still queued or running, it also serves an action with a token that it took along as a
-    # passenger (`+`, helper/consumer/passengers.py): the holder's checks still come first.
-    return found.in_progress and any(names_instance(r, action) and (action.token is None or r.endswith(":" + PASSENGER))
-                                     for r in found.refs)
+    if action.token is None:
+        return found.in_progress and any(names_instance(r, action) for r in found.refs)
+    after = sent_ms is not None and found.started_ms is not None and found.started_ms >= sent_ms
+    return (found.in_progress or after) and any(names_instance(r, action) and r.endswith(":" + PASSENGER)
+                                                for r in found.refs)
 
 
 def _actions_part(actions, wanted: str) -> list:
@@ -275,11 +275,11 @@ class JenkinsJobs:
         except (jenkins.JenkinsException, requests.RequestException, OSError) as exc:
             raise JenkinsUnavailable(f"queue {job}: {exc}") from exc
 
-    def find(self, job: str, site: str, actions: list[LifecycleAction]) -> list[Found]:
-        """Queue items and recent builds of `job` that are the consumer's deploy of any of these actions."""
+    def find(self, job: str, site: str, actions: dict[LifecycleAction, int | None]) -> list[Found]:
+        """Our queue items and recent builds of `job` serving any action (-> its SentTimestamp, serves)."""
         user = self.user_id()
         found = self.recent(job)
-        return [f for f in found if any(serves(f, a) for a in actions) and self._ours(f, job, site, user)]
+        return [f for f in found if any(serves(f, a, ms) for a, ms in actions.items()) and self._ours(f, job, site, user)]
 
     def ours(self, job: str, site: str) -> list[Found]:
         """Queue items and recent builds of `job` that are the consumer's deploys of `site`."""
@@ -295,7 +295,7 @@ class JenkinsJobs:
             if job_of_url((item.get("task") or {}).get("url", "")) != job:
                 continue
             found.append(self._found(item, queue_id=item.get("id"), build_number=None))
-        tree = ("builds[number,queueId,result,building,actions[parameters[name,value],causes[userId]]]"
+        tree = ("builds[number,queueId,result,building,timestamp,actions[parameters[name,value],causes[userId]]]"
                 f"{{0,{SEARCH_BUILDS}}}")
         try:
             builds = self._get(f"{self._job_path(job)}api/json?tree={tree}").get("builds", [])
@@ -303,15 +303,14 @@ class JenkinsJobs:
             raise JobMissing(f"Jenkins has no job {job!r}") from exc
         for build in builds:
             found.append(self._found(build, queue_id=build.get("queueId"), build_number=build["number"],
-                                     result=build.get("result"), building=bool(build.get("building"))))
+                                     result=build.get("result"), building=bool(build.get("building")),
+                                     started_ms=build.get("timestamp") if isinstance(build.get("timestamp"), int) else None))
         return found
 
     @staticmethod
     def _found(entry: dict, **where) -> Found:
-        params = _flat(_actions_part(entry.get("actions"), "parameters"))
-        value = params.get(ACTIONS_PARAM)
-        refs = tuple(value.split()) if isinstance(value, str) else ()
-        return Found(refs=refs, params=params, user=_user(entry.get("actions")), **where)
+        parameters = _actions_part(entry.get("actions"), "parameters")
+        return Found(refs=refs_of(parameters), params=_flat(parameters), user=_user(entry.get("actions")), **where)
 
     @staticmethod
     def _ours(found: Found, job: str, site: str, user: str) -> bool:

@@ -3,8 +3,8 @@
 Several consumer replicas on one queue each receive a share of a scale-out's messages, and
 each would queue a build for its share: three replicas, up to three builds where one would do.
 So before a deployment queues its build it adds the site's other instances waiting in
-Pending:Wait in the groups routed to the same job, up to batch_max_instances, unless a build
-of ours still queued or running names them already. They are named `group:instance:+`: the
+Pending:Wait in the groups routed to the same job, up to batch_max_instances, unless a recent
+build of ours names them already. They are named `group:instance:+`: the
 build deploys them, and nothing is completed for them by this deployment. When an instance's
 own message reaches a deployment (here or in a rival replica), that deployment checks it
 against Auto Scaling and confirms its token as always, then finds this build serving it
@@ -33,8 +33,9 @@ def groups_for(config: LifecycleConfig, site: str, job: str) -> list[str]:
 
 
 def busy(found: Iterable[Found]) -> set[str]:
-    """Instances a build of ours still queued or running deploys already."""
-    return {i for f in found if f.in_progress for i in f.instances}
+    """Instances a recent build of ours deploys or deployed: queued or running, or finished while the
+    instance still waits (its holder is about to complete it, or will follow that build: serves)."""
+    return {i for f in found for i in f.instances}
 
 
 def choose(waiting: Iterable[Waiting], own: set[str], taken: set[str], room: int) -> tuple[Waiting, ...]:

@@ -100,7 +100,7 @@ def hand_over(plan: Plan, found: list[Found]) -> Handover:
     keep: list[Tracked] = []
     adopted: dict[Found, list[Tracked]] = {}
     for tracked in plan.tracked:
-        serving = sorted((f for f in found if serves(f, tracked.action)), key=_rank)
+        serving = sorted((f for f in found if serves(f, tracked.action, tracked.sent_ms())), key=_rank)
         if serving:
             adopted.setdefault(serving[0], []).append(tracked)
         else:

@@ -24,11 +24,11 @@ def waiting(instance: str, state: str = "Pending:Wait", group: str = "web-asg") 
 
 
 def found(instances: list[str], refs: list[str], *, queue_id: int | None = 7, build_number: int | None = None,
-          building: bool = False, user: str = JENKINS_USER) -> Found:
+          building: bool = False, user: str = JENKINS_USER, started_ms: int | None = None) -> Found:
     params = {"SITE": SITE, "INSTANCE_IDS": ",".join(instances), "REVISION": "", "DRY_RUN": "false",
               ACTIONS_PARAM: " ".join(refs)}
     return Found(queue_id=queue_id, build_number=build_number, refs=tuple(refs), building=building,
-                 params=params, user=user)
+                 params=params, user=user, started_ms=started_ms)
 
 
 # --- pure rules ------------------------------------------------------------------------------------------
@@ -50,11 +50,13 @@ def test_groups_for_names_only_the_groups_routed_to_the_same_site_and_job():
     assert passengers.groups_for(config, "web", "deploy") == ["a", "d"]
 
 
-def test_busy_counts_only_builds_still_queued_or_running():
+def test_busy_counts_every_recent_build_of_ours_queued_running_or_finished():
+    """A finished build's instance that still waits is about to be completed by its holder: taking it
+    along again deployed it twice (58 duplicate builds in the 3-replica burst)."""
     queued = found(["i-1"], [])
     running = found(["i-2"], [], build_number=3, building=True)
     finished = found(["i-3"], [], build_number=2)
-    assert passengers.busy([queued, running, finished]) == {"i-1", "i-2"}
+    assert passengers.busy([queued, running, finished]) == {"i-1", "i-2", "i-3"}
 
 
 def test_an_earlier_build_deploying_a_passenger_sends_ours_round_again_a_later_one_does_not():
@@ -72,16 +74,24 @@ def test_a_passenger_reference_is_encoded_like_an_actions_and_never_a_token():
     assert PASSENGER == "+" and action.reference() == "web-asg:i-1:+"
 
 
-@pytest.mark.parametrize("build, serves_it", [
-    (found(["i-1"], ["web-asg:i-1:+"]), True),  # queued
-    (found(["i-1"], ["web-asg:i-1:+"], build_number=3, building=True), True),  # running
-    (found(["i-1"], ["web-asg:i-1:+"], build_number=3), False),  # finished: may have been an earlier launch
-    (found(["i-2"], ["web-asg:i-1:+"]), False),  # names it but does not deploy it
-    (found(["i-1"], ["other-asg:i-1:+"]), False),  # another group's
-    (found(["i-1"], ["web-asg:i-1:-"]), False),  # a reconciled action's mark is not a passenger
+SENT_MS = 1_764_950_000_000  # when SQS got the action's notification
+
+
+@pytest.mark.parametrize("build, sent_ms, serves_it", [
+    (found(["i-1"], ["web-asg:i-1:+"]), SENT_MS, True),  # queued
+    (found(["i-1"], ["web-asg:i-1:+"], build_number=3, building=True), None, True),  # running
+    # Finished: only if it started after the notification was sent, i.e. deployed in this very wait.
+    (found(["i-1"], ["web-asg:i-1:+"], build_number=3, started_ms=SENT_MS + 1), SENT_MS, True),
+    (found(["i-1"], ["web-asg:i-1:+"], build_number=3, started_ms=SENT_MS - 1), SENT_MS, False),  # an earlier wait's
+    (found(["i-1"], ["web-asg:i-1:+"], build_number=3, started_ms=SENT_MS + 1), None, False),  # no SentTimestamp
+    (found(["i-1"], ["web-asg:i-1:+"], build_number=3), SENT_MS, False),  # no start time
+    (found(["i-2"], ["web-asg:i-1:+"]), SENT_MS, False),  # names it but does not deploy it
+    (found(["i-1"], ["other-asg:i-1:+"]), SENT_MS, False),  # another group's
+    (found(["i-1"], ["web-asg:i-1:-"]), SENT_MS, False),  # a reconciled action's mark is not a passenger
+    (found(["i-1"], ["web-asg:i-1:t-0"], build_number=3, started_ms=SENT_MS + 1), SENT_MS, False),  # another token
 ])
-def test_a_build_serves_an_action_with_a_token_that_it_took_along_only_while_it_runs(build, serves_it):
-    assert serves(build, LifecycleAction("web-asg", "i-1", LAUNCHING, token="t-1")) is serves_it
+def test_a_build_serves_an_action_with_a_token_that_it_took_along_while_it_waits(build, sent_ms, serves_it):
+    assert serves(build, LifecycleAction("web-asg", "i-1", LAUNCHING, token="t-1"), sent_ms) is serves_it
 
 
 def test_a_passenger_build_queued_by_someone_else_is_not_ours():
@@ -111,6 +121,19 @@ def test_a_launch_whose_message_another_replica_holds_rides_the_first_build_and_
     assert world.revision_of(x) == world.revision_of(y) == "v1"
     assert sum(sample(c, "adh_builds_adopted_total") for c in (first, second)) == 1
     assert sum(sample(c, "adh_actions_completed_total", result="CONTINUE") for c in (first, second)) == 2
+
+
+def test_a_holder_whose_message_arrives_after_the_build_that_took_it_along_finished_follows_that_build(world):
+    x, y = world.scale_to(4)
+    _, receipt_y = world.take_notice(y)
+    consumer, _ = world.start_consumer()
+    wait_for(lambda: [b.result for b in world.builds()] == ["SUCCESS"] and world.all_in_service([x]),
+             what="the build for x, with y along, finished and x CONTINUEd")
+    assert y in world.builds()[0].params["INSTANCE_IDS"].split(",")
+    world.release(receipt_y)
+    wait_for(lambda: world.all_in_service([y]), what="y CONTINUEd on that build's result")
+    assert len(world.builds()) == 1, "no second deploy of y"
+    assert sample(consumer, "adh_builds_adopted_total") == 1
 
 
 @pytest.mark.scenario(breaker={"failures": 3, "margin_s": 60}, batch_window_s=0.2)
