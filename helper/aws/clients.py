@@ -26,7 +26,7 @@ from botocore.exceptions import DataNotFoundError
 
 from helper import PROG
 from helper.aws.access import AccessKey, StaticCredentials  # noqa: F401 (AccessKey: callers import it here too)
-from helper.aws.errors import AWS_FAILURES, translate, translated
+from helper.aws.errors import AWS_FAILURES, Translated, translate, translated
 
 # botocore's "standard" retry mode backs off with jitter on Throttling,
 # RequestLimitExceeded and 5xx. Eight attempts ride out a scale-out burst without
@@ -251,8 +251,12 @@ class AwsClients:
         return session
 
     def client(self, service: str):
-        """A client for the service, translated: its failures raise AwsError (helper/aws/errors.py)."""
-        return translated(self.raw_client(service))
+        """A client for the service, translated: its failures raise AwsError (helper/aws/errors.py).
+        On a cut-down model, an operation the cut lacks is served by the full model (errors.Translated)."""
+        if not (self._models_used and service in self._models_used):
+            return translated(self.raw_client(service))
+        whole = lambda: AwsClients(self.key, session=None, boto_config=self._boto_config).raw_client(service)  # noqa: E731
+        return Translated(self.raw_client(service), full=whole)
 
     def raw_client(self, service: str):
         try:

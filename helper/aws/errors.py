@@ -10,11 +10,14 @@ exceptions (tests/test_edges.py); this is the only module that looks inside
 from __future__ import annotations
 
 import functools
-from typing import Any
+import logging
+from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from helper.errors import HelperError
+
+log = logging.getLogger(__name__)
 
 # What botocore raises for a failed call: AWS's answer (ClientError) or no answer at all
 # (BotoCoreError: a timeout, a refused connection, missing credentials, a bad parameter).
@@ -109,16 +112,40 @@ class Translated:
     """A botocore client whose every call raises AwsError instead of botocore's exceptions.
     Attributes (`meta`, `exceptions`) pass through untouched."""
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, full: Callable[[], Any] | None = None) -> None:
         self._client = client
+        # For a client on a cut-down model (helper/aws/clients.py): the same service's client on
+        # the full model, made when an operation the cut lacks is asked for. A shortcut must
+        # never stop a deploy: one warning, and the full model serves from then on.
+        self._full = full
+
+    def _whole(self, name: str) -> bool:
+        if self._full is None:
+            return False
+        log.warning("event=model_cut_missed operation=%s fallback=full_model", name)
+        self._client, self._full = self._full(), None
+        return True
 
     def __getattr__(self, name: str) -> Any:
-        found = getattr(self._client, name)
+        try:
+            found = getattr(self._client, name)
+        except AttributeError:
+            if not self._whole(name):
+                raise
+            found = getattr(self._client, name)
         if name == "get_paginator":
-            return lambda operation: _Paginator(found(operation), operation)
+            return self._paginator
         if name.startswith("_") or not callable(found):
             return found
         return _translating(name, found)
+
+    def _paginator(self, operation: str) -> _Paginator:
+        try:
+            return _Paginator(self._client.get_paginator(operation), operation)
+        except (KeyError, BotoCoreError):  # not in a cut model (botocore's lookup is a KeyError)
+            if not self._whole(operation):
+                raise
+            return _Paginator(self._client.get_paginator(operation), operation)
 
     @property
     def untranslated(self):

@@ -109,14 +109,12 @@ class RolloutRecords:
         self._call("create_tags", Resources=[record.instance_id], Tags=[{"Key": KEY, "Value": head}])
 
     def clear(self, instance_ids: list[str]) -> None:
-        """Delete the records of these hosts: one read and one DeleteTags per EC2_RESOURCES_PER_CALL
-        hosts (a key without a value deletes the tag whatever its value; a key a host lacks is no-op)."""
+        """Delete the records of these hosts: one DeleteTags per EC2_RESOURCES_PER_CALL hosts, naming
+        every key a record can have, unread (a key without a value deletes the tag whatever its value;
+        a key a host lacks is a no-op), so a batch costs no DescribeTags to end."""
+        keys = [{"Key": KEY}] + [{"Key": f"{MEMBER_PREFIX}{n}"} for n in range(1, MAX_MEMBERSHIPS + 1)]
         for chunk in chunks(sorted(instance_ids), EC2_RESOURCES_PER_CALL):
-            found = self._tags_of(chunk)
-            keys = sorted({k for tags in found.values() for k in tags if k == KEY or k.startswith(MEMBER_PREFIX)})
-            owners = sorted(i for i, tags in found.items() if any(k in keys for k in tags))
-            if keys and owners:
-                self._call("delete_tags", Resources=owners, Tags=[{"Key": k} for k in keys])
+            self._call("delete_tags", Resources=chunk, Tags=keys)
 
     def read(self, site: str | None = None) -> tuple[list[Record], list[str]]:
         """(records of the site, or of every site; problems with unreadable ones)."""

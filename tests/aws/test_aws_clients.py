@@ -100,3 +100,28 @@ def test_an_unknown_service_is_still_botocore_s_error_with_the_names_it_knows():
 
     with pytest.raises(UnknownServiceError, match=r"Unknown service: 'ec3'\. Valid service names are: .*\bec2\b"):
         session.create_client("ec3", region_name="us-east-1")
+
+
+def test_an_operation_the_cut_model_lacks_is_served_by_the_full_model_with_one_warning(aws, caplog):
+    """A caller that calls more than its ModelUse names (a rollout path nobody listed) must still run:
+    before, the cut client had no such method and the deploy stopped on an AttributeError."""
+    ids = fleet.run_instances(fleet.client("ec2", aws, REGION), 1, "web")
+    clients = AwsClients(AccessKey(region=REGION, endpoint_url=aws),
+                         models_used={"ec2": ModelUse(frozenset({"DescribeInstances"}))})
+    with caplog.at_level("WARNING", logger="helper.aws.errors"):
+        clients.ec2.create_tags(Resources=ids, Tags=[{"Key": "k", "Value": "v"}])  # not in the cut
+        pages = clients.ec2.get_paginator("describe_tags").paginate(Filters=[{"Name": "resource-id", "Values": ids}])
+        assert [t["Key"] for page in pages for t in page["Tags"]] == ["Name", "k"]
+        clients.ec2.delete_tags(Resources=ids, Tags=[{"Key": "k"}])
+    missed = [r.getMessage() for r in caplog.records if "model_cut_missed" in r.getMessage()]
+    assert missed == ["event=model_cut_missed operation=create_tags fallback=full_model"], "once, then full"
+    with pytest.raises(AttributeError):
+        clients.ec2.no_such_operation()
+
+
+def test_a_paginator_the_cut_model_lacks_is_served_by_the_full_model(aws):
+    ids = fleet.run_instances(fleet.client("ec2", aws, REGION), 1, "web")
+    clients = AwsClients(AccessKey(region=REGION, endpoint_url=aws),
+                         models_used={"ec2": ModelUse(frozenset({"DescribeInstances"}))})
+    pages = clients.ec2.get_paginator("describe_tags").paginate(Filters=[{"Name": "resource-id", "Values": ids}])
+    assert [t["Key"] for page in pages for t in page["Tags"]] == ["Name"]
