@@ -5,7 +5,8 @@ sandbox's web app (helper/sandbox/balancer/webapp.py). Needs root (network names
 The deploy command (DEPLOY_APP) is what a real one does: for each host of its batch it connects
 with `ssh -F $SSH_CONFIG` and restarts the app at $REVISION, which drops the connections the app
 had. FAIL_HOSTS (instance ids) makes the deploy of those hosts fail, as a broken build would;
-DEPLOY_TIMES names a file to which each run appends its host count and wall seconds.
+DEPLOY_TIMES names a file to which each run appends its host count and wall seconds (from its
+process's start, as the kernel recorded it, to its end).
 """
 
 from __future__ import annotations
@@ -35,7 +36,17 @@ DEPLOY_APP = textwrap.dedent(f"""\
     from concurrent.futures import ThreadPoolExecutor
     hosts = [h for site in json.load(open(os.environ["DEPLOY_JSON"]))["sites"].values() for h in site]
     failing = set(os.environ.get("FAIL_HOSTS", "").split())
-    started = time.monotonic()
+    def process_start_s():
+        # When the kernel started this process, on CLOCK_BOOTTIME (/proc/self/stat field 22, in
+        # clock ticks): the command's wall time includes its interpreter's start, as any deploy
+        # command's does. Where that cannot be read, from here.
+        try:
+            ticks = int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+            return ticks / os.sysconf("SC_CLK_TCK"), time.clock_gettime(time.CLOCK_BOOTTIME)
+        except (OSError, ValueError, IndexError):
+            return None, None
+    began_s, now_s = process_start_s()
+    started = time.monotonic() - (now_s - began_s if began_s is not None else 0.0)
     def deploy(host):
         if host["instance_id"] in failing:
             return f"{{host['alias']}}: refused (FAIL_HOSTS)"
