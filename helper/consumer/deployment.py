@@ -132,12 +132,8 @@ class Deployment:
         if room <= 0 or self.plan.terminating or not all(a.launching and not a.into_warm_pool for a in actions):
             return ()
         try:
-            groups = passengers.groups_for(self.ctx.config, self.plan.site, self.plan.job)
-            waiting = [w for w in self.ctx.autoscaling.waiting_instances(groups) if w.instance_id not in own]
-            if not passengers.choose(waiting, own, set(), room):
-                return ()
-            taken = passengers.busy(self.ctx.jobs.ours(self.plan.job, self.plan.site))
-            return passengers.choose(waiting, own, taken, room)
+            return passengers.find(self.ctx.autoscaling, self.ctx.jobs, self.ctx.config, self.plan.site,
+                                   self.plan.job, own, room)
         except (AutoScalingError, Throttled, JenkinsUnavailable) as exc:
             log.warning("event=passengers_unknown site=%s error=%r", self.plan.site, str(exc))
             return ()

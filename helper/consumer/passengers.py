@@ -10,7 +10,8 @@ own message reaches a deployment (here or in a rival replica), that deployment c
 against Auto Scaling and confirms its token as always, then finds this build serving it
 (jenkins_client.serves) and follows it instead of queuing another; only it completes the action.
 
-Pure: the deployment (helper/consumer/deployment.py) asks Auto Scaling and Jenkins.
+The rules are pure; find() is the one place that asks Auto Scaling and Jenkins for them, for the
+deployment about to queue (deployment.py) and for the batch that may close early (early_close.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Iterable
 from helper.config.lifecycle import LifecycleConfig
 from helper.consumer.action import passenger_reference
 from helper.consumer.autoscaling import Waiting
-from helper.consumer.jenkins_client import Found
+from helper.consumer.jenkins_client import Found, JenkinsJobs
 
 # Only launches into service: a warm pool's Warmed:Pending:Wait is not deployed at all, and
 # a terminating instance must not be.
@@ -45,6 +46,19 @@ def choose(waiting: Iterable[Waiting], own: set[str], taken: set[str], room: int
     fit = sorted({(w.group, w.instance_id): w for w in waiting
                   if w.state == TAKEN_STATE and w.instance_id not in own | taken}.items())
     return tuple(w for _, w in fit[:room])
+
+
+def find(autoscaling, jobs: JenkinsJobs, config: LifecycleConfig, site: str, job: str, own: set[str],
+         room: int) -> tuple[Waiting, ...]:
+    """Up to `room` of the site's launches a build of `job` could take along now. One
+    DescribeAutoScalingGroups call, and a Jenkins read only when there is something to take.
+    Raises what Auto Scaling and Jenkins raise: the caller goes on without passengers."""
+    if room <= 0:
+        return ()
+    waiting = [w for w in autoscaling.waiting_instances(groups_for(config, site, job)) if w.instance_id not in own]
+    if not choose(waiting, own, set(), room):
+        return ()
+    return choose(waiting, own, busy(jobs.ours(job, site)), room)
 
 
 def references(passengers: Iterable[Waiting]) -> list[str]:
