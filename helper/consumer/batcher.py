@@ -47,15 +47,6 @@ class Batcher(Generic[K, T]):
             return None
         return max(0.0, min(b.opened_at + self.window_s for b in self._open.values()) - now)
 
-    def open_batches(self) -> list[tuple[K, float, list[T]]]:
-        """(key, opened_at, items) of each batch still open."""
-        return [(k, b.opened_at, list(b.items)) for k, b in self._open.items()]
-
-    def take(self, key: K) -> list[T] | None:
-        """Close an open batch now (early_close.py), or None if it is not open."""
-        batch = self._open.pop(key, None)
-        return None if batch is None else batch.items
-
     def drain(self) -> list[tuple[K, list[T]]]:
         """Everything still open, e.g. to release it on shutdown."""
         ready = self._full + [(k, b.items) for k, b in self._open.items()]

@@ -14,6 +14,7 @@ start a deployment per build (helper/consumer/plan.py).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from helper.aws.results import Result
 from helper.consumer import passengers
@@ -200,6 +201,13 @@ class Deployment:
         progress = self.ctx.jobs.progress(self.plan.job, self.queue_id, self.build_number)
         if progress.gone:  # the queue item expired before we saw it start: search again
             self.queue_id = None
+            return None
+        if progress.result == "CANCELLED" and self.plan.adopt is not None and self.build_number is None:
+            # A build we follow but did not queue was cancelled before it started: its queuer gave it
+            # up for an earlier one that took our action along, or a person did. Not our failure:
+            # search again (that earlier build, or one of our own), never ABANDON for it.
+            log.info("event=adopted_build_cancelled site=%s queue_id=%s", self.plan.site, self.queue_id)
+            self.plan, self.queue_id = replace(self.plan, adopt=None), None
             return None
         if progress.build_number is not None and self.build_number is None:
             self.build_number = progress.build_number

@@ -26,7 +26,6 @@ from helper.consumer.backoff import backoff_s
 from helper.consumer.batcher import Batcher
 from helper.consumer.context import Context
 from helper.consumer.deployment import Deployment
-from helper.consumer.early_close import EarlyClose
 from helper.consumer.inflight import Admission, InFlight, Tracked
 from helper.consumer.jenkins_client import JenkinsJobs
 from helper.consumer.maintenance import Maintenance
@@ -74,7 +73,6 @@ class Consumer:
         self._pool = ThreadPoolExecutor(max_workers=MAX_DEPLOYMENTS, thread_name_prefix="deploy")
         self._futures: set[Future] = set()
         self._futures_lock = threading.Lock()
-        self.early = EarlyClose(self.context)  # a batch the site's waiting launches fill goes at once
         self.maintenance = Maintenance(config.groups, self.hold_groups, autoscaling, self.inflight, self.metrics,
                                        breakers, self.parked, self.accept, rollouts)
         self._max_receive: int | None = None
@@ -226,10 +224,9 @@ class Consumer:
 
     def _receive_wait_s(self, now: float, next_reconcile: float, once: bool) -> float:
         wait = float(self.config.receive_wait_s)
-        for to_batch in (self.batcher.seconds_to_next(now),
-                         self.early.seconds_to_next(self.batcher, now, self.config.poll_interval_s)):
-            if to_batch is not None:
-                wait = min(wait, to_batch)
+        to_batch = self.batcher.seconds_to_next(now)
+        if to_batch is not None:
+            wait = min(wait, to_batch)
         wait = min(wait, max(0.0, next_reconcile - now))
         if self.parked is not None:
             # Parked actions are heartbeaten from this loop, and a running deployment may end held
@@ -275,7 +272,6 @@ class Consumer:
                 if not messages and wait_s % 1:
                     stop.wait(wait_s % 1)
                 self.start_due(self.batcher.due(self.clock()))
-                self.start_due(self.early.tend(self.batcher, self.clock()))
                 if self.parked is not None:
                     for plan in self.parked.tend(self.clock()):
                         self._submit(plan)
@@ -289,7 +285,6 @@ class Consumer:
     def teardown(self, stop: threading.Event) -> None:
         stopping = stop.is_set()
         self.notifier.stopping()
-        self.early.close()
         if self.parked is not None:  # no build is coming for them from this consumer
             self.parked.release_all()
         for key, tracked in self.batcher.drain():

@@ -60,9 +60,6 @@ class Metrics:
                                      registry=r)
         self.builds_queued = Counter("adh_builds_queued", "Jenkins builds queued", registry=r)
         self.builds_adopted = Counter("adh_builds_adopted", "Existing builds adopted instead of queueing", registry=r)
-        self.batches_closed_early = Counter(
-            "adh_batches_closed_early", "Launch batches closed before their window: the site's waiting launches "
-            "filled a build", registry=r)
         self.completed = Counter("adh_actions_completed", "Lifecycle actions completed", ["result"], registry=r)
         # At 0 from the start: Prometheus's increase() cannot see a series' first value, so an
         # ABANDON counter born at 1 would never fire ADHBuildsFailing (tests/test_operator_view.py).

@@ -11,7 +11,7 @@ against Auto Scaling and confirms its token as always, then finds this build ser
 (jenkins_client.serves) and follows it instead of queuing another; only it completes the action.
 
 The rules are pure; find() is the one place that asks Auto Scaling and Jenkins for them, for the
-deployment about to queue (deployment.py) and for the batch that may close early (early_close.py).
+deployment about to queue (deployment.py).
 """
 
 from __future__ import annotations

@@ -59,14 +59,3 @@ def test_drain_hands_over_full_and_open_batches_and_empties_the_batcher():
     assert len(batcher) == 4
     assert sorted(batcher.drain()) == [("api", ["x"]), ("web", ["a", "b"]), ("web", ["c"])]
     assert len(batcher) == 0 and batcher.drain() == [] and batcher.seconds_to_next(0.0) is None
-
-
-def test_an_open_batch_can_be_taken_before_its_window_and_a_new_one_opens_after():
-    batcher = Batcher(window_s=3.0, max_size=20)
-    batcher.add("web", "a", now=1.0)
-    batcher.add("api", "x", now=2.0)
-    assert batcher.open_batches() == [("web", 1.0, ["a"]), ("api", 2.0, ["x"])]
-    assert batcher.take("web") == ["a"] and batcher.take("web") is None
-    batcher.add("web", "b", now=2.5)
-    assert batcher.open_batches() == [("api", 2.0, ["x"]), ("web", 2.5, ["b"])]
-    assert batcher.due(5.0) == [("api", ["x"])], "the taken batch is not handed out again"
