@@ -119,7 +119,7 @@ def covers(ref: str, action: LifecycleAction) -> bool:
     # Encoded now; as written before encoding (today's form) when it differs.
     if action.group not in (unquote(group), group) or instance != action.instance_id:
         return False
-    return token == (action.token or "-")
+    return token == (action.token or "-") and token != PASSENGER  # a message claiming token "+" is forged
 
 
 def _flat(parameters: list[dict]) -> dict:
