@@ -108,8 +108,9 @@ class Deployment:
         if self.plan.adopt is not None:
             self.queue_id, self.build_number = self.plan.adopt.queue_id, self.plan.adopt.build_number
             return None
-        actions = [t.action for t in self._live()]
-        existing = self.ctx.jobs.find(self.plan.job, self.plan.site, {t.action: t.sent_ms() for t in self._live()})
+        live = self._live()
+        actions = [t.action for t in live]
+        existing = self.ctx.jobs.find(self.plan.job, self.plan.site, {t.action: t.sent_ms() for t in live})
         if existing:
             return self._hand_over(existing)  # to deployments that follow them, and one for the rest
         refused = self._breaker_refuses()
@@ -121,7 +122,7 @@ class Deployment:
         self.ctx.metrics.builds_queued.inc()
         log.info("event=build_queued site=%s job=%s queue_id=%d actions=%d passengers=%d",
                  self.plan.site, self.plan.job, self.queue_id, len(actions), len(self.passengers))
-        return self._yield_to_rivals(actions)
+        return self._yield_to_rivals()
 
     def _take_along(self, actions) -> tuple[Waiting, ...]:
         """The site's other launches waiting now, for this build to deploy too (passengers.py).
@@ -159,7 +160,7 @@ class Deployment:
                          plan.site, plan.adopt.queue_id, plan.adopt.build_number, len(plan.tracked))
         return handover
 
-    def _yield_to_rivals(self, actions) -> Handover | None:
+    def _yield_to_rivals(self) -> Handover | None:
         """Another replica may have queued for the same actions a moment ago.
 
         Queue ids only grow, so of two items the later one always sees the earlier:

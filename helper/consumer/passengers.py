@@ -55,7 +55,7 @@ def find(autoscaling, jobs: JenkinsJobs, config: LifecycleConfig, site: str, job
     Raises what Auto Scaling and Jenkins raise: the caller goes on without passengers."""
     if room <= 0:
         return ()
-    waiting = [w for w in autoscaling.waiting_instances(groups_for(config, site, job)) if w.instance_id not in own]
+    waiting = autoscaling.waiting_instances(groups_for(config, site, job))  # choose() leaves out our own
     if not choose(waiting, own, set(), room):
         return ()
     return choose(waiting, own, busy(jobs.ours(job, site)), room)
