@@ -94,14 +94,8 @@ def start(directory: Path, aws_url: str, demo: fleet.DemoFleet, running: context
 
 def _is_our_haproxy(pid: int, started: str | None, directory: Path) -> bool:
     """Still the HAProxy this sandbox started (not a reused pid): same start, our binary, our config."""
-    if pid <= 1 or started is None or records.process_start(pid) != started:
-        return False
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    config = str(directory / HAPROXY_DIR / "haproxy.cfg").encode()
-    return bool(argv) and argv[0] == haproxy.HAPROXY.encode() and config in argv
+    words = records.process_argv(pid, started) if started is not None else None
+    return bool(words) and words[0] == haproxy.HAPROXY and str(directory / HAPROXY_DIR / "haproxy.cfg") in words
 
 
 def sweep(directory: Path, record: dict) -> list[str]:

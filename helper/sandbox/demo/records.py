@@ -58,18 +58,26 @@ def process_start(pid: int) -> str | None:
     return fields[_STARTTIME_FIELD_AFTER_COMM] if len(fields) > _STARTTIME_FIELD_AFTER_COMM else None
 
 
-def is_our_serve(pid: int, started: str | None, directory: Path) -> bool:
-    """Is `pid` still the `sandbox serve` process of `directory` that recorded itself?"""
+def process_argv(pid: int, started: str | None) -> list[str] | None:
+    """The arguments of `pid` while it is still the process that started at `started` (any start
+    when None); None when it is gone, its pid was reused by another process since, or unreadable."""
     if pid <= 1:
-        return False
+        return None
     now_started = process_start(pid)
     if now_started is None or (started is not None and now_started != started):
-        return False  # gone, or the pid was reused by another process since
+        return None
     try:
         argv = (read_regular(f"/proc/{pid}/cmdline", RECORD_MAX_BYTES) or b"").split(b"\0")
     except Unreadable:
+        return None
+    return [w.decode("utf-8", "surrogateescape") for w in argv]
+
+
+def is_our_serve(pid: int, started: str | None, directory: Path) -> bool:
+    """Is `pid` still the `sandbox serve` process of `directory` that recorded itself?"""
+    words = process_argv(pid, started)
+    if words is None:
         return False
-    words = [w.decode("utf-8", "surrogateescape") for w in argv]
     try:
         named = os.path.realpath(words[words.index("--state-dir") + 1])
     except (ValueError, IndexError):
