@@ -18,7 +18,7 @@ from helper.aws.errors import AwsError, translated
 from helper.aws.hook_timeouts import global_timeout_s, heartbeat_timeout_s
 from helper.deploys import revision as revisions
 from helper.deploys.hold_record import TAG_KEY as HOLD_TAG
-from helper.deploys.hold_record import TIME_FORMAT, HoldRecord, decode
+from helper.deploys.hold_record import HoldRecord, decode, is_expired
 from helper.deploys.rollout_record import RecordError, RolloutRecords
 from helper.errors import HelperError
 from helper.setup.status import Build, Hold, OutHost, SiteStatus, Waiting
@@ -54,8 +54,8 @@ def _groups(asg, status: SiteStatus, now: datetime) -> list[dict]:
             if tag is not None:
                 record = decode(tag, now)
                 if isinstance(record, HoldRecord):
-                    until = datetime.strptime(record.until, TIME_FORMAT).replace(tzinfo=timezone.utc)
-                    status.holds.append(Hold(group["AutoScalingGroupName"], record.holder, record.until, now >= until))
+                    status.holds.append(Hold(group["AutoScalingGroupName"], record.holder, record.until,
+                                             is_expired(record, now)))
                 else:
                     status.problems.append(f"{group['AutoScalingGroupName']}: fleet hold tag unreadable: {record.why}")
     return waiting
