@@ -195,7 +195,7 @@ def main() -> int:
     if args.burst and args.replicas > 1:
         from bench import lifecycle_replicas
 
-        return lifecycle_replicas.run(args.replicas, args.kill_after_s)
+        return lifecycle_replicas.run(args.replicas, args.kill_after_s, args.aws_latency_ms)
     if args.burst:
         from bench import lifecycle_burst
 

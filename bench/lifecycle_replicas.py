@@ -1,10 +1,11 @@
 """Benchmark (not a test): the 1,000-launch burst served by several consumer replicas at once.
 
-`bench/lifecycle.py --burst --replicas N [--kill-after-s S]` runs the burst of
+`bench/lifecycle.py --burst --replicas N [--kill-after-s S] [--aws-latency-ms MS]` runs the burst of
 bench/lifecycle_burst.py twice in one run: first with one consumer (the peer), then with N
 consumers on the same queue, moto and Jenkins emulator, each its own process; with
 `--kill-after-s`, the first replica is SIGKILLed that many seconds after the first launch, so
-what it held comes back to the others after the visibility timeout. For each run it prints:
+what it held comes back to the others after the visibility timeout; `--aws-latency-ms` makes every AWS
+call of both runs wait that long in moto, as a region's round trip does. For each run it prints:
 
 - Jenkins builds, and duplicate builds: builds beyond the first that deploy an instance, read
   from the emulator's own builds (their INSTANCE_IDS); target 0;
@@ -58,10 +59,10 @@ def lost_actions(launched: set[str], records: list[dict]) -> int:
     return len(launched - {r["instance"] for r in records if r["result"] == "CONTINUE"})
 
 
-def one_run(replicas: int, kill_after_s: float | None) -> dict:
+def one_run(replicas: int, kill_after_s: float | None, latency_ms: float = 0.0) -> dict:
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-replicas-")))
-        url, tap, moto = start_moto(stack, workdir, 0.0)
+        url, tap, moto = start_moto(stack, workdir, latency_ms)
         jenkins = burst.start_jenkins(stack)
         queue_url = burst.seed(url)
         config = burst.write_config(workdir, queue_url, jenkins.url)
@@ -107,14 +108,14 @@ def one_run(replicas: int, kill_after_s: float | None) -> dict:
             "notified": len(notified), "p95": percentile(latencies, 95), "worst": worst}
 
 
-def run(replicas: int, kill_after_s: float | None) -> int:
+def run(replicas: int, kill_after_s: float | None, latency_ms: float = 0.0) -> int:
     started = time.monotonic()
-    peer = one_run(1, None)
-    many = one_run(replicas, kill_after_s)
+    peer = one_run(1, None, latency_ms)
+    many = one_run(replicas, kill_after_s, latency_ms)
     killed = f", one SIGKILLed {kill_after_s:g} s after the first launch" if kill_after_s is not None else ""
     print(f"lifecycle burst with replicas: {burst.LAUNCHES_PER_GROUP * len(burst.GROUPS)} launches over "
           f"{len(burst.GROUPS)} groups; 1 consumer (the peer) vs {replicas} consumers{killed}; visibility timeout "
-          f"{VISIBILITY_TIMEOUT_S} s; both runs {time.monotonic() - started:.0f} s")
+          f"{VISIBILITY_TIMEOUT_S} s; {latency_ms:g} ms added to each AWS call; both runs {time.monotonic() - started:.0f} s")
     print(f"{'figure':<40} {'1 replica':>10} {f'{replicas} replicas':>11} {'ratio':>7}  target")
     met = True
     for name, key, target, ok in (
