@@ -3,7 +3,8 @@
 Each target group or classic ELB the sandbox balances is an HAProxy backend with a frontend on
 127.0.0.1; its servers are added at run time (`add server`, so a new instance needs no reload)
 and start in maintenance, which is "not registered". Everything after start goes through the
-runtime API on a unix socket in the workdir: `set server B/S state ready|drain|maint` and
+runtime API on a unix socket in the workdir (or, when that path is too long for a unix socket, in a
+private directory of its own under $TMPDIR): `set server B/S state ready|drain|maint` and
 `show stat`. HAProxy keeps health-checking a server in maintenance, so the moment a host is
 put back its state already says whether its app answers.
 
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,11 @@ STOP_TIMEOUT_S = 5.0
 POLL_INTERVAL_S = 0.02
 SOCKET_TIMEOUT_S = 5.0
 ACCEPTED = ("", "New server registered.")  # what a command that worked prints
+# HAProxy refuses a longer stats socket path ("too long (max 97)" in 2.6: the kernel's 108-byte
+# sun_path, less the suffix of the temporary name it binds first). A state directory under a
+# deep path (pytest's own under xdist is one) reached it, and `sandbox up --hosts` failed with
+# "Fatal errors found in configuration".
+MAX_SOCKET_PATH_BYTES = 97
 
 
 class HaproxyError(RuntimeError):
@@ -93,6 +101,7 @@ class Haproxy:
     def __init__(self, workdir: Path, backends: list[str]) -> None:
         self.workdir = workdir
         self.socket_path = workdir / "admin.sock"
+        self._socket_dir: Path | None = None  # made for the socket when the workdir's path is too long
         self.config_path = workdir / "haproxy.cfg"
         self.log_path = workdir / "haproxy.log"
         self.ports = {backend: free_port() for backend in backends}
@@ -108,6 +117,9 @@ class Haproxy:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if len(os.fsencode(self.socket_path)) > MAX_SOCKET_PATH_BYTES:
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="adh-haproxy-"))  # 0700, ours
+            self.socket_path = self._socket_dir / "admin.sock"
         self.config_path.write_text(config_text(self.socket_path, self.ports), encoding="utf-8")
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen([HAPROXY, "-db", "-f", str(self.config_path)],
@@ -126,15 +138,17 @@ class Haproxy:
                 time.sleep(POLL_INTERVAL_S)
 
     def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
 
     def __enter__(self) -> Haproxy:
         self.start()
