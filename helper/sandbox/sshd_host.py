@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from helper.sandbox import children
 from helper.sandbox import netns as ns
 from helper.sandbox.netns import SSH_PORT, SSHD, START_TIMEOUT_S, STOP_TIMEOUT_S, HostError
 
@@ -85,12 +86,7 @@ class SshHost:
     def stop(self) -> None:
         """Stop sshd and every process in the host's namespace (open sessions too); the port is closed."""
         if self._sshd is not None:
-            self._sshd.terminate()
-            try:
-                self._sshd.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._sshd.kill()
-                self._sshd.wait()
+            children.end(self._sshd, STOP_TIMEOUT_S)
             self._sshd = None
         ns.kill_all_in(self.netns)
 

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from helper.sandbox import children
+
 HAPROXY = "/usr/sbin/haproxy"
 # HAProxy's checks run on the real clock, faster than any AWS health check: AWS allows 5 s at the
 # least, and a test waits for rise x interval at every batch. The AWS settings bound our waits.
@@ -139,12 +141,7 @@ class Haproxy:
 
     def stop(self) -> None:
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            children.end(self._process, STOP_TIMEOUT_S)
             self._process = None
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
