@@ -218,7 +218,7 @@ def test_held_action_reaching_the_margin_is_alerted_once_then_gets_the_hooks_def
     assert world.builds() == []
     assert sample(consumer, "adh_actions_gone_total") == 0, "completed by us, before AWS's own timeout"
     wait_for(lambda: any(f"instance {new} " in t and t.startswith("ABANDON") for t in world.topic.read()),
-             timeout_s=15, what="the abandon alert")
+             timeout_s=60, what="the abandon alert")
     near = [t for t in world.topic.texts if t.startswith("Held instance") and new in t]
     assert len(near) == 1, "alerted once however many rounds it was held"
     assert "default result ABANDON applies" in near[0]
