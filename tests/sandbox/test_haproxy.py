@@ -24,6 +24,9 @@ def test_a_workdir_too_deep_for_a_unix_socket_still_gets_a_runtime_api_and_leave
         socket_dir = proxy.socket_path.parent
         assert socket_dir != workdir and oct(socket_dir.stat().st_mode & 0o777) == "0o700"
     assert not socket_dir.exists(), "the socket's own directory goes with HAProxy"
+    with proxy:  # started again after a stop: a directory of its own again
+        assert "Name: HAProxy" in proxy.command("show info")
+    assert not proxy.socket_path.parent.exists()
     near = haproxy.Haproxy(tmp_path / "near", ["web"])
     with near:
         assert near.socket_path == tmp_path / "near" / "admin.sock", "a short path is used as it is"

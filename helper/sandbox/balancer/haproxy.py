@@ -119,6 +119,7 @@ class Haproxy:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.socket_path = self.workdir / "admin.sock"  # again: a stop() removed the short one
         if len(os.fsencode(self.socket_path)) > MAX_SOCKET_PATH_BYTES:
             self._socket_dir = Path(tempfile.mkdtemp(prefix="adh-haproxy-"))  # 0700, ours
             self.socket_path = self._socket_dir / "admin.sock"
