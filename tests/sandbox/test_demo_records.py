@@ -8,6 +8,7 @@ import sys
 
 from helper.sandbox.demo import records
 from helper.sandbox.demo.load_balancer import _is_our_haproxy
+from tests.polling import wait_for
 
 
 def test_a_live_process_is_known_by_its_start_and_a_reused_pid_is_not():
@@ -15,8 +16,10 @@ def test_a_live_process_is_known_by_its_start_and_a_reused_pid_is_not():
     try:
         started = records.process_start(child.pid)
         assert started is not None
-        argv = records.process_argv(child.pid, started)
-        assert argv is not None and argv[1:5] == ["-c", "import time; time.sleep(60)", "--state-dir", "x"]
+        # Until the child has exec'd, its arguments are its parent's, or none at all.
+        argv = wait_for(lambda: (records.process_argv(child.pid, started) or [""])[1:2] == ["-c"]
+                        and records.process_argv(child.pid, started), what="the child's own arguments")
+        assert argv[1:5] == ["-c", "import time; time.sleep(60)", "--state-dir", "x"]
         assert records.process_argv(child.pid, None) == argv, "no recorded start: any start"
         assert records.process_argv(child.pid, str(int(started) + 1)) is None, "another start: a reused pid"
         assert records.process_argv(1, None) is None and records.process_argv(0, None) is None
