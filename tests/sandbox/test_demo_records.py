@@ -12,14 +12,14 @@ from tests.polling import wait_for
 
 
 def test_a_live_process_is_known_by_its_start_and_a_reused_pid_is_not():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--state-dir", "x"])
+    child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()", "--state-dir", "x"])
     try:
         started = records.process_start(child.pid)
         assert started is not None
         # Until the child has exec'd, its arguments are its parent's, or none at all.
         argv = wait_for(lambda: (records.process_argv(child.pid, started) or [""])[1:2] == ["-c"]
                         and records.process_argv(child.pid, started), what="the child's own arguments")
-        assert argv[1:5] == ["-c", "import time; time.sleep(60)", "--state-dir", "x"]
+        assert argv[1:5] == ["-c", "import signal; signal.pause()", "--state-dir", "x"]
         assert records.process_argv(child.pid, None) == argv, "no recorded start: any start"
         assert records.process_argv(child.pid, str(int(started) + 1)) is None, "another start: a reused pid"
         assert records.process_argv(1, None) is None and records.process_argv(0, None) is None
