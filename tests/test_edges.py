@@ -314,7 +314,8 @@ def test_no_module_is_over_350_lines():
 # Whole-system tests, across folders: the mission, real SSH, the Jenkins side, the readers, the docs,
 # the package's own shape and import cost, the benchmarks' harness.
 SYSTEM_TESTS = {"test_mission", "test_real_ssh", "test_jenkins_side", "test_jenkins_library", "test_operator_view", "test_packaging", "test_readers", "test_capapp_docs",
-                "test_doc_commands", "test_doc_walkthrough", "test_edges", "test_import_cost", "test_logfmt", "test_bench_replicas"}
+                "test_doc_commands", "test_doc_walkthrough", "test_edges", "test_import_cost", "test_logfmt", "test_bench_replicas",
+                "test_parallel_groups"}
 
 
 def test_each_test_module_sits_in_the_folder_of_the_package_it_tests():
